@@ -1,0 +1,68 @@
+#pragma once
+/// Every tunable of lanesync in one place (in the spirit of LiteCore's ReplicatorTuning.hh).
+/// Values a store's IT person may change live in the env file (conf/config.hpp);
+/// these are the engineering limits behind them.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace lanesync::tuning {
+
+using namespace std::chrono_literals;
+
+// ---- outbox -------------------------------------------------------------------------------
+/// Most write requests folded into one transaction (one fsync) by the outbox writer.
+inline constexpr std::size_t group_commit_max_requests = 1024;
+/// SQLite busy timeout for every connection; the CLI and the agent share the file in WAL mode.
+inline constexpr int sqlite_busy_timeout_ms = 10'000;
+
+// ---- peer protocol ------------------------------------------------------------------------
+/// Version spoken in the hello frame; a peer with another version is refused (close 1008).
+inline constexpr int peer_protocol_version = 1;
+/// Largest WebSocket message accepted from a peer (a batch frame).
+inline constexpr std::size_t peer_max_frame_bytes = 16u << 20;
+/// Most messages in one batch frame.
+inline constexpr std::size_t peer_batch_max_messages = 256;
+/// Soft cap on the encoded size of one batch frame (a batch stops growing past this).
+inline constexpr std::size_t peer_batch_max_bytes = 4u << 20;
+/// Batches sent but not yet acked on one link. Bounds memory held for a slow peer.
+inline constexpr std::size_t peer_inflight_batches = 4;
+/// Frames queued for writing on one link before send() reports back-pressure.
+inline constexpr std::size_t peer_write_queue_limit = 16;
+/// TCP connect + WebSocket/TLS handshake + authentication must finish within this.
+inline constexpr auto peer_handshake_timeout = 10s;
+/// A peer silent for this long is dead; Beast sends a ping at half of it.
+inline constexpr auto peer_idle_timeout = 10s;
+/// Reconnect backoff for outgoing links: full jitter between 0 and min(max, base * 2^n).
+inline constexpr auto peer_reconnect_base = 200ms;
+inline constexpr auto peer_reconnect_max = 5s;
+/// Length of the random nonce each side puts in its hello frame.
+inline constexpr std::size_t peer_nonce_bytes = 32;
+
+// ---- local HTTP API -----------------------------------------------------------------------
+/// Header block limit for a local API request.
+inline constexpr std::size_t api_header_limit = 16u << 10;
+/// A local API client must send its request within this.
+inline constexpr auto api_request_timeout = 30s;
+/// Most simultaneous local API connections; more are closed at accept.
+inline constexpr std::size_t api_max_connections = 512;
+/// Default and largest `limit` of GET /v1/messages.
+inline constexpr std::size_t api_list_default_limit = 100;
+inline constexpr std::size_t api_list_max_limit = 10'000;
+
+// ---- cloud uploader -----------------------------------------------------------------------
+/// Soft cap on one upload request body; Supabase gives a function about 2 s of CPU.
+inline constexpr std::size_t cloud_max_request_bytes = 512u << 10;
+/// Connect + TLS + request + response must finish within this.
+inline constexpr auto cloud_request_timeout = 30s;
+/// Largest response body accepted from the edge function.
+inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
+/// Retry delay floor when the function is not deployed (HTTP 404).
+inline constexpr auto cloud_not_found_retry = 30s;
+
+// ---- shutdown -----------------------------------------------------------------------------
+/// After SIGTERM, sessions get this long to close cleanly before the io_context is stopped.
+inline constexpr auto shutdown_grace = 5s;
+
+} // namespace lanesync::tuning

@@ -1,0 +1,81 @@
+#pragma once
+/// The cloud uploader: sends this lane's ready messages to the Supabase edge function in
+/// batches and records the answers in the outbox (SPEC section 8, docs/cloud.md).
+///
+/// One request in flight at a time. A batch is CLOUD_BATCH_SIZE messages in seq order, also
+/// capped at tuning::cloud_max_request_bytes. Transient failures (connection errors, timeouts,
+/// 401/403, 404, 408, 429, 5xx, 546, malformed answers) retry forever with full-jitter
+/// exponential backoff between SYNC_BACKOFF_BASE_MS and SYNC_BACKOFF_MAX_MS, reset after a
+/// success; 413 splits the batch. The service key is never logged or shown in status.
+///
+/// Heavy Boost.Beast headers stay in uploader.cpp; this header only forward-declares Asio.
+
+#include "conf/config.hpp"
+#include "outbox/outbox.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace lanesync::cloud {
+
+/// A snapshot for /v1/status and `lanesync status`.
+struct status {
+    bool enabled = false;
+    bool paused = false;
+    bool in_flight = false;
+    std::optional<std::int64_t> last_success_at_ms;
+    std::optional<std::int64_t> last_attempt_at_ms;
+    std::string last_error;                          ///< empty when the last attempt succeeded
+    std::optional<int> last_http_status;
+    std::optional<std::int64_t> next_attempt_at_ms;  ///< set while backing off
+    std::int64_t current_backoff_ms = 0;
+    std::uint32_t consecutive_failures = 0;
+    std::uint64_t requests_ok = 0, requests_failed = 0, messages_acked = 0, messages_rejected = 0;
+};
+
+/// Is a failure worth retrying? One place for the rules (STYLE habit 8). `http_status` 0 means
+/// the request never got an answer (connect, TLS, timeout, truncated).
+bool is_transient(int http_status);
+
+/// Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)] milliseconds.
+std::int64_t backoff_delay_ms(std::int64_t base_ms, std::int64_t max_ms, std::uint32_t attempt,
+                              std::uint64_t random_value);
+
+class uploader {
+public:
+    /// Does not start anything. `store` must outlive the uploader. Throws std::runtime_error
+    /// when the TLS context cannot be set up (e.g. SUPABASE_CA_FILE unreadable).
+    uploader(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg);
+    ~uploader();
+    uploader(const uploader&) = delete;
+    uploader& operator=(const uploader&) = delete;
+
+    /// Starts the upload loop (no-op when the cloud is off). Thread-safe: posts to the strand.
+    void start();
+    /// Stops: cancels the timer and any request in flight (its batch stays peer_ack and is sent
+    /// again later; the cloud answers `duplicate` if it had committed). `done` runs on the
+    /// strand once nothing is in flight. Thread-safe.
+    void stop(std::function<void()> done);
+
+    /// New messages may be ready: upload as soon as possible unless backing off. Thread-safe.
+    void notify();
+    /// Upload now, even while backing off (POST /v1/sync). Thread-safe.
+    void sync_now();
+    void pause();  ///< Thread-safe.
+    void resume(); ///< Thread-safe.
+
+    /// Thread-safe snapshot.
+    status get_status() const;
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+} // namespace lanesync::cloud

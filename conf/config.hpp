@@ -1,0 +1,86 @@
+#pragma once
+/// One lane's configuration, read from a dotenv file (SPEC section 4, docs/configuration.md).
+///
+/// Format: KEY=VALUE lines, `#` comments, blank lines, optional `export ` prefix, values
+/// optionally in single quotes (literal) or double quotes (\n \t \" \\ escapes), an unquoted
+/// value ends at ` #`. A key set in the file wins over the same key in the inherited
+/// environment; keys absent from the file are taken from the environment.
+
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lanesync::conf {
+
+/// A peer URL from PEER_TERMINALS, split: ws[s]://host:port/path.
+struct peer_url {
+    std::string text; ///< as written
+    bool tls = false; ///< wss://
+    std::string host;
+    std::uint16_t port = 0;
+    std::string target = "/v1/peer";
+};
+
+struct config {
+    std::string source;                ///< the env file path (for messages)
+    std::string terminal_id;           ///< TERMINAL_ID
+    std::string store_id = "store-1";  ///< STORE_ID
+    std::uint16_t terminal_port = 8123;///< TERMINAL_PORT
+    std::string terminal_bind = "0.0.0.0";
+    std::vector<peer_url> peers;       ///< PEER_TERMINALS
+    std::string peer_secret;           ///< PEER_SECRET (never log)
+    std::size_t peer_ack_quorum = 1;   ///< PEER_ACK_QUORUM
+    std::uint16_t local_api_port = 0;  ///< LOCAL_API_PORT (default TERMINAL_PORT + 1000)
+    std::string outbox_path;           ///< OUTBOX_PATH (default data/<TERMINAL_ID>.db)
+    std::string supabase_url;          ///< SUPABASE_URL, no trailing slash; empty = cloud off
+    std::string supabase_service_key;  ///< SUPABASE_SERVICE_KEY (never log)
+    std::string supabase_function = "sync-pos-message";
+    std::string supabase_ca_file;      ///< SUPABASE_CA_FILE, empty = system store
+    std::chrono::milliseconds backoff_base{1000};    ///< SYNC_BACKOFF_BASE_MS
+    std::chrono::milliseconds backoff_max{60000};    ///< SYNC_BACKOFF_MAX_MS
+    std::chrono::milliseconds cloud_interval{30000}; ///< CLOUD_SYNC_INTERVAL_MS
+    std::size_t cloud_batch_size = 50;               ///< CLOUD_BATCH_SIZE (1..1000)
+    int retention_days = 30;                         ///< OUTBOX_RETENTION_DAYS
+    std::size_t max_message_bytes = 262144;          ///< MAX_MESSAGE_BYTES
+    std::string log_level = "info";                  ///< LOG_LEVEL
+    bool log_json = false;                           ///< LOG_FORMAT=json
+
+    bool cloud_enabled() const { return !supabase_url.empty(); }
+};
+
+/// A configuration problem: `what()` reads "FILE:LINE: KEY: why" (LINE omitted when the value
+/// came from the environment or a default). Never contains a secret value.
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A non-fatal finding, e.g. an unknown key with a "did you mean" hint.
+struct warning {
+    std::string text; ///< "FILE:LINE: unknown key PEER_TERMINAL (did you mean PEER_TERMINALS?)"
+};
+
+struct loaded {
+    config cfg;
+    std::vector<warning> warnings;
+};
+
+/// Reads and validates an env file; `environ_lookup` supplies inherited values (defaults to
+/// getenv; tests pass their own). Throws config_error on the first problem.
+using env_lookup = std::function<std::optional<std::string>(const std::string& key)>;
+loaded load(const std::string& path, env_lookup lookup = nullptr);
+
+/// Same, from text already in memory (unit tests, and `source` used in messages).
+loaded load_text(const std::string& text, const std::string& source, env_lookup lookup = nullptr);
+
+/// The known keys, in documentation order.
+const std::vector<std::string>& known_keys();
+
+/// Parses one ws:// or wss:// URL; empty path means /v1/peer. nullopt when malformed.
+std::optional<peer_url> parse_peer_url(const std::string& text);
+
+} // namespace lanesync::conf

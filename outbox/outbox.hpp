@@ -1,0 +1,243 @@
+#pragma once
+/// The lane's durable outbox: one SQLite file in WAL mode holding this lane's own messages and
+/// the replicas it keeps of other lanes' messages (docs/outbox.md).
+///
+/// Writes go through one writer thread that folds every queued request into one transaction,
+/// so concurrent publishes share one fsync (group commit). A completion is called only after
+/// the COMMIT returned, with synchronous=FULL: once it reports success the data is on disk.
+/// Reads use a separate connection and may be called from any thread.
+///
+/// A second process (the CLI) may open the same file at the same time: writes serialize on
+/// SQLite's write lock (BEGIN IMMEDIATE + busy timeout), seq numbers are assigned inside the
+/// write transaction, so two processes never hand out the same seq.
+
+#include "protocol/frames.hpp"
+#include "protocol/message.hpp"
+#include "protocol/publish.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lanesync::outbox {
+
+/// State of one of this lane's own messages (SPEC section 3). Replicas (copies of other lanes'
+/// messages) are `pending` while held, `cloud_ack` once the origin reported them in the cloud.
+enum class state : std::uint8_t { pending = 0, peer_ack = 1, cloud_ack = 2, failed = 3 };
+std::string_view to_string(state s);
+std::optional<state> parse_state(std::string_view text);
+
+/// Thrown by open() and the synchronous calls: storage could not be opened, is corrupt, is
+/// newer than this code, or belongs to another terminal. `what()` is safe to print.
+class error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A message as held in this lane's outbox.
+struct record {
+    protocol::message msg;
+    state st = state::pending;
+    bool own = false;                          ///< origin == this lane
+    std::int64_t stored_at_ms = 0;             ///< when this lane committed it
+    std::optional<std::int64_t> peer_acked_at_ms;
+    std::optional<std::int64_t> cloud_acked_at_ms;
+    std::uint32_t attempts = 0;                ///< cloud upload attempts
+    std::string last_error;                    ///< why it is `failed` (cloud's reason)
+};
+
+struct options {
+    std::string path;        ///< SQLite file; parent folders are created
+    std::string terminal_id; ///< this lane; bound to the file on first open
+    std::string store_id;    ///< this store; bound to the file on first open
+    bool read_only = false;  ///< open for reading only (status of a stopped agent); no writer
+};
+
+// ---- results of asynchronous writes ---------------------------------------------------------
+
+/// Outcome of publish(). `storage_failed` means nothing was written (disk full, I/O error).
+struct publish_outcome {
+    enum kind { created, existing, conflict, storage_failed } k = storage_failed;
+    record rec;          ///< the stored record (created / existing / conflict: the stored one)
+    std::string error;   ///< for storage_failed: what SQLite said
+};
+
+/// Outcome of store_replicas().
+struct replicas_outcome {
+    bool ok = false;
+    std::size_t inserted = 0;     ///< new copies stored
+    std::size_t duplicates = 0;   ///< already held (same id, same content)
+    std::size_t refused = 0;      ///< conflicting (same id other content, or same origin/seq other id)
+    std::string error;            ///< when !ok: a storage failure (nothing was written) or a gap
+    bool gap = false;             ///< a message did not extend the contiguous prefix of its origin
+    protocol::hwm_map hwm;        ///< every origin's high-water mark after the commit
+};
+
+/// Outcome of peer_acked().
+struct peer_ack_outcome {
+    bool ok = false;
+    std::string error;
+    std::uint64_t quorum_through = 0;          ///< own seq now held by >= quorum peers
+    std::vector<std::int64_t> promoted_latency_ms; ///< publish -> peer_ack, one per promoted msg
+};
+
+/// What the cloud said of one uploaded message.
+struct cloud_result {
+    std::string id;
+    enum kind { stored, duplicate, rejected } k = stored;
+    std::string error; ///< reason when rejected
+};
+
+struct cloud_outcome {
+    bool ok = false;
+    std::string error;
+    std::size_t acked = 0;
+    std::size_t failed = 0;
+    std::vector<std::int64_t> latency_ms; ///< peer_ack (or publish) -> cloud_ack, per acked msg
+};
+
+/// Generic outcome of the maintenance writes (retry, prune).
+struct count_outcome {
+    bool ok = false;
+    std::string error;
+    std::size_t count = 0;
+};
+
+// ---- read models ------------------------------------------------------------------------------
+
+struct counts {
+    std::uint64_t pending = 0, peer_ack = 0, cloud_ack = 0, failed = 0; ///< own messages
+    std::optional<std::int64_t> oldest_pending_stored_at_ms;
+    std::optional<std::int64_t> oldest_peer_ack_at_ms; ///< peer_acked_at of the oldest peer_ack
+    std::map<std::string, std::uint64_t> replicas;     ///< other origin -> copies held
+    std::uint64_t own_last_seq = 0;                    ///< highest own seq handed out
+};
+
+struct peer_mark {
+    std::string terminal_id;
+    std::uint64_t acked_through = 0; ///< highest own seq this peer confirmed holding
+    std::optional<std::int64_t> last_ack_at_ms;
+};
+
+/// Information handed to the commit listener after every successful commit.
+struct commit_info {
+    bool new_own = false;       ///< own messages were added (gossip should send)
+    bool new_replicas = false;  ///< replicas were added (gossip should relay)
+    bool new_peer_ack = false;  ///< own messages became peer_ack (uploader has work)
+    bool requeued = false;      ///< failed messages were re-queued
+};
+
+class store {
+public:
+    /// Opens (creating if needed) and migrates the outbox. Throws outbox::error.
+    static std::unique_ptr<store> open(const options& opts);
+    virtual ~store() = default;
+
+    store(const store&) = delete;
+    store& operator=(const store&) = delete;
+
+    const std::string& terminal_id() const { return terminal_id_; }
+
+    // ---- asynchronous writes: group-committed; callbacks run on the writer thread -----------
+
+    /// Accepts a new own message: assigns seq and created_at, or answers existing/conflict for
+    /// a known id. The callback runs after the commit (durable) or on failure.
+    virtual void publish(protocol::publish_request req,
+                         std::function<void(publish_outcome)> done) = 0;
+
+    /// Stores copies received from a peer. Per origin, messages must come in seq order and
+    /// extend the contiguous prefix (or be already held); `floor` lets the prefix jump over
+    /// messages pruned at the sender. Messages of this lane's own origin are ignored.
+    virtual void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
+                                std::function<void(replicas_outcome)> done) = 0;
+
+    /// Records that `peer` holds this lane's messages 1..acked_through and promotes pending
+    /// messages to peer_ack up to the seq that `quorum` distinct peers hold.
+    virtual void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
+                            std::function<void(peer_ack_outcome)> done) = 0;
+
+    /// Applies the cloud's answers: stored/duplicate -> cloud_ack, rejected -> failed.
+    virtual void cloud_acked(std::vector<cloud_result> results,
+                             std::function<void(cloud_outcome)> done) = 0;
+
+    /// Counts one failed upload attempt for these ids (status shows attempts).
+    virtual void note_attempt(std::vector<std::string> ids,
+                              std::function<void(count_outcome)> done) = 0;
+
+    /// Re-queues failed messages (all of them when `ids` is empty): back to peer_ack if they
+    /// were peer-acked, else pending.
+    virtual void retry(std::vector<std::string> ids, std::function<void(count_outcome)> done) = 0;
+
+    /// Deletes own cloud_ack messages and replicas known to be cloud_ack whose cloud_acked_at
+    /// (or stored_at for replicas) is older than `older_than_ms` (unix ms).
+    virtual void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) = 0;
+
+    /// Replicas of `origin` with seq <= `through` are known to be in the cloud.
+    virtual void origin_cloud_through(std::string origin, std::uint64_t through,
+                                      std::function<void(count_outcome)> done) = 0;
+
+    /// Called on the writer thread after each successful commit. Set before traffic starts.
+    virtual void set_commit_listener(std::function<void(const commit_info&)> listener) = 0;
+
+    /// Blocks until every queued write is committed, then stops the writer thread.
+    /// Further writes fail with "outbox closed". Idempotent; the destructor calls it.
+    virtual void close() = 0;
+
+    // ---- reads: any thread, serialized on the read connection -------------------------------
+
+    virtual std::optional<record> get(std::string_view id) = 0;
+    /// Own-message counts, replica counts and ages. Exact (maintained by triggers).
+    virtual counts get_counts() = 0;
+    /// Every origin's high-water mark (contiguous seq held from 1), own origin included.
+    virtual protocol::hwm_map hwm() = 0;
+    /// Highest own seq with cloud_ack contiguous from 1 (for floor / prune gossip).
+    virtual protocol::hwm_map cloud_through() = 0;
+
+    /// Messages a peer lacks: for each origin other than `peer`, those with
+    /// seq > after[origin] (0 when absent), in seq order per origin, at most `limit` in all and
+    /// about `max_bytes` (always at least one). `floor` gets an entry for an origin whose next
+    /// message was pruned here (the first seq still held).
+    struct peer_batch {
+        std::vector<protocol::message> messages;
+        protocol::hwm_map floor;
+    };
+    virtual peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
+                                     std::size_t limit, std::size_t max_bytes) = 0;
+
+    /// Own messages ready for the cloud, lowest seq first: state peer_ack (or pending too when
+    /// `include_pending`, single-lane stores). The uploader has one request in flight at a time.
+    virtual std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) = 0;
+
+    /// Records of one state, oldest first (own messages).
+    virtual std::vector<record> list(state st, std::size_t limit) = 0;
+
+    /// What each peer last confirmed (persisted).
+    virtual std::vector<peer_mark> peer_marks() = 0;
+
+    /// True when another connection (e.g. the CLI) committed since the last call.
+    virtual bool changed_elsewhere() = 0;
+
+    /// PRAGMA integrity_check (and foreign-key / count checks): empty when healthy.
+    virtual std::vector<std::string> integrity_check() = 0;
+
+    /// Cheap write probe for /healthz: true when a write transaction can begin and commit.
+    virtual bool writable() = 0;
+
+protected:
+    explicit store(std::string terminal_id) : terminal_id_(std::move(terminal_id)) {}
+    std::string terminal_id_;
+};
+
+// ---- blocking helpers for the CLI ------------------------------------------------------------
+
+publish_outcome publish_sync(store& s, protocol::publish_request req);
+count_outcome retry_sync(store& s, std::vector<std::string> ids);
+count_outcome prune_sync(store& s, std::int64_t older_than_ms);
+
+} // namespace lanesync::outbox

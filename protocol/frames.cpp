@@ -1,0 +1,364 @@
+#include "protocol/frames.hpp"
+
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace lanesync::protocol {
+namespace {
+
+using json = nlohmann::json;
+
+decode_error policy(std::string why) { return decode_error{1008, std::move(why)}; }
+
+bool valid_hex(std::string_view s, std::size_t min_len, std::size_t max_len) {
+    if (s.size() < min_len || s.size() > max_len || s.size() % 2 != 0)
+        return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    return true;
+}
+
+/// Reads obj[key] as a string; sets `err` when missing or not a string.
+const std::string* get_string(const json& obj, const char* key, std::string& err) {
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_string()) {
+        err = std::string("field ") + key + " must be a string";
+        return nullptr;
+    }
+    return &it->get_ref<const std::string&>();
+}
+
+bool get_u64(const json& obj, const char* key, std::uint64_t& out, std::string& err) {
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_number_unsigned()) {
+        // A non-negative integer written by a parser may be stored as number_integer.
+        if (it != obj.end() && it->is_number_integer() && it->get<std::int64_t>() >= 0) {
+            out = static_cast<std::uint64_t>(it->get<std::int64_t>());
+            return true;
+        }
+        err = std::string("field ") + key + " must be a non-negative integer";
+        return false;
+    }
+    out = it->get<std::uint64_t>();
+    return true;
+}
+
+bool get_hwm(const json& obj, const char* key, const frame_limits& lim, hwm_map& out,
+             std::string& err) {
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+        err = std::string("field ") + key + " is missing";
+        return false;
+    }
+    if (!it->is_object()) {
+        err = std::string("field ") + key + " must be an object";
+        return false;
+    }
+    if (it->size() > lim.max_origins) {
+        err = std::string("field ") + key + " has too many origins";
+        return false;
+    }
+    for (auto e = it->begin(); e != it->end(); ++e) {
+        if (!valid_terminal_id(e.key())) {
+            err = std::string("field ") + key + " has an invalid origin id";
+            return false;
+        }
+        if (!e->is_number_unsigned() && !(e->is_number_integer() && e->get<std::int64_t>() >= 0)) {
+            err = std::string("field ") + key + " values must be non-negative integers";
+            return false;
+        }
+        out[e.key()] = e->get<std::uint64_t>();
+    }
+    return true;
+}
+
+bool get_version(const json& obj, int& out, std::string& err) {
+    auto it = obj.find("v");
+    if (it == obj.end() || !it->is_number_integer()) {
+        err = "field v must be an integer";
+        return false;
+    }
+    auto v = it->get<std::int64_t>();
+    if (v < 0 || v > 1'000'000) {
+        err = "field v out of range";
+        return false;
+    }
+    out = static_cast<int>(v);
+    return true;
+}
+
+/// Decodes one message object of a batch frame.
+bool decode_message(const json& m, const frame_limits& lim, message& out, std::string& err) {
+    if (!m.is_object()) {
+        err = "batch messages must be objects";
+        return false;
+    }
+    const std::string* s = get_string(m, "id", err);
+    if (!s)
+        return false;
+    if (!valid_uuid(*s)) {
+        err = "message id must be a UUID";
+        return false;
+    }
+    out.id = normalize_uuid(*s);
+    if (!(s = get_string(m, "origin", err)))
+        return false;
+    if (!valid_terminal_id(*s)) {
+        err = "message origin is not a valid terminal id";
+        return false;
+    }
+    out.origin = *s;
+    if (!get_u64(m, "seq", out.seq, err))
+        return false;
+    if (out.seq == 0 || out.seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        err = "message seq must be >= 1";
+        return false;
+    }
+    if (!(s = get_string(m, "topic", err)))
+        return false;
+    if (!valid_topic(*s)) {
+        err = "message topic is invalid";
+        return false;
+    }
+    out.topic = *s;
+    if (!(s = get_string(m, "priority", err)))
+        return false;
+    auto p = parse_priority(*s);
+    if (!p) {
+        err = "message priority is invalid";
+        return false;
+    }
+    out.prio = *p;
+    auto d = m.find("data");
+    if (d == m.end() || !d->is_object()) {
+        err = "message data must be an object";
+        return false;
+    }
+    out.data = canonical_json(*d);
+    if (out.data.size() > lim.max_message_bytes) {
+        err = "message data over the size limit";
+        return false;
+    }
+    auto c = m.find("created_at");
+    if (c == m.end() || !c->is_number_integer()) {
+        err = "message created_at must be an integer (unix ms)";
+        return false;
+    }
+    out.created_at_ms = c->get<std::int64_t>();
+    if (m.size() != 7) {
+        err = "message has unknown fields";
+        return false;
+    }
+    return true;
+}
+
+json message_json(const message& m) {
+    json j;
+    j["id"] = m.id;
+    j["origin"] = m.origin;
+    j["seq"] = m.seq;
+    j["topic"] = m.topic;
+    j["priority"] = to_string(m.prio);
+    // data is canonical JSON text produced by canonical_json(); parse cannot fail.
+    j["data"] = json::parse(m.data);
+    j["created_at"] = m.created_at_ms;
+    return j;
+}
+
+json hwm_json(const hwm_map& h) {
+    json j = json::object();
+    for (const auto& [k, v] : h)
+        j[k] = v;
+    return j;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::strict); }
+
+} // namespace
+
+decode_result decode_frame(std::string_view text, const frame_limits& lim) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded())
+        return decode_error{1007, "frame is not valid JSON"};
+    if (!j.is_object())
+        return policy("frame must be a JSON object");
+    std::string err;
+    const std::string* type = get_string(j, "type", err);
+    if (!type)
+        return policy("frame has no type");
+
+    if (*type == "hello" || *type == "challenge") {
+        bool challenge = *type == "challenge";
+        int v = 0;
+        if (!get_version(j, v, err))
+            return policy(err);
+        const std::string* store = get_string(j, "store", err);
+        const std::string* term = store ? get_string(j, "terminal", err) : nullptr;
+        const std::string* nonce = term ? get_string(j, "nonce", err) : nullptr;
+        if (!nonce)
+            return policy(err);
+        if (!valid_store_id(*store))
+            return policy("invalid store id");
+        if (!valid_terminal_id(*term))
+            return policy("invalid terminal id");
+        if (!valid_hex(*nonce, 32, 128))
+            return policy("nonce must be 16-64 bytes of lowercase hex");
+        if (!challenge) {
+            if (j.size() != 5)
+                return policy("hello has unknown fields");
+            return frame{hello_frame{v, *store, *term, *nonce}};
+        }
+        const std::string* mac = get_string(j, "mac", err);
+        if (!mac)
+            return policy(err);
+        if (!valid_hex(*mac, 64, 64))
+            return policy("mac must be 32 bytes of lowercase hex");
+        if (j.size() != 6)
+            return policy("challenge has unknown fields");
+        return frame{challenge_frame{v, *store, *term, *nonce, *mac}};
+    }
+    if (*type == "auth") {
+        const std::string* mac = get_string(j, "mac", err);
+        if (!mac)
+            return policy(err);
+        if (!valid_hex(*mac, 64, 64))
+            return policy("mac must be 32 bytes of lowercase hex");
+        if (j.size() != 2)
+            return policy("auth has unknown fields");
+        return frame{auth_frame{*mac}};
+    }
+    if (*type == "ready") {
+        ready_frame f;
+        if (!get_hwm(j, "hwm", lim, f.hwm, err))
+            return policy(err);
+        if (j.size() != 2)
+            return policy("ready has unknown fields");
+        return frame{std::move(f)};
+    }
+    if (*type == "batch") {
+        batch_frame f;
+        if (!get_u64(j, "n", f.n, err))
+            return policy(err);
+        if (f.n == 0)
+            return policy("batch n must be >= 1");
+        auto ms = j.find("messages");
+        if (ms == j.end() || !ms->is_array())
+            return policy("batch messages must be an array");
+        if (ms->empty())
+            return policy("batch is empty");
+        if (ms->size() > lim.max_messages)
+            return policy("batch has too many messages");
+        f.messages.reserve(ms->size());
+        for (const auto& m : *ms) {
+            message out;
+            if (!decode_message(m, lim, out, err))
+                return policy(err);
+            f.messages.push_back(std::move(out));
+        }
+        if (j.contains("floor") && !get_hwm(j, "floor", lim, f.floor, err))
+            return policy(err);
+        if (j.size() != 3u + (j.contains("floor") ? 1u : 0u))
+            return policy("batch has unknown fields");
+        return frame{std::move(f)};
+    }
+    if (*type == "ack") {
+        ack_frame f;
+        if (!get_u64(j, "n", f.n, err))
+            return policy(err);
+        if (!get_hwm(j, "hwm", lim, f.hwm, err))
+            return policy(err);
+        if (j.size() != 3)
+            return policy("ack has unknown fields");
+        return frame{std::move(f)};
+    }
+    return policy("unknown frame type");
+}
+
+std::string encode(const hello_frame& f) {
+    return dump(json{{"type", "hello"}, {"v", f.version}, {"store", f.store},
+                     {"terminal", f.terminal}, {"nonce", f.nonce}});
+}
+
+std::string encode(const challenge_frame& f) {
+    return dump(json{{"type", "challenge"}, {"v", f.version}, {"store", f.store},
+                     {"terminal", f.terminal}, {"nonce", f.nonce}, {"mac", f.mac}});
+}
+
+std::string encode(const auth_frame& f) { return dump(json{{"type", "auth"}, {"mac", f.mac}}); }
+
+std::string encode(const ready_frame& f) {
+    return dump(json{{"type", "ready"}, {"hwm", hwm_json(f.hwm)}});
+}
+
+std::string encode(const batch_frame& f) {
+    json msgs = json::array();
+    for (const auto& m : f.messages)
+        msgs.push_back(message_json(m));
+    json j{{"type", "batch"}, {"n", f.n}, {"messages", std::move(msgs)}};
+    if (!f.floor.empty())
+        j["floor"] = hwm_json(f.floor);
+    return dump(j);
+}
+
+std::string encode(const ack_frame& f) {
+    return dump(json{{"type", "ack"}, {"n", f.n}, {"hwm", hwm_json(f.hwm)}});
+}
+
+std::size_t encoded_size(const message& m) {
+    // id(36) origin topic priority data plus the fixed keys and numbers; exact enough for a cap
+    // because data dominates and it is embedded verbatim (canonical form round-trips).
+    return 110 + m.id.size() + m.origin.size() + m.topic.size() + m.data.size() + 40;
+}
+
+std::string peer_mac(std::string_view secret, peer_role role, std::string_view store,
+                     std::string_view client_terminal, std::string_view server_terminal,
+                     std::string_view client_nonce, std::string_view server_nonce) {
+    std::string msg = "lanesync-peer/1\n";
+    msg += role == peer_role::client ? "client" : "server";
+    for (auto part : {store, client_terminal, server_terminal, client_nonce, server_nonce}) {
+        msg += '\n';
+        msg += part;
+    }
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+              reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out, &len))
+        throw std::runtime_error("OpenSSL HMAC failed");
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string r;
+    r.reserve(len * 2);
+    for (unsigned int i = 0; i < len; ++i) {
+        r += hex[out[i] >> 4];
+        r += hex[out[i] & 0x0F];
+    }
+    return r;
+}
+
+bool mac_equal(std::string_view a, std::string_view b) {
+    if (a.size() != b.size())
+        return false;
+    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string random_hex(std::size_t bytes) {
+    std::string raw(bytes, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
+        throw std::runtime_error("OpenSSL RAND_bytes failed");
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string r;
+    r.reserve(bytes * 2);
+    for (unsigned char c : raw) {
+        r += hex[c >> 4];
+        r += hex[c & 0x0F];
+    }
+    return r;
+}
+
+} // namespace lanesync::protocol

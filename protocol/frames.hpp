@@ -1,0 +1,105 @@
+#pragma once
+/// Peer protocol frames (docs/protocol.md). Every frame is one WebSocket text message holding
+/// one JSON object with a "type". Pure: encoders build strings, decode_frame() validates
+/// strictly and says which close code a bad frame deserves. No sockets here.
+
+#include "protocol/message.hpp"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace lanesync::protocol {
+
+/// Per-origin high-water marks: origin terminal id -> highest seq held contiguously from 1.
+using hwm_map = std::map<std::string, std::uint64_t>;
+
+/// Client -> server, first frame: who I am and my nonce.
+struct hello_frame {
+    int version = 0;
+    std::string store;
+    std::string terminal;
+    std::string nonce; ///< hex
+};
+/// Server -> client: who I am, my nonce, and my proof (mac over both nonces, see peer_mac).
+struct challenge_frame {
+    int version = 0;
+    std::string store;
+    std::string terminal;
+    std::string nonce;
+    std::string mac; ///< hex HMAC-SHA256
+};
+/// Client -> server: the client's proof.
+struct auth_frame {
+    std::string mac;
+};
+/// Both directions once authenticated: what I hold (anti-entropy starts from here).
+struct ready_frame {
+    hwm_map hwm;
+};
+/// Messages the other side lacks. `floor[o] = f` says every message of origin o below seq f is
+/// known to be in the cloud and was pruned here, so the receiver may treat it as held.
+struct batch_frame {
+    std::uint64_t n = 0; ///< batch number on this link, 1, 2, 3 ...
+    std::vector<message> messages;
+    hwm_map floor;
+};
+/// Receiver -> sender, only after the batch is durably committed: batch n is stored, and
+/// this is everything I now hold.
+struct ack_frame {
+    std::uint64_t n = 0;
+    hwm_map hwm;
+};
+
+using frame = std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame,
+                           ack_frame>;
+
+/// Limits applied while decoding a frame.
+struct frame_limits {
+    std::size_t max_messages = 256;              ///< messages in one batch
+    std::size_t max_message_bytes = 262'144;     ///< canonical data size of one message
+    std::size_t max_origins = 1024;              ///< entries in one hwm/floor map
+};
+
+/// Why a frame was refused, with the WebSocket close code to send:
+/// 1007 (invalid frame payload data: not JSON, not UTF-8) or 1008 (policy violation: wrong
+/// shape, bad field, over a limit).
+struct decode_error {
+    std::uint16_t close_code = 1008;
+    std::string reason;
+};
+
+using decode_result = std::variant<frame, decode_error>;
+
+decode_result decode_frame(std::string_view text, const frame_limits& limits);
+
+std::string encode(const hello_frame& f);
+std::string encode(const challenge_frame& f);
+std::string encode(const auth_frame& f);
+std::string encode(const ready_frame& f);
+std::string encode(const batch_frame& f);
+std::string encode(const ack_frame& f);
+
+/// Size of one message inside a batch frame, for batch byte caps (exact encoded length).
+std::size_t encoded_size(const message& m);
+
+/// Which side computes a mac.
+enum class peer_role { client, server };
+
+/// HMAC-SHA256 keyed by PEER_SECRET over
+///   "lanesync-peer/1" | role | store | client terminal | server terminal | client nonce | server nonce
+/// joined with '\n', as lowercase hex. Role-bound so a mac can never be reflected back.
+std::string peer_mac(std::string_view secret, peer_role role, std::string_view store,
+                     std::string_view client_terminal, std::string_view server_terminal,
+                     std::string_view client_nonce, std::string_view server_nonce);
+
+/// Constant-time comparison of two hex macs.
+bool mac_equal(std::string_view a, std::string_view b);
+
+/// `bytes` random bytes from OpenSSL as lowercase hex.
+std::string random_hex(std::size_t bytes);
+
+} // namespace lanesync::protocol

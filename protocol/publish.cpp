@@ -1,0 +1,80 @@
+#include "protocol/publish.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace lanesync::protocol {
+namespace {
+
+using R = result<publish_request>;
+
+R check_parts(const nlohmann::json* topic, const nlohmann::json* data, const nlohmann::json* id,
+              const nlohmann::json* prio) {
+    publish_request req;
+    if (!topic)
+        return R::failure("missing field: topic");
+    if (!topic->is_string())
+        return R::failure("topic must be a string");
+    const auto& t = topic->get_ref<const std::string&>();
+    if (!valid_topic(t))
+        return R::failure("topic must be 1-64 characters of [a-z0-9_.-]");
+    req.topic = t;
+    if (!data)
+        return R::failure("missing field: data");
+    if (!data->is_object())
+        return R::failure("data must be a JSON object");
+    req.data = canonical_json(*data);
+    if (id && !id->is_null()) {
+        if (!id->is_string())
+            return R::failure("id must be a string");
+        const auto& s = id->get_ref<const std::string&>();
+        if (!valid_uuid(s))
+            return R::failure("id must be a UUID (8-4-4-4-12 hex digits)");
+        req.id = normalize_uuid(s);
+    }
+    if (prio && !prio->is_null()) {
+        if (!prio->is_string())
+            return R::failure("priority must be a string");
+        auto p = parse_priority(prio->get_ref<const std::string&>());
+        if (!p)
+            return R::failure("priority must be one of critical, high, normal, low");
+        req.prio = *p;
+    }
+    return req;
+}
+
+} // namespace
+
+result<publish_request> parse_publish_request(std::string_view body) {
+    nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded())
+        return R::failure("body is not valid JSON");
+    if (!j.is_object())
+        return R::failure("body must be a JSON object");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        const auto& k = it.key();
+        if (k != "topic" && k != "data" && k != "id" && k != "priority")
+            return R::failure("unknown field: " + k.substr(0, 64));
+    }
+    auto field = [&](const char* name) -> const nlohmann::json* {
+        auto it = j.find(name);
+        return it == j.end() ? nullptr : &*it;
+    };
+    return check_parts(field("topic"), field("data"), field("id"), field("priority"));
+}
+
+result<publish_request> make_publish_request(std::string_view topic, std::string_view data_json,
+                                             std::optional<std::string_view> id,
+                                             std::optional<std::string_view> prio) {
+    nlohmann::json t = std::string(topic);
+    nlohmann::json d = nlohmann::json::parse(data_json, nullptr, false);
+    if (d.is_discarded())
+        return R::failure("data is not valid JSON");
+    nlohmann::json i, p;
+    if (id)
+        i = std::string(*id);
+    if (prio)
+        p = std::string(*prio);
+    return check_parts(&t, &d, id ? &i : nullptr, prio ? &p : nullptr);
+}
+
+} // namespace lanesync::protocol

@@ -1,0 +1,48 @@
+#pragma once
+/// The local HTTP API on 127.0.0.1:LOCAL_API_PORT (SPEC section 5, docs/api.md).
+/// Heavy Boost.Beast headers stay in api_server.cpp.
+
+#include "cloud/uploader.hpp"
+#include "conf/config.hpp"
+#include "lanes/gossip.hpp"
+#include "outbox/outbox.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace lanesync::agent {
+
+/// What the API serves from. Everything outlives the server. gossip and uploader may be null
+/// (unit tests of the API alone).
+struct api_deps {
+    const conf::config* cfg = nullptr;
+    outbox::store* store = nullptr;
+    lanes::gossip* gossip = nullptr;
+    cloud::uploader* uploader = nullptr;
+};
+
+class api_server {
+public:
+    api_server(boost::asio::io_context& ioc, api_deps deps);
+    ~api_server();
+    api_server(const api_server&) = delete;
+    api_server& operator=(const api_server&) = delete;
+
+    /// Binds 127.0.0.1:cfg.local_api_port (0 = any free port) and starts accepting. Throws
+    /// std::system_error naming the address when it cannot bind.
+    void start();
+    /// Stops accepting and closes idle connections; requests in flight finish. Thread-safe.
+    void stop(std::function<void()> done);
+    std::uint16_t port() const;
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+} // namespace lanesync::agent

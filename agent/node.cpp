@@ -1,0 +1,209 @@
+#include "agent/node.hpp"
+
+#include "agent/api_server.hpp"
+#include "base/log.hpp"
+#include "base/metrics.hpp"
+#include "base/tuning.hpp"
+#include "cloud/uploader.hpp"
+#include "lanes/gossip.hpp"
+#include "outbox/outbox.hpp"
+#include "protocol/message.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+#include <memory>
+
+namespace lanesync::agent {
+namespace {
+
+namespace net = boost::asio;
+
+/// How often the agent looks for commits made by another process (the CLI's publish/retry).
+constexpr auto external_change_poll = std::chrono::milliseconds(250);
+/// How often cloud_ack messages past OUTBOX_RETENTION_DAYS are pruned.
+constexpr auto prune_interval = std::chrono::hours(1);
+
+/// Everything a running lane owns, in construction order; destroyed in reverse.
+class node {
+public:
+    node(const conf::config& cfg, std::unique_ptr<outbox::store> store)
+        : cfg_(cfg), store_(std::move(store)), ioc_(1), gossip_(ioc_, *store_, cfg_),
+          uploader_(ioc_, *store_, cfg_), api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_}),
+          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_) {}
+
+    int run() {
+        // Wake replication and upload after every commit (the listener runs on the writer
+        // thread; notify() only posts).
+        store_->set_commit_listener([this](const outbox::commit_info& ci) {
+            if (ci.new_own || ci.new_replicas)
+                gossip_.notify();
+            if (ci.new_peer_ack || ci.requeued || ci.new_own)
+                uploader_.notify();
+        });
+        try {
+            gossip_.start();
+            api_.start();
+        } catch (const std::exception& e) {
+            log::error("agent.start_failed", {{"error", e.what()}});
+            store_->close();
+            return 1;
+        }
+        uploader_.start();
+        register_gauges();
+        log::info("agent.started",
+                  {{"store", cfg_.store_id},
+                   {"peer_port", std::to_string(gossip_.port())},
+                   {"api", "127.0.0.1:" + std::to_string(api_.port())},
+                   {"peers", std::to_string(cfg_.peers.size())},
+                   {"quorum", std::to_string(cfg_.peer_ack_quorum)},
+                   {"cloud", cfg_.cloud_enabled() ? cfg_.supabase_url : std::string("off")},
+                   {"outbox", cfg_.outbox_path},
+                   {"version", LANESYNC_VERSION}});
+
+        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+            if (!ec)
+                shutdown(sig);
+        });
+        schedule_poll();
+        schedule_prune(std::chrono::seconds(10));
+
+        ioc_.run();
+        store_->close();
+        log::info("agent.stopped");
+        return 0;
+    }
+
+private:
+    /// Graceful shutdown (STYLE habit 14): stop accepting, close sessions with a close frame,
+    /// stop the uploader, let the outbox commit, and let run() return. ioc.stop() only after
+    /// a hard deadline.
+    void shutdown(int sig) {
+        log::info("agent.stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        poll_.cancel();
+        prune_timer_.cancel();
+        hard_stop_.expires_after(tuning::shutdown_grace + std::chrono::seconds(2));
+        hard_stop_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) {
+                log::warn("agent.hard_stop", {{"reason", "graceful shutdown took too long"}});
+                ioc_.stop();
+            }
+        });
+        api_.stop([this] {
+            gossip_.stop([this] {
+                uploader_.stop([this] {
+                    // Everything that could write has stopped; the writer drains its queue.
+                    store_->close();
+                    hard_stop_.cancel();
+                    signals_.cancel();
+                    // Anything still holding work (an idle keep-alive API client) must not
+                    // keep the process alive.
+                    ioc_.stop();
+                });
+            });
+        });
+    }
+
+    void schedule_poll() {
+        poll_.expires_after(external_change_poll);
+        poll_.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            if (store_->changed_elsewhere()) {
+                gossip_.notify();
+                uploader_.notify();
+            }
+            schedule_poll();
+        });
+    }
+
+    void schedule_prune(std::chrono::steady_clock::duration in) {
+        prune_timer_.expires_after(in);
+        prune_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            auto cutoff = protocol::now_ms() -
+                          static_cast<std::int64_t>(cfg_.retention_days) * 24 * 3600 * 1000;
+            store_->prune(cutoff, [](outbox::count_outcome o) {
+                if (!o.ok)
+                    log::warn("outbox.prune_failed", {{"error", o.error}});
+                else if (o.count)
+                    log::info("outbox.pruned", {{"count", std::to_string(o.count)}});
+            });
+            schedule_prune(prune_interval);
+        });
+    }
+
+    /// Gauges refreshed from the outbox on every /metrics scrape.
+    void register_gauges() {
+        auto& reg = metrics::global();
+        auto& pending = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"pending\"");
+        auto& peer_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"peer_ack\"");
+        auto& cloud_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"cloud_ack\"");
+        auto& failed = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"failed\"");
+        auto& oldest = reg.get_gauge("lanesync_oldest_pending_age_seconds",
+                                     "Age of the oldest pending own message (0 when none)");
+        auto& replicas = reg.get_gauge("lanesync_replicas_held", "Copies of other lanes' messages held");
+        auto& connected = reg.get_gauge("lanesync_peers_connected", "Peers with an authenticated session");
+        reg.add_collector([&, this] {
+            auto c = store_->get_counts();
+            pending.set(static_cast<double>(c.pending));
+            peer_ack.set(static_cast<double>(c.peer_ack));
+            cloud_ack.set(static_cast<double>(c.cloud_ack));
+            failed.set(static_cast<double>(c.failed));
+            oldest.set(c.oldest_pending_stored_at_ms
+                           ? static_cast<double>(protocol::now_ms() - *c.oldest_pending_stored_at_ms) / 1000.0
+                           : 0.0);
+            std::uint64_t r = 0;
+            for (const auto& [o, n] : c.replicas)
+                r += n;
+            replicas.set(static_cast<double>(r));
+            std::size_t up = 0;
+            for (const auto& p : gossip_.status())
+                up += p.connected ? 1 : 0;
+            connected.set(static_cast<double>(up));
+        });
+    }
+
+    const conf::config& cfg_;
+    std::unique_ptr<outbox::store> store_;
+    net::io_context ioc_;
+    lanes::gossip gossip_;
+    cloud::uploader uploader_;
+    api_server api_;
+    net::signal_set signals_;
+    net::steady_timer poll_;
+    net::steady_timer prune_timer_;
+    net::steady_timer hard_stop_;
+};
+
+} // namespace
+
+int run_agent(const conf::config& cfg) {
+    log::level lvl = log::level::info;
+    log::parse_level(cfg.log_level, lvl);
+    log::configure({lvl, cfg.log_json, cfg.terminal_id});
+    log::add_secret(cfg.peer_secret);
+    log::add_secret(cfg.supabase_service_key);
+    // A peer or API client vanishing mid-write must not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    std::unique_ptr<outbox::store> store;
+    try {
+        store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+    } catch (const std::exception& e) {
+        log::error("agent.start_failed", {{"error", e.what()}});
+        return 1;
+    }
+    try {
+        node n(cfg, std::move(store));
+        return n.run();
+    } catch (const std::exception& e) {
+        log::error("agent.failed", {{"error", e.what()}});
+        return 1;
+    }
+}
+
+} // namespace lanesync::agent

@@ -1,0 +1,310 @@
+#include "lanes/gossip.hpp"
+
+#include "lanes/hub.hpp"
+#include "lanes/peer_session.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/http.hpp>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace lanesync::lanes {
+namespace {
+
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using ws_plain = websocket::stream<beast::tcp_stream>;
+
+/// Options every peer WebSocket gets, either role (STYLE habit 4: after the handshake the
+/// TCP timeout is off and the WebSocket's own idle timeout + pings take over).
+template <class WS> void configure(WS& ws, std::size_t max_message_bytes) {
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = tuning::peer_handshake_timeout;
+    t.idle_timeout = tuning::peer_idle_timeout;
+    t.keep_alive_pings = true;
+    ws.set_option(t);
+    // A batch is capped at peer_batch_max_bytes by senders, but one message may be as large as
+    // MAX_MESSAGE_BYTES; leave room for both.
+    ws.read_message_max(std::max(tuning::peer_max_frame_bytes, 2 * max_message_bytes + 65536));
+    ws.set_option(websocket::stream_base::decorator([](auto& m) {
+        m.set(http::field::server, "lanesync/" LANESYNC_VERSION);
+    }));
+}
+
+std::uint64_t random_u64() {
+    std::uint64_t v = 0;
+    RAND_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v);
+    return v;
+}
+
+/// Full jitter: uniform in [0, min(max, base * 2^attempt)].
+std::chrono::milliseconds reconnect_delay(std::uint32_t attempt) {
+    auto base = std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_base).count();
+    auto cap = std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_max).count();
+    std::int64_t ceiling = base;
+    for (std::uint32_t i = 0; i < attempt && ceiling < cap; ++i)
+        ceiling *= 2;
+    ceiling = std::min(ceiling, cap);
+    return std::chrono::milliseconds(static_cast<std::int64_t>(random_u64() % static_cast<std::uint64_t>(ceiling + 1)));
+}
+
+} // namespace
+
+/// One supervised outgoing link to a PEER_TERMINALS URL: connects, runs a session, and after
+/// it ends waits a jittered backoff and connects again (STYLE habit 7).
+class peer_link : public std::enable_shared_from_this<peer_link> {
+public:
+    peer_link(net::io_context& ioc, std::shared_ptr<hub> h, conf::peer_url url)
+        : strand_(net::make_strand(ioc)), timer_(strand_), hub_(std::move(h)), url_(std::move(url)) {}
+
+    void start() {
+        net::co_spawn(strand_, run(), [self = shared_from_this()](std::exception_ptr e) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log::error("peer.link_crashed", {{"url", self->url_.text}, {"error", ex.what()}});
+                }
+            }
+            self->finished_ = true;
+        });
+    }
+
+    /// Thread-safe.
+    void stop() {
+        net::post(strand_, [self = shared_from_this()] {
+            self->stopping_ = true;
+            self->timer_.cancel();
+            if (self->connecting_)
+                self->connecting_->cancel();
+        });
+    }
+
+    bool finished() const { return finished_; }
+
+private:
+    net::awaitable<void> run() {
+        std::uint32_t attempt = 0;
+        while (!stopping_) {
+            std::string why;
+            bool authenticated = false;
+            if (url_.tls) {
+                why = "wss:// peer links are not supported by this build yet (docs/protocol.md)";
+            } else {
+                auto session = co_await connect(why);
+                if (session) {
+                    why = co_await session->run();
+                    authenticated = session->authenticated();
+                }
+            }
+            if (stopping_)
+                break;
+            attempt = authenticated ? 0 : attempt + 1;
+            auto delay = reconnect_delay(attempt);
+            hub_->link_state(url_.text, why, protocol::now_ms() + delay.count());
+            log::debug("peer.reconnect_scheduled", {{"url", url_.text}, {"in_ms", std::to_string(delay.count())},
+                                                    {"reason", why}});
+            timer_.expires_after(delay);
+            co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+        }
+    }
+
+    /// TCP connect + WebSocket handshake. nullptr (with `why`) on failure.
+    net::awaitable<std::shared_ptr<peer_session<ws_plain>>> connect(std::string& why) {
+        tcp::resolver resolver(strand_);
+        auto [rec, results] = co_await resolver.async_resolve(
+            url_.host, std::to_string(url_.port), net::as_tuple(net::use_awaitable));
+        if (rec) {
+            why = "cannot resolve " + url_.host + ": " + rec.message();
+            co_return nullptr;
+        }
+        ws_plain ws(strand_);
+        auto& tcp_layer = beast::get_lowest_layer(ws);
+        connecting_ = &tcp_layer;
+        tcp_layer.expires_after(tuning::peer_handshake_timeout);
+        auto [cec, ep] = co_await tcp_layer.async_connect(results, net::as_tuple(net::use_awaitable));
+        (void)ep;
+        if (cec || stopping_) {
+            connecting_ = nullptr;
+            why = "cannot connect: " + (cec ? cec.message() : std::string("stopping"));
+            co_return nullptr;
+        }
+        tcp_layer.expires_never();
+        configure(ws, hub_->cfg().max_message_bytes);
+        auto [hec] = co_await ws.async_handshake(url_.host + ":" + std::to_string(url_.port),
+                                                 url_.target, net::as_tuple(net::use_awaitable));
+        connecting_ = nullptr;
+        if (hec) {
+            why = "WebSocket handshake failed: " + hec.message();
+            co_return nullptr;
+        }
+        co_return std::make_shared<peer_session<ws_plain>>(std::move(ws), hub_, true, url_.text);
+    }
+
+    net::strand<net::io_context::executor_type> strand_;
+    net::steady_timer timer_;
+    std::shared_ptr<hub> hub_;
+    conf::peer_url url_;
+    beast::tcp_stream* connecting_ = nullptr;
+    bool stopping_ = false;
+    std::atomic<bool> finished_{false};
+};
+
+struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
+    impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg)
+        : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(store, cfg)), acceptor_(ioc),
+          stop_timer_(ioc) {}
+
+    void start() {
+        boost::system::error_code ec;
+        auto addr = net::ip::make_address(cfg_.terminal_bind, ec);
+        if (ec)
+            throw std::system_error(ec, "TERMINAL_BIND " + cfg_.terminal_bind);
+        tcp::endpoint ep(addr, cfg_.terminal_port);
+        auto where = cfg_.terminal_bind + ":" + std::to_string(cfg_.terminal_port);
+        acceptor_.open(ep.protocol(), ec);
+        if (!ec)
+            acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+        if (!ec)
+            acceptor_.bind(ep, ec);
+        if (!ec)
+            acceptor_.listen(net::socket_base::max_listen_connections, ec);
+        if (ec)
+            throw std::system_error(ec, "cannot listen for peers on " + where);
+        port_ = acceptor_.local_endpoint().port();
+        log::info("peer.listening", {{"address", cfg_.terminal_bind},
+                                     {"port", std::to_string(port_)}});
+        net::co_spawn(acceptor_.get_executor(), accept_loop(), net::detached);
+        for (const auto& u : cfg_.peers) {
+            auto link = std::make_shared<peer_link>(ioc_, hub_, u);
+            links_.push_back(link);
+            link->start();
+        }
+    }
+
+    net::awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        for (;;) {
+            auto [ec, sock] = co_await acceptor_.async_accept(net::make_strand(ioc_),
+                                                              net::as_tuple(net::use_awaitable));
+            if (ec) {
+                if (ec == net::error::operation_aborted || !acceptor_.is_open())
+                    co_return;
+                log::warn("peer.accept_failed", {{"error", ec.message()}});
+                continue;
+            }
+            tcp::socket s(std::move(sock));
+            auto exec = s.get_executor();
+            net::co_spawn(exec, serve(std::move(s)), net::detached);
+        }
+    }
+
+    /// HTTP upgrade on /v1/peer, then the session.
+    net::awaitable<void> serve(tcp::socket sock) {
+        auto self = shared_from_this();
+        beast::tcp_stream stream(std::move(sock));
+        std::string remote;
+        {
+            boost::system::error_code rec;
+            auto ep = stream.socket().remote_endpoint(rec);
+            if (!rec)
+                remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+        }
+        stream.expires_after(tuning::peer_handshake_timeout);
+        beast::flat_buffer buf;
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(8192);
+        parser.body_limit(0);
+        auto [rec, n] = co_await http::async_read(stream, buf, parser, net::as_tuple(net::use_awaitable));
+        (void)n;
+        if (rec) {
+            log::debug("peer.upgrade_failed", {{"remote", remote}, {"error", rec.message()}});
+            co_return;
+        }
+        auto req = parser.release();
+        auto reply = [&](http::status st, std::string body) -> net::awaitable<void> {
+            http::response<http::string_body> res{st, req.version()};
+            res.set(http::field::content_type, "text/plain");
+            res.keep_alive(false);
+            res.body() = std::move(body) + "\n";
+            res.prepare_payload();
+            co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+            stream.socket().shutdown(tcp::socket::shutdown_both, rec);
+        };
+        if (req.target() != "/v1/peer") {
+            co_await reply(http::status::not_found, "lanesync peer endpoint is /v1/peer");
+            co_return;
+        }
+        if (!websocket::is_upgrade(req)) {
+            co_await reply(http::status::upgrade_required,
+                           "this port speaks the lanesync peer protocol over WebSocket");
+            co_return;
+        }
+        ws_plain ws(std::move(stream));
+        beast::get_lowest_layer(ws).expires_never();
+        configure(ws, cfg_.max_message_bytes);
+        auto [aec] = co_await ws.async_accept(req, net::as_tuple(net::use_awaitable));
+        if (aec) {
+            log::debug("peer.upgrade_failed", {{"remote", remote}, {"error", aec.message()}});
+            co_return;
+        }
+        auto session = std::make_shared<peer_session<ws_plain>>(std::move(ws), hub_, false, "");
+        co_await session->run();
+    }
+
+    void stop(std::function<void()> done) {
+        net::post(acceptor_.get_executor(), [self = shared_from_this(), done = std::move(done)]() mutable {
+            boost::system::error_code ec;
+            self->acceptor_.close(ec);
+            for (auto& l : self->links_)
+                l->stop();
+            self->hub_->close_all(1001, "lane shutting down");
+            self->stop_deadline_ = std::chrono::steady_clock::now() + tuning::shutdown_grace;
+            self->wait_stopped(std::move(done));
+        });
+    }
+
+    /// Checks every 20 ms until sessions and links are gone or the grace period ran out.
+    void wait_stopped(std::function<void()> done) {
+        bool links_done = std::all_of(links_.begin(), links_.end(),
+                                      [](const auto& l) { return l->finished(); });
+        if ((links_done && hub_->session_count() == 0) ||
+            std::chrono::steady_clock::now() >= stop_deadline_) {
+            done();
+            return;
+        }
+        stop_timer_.expires_after(std::chrono::milliseconds(20));
+        stop_timer_.async_wait([self = shared_from_this(), done = std::move(done)](
+                                   boost::system::error_code) mutable { self->wait_stopped(std::move(done)); });
+    }
+
+    net::io_context& ioc_;
+    const conf::config& cfg_;
+    std::shared_ptr<hub> hub_;
+    tcp::acceptor acceptor_;
+    net::steady_timer stop_timer_;
+    std::chrono::steady_clock::time_point stop_deadline_;
+    std::vector<std::shared_ptr<peer_link>> links_;
+    std::uint16_t port_ = 0;
+};
+
+gossip::gossip(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg)
+    : impl_(std::make_shared<impl>(ioc, store, cfg)) {}
+
+gossip::~gossip() = default;
+
+void gossip::start() { impl_->start(); }
+void gossip::stop(std::function<void()> done) { impl_->stop(std::move(done)); }
+void gossip::notify() { impl_->hub_->wake_all(); }
+void gossip::set_peer_ack_listener(std::function<void()> fn) { impl_->hub_->on_promoted = std::move(fn); }
+std::uint16_t gossip::port() const { return impl_->port_; }
+std::vector<peer_status> gossip::status() const { return impl_->hub_->status(); }
+
+} // namespace lanesync::lanes

@@ -1,0 +1,211 @@
+#include "lanes/hub.hpp"
+
+#include "base/log.hpp"
+#include "base/metrics.hpp"
+#include "protocol/message.hpp"
+
+#include <algorithm>
+
+namespace lanesync::lanes {
+
+hub::hub(outbox::store& store, const conf::config& cfg) : store_(store), cfg_(cfg) {
+    for (const auto& p : cfg_.peers)
+        links_[p.text] = link_info{};
+}
+
+std::string hub::join(const std::shared_ptr<session_handle>& s, const std::string& peer_id,
+                      bool outbound, const std::string& url) {
+    bool make_sender = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (peer_id == cfg_.terminal_id)
+            return "duplicate terminal id: " + peer_id + " is this lane's own id";
+        // Drop entries whose session is gone.
+        std::erase_if(sessions_, [](const entry& e) { return e.handle.expired(); });
+        bool have_sender = false;
+        for (const auto& e : sessions_) {
+            if (e.peer_id != peer_id)
+                continue;
+            // One inbound and one outbound session per peer are normal (both lanes list each
+            // other); a second session in the same direction is another lane using the same id.
+            if (e.outbound == outbound)
+                return "duplicate terminal id: " + peer_id + " is already connected";
+            have_sender = have_sender || e.sender;
+        }
+        make_sender = !have_sender;
+        sessions_.push_back(entry{s, s.get(), peer_id, outbound, make_sender, url});
+        peers_[peer_id];
+        if (outbound && !url.empty()) {
+            auto& l = links_[url];
+            l.peer_id = peer_id;
+            l.last_error.clear();
+            l.next_attempt_at_ms.reset();
+        }
+    }
+    if (make_sender)
+        s->set_sender(true);
+    metrics::global()
+        .get_counter("lanesync_peer_sessions_total", "Authenticated peer sessions started")
+        .inc();
+    return {};
+}
+
+void hub::leave(const session_handle* s, const std::string& why) {
+    std::shared_ptr<session_handle> successor;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = std::find_if(sessions_.begin(), sessions_.end(),
+                               [&](const entry& e) { return e.raw == s; });
+        if (it == sessions_.end())
+            return;
+        entry gone = *it;
+        sessions_.erase(it);
+        peers_[gone.peer_id].last_error = why;
+        if (gone.sender) {
+            for (auto& e : sessions_) {
+                if (e.peer_id != gone.peer_id)
+                    continue;
+                if (auto h = e.handle.lock()) {
+                    e.sender = true;
+                    successor = std::move(h);
+                    break;
+                }
+            }
+        }
+    }
+    if (successor)
+        successor->set_sender(true);
+}
+
+void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
+    {
+        std::lock_guard lock(mutex_);
+        auto& p = peers_[peer_id];
+        p.last_ack_at_ms = protocol::now_ms();
+        if (acked_through <= p.acked_through)
+            return;
+        p.acked_through = acked_through;
+    }
+    store_.peer_acked(peer_id, acked_through, cfg_.peer_ack_quorum,
+                      [this](outbox::peer_ack_outcome o) {
+                          if (!o.ok) {
+                              log::error("outbox.peer_ack_failed", {{"error", o.error}});
+                              return;
+                          }
+                          if (o.promoted_latency_ms.empty())
+                              return;
+                          auto& reg = metrics::global();
+                          auto& hist = reg.get_histogram(
+                              "lanesync_publish_to_peer_ack_seconds",
+                              "Time from publish to peer_ack of own messages");
+                          for (auto ms : o.promoted_latency_ms)
+                              hist.observe(static_cast<double>(ms) / 1000.0);
+                          reg.get_counter("lanesync_peer_acked_total",
+                                          "Own messages that reached peer_ack")
+                              .inc(o.promoted_latency_ms.size());
+                          if (on_promoted)
+                              on_promoted();
+                      });
+}
+
+void hub::add_batch_stats(const std::string& peer_id, bool sent) {
+    std::lock_guard lock(mutex_);
+    auto& p = peers_[peer_id];
+    (sent ? p.batches_sent : p.batches_received)++;
+}
+
+void hub::link_state(const std::string& url, const std::string& last_error,
+                     std::optional<std::int64_t> next_attempt_at_ms) {
+    std::lock_guard lock(mutex_);
+    auto& l = links_[url];
+    l.last_error = last_error;
+    l.next_attempt_at_ms = next_attempt_at_ms;
+}
+
+void hub::wake_all() {
+    std::vector<std::shared_ptr<session_handle>> live;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& e : sessions_)
+            if (e.sender)
+                if (auto h = e.handle.lock())
+                    live.push_back(std::move(h));
+    }
+    for (auto& h : live)
+        h->wake();
+}
+
+std::size_t hub::close_all(std::uint16_t code, const std::string& reason) {
+    std::vector<std::shared_ptr<session_handle>> live;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& e : sessions_)
+            if (auto h = e.handle.lock())
+                live.push_back(std::move(h));
+    }
+    for (auto& h : live)
+        h->close(code, reason);
+    return live.size();
+}
+
+std::size_t hub::session_count() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::count_if(
+        sessions_.begin(), sessions_.end(), [](const entry& e) { return !e.handle.expired(); }));
+}
+
+std::vector<peer_status> hub::status() const {
+    std::uint64_t last_seq = 0;
+    // Reading the counts takes the store's read lock; do it outside our mutex.
+    last_seq = store_.get_counts().own_last_seq;
+
+    std::lock_guard lock(mutex_);
+    std::vector<peer_status> out;
+    auto fill = [&](peer_status& ps) {
+        for (const auto& e : sessions_) {
+            if (e.peer_id != ps.terminal_id || e.handle.expired())
+                continue;
+            ps.connected = true;
+            if (e.sender)
+                ps.outbound = e.outbound;
+        }
+        auto it = peers_.find(ps.terminal_id);
+        if (it != peers_.end()) {
+            ps.acked_through_seq = it->second.acked_through;
+            ps.last_ack_at_ms = it->second.last_ack_at_ms;
+            ps.batches_sent = it->second.batches_sent;
+            ps.batches_received = it->second.batches_received;
+            if (ps.last_error.empty() && !ps.connected)
+                ps.last_error = it->second.last_error;
+        }
+        ps.lag = last_seq > ps.acked_through_seq ? last_seq - ps.acked_through_seq : 0;
+    };
+    std::vector<std::string> listed;
+    for (const auto& p : cfg_.peers) {
+        peer_status ps;
+        ps.url = p.text;
+        auto l = links_.find(p.text);
+        if (l != links_.end()) {
+            ps.terminal_id = l->second.peer_id;
+            ps.last_error = l->second.last_error;
+            ps.next_attempt_at_ms = l->second.next_attempt_at_ms;
+        }
+        if (!ps.terminal_id.empty()) {
+            fill(ps);
+            listed.push_back(ps.terminal_id);
+        }
+        out.push_back(std::move(ps));
+    }
+    // Inbound-only peers (they dial us; we do not dial them).
+    for (const auto& [id, info] : peers_) {
+        if (std::find(listed.begin(), listed.end(), id) != listed.end())
+            continue;
+        peer_status ps;
+        ps.terminal_id = id;
+        fill(ps);
+        out.push_back(std::move(ps));
+    }
+    return out;
+}
+
+} // namespace lanesync::lanes

@@ -1,0 +1,104 @@
+#pragma once
+/// Private to lanes/: the registry every peer session reports to, and the interface sessions
+/// expose to it. No Beast here so that hub.cpp and the tests compile quickly.
+
+#include "conf/config.hpp"
+#include "lanes/gossip.hpp"
+#include "outbox/outbox.hpp"
+#include "protocol/frames.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lanesync::lanes {
+
+/// What the hub needs from a session (the Beast session template implements it).
+/// Thread-safe: every method posts to the session's strand.
+class session_handle {
+public:
+    virtual ~session_handle() = default;
+    /// Wake the sender: new data may be available.
+    virtual void wake() = 0;
+    /// Become (or stop being) the one session that sends to this peer.
+    virtual void set_sender(bool on) = 0;
+    /// Close with a WebSocket close code and reason.
+    virtual void close(std::uint16_t code, std::string reason) = 0;
+};
+
+/// Per-session counters shown in status.
+struct session_stats {
+    std::uint64_t batches_sent = 0, batches_received = 0;
+};
+
+/// The registry of live sessions and per-peer status. Thread-safe (mutex; it is not a
+/// session, and its critical sections are a few map operations).
+class hub {
+public:
+    hub(outbox::store& store, const conf::config& cfg);
+
+    outbox::store& store() { return store_; }
+    const conf::config& cfg() const { return cfg_; }
+
+    /// An authenticated session asks to join. Returns an empty string when accepted, else the
+    /// reason to refuse it with (close 1008). A session accepted as the only one for its peer
+    /// becomes the sender (set_sender is called).
+    std::string join(const std::shared_ptr<session_handle>& s, const std::string& peer_id,
+                     bool outbound, const std::string& url);
+    /// The session ended. If it was the sender, another live session to that peer takes over.
+    void leave(const session_handle* s, const std::string& why);
+
+    /// A peer confirmed holding own messages through `acked_through`.
+    void on_peer_ack(const std::string& peer_id, std::uint64_t acked_through);
+    void add_batch_stats(const std::string& peer_id, bool sent);
+
+    /// Outgoing link bookkeeping for status.
+    void link_state(const std::string& url, const std::string& last_error,
+                    std::optional<std::int64_t> next_attempt_at_ms);
+
+    /// Wake every sender.
+    void wake_all();
+    /// Close every session (shutdown). Returns how many were asked to close.
+    std::size_t close_all(std::uint16_t code, const std::string& reason);
+    std::size_t session_count() const;
+
+    std::vector<peer_status> status() const;
+
+    /// Called after a peer ack committed promotions (the uploader listens). Set before start.
+    std::function<void()> on_promoted;
+
+private:
+    struct entry {
+        std::weak_ptr<session_handle> handle;
+        const session_handle* raw = nullptr;
+        std::string peer_id;
+        bool outbound = false;
+        bool sender = false;
+        std::string url;
+    };
+    struct peer_info {
+        std::uint64_t acked_through = 0;
+        std::optional<std::int64_t> last_ack_at_ms;
+        std::uint64_t batches_sent = 0, batches_received = 0;
+        std::string last_error;
+    };
+    struct link_info {
+        std::string peer_id; ///< last authenticated id behind this URL
+        std::string last_error;
+        std::optional<std::int64_t> next_attempt_at_ms;
+    };
+
+    outbox::store& store_;
+    const conf::config& cfg_;
+    mutable std::mutex mutex_;
+    std::vector<entry> sessions_;
+    std::map<std::string, peer_info> peers_;
+    std::map<std::string, link_info> links_;
+};
+
+} // namespace lanesync::lanes

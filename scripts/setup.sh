@@ -23,7 +23,7 @@ packages=(
   nodejs npm
   chromium
   python3 python3-prometheus-client
-  procps psmisc iproute2
+  procps psmisc iproute2 curl
 )
 
 missing=()

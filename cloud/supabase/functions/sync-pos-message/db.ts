@@ -1,0 +1,143 @@
+// The database side of a sync request: one transaction per request that applies every valid
+// message (lanesync.apply_batch, see the migrations) and writes the sync_log rows.
+
+import postgres from "postgres";
+import type { Checked, ValidMessage } from "./validate.ts";
+
+export type Sql = postgres.Sql;
+
+export type Status = "stored" | "duplicate" | "rejected";
+export interface Result {
+  messageId: string | null;
+  status: Status;
+  error?: string;
+}
+
+/** Opens the connection pool. The function connects as the database owner, so RLS does not apply. */
+export function connect(url: string): Sql {
+  return postgres(url, {
+    max: 5,
+    idle_timeout: 30,
+    connect_timeout: 10,
+    // Named prepared statements do not survive a transaction-mode pooler (Supavisor).
+    prepare: false,
+    onnotice: () => {},
+  });
+}
+
+/** Retried SQLSTATEs: the whole transaction is safe to run again. */
+const RETRY_CODES = new Set(["40001", "40P01"]); // serialization_failure, deadlock_detected
+const ATTEMPTS = 5;
+
+/** postgres.js connection-level error codes (no SQLSTATE; the server was not reached). */
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+]);
+
+/**
+ * True when the database is unreachable or refusing work for now (answer 503), as opposed
+ * to an unexpected error (500). Both are retried by the lane.
+ */
+export function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== "string") return false;
+  // SQLSTATE 08xxx connection exception, 53xxx insufficient resources, 57P0x shutdown/startup.
+  return CONNECTION_CODES.has(code) || code.startsWith("08") || code.startsWith("53") ||
+    /^57P0[1-4]$/.test(code);
+}
+
+interface LogRow {
+  request_id: string;
+  store_id: string | null;
+  terminal_id: string | null;
+  stored: number;
+  duplicate: number;
+  rejected: number;
+  min_seq: number | null;
+  max_seq: number | null;
+}
+
+/** One sync_log row per origin lane in the request (null store/terminal for unnamed ones). */
+function logRows(requestId: string, checked: Checked[], results: Result[]): LogRow[] {
+  const rows = new Map<string, LogRow>();
+  checked.forEach((c, i) => {
+    const storeId = c.ok ? c.message.store_id : c.storeId;
+    const terminalId = c.ok ? c.message.terminal_id : c.terminalId;
+    const key = JSON.stringify([storeId, terminalId]);
+    let row = rows.get(key);
+    if (row === undefined) {
+      row = {
+        request_id: requestId,
+        store_id: storeId,
+        terminal_id: terminalId,
+        stored: 0,
+        duplicate: 0,
+        rejected: 0,
+        min_seq: null,
+        max_seq: null,
+      };
+      rows.set(key, row);
+    }
+    row[results[i].status] += 1;
+    if (c.ok) {
+      row.min_seq = row.min_seq === null ? c.message.seq : Math.min(row.min_seq, c.message.seq);
+      row.max_seq = row.max_seq === null ? c.message.seq : Math.max(row.max_seq, c.message.seq);
+    }
+  });
+  return [...rows.values()];
+}
+
+async function applyOnce(sql: Sql, requestId: string, checked: Checked[]): Promise<Result[]> {
+  const valid: ValidMessage[] = checked.flatMap((c) => (c.ok ? [c.message] : []));
+  return await sql.begin(async (tx) => {
+    let applied: Array<{ status: Status; error?: string }> = [];
+    if (valid.length > 0) {
+      // An array of JSON texts: the database parses each message in its own subtransaction.
+      const texts = JSON.stringify(valid.map((m) => JSON.stringify(m)));
+      const [row] = await tx`select lanesync.apply_batch(${texts}::text::jsonb) as results`;
+      applied = row.results;
+      if (!Array.isArray(applied) || applied.length !== valid.length) {
+        throw new Error(`apply_batch returned ${applied?.length} results for ${valid.length} messages`);
+      }
+    }
+    let next = 0;
+    const results: Result[] = checked.map((c) => {
+      if (!c.ok) return { messageId: c.messageId, status: "rejected", error: c.error };
+      const r = applied[next++];
+      return r.status === "rejected"
+        ? { messageId: c.message.message_id, status: "rejected", error: r.error ?? "rejected" }
+        : { messageId: c.message.message_id, status: r.status };
+    });
+    const rows = logRows(requestId, checked, results);
+    if (rows.length > 0) await tx`insert into public.sync_log ${tx(rows)}`;
+    return results;
+  }) as Result[];
+}
+
+/**
+ * Applies a validated batch in one transaction and returns one result per entry, in order.
+ * Deadlocks and serialization failures (concurrent batches touching the same stock rows)
+ * roll the whole transaction back and run it again, a bounded number of times. Any error
+ * that escapes means nothing was committed.
+ */
+export async function applyBatch(sql: Sql, requestId: string, checked: Checked[]): Promise<Result[]> {
+  if (checked.length === 0) return []; // nothing to commit (cloud-up.sh probes with this)
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await applyOnce(sql, requestId, checked);
+    } catch (err) {
+      const code = (err as { code?: unknown })?.code;
+      // No pause needed: the surviving transaction holds the locks, so the rerun waits on them.
+      if (attempt >= ATTEMPTS || typeof code !== "string" || !RETRY_CODES.has(code)) throw err;
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Supabase Edge Function sync-pos-message: receives batches of POS messages from the lane
+// agents and commits them to Postgres exactly once. Contract: SPEC.md section 8 and
+// docs/cloud.md. Hosted Supabase and the local cloud (scripts/cloud-up.sh) run this file
+// unchanged.
+//
+// Environment:
+//   SUPABASE_DB_URL            Postgres URL of the database owner (hosted Supabase sets it)
+//   LANESYNC_SERVICE_KEY       the key callers must present; if unset, SUPABASE_SERVICE_ROLE_KEY
+//   LANESYNC_MAX_BODY_BYTES    request body limit, default 6 MiB
+// Local cloud only (the hosted Edge Runtime picks its own listener):
+//   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
+//   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
+
+import { applyBatch, connect, isUnavailable } from "./db.ts";
+import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
+
+function env(name: string): string | undefined {
+  const v = Deno.env.get(name);
+  return v === undefined || v === "" ? undefined : v;
+}
+
+function fail(message: string): never {
+  console.error(`sync-pos-message: ${message}`);
+  throw new Error(message);
+}
+
+const serviceKey = env("LANESYNC_SERVICE_KEY") ?? env("SUPABASE_SERVICE_ROLE_KEY") ??
+  fail("no service key: set LANESYNC_SERVICE_KEY or SUPABASE_SERVICE_ROLE_KEY");
+const dbUrl = env("SUPABASE_DB_URL") ?? fail("SUPABASE_DB_URL is not set");
+const maxBodyText = env("LANESYNC_MAX_BODY_BYTES");
+const maxBodyBytes = maxBodyText === undefined ? DEFAULT_MAX_BODY_BYTES : Number(maxBodyText);
+if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+  fail(`LANESYNC_MAX_BODY_BYTES must be a positive integer, got "${maxBodyText}"`);
+}
+
+const sql = connect(dbUrl);
+const handler = createHandler({
+  serviceKey,
+  maxBodyBytes,
+  apply: (requestId, checked) => applyBatch(sql, requestId, checked),
+  isUnavailable,
+});
+
+const port = env("LANESYNC_LISTEN_PORT");
+if (port === undefined) {
+  Deno.serve(handler);
+} else {
+  const certFile = env("LANESYNC_TLS_CERT_FILE");
+  const keyFile = env("LANESYNC_TLS_KEY_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    fail("set both LANESYNC_TLS_CERT_FILE and LANESYNC_TLS_KEY_FILE, or neither");
+  }
+  const tls = certFile !== undefined && keyFile !== undefined
+    ? { cert: Deno.readTextFileSync(certFile), key: Deno.readTextFileSync(keyFile) }
+    : {};
+  const server = Deno.serve({
+    hostname: env("LANESYNC_LISTEN_HOST") ?? "127.0.0.1",
+    port: Number(port),
+    ...tls,
+    onListen: ({ hostname, port }) =>
+      console.log(`sync-pos-message listening on ${certFile ? "https" : "http"}://${hostname}:${port}`),
+  }, handler);
+  // Clean stop for scripts/cloud-down.sh: finish in-flight requests, close the pool, exit.
+  Deno.addSignalListener("SIGTERM", async () => {
+    await server.shutdown();
+    await sql.end({ timeout: 5 });
+    Deno.exit(0);
+  });
+}

@@ -1,0 +1,177 @@
+// Unit tests of the request validation (pure functions).
+
+import assert from "node:assert/strict";
+import { checkEnvelope, checkMessage, isIsoTimestamp, jsonbProblem, MAX_DATA_DEPTH } from "./validate.ts";
+
+const base = {
+  messageId: "6F1C1D2E-1111-4A4A-8B8B-000000000001",
+  storeId: "store-1",
+  terminalId: "L1",
+  seq: 1,
+  topic: "transaction",
+  priority: "critical",
+  data: { total: 9.99, currency: "EUR", items: [], transaction_id: "T1" },
+  timestamp: "2026-11-22T03:57:20.123Z",
+  peerAckedAt: "2026-11-22T03:57:20.456+01:00",
+};
+
+function rejects(over: Record<string, unknown>, pattern: RegExp) {
+  const r = checkMessage({ ...base, ...over });
+  assert.equal(r.ok, false, JSON.stringify(over));
+  if (!r.ok) assert.match(r.error, pattern, JSON.stringify(over));
+}
+
+Deno.test("a complete valid message is accepted and normalized", () => {
+  const r = checkMessage(base);
+  assert.ok(r.ok);
+  assert.deepEqual(r.message, {
+    message_id: base.messageId,
+    store_id: "store-1",
+    terminal_id: "L1",
+    seq: 1,
+    topic: "transaction",
+    priority: "critical",
+    data: base.data,
+    timestamp: base.timestamp,
+    peer_acked_at: base.peerAckedAt,
+  });
+  const noPeer = checkMessage({ ...base, peerAckedAt: undefined });
+  assert.ok(noPeer.ok && noPeer.message.peer_acked_at === null);
+  const nullPeer = checkMessage({ ...base, peerAckedAt: null });
+  assert.ok(nullPeer.ok && nullPeer.message.peer_acked_at === null);
+});
+
+Deno.test("envelope fields are checked strictly", () => {
+  rejects({ messageId: "6f1c1d2e11114a4a8b8b000000000001" }, /messageId/);
+  rejects({ messageId: 42 }, /messageId/);
+  rejects({ storeId: "" }, /storeId/);
+  rejects({ storeId: "s".repeat(65) }, /storeId/);
+  rejects({ storeId: "store 1" }, /storeId/);
+  rejects({ terminalId: "L".repeat(33) }, /terminalId/);
+  rejects({ terminalId: "L/1" }, /terminalId/);
+  rejects({ seq: 0 }, /seq/);
+  rejects({ seq: 1.5 }, /seq/);
+  rejects({ seq: "1" }, /seq/);
+  rejects({ seq: 2 ** 53 }, /seq/);
+  rejects({ topic: "Transaction" }, /topic/);
+  rejects({ topic: "t".repeat(65) }, /topic/);
+  rejects({ priority: "NORMAL" }, /priority/);
+  rejects({ priority: undefined }, /priority/);
+  rejects({ data: [] }, /data must be a JSON object/);
+  rejects({ data: null }, /data must be a JSON object/);
+  rejects({ timestamp: "2026-11-22 03:57:20Z" }, /timestamp/);
+  rejects({ timestamp: "2026-11-22T03:57:20" }, /timestamp/);
+  rejects({ timestamp: 1763783840 }, /timestamp/);
+  rejects({ peerAckedAt: "yesterday" }, /peerAckedAt/);
+  assert.ok(
+    checkMessage({ ...base, storeId: "s".repeat(64), terminalId: "T".repeat(32), topic: "a.b-c_9" }).ok,
+  );
+});
+
+Deno.test("failures keep the ids they could read, for the result and the sync log", () => {
+  const r = checkMessage({ ...base, seq: -1 });
+  assert.ok(!r.ok);
+  assert.deepEqual([r.messageId, r.storeId, r.terminalId], [base.messageId, "store-1", "L1"]);
+  const bad = checkMessage({ messageId: 7, storeId: "bad store", terminalId: "L1" });
+  assert.ok(!bad.ok);
+  assert.deepEqual([bad.messageId, bad.storeId, bad.terminalId], [null, null, "L1"]);
+  const notObject = checkMessage([1]);
+  assert.ok(!notObject.ok && notObject.messageId === null);
+});
+
+Deno.test("ISO-8601 timestamps: real instants with a zone", () => {
+  for (
+    const ok of [
+      "2026-11-22T03:57:20Z",
+      "2026-11-22T03:57:20.1Z",
+      "2024-02-29T23:59:59.999999999+14:00",
+      "2026-01-01T00:00:00-05:30",
+    ]
+  ) {
+    assert.ok(isIsoTimestamp(ok), ok);
+  }
+  for (
+    const bad of [
+      "2026-02-29T00:00:00Z",
+      "2026-13-01T00:00:00Z",
+      "2026-11-22T24:00:00Z",
+      "2026-11-22T03:60:00Z",
+      "2026-11-22T03:57:20+25:00",
+      "0000-01-01T00:00:00Z",
+      "2026-11-22T03:57:20z",
+      "2026-11-22",
+    ]
+  ) {
+    assert.ok(!isIsoTimestamp(bad), bad);
+  }
+});
+
+Deno.test("topic schemas", () => {
+  rejects({ data: {} }, /transaction: data.total must be a number/);
+  rejects({ data: { total: "9.99" } }, /data.total/);
+  rejects({ data: { total: 1, currency: 978 } }, /data.currency/);
+  rejects({ data: { total: 1, items: {} } }, /data.items/);
+  rejects({ data: { total: 1, transaction_id: 5 } }, /data.transaction_id/);
+  assert.ok(checkMessage({ ...base, data: { total: -3, currency: null } }).ok);
+
+  const inv = { ...base, topic: "inventory" };
+  assert.ok(checkMessage({ ...inv, data: { sku: "A", delta: -2, reason: "sale" } }).ok);
+  assert.ok(checkMessage({ ...inv, data: { sku: "A", delta: -(2 ** 31 - 1) } }).ok);
+  for (
+    const data of [
+      { delta: 1 },
+      { sku: "", delta: 1 },
+      { sku: "A", delta: 0 },
+      { sku: "A", delta: 1.5 },
+      { sku: "A", delta: "1" },
+      { sku: "A", delta: 1, reason: 3 },
+      { sku: "A", delta: 2 ** 31 },
+    ]
+  ) {
+    const r = checkMessage({ ...inv, data });
+    assert.ok(!r.ok && r.error.startsWith("inventory: "), JSON.stringify(data));
+  }
+
+  const cust = { ...base, topic: "customer" };
+  assert.ok(checkMessage({ ...cust, data: { customer_id: "C1", version: 1, name: "Ann" } }).ok);
+  for (
+    const data of [{ version: 1 }, { customer_id: 1, version: 1 }, { customer_id: "C1" }, {
+      customer_id: "C1",
+      version: 0,
+    }, { customer_id: "C1", version: 1.5 }]
+  ) {
+    const r = checkMessage({ ...cust, data });
+    assert.ok(!r.ok && r.error.startsWith("customer: "), JSON.stringify(data));
+  }
+
+  // Other topics: any object.
+  assert.ok(checkMessage({ ...base, topic: "price.update", data: { anything: [1, { x: null }] } }).ok);
+  assert.ok(checkMessage({ ...base, topic: "constructor", data: {} }).ok);
+});
+
+Deno.test("data that PostgreSQL jsonb cannot hold is refused up front", () => {
+  assert.equal(jsonbProblem({ a: ["fine", 1, null, { b: true }] }), null);
+  assert.match(jsonbProblem({ a: "x\u0000y" })!, /NUL/);
+  assert.match(jsonbProblem({ ["k\u0000"]: 1 })!, /key/);
+  assert.match(jsonbProblem({ a: ["\ud800"] })!, /surrogate/);
+  assert.equal(jsonbProblem({ a: "\ud83d\ude00" }), null);
+  assert.match(jsonbProblem({ a: Infinity })!, /out of range/);
+  let deep: unknown = {};
+  for (let i = 0; i < MAX_DATA_DEPTH; i++) deep = [deep];
+  assert.match(jsonbProblem(deep)!, /nested deeper/);
+  let ok: unknown = {};
+  for (let i = 1; i < MAX_DATA_DEPTH; i++) ok = [ok];
+  assert.equal(jsonbProblem(ok), null);
+  // Nesting far beyond any stack does not throw.
+  let hostile: unknown = 1;
+  for (let i = 0; i < 200_000; i++) hostile = [hostile];
+  assert.match(jsonbProblem(hostile)!, /nested deeper/);
+});
+
+Deno.test("envelope: an object with a messages array of at most 1000", () => {
+  assert.deepEqual(checkEnvelope({ messages: [] }), { ok: true, messages: [] });
+  assert.ok(checkEnvelope({ messages: new Array(1000).fill({}) }).ok);
+  for (const body of [null, [], "x", {}, { messages: {} }, { messages: new Array(1001).fill({}) }]) {
+    assert.equal(checkEnvelope(body).ok, false, JSON.stringify(body)?.slice(0, 30));
+  }
+});

@@ -118,7 +118,7 @@ bool decode_message(const json& m, const frame_limits& lim, message& out, std::s
     if (!get_u64(m, "seq", out.seq, err))
         return false;
     if (out.seq == 0 || out.seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        err = "message seq must be >= 1";
+        err = "message seq must be between 1 and 2^63-1";
         return false;
     }
     if (!(s = get_string(m, "topic", err)))
@@ -141,13 +141,19 @@ bool decode_message(const json& m, const frame_limits& lim, message& out, std::s
         err = "message data must be an object";
         return false;
     }
+    if (json_too_deep(*d)) {
+        err = "message data nests too deep";
+        return false;
+    }
     out.data = canonical_json(*d);
     if (out.data.size() > lim.max_message_bytes) {
         err = "message data over the size limit";
         return false;
     }
     auto c = m.find("created_at");
-    if (c == m.end() || !c->is_number_integer()) {
+    if (c == m.end() || !c->is_number_integer() ||
+        (c->is_number_unsigned() &&
+         c->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))) {
         err = "message created_at must be an integer (unix ms)";
         return false;
     }
@@ -272,6 +278,8 @@ decode_result decode_frame(std::string_view text, const frame_limits& lim) {
         ack_frame f;
         if (!get_u64(j, "n", f.n, err))
             return policy(err);
+        if (f.n == 0)
+            return policy("ack n must be >= 1");
         if (!get_hwm(j, "hwm", lim, f.hwm, err))
             return policy(err);
         if (j.size() != 3)

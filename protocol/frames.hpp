@@ -83,7 +83,8 @@ std::string encode(const ready_frame& f);
 std::string encode(const batch_frame& f);
 std::string encode(const ack_frame& f);
 
-/// Size of one message inside a batch frame, for batch byte caps (exact encoded length).
+/// Size of one message inside a batch frame, for batch byte caps: an upper bound of its
+/// encoded length (at most about 150 bytes over).
 std::size_t encoded_size(const message& m);
 
 /// Which side computes a mac.

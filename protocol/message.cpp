@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <ctime>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 namespace lanesync::protocol {
 namespace {
@@ -100,6 +102,24 @@ std::string new_uuid_v7() {
         out += hex[b[i] & 0x0F];
     }
     return out;
+}
+
+bool json_too_deep(const nlohmann::json& j, std::size_t max_depth) {
+    // Explicit stack: nlohmann's dump() recurses once per level, so a deep document must be
+    // refused before anything serializes it.
+    std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&j, 1}};
+    while (!stack.empty()) {
+        auto [node, depth] = stack.back();
+        stack.pop_back();
+        if (!node->is_structured())
+            continue;
+        if (depth > max_depth)
+            return true;
+        for (const auto& child : *node)
+            if (child.is_structured())
+                stack.emplace_back(&child, depth + 1);
+    }
+    return false;
 }
 
 std::string canonical_json(const nlohmann::json& j) {

@@ -49,6 +49,12 @@ std::string new_uuid_v7();
 /// compact, keys sorted, UTF-8 (nlohmann's dump of a parsed value).
 std::string canonical_json(const nlohmann::json& j);
 
+/// Deepest nesting of arrays/objects accepted in `data` (the edge function accepts 64 too).
+inline constexpr std::size_t max_json_depth = 64;
+
+/// True when `j` nests arrays/objects deeper than `max_depth` (iterative: safe on any input).
+bool json_too_deep(const nlohmann::json& j, std::size_t max_depth = max_json_depth);
+
 /// RFC 3339 UTC with milliseconds: 2026-11-22T03:57:20.123Z.
 std::string format_time_ms(std::int64_t unix_ms);
 /// Current wall-clock time in unix milliseconds (timestamps only; never used for ordering).

@@ -7,6 +7,17 @@ namespace {
 
 using R = result<publish_request>;
 
+/// A field name fit to echo in an error: short printable ASCII, else a placeholder (never cut
+/// inside a UTF-8 sequence).
+std::string printable_name(const std::string& k) {
+    if (k.size() > 64)
+        return "(a long field name)";
+    for (unsigned char c : k)
+        if (c < 0x20 || c > 0x7e)
+            return "(a field name with non-ASCII characters)";
+    return k;
+}
+
 R check_parts(const nlohmann::json* topic, const nlohmann::json* data, const nlohmann::json* id,
               const nlohmann::json* prio) {
     publish_request req;
@@ -22,6 +33,8 @@ R check_parts(const nlohmann::json* topic, const nlohmann::json* data, const nlo
         return R::failure("missing field: data");
     if (!data->is_object())
         return R::failure("data must be a JSON object");
+    if (json_too_deep(*data))
+        return R::failure("data nests deeper than " + std::to_string(max_json_depth) + " levels");
     req.data = canonical_json(*data);
     if (id && !id->is_null()) {
         if (!id->is_string())
@@ -53,7 +66,7 @@ result<publish_request> parse_publish_request(std::string_view body) {
     for (auto it = j.begin(); it != j.end(); ++it) {
         const auto& k = it.key();
         if (k != "topic" && k != "data" && k != "id" && k != "priority")
-            return R::failure("unknown field: " + k.substr(0, 64));
+            return R::failure("unknown field: " + printable_name(k));
     }
     auto field = [&](const char* name) -> const nlohmann::json* {
         auto it = j.find(name);

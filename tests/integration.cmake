@@ -13,3 +13,7 @@ endfunction()
 lanesync_py_test(peers test_peers)
 lanesync_py_test(peer_protocol test_peer_protocol)
 lanesync_py_test(api_cli test_api_cli)
+
+# The edge function's own tests against a real local PostgreSQL + Deno (scripts/cloud-up.sh).
+add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)
+set_tests_properties(cloud.function PROPERTIES TIMEOUT 600 LABELS cloud)

@@ -652,11 +652,12 @@ TEST_CASE("decode batch: invalid message field values") {
         expect_policy(with("id", id), "message id must be a UUID");
     for (std::string o : {""s, "L 1"s, "L/1"s, std::string(33, 'L'), "\xc5\x81"s})
         expect_policy(with("origin", o), "message origin is not a valid terminal id");
-    expect_policy(with("seq", 0), "message seq must be >= 1");
+    expect_policy(with("seq", 0), "message seq must be between 1 and 2^63-1");
     expect_policy(with("seq", -1), "field seq must be a non-negative integer");
     expect_policy(with("seq", static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) + 1),
-                  "message seq must be >= 1");
-    expect_policy(with("seq", std::numeric_limits<std::uint64_t>::max()), "message seq must be >= 1");
+                  "message seq must be between 1 and 2^63-1");
+    expect_policy(with("seq", std::numeric_limits<std::uint64_t>::max()),
+                  "message seq must be between 1 and 2^63-1");
     for (std::string t : {""s, "Topic"s, "a b"s, "a/b"s, std::string(65, 't'), "caf\xc3\xa9"s})
         expect_policy(with("topic", t), "message topic is invalid");
     for (const char* p : {"", "urgent", "HIGH", "Normal", " low"})
@@ -977,4 +978,27 @@ TEST_CASE("encoded_size grows with data") {
     b.data = canonical_json(json{{"k", std::string(1000, 'v')}});
     CHECK(encoded_size(b) > encoded_size(a));
     CHECK(encoded_size(b) - encoded_size(a) == b.data.size() - a.data.size());
+}
+
+TEST_CASE("regression: ack n = 0 is refused like batch n = 0") {
+    expect_policy(json{{"type", "ack"}, {"n", 0}, {"hwm", json::object()}}, "ack n must be >= 1");
+}
+
+TEST_CASE("regression: created_at above INT64_MAX is refused, not wrapped") {
+    json m = message_obj();
+    m["created_at"] = std::numeric_limits<std::uint64_t>::max();
+    expect_policy(batch_with(m), "message created_at must be an integer (unix ms)");
+}
+
+TEST_CASE("regression: deeply nested data in a batch message is refused without crashing") {
+    constexpr std::size_t depth = 100'000;
+    std::string nested = std::string(depth, '[') + std::string(depth, ']');
+    json m = message_obj();
+    m["data"] = json::object();
+    std::string text = batch_with(m).dump();
+    // Splice the deep array into data by text, so building the test input does not recurse.
+    auto pos = text.find("\"data\":{}");
+    REQUIRE(pos != std::string::npos);
+    text.replace(pos, 9, "\"data\":{\"a\":" + nested + "}");
+    expect_error(text, 1008, "message data nests too deep");
 }

@@ -1,0 +1,94 @@
+#pragma once
+/// Private to the outbox: every SQL statement the store prepares, in one place, so the tests
+/// can run EXPLAIN QUERY PLAN on exactly the text the store uses.
+///
+/// Column order of a record (see kRecordColumns) is fixed: read_record() in store_impl.cpp
+/// depends on it.
+
+#include <string_view>
+
+namespace lanesync::outbox::detail::sql {
+
+#define LANESYNC_RECORD_COLUMNS                                                                  \
+    "id, origin, seq, topic, priority, data, created_at, stored_at, state, peer_acked_at, "      \
+    "cloud_acked_at, attempts, last_error"
+
+// ---- reads ----------------------------------------------------------------------------------
+
+inline constexpr std::string_view get_by_id =
+    "SELECT " LANESYNC_RECORD_COLUMNS " FROM messages WHERE id = ?1";
+/// list(state), next_for_cloud: one origin, one state, lowest seq first (index messages_state).
+inline constexpr std::string_view by_state =
+    "SELECT " LANESYNC_RECORD_COLUMNS
+    " FROM messages WHERE origin = ?1 AND state = ?2 ORDER BY seq LIMIT ?3";
+/// next_for_peer: one origin after a seq, in seq order (the UNIQUE(origin, seq) index).
+inline constexpr std::string_view after_seq =
+    "SELECT " LANESYNC_RECORD_COLUMNS
+    " FROM messages WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+/// Oldest own pending (stored_at) / peer_ack (peer_acked_at): first row of a state range.
+inline constexpr std::string_view oldest_in_state =
+    "SELECT stored_at, peer_acked_at FROM messages WHERE origin = ?1 AND state = ?2 "
+    "ORDER BY seq LIMIT 1";
+inline constexpr std::string_view all_counts = "SELECT origin, state, n FROM counts";
+inline constexpr std::string_view all_origins = "SELECT origin, hwm, cloud_through FROM origins";
+inline constexpr std::string_view all_peers =
+    "SELECT peer, acked_through, last_ack_at FROM peers ORDER BY peer";
+
+// ---- writes ---------------------------------------------------------------------------------
+
+inline constexpr std::string_view insert_message =
+    "INSERT INTO messages(" LANESYNC_RECORD_COLUMNS
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, 0, '')";
+inline constexpr std::string_view id_at_seq =
+    "SELECT id FROM messages WHERE origin = ?1 AND seq = ?2";
+inline constexpr std::string_view ensure_origin =
+    "INSERT INTO origins(origin) VALUES (?1) ON CONFLICT(origin) DO NOTHING";
+inline constexpr std::string_view origin_row =
+    "SELECT hwm, cloud_through FROM origins WHERE origin = ?1";
+inline constexpr std::string_view set_origin =
+    "UPDATE origins SET hwm = ?2, cloud_through = ?3 WHERE origin = ?1";
+/// Lowest seq of one origin in one state (own cloud_through, prune).
+inline constexpr std::string_view first_seq_in_state =
+    "SELECT seq FROM messages WHERE origin = ?1 AND state = ?2 ORDER BY seq LIMIT 1";
+inline constexpr std::string_view upsert_peer =
+    "INSERT INTO peers(peer, acked_through, last_ack_at) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT(peer) DO UPDATE SET acked_through = max(acked_through, excluded.acked_through), "
+    "last_ack_at = excluded.last_ack_at";
+/// The k-th largest acked_through (OFFSET k-1): the seq `k` distinct peers hold.
+inline constexpr std::string_view kth_peer_mark =
+    "SELECT acked_through FROM peers ORDER BY acked_through DESC LIMIT 1 OFFSET ?1";
+inline constexpr std::string_view promote_to_peer_ack =
+    "UPDATE messages SET state = 1, peer_acked_at = ?2 "
+    "WHERE origin = ?1 AND state = 0 AND seq <= ?3 RETURNING created_at";
+inline constexpr std::string_view cloud_ack_one =
+    "UPDATE messages SET state = 2, cloud_acked_at = ?3 "
+    "WHERE id = ?1 AND origin = ?2 AND state <> 2 RETURNING peer_acked_at, created_at";
+inline constexpr std::string_view cloud_reject_one =
+    "UPDATE messages SET state = 3, last_error = ?3 "
+    "WHERE id = ?1 AND origin = ?2 AND state IN (0, 1)";
+inline constexpr std::string_view note_attempt =
+    "UPDATE messages SET attempts = attempts + 1 WHERE id = ?1";
+inline constexpr std::string_view retry_one =
+    "UPDATE messages SET state = CASE WHEN peer_acked_at IS NULL THEN 0 ELSE 1 END, "
+    "last_error = '' WHERE id = ?1 AND origin = ?2 AND state = 3 RETURNING state";
+inline constexpr std::string_view retry_all =
+    "UPDATE messages SET state = CASE WHEN peer_acked_at IS NULL THEN 0 ELSE 1 END, "
+    "last_error = '' WHERE origin = ?1 AND state = 3 RETURNING state";
+/// Replicas of an origin up to a seq are in the cloud.
+inline constexpr std::string_view replicas_cloud_acked =
+    "UPDATE messages SET state = 2, cloud_acked_at = ?3 "
+    "WHERE origin = ?1 AND state = 0 AND seq <= ?2";
+/// prune: the first cloud_ack message too young to go (own: cloud_acked_at; replica:
+/// stored_at), walking the state range in seq order.
+inline constexpr std::string_view first_young_own =
+    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND cloud_acked_at >= ?2 "
+    "ORDER BY seq LIMIT 1";
+inline constexpr std::string_view first_young_replica =
+    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND stored_at >= ?2 "
+    "ORDER BY seq LIMIT 1";
+inline constexpr std::string_view delete_prefix =
+    "DELETE FROM messages WHERE origin = ?1 AND state = 2 AND seq <= ?2";
+
+#undef LANESYNC_RECORD_COLUMNS
+
+} // namespace lanesync::outbox::detail::sql

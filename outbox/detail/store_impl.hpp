@@ -1,0 +1,143 @@
+#pragma once
+/// Private to the outbox: the SQLite implementation of outbox::store (docs/outbox.md).
+///
+/// Threads: one writer thread owns the write connection and runs every write request,
+/// folding all queued requests (up to tuning::group_commit_max_requests) into one
+/// BEGIN IMMEDIATE ... COMMIT, each request inside its own SAVEPOINT. Reads run on a second
+/// connection under `read_mutex_`, from any thread.
+
+#include "outbox/detail/sqlite.hpp"
+#include "outbox/outbox.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace lanesync::outbox::detail {
+
+class sqlite_store final : public store {
+public:
+    /// Opens, migrates and binds the file; starts the writer (unless read-only).
+    /// Throws outbox::error.
+    explicit sqlite_store(const options& opts);
+    ~sqlite_store() override;
+
+    void publish(protocol::publish_request req, std::function<void(publish_outcome)> done) override;
+    void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
+                        std::function<void(replicas_outcome)> done) override;
+    void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
+                    std::function<void(peer_ack_outcome)> done) override;
+    void cloud_acked(std::vector<cloud_result> results,
+                     std::function<void(cloud_outcome)> done) override;
+    void note_attempt(std::vector<std::string> ids, std::function<void(count_outcome)> done) override;
+    void retry(std::vector<std::string> ids, std::function<void(count_outcome)> done) override;
+    void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) override;
+    void origin_cloud_through(std::string origin, std::uint64_t through,
+                              std::function<void(count_outcome)> done) override;
+    void set_commit_listener(std::function<void(const commit_info&)> listener) override;
+    void close() override;
+
+    std::optional<record> get(std::string_view id) override;
+    counts get_counts() override;
+    protocol::hwm_map hwm() override;
+    protocol::hwm_map cloud_through() override;
+    peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
+                             std::size_t limit, std::size_t max_bytes) override;
+    std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) override;
+    std::vector<record> list(state st, std::size_t limit) override;
+    std::vector<peer_mark> peer_marks() override;
+    bool changed_elsewhere() override;
+    std::vector<std::string> integrity_check() override;
+    bool writable() override;
+
+    // ---- test hooks (outbox/detail/test_hooks.hpp) --------------------------------------------
+    /// While paused the writer takes no new group (close() still drains).
+    void pause_writer(bool paused);
+    /// Runs `sql` on the write connection between groups; first column of the first row.
+    std::string exec_on_writer(const std::string& sql);
+
+private:
+    /// One queued write. apply() runs inside the group's transaction (inside a savepoint);
+    /// fail() replaces the outcome by a failure; complete() calls the user's callback.
+    struct request {
+        virtual ~request() = default;
+        virtual void apply(write_transaction& tx) = 0;
+        virtual void fail(const std::string& why) = 0;
+        virtual void complete() = 0;
+        commit_info info; ///< what this request changed (merged for the listener)
+    };
+    template <class Out> struct op;
+    struct write_statements;
+    struct read_statements;
+    struct origin_marks {
+        std::uint64_t hwm = 0;
+        std::uint64_t cloud_through = 0;
+    };
+
+    template <class Out, class Body> void submit(Body&& body, std::function<void(Out)> done);
+    void enqueue(std::unique_ptr<request> r);
+    void writer_loop();
+    void run_group(std::vector<std::unique_ptr<request>>& group);
+
+    // Write steps: run on the writer thread inside `tx` (the proof of a write transaction).
+    publish_outcome do_publish(write_transaction& tx, const protocol::publish_request& req,
+                               commit_info& info);
+    replicas_outcome do_store_replicas(write_transaction& tx,
+                                       const std::vector<protocol::message>& msgs,
+                                       const protocol::hwm_map& floor, commit_info& info);
+    peer_ack_outcome do_peer_acked(write_transaction& tx, const std::string& peer,
+                                   std::uint64_t acked_through, std::size_t quorum,
+                                   commit_info& info);
+    cloud_outcome do_cloud_acked(write_transaction& tx, const std::vector<cloud_result>& results);
+    count_outcome do_note_attempt(write_transaction& tx, const std::vector<std::string>& ids);
+    count_outcome do_retry(write_transaction& tx, const std::vector<std::string>& ids,
+                           commit_info& info);
+    count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms);
+    count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
+                                          std::uint64_t through);
+
+    std::optional<record> find(write_transaction& tx, const std::string& id);
+    origin_marks read_origin(write_transaction& tx, const std::string& origin);
+    void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
+    std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);
+    std::size_t mark_replicas_in_cloud(write_transaction& tx, const std::string& origin,
+                                       std::uint64_t through, std::int64_t now);
+    protocol::hwm_map all_hwm(write_transaction& tx);
+
+    std::string path_;
+    std::string store_id_;
+    bool read_only_ = false;
+
+    // Write side: owned by the writer thread; tests and changed_elsewhere() borrow it
+    // between groups under write_mutex_.
+    std::unique_ptr<connection> write_db_;
+    std::unique_ptr<write_statements> w_;
+    std::mutex write_mutex_;
+    std::atomic<std::int64_t> writer_data_version_{0};
+
+    // Read side.
+    std::unique_ptr<connection> read_db_;
+    std::unique_ptr<read_statements> r_;
+    std::mutex read_mutex_;
+
+    // changed_elsewhere() baseline.
+    std::mutex version_mutex_;
+    std::int64_t seen_data_version_ = 0;
+
+    // Queue between callers and the writer thread.
+    std::mutex queue_mutex_;
+    std::condition_variable queue_cv_;
+    std::deque<std::unique_ptr<request>> queue_;
+    bool closed_ = false; ///< no new requests; the writer drains and exits
+    bool paused_ = false;
+    std::function<void(const commit_info&)> listener_;
+
+    std::mutex close_mutex_; ///< serializes joins of writer_
+    std::thread writer_;
+    std::thread::id writer_id_; ///< set once before any request can run
+};
+
+} // namespace lanesync::outbox::detail

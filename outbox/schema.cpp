@@ -1,0 +1,207 @@
+#include "outbox/detail/schema.hpp"
+
+#include "base/tuning.hpp"
+#include "outbox/outbox.hpp"
+
+#include <array>
+#include <optional>
+
+namespace lanesync::outbox::detail {
+namespace {
+
+// ---- migrations: one function per step, each in its own write transaction -----------------
+
+/// 0 -> 1: the whole first schema.
+void migrate_to_1(write_transaction& tx) {
+    tx.db().exec(R"sql(
+-- Which terminal and store this file belongs to (bound on first open).
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Per origin lane: hwm = highest seq held contiguously from 1 (messages below the first one
+-- still held were pruned after reaching the cloud); cloud_through = highest seq known to be
+-- committed in the cloud, contiguous from 1. The own origin's hwm is the last seq handed out.
+CREATE TABLE origins (
+    origin        TEXT PRIMARY KEY NOT NULL,
+    hwm           INTEGER NOT NULL DEFAULT 0 CHECK (hwm >= 0),
+    cloud_through INTEGER NOT NULL DEFAULT 0 CHECK (cloud_through >= 0)
+) WITHOUT ROWID;
+
+-- Own messages and replicas of other lanes' messages. state: 0 pending, 1 peer_ack,
+-- 2 cloud_ack, 3 failed (replicas only use 0 and 2). priority: 0 critical .. 3 low.
+-- Times are unix milliseconds.
+CREATE TABLE messages (
+    id             TEXT PRIMARY KEY NOT NULL,
+    origin         TEXT NOT NULL REFERENCES origins (origin),
+    seq            INTEGER NOT NULL CHECK (seq >= 1),
+    topic          TEXT NOT NULL,
+    priority       INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+    data           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    stored_at      INTEGER NOT NULL,
+    state          INTEGER NOT NULL CHECK (state BETWEEN 0 AND 3),
+    peer_acked_at  INTEGER,
+    cloud_acked_at INTEGER,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT NOT NULL DEFAULT '',
+    UNIQUE (origin, seq)               -- next_for_peer, gap/conflict checks
+);
+-- list(state), next_for_cloud, oldest pending, promotion, prune: range scans per state.
+CREATE INDEX messages_state ON messages (origin, state, seq);
+
+-- What each peer confirmed holding of this lane's own messages.
+CREATE TABLE peers (
+    peer          TEXT PRIMARY KEY NOT NULL,
+    acked_through INTEGER NOT NULL DEFAULT 0,
+    last_ack_at   INTEGER
+) WITHOUT ROWID;
+
+-- Exact message counts per (origin, state), kept by the triggers below: status never scans.
+CREATE TABLE counts (
+    origin TEXT NOT NULL,
+    state  INTEGER NOT NULL,
+    n      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (origin, state)
+) WITHOUT ROWID;
+
+CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
+        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
+    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
+END;
+
+CREATE TRIGGER messages_count_update AFTER UPDATE OF origin, state ON messages
+    WHEN OLD.state IS NOT NEW.state OR OLD.origin IS NOT NEW.origin BEGIN
+    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
+    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
+        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
+END;
+)sql");
+}
+
+using migration = void (*)(write_transaction&);
+/// steps[v] migrates from user_version v to v + 1.
+constexpr std::array<migration, schema_version> steps = {&migrate_to_1};
+
+[[noreturn]] void newer(const std::string& path, std::int64_t v) {
+    throw error("outbox " + path + " has schema version " + std::to_string(v) +
+                ", newer than this lanesync understands (" + std::to_string(schema_version) +
+                "); upgrade lanesync or point OUTBOX_PATH at another file");
+}
+
+std::optional<std::string> meta_value(connection& db, const char* key) {
+    statement s(db, "SELECT value FROM meta WHERE key = ?1");
+    use u(s);
+    u.bind(1, std::string_view(key));
+    if (!u.step())
+        return std::nullopt;
+    return u.text(0);
+}
+
+void check_meta(const std::string& path, const char* what, const std::string& stored,
+                const std::string& mine, const char* env_key) {
+    if (stored != mine)
+        throw error("outbox " + path + " belongs to " + what + " '" + stored + "', not '" + mine +
+                    "' (" + env_key + "); each lane needs its own OUTBOX_PATH");
+}
+
+} // namespace
+
+void apply_pragmas(connection& db, bool read_only) {
+    // Every connection pragma, in one place:
+    //  - busy_timeout: the agent and the CLI share the file; a writer waits this long for the
+    //    other's write lock before the request fails as a storage failure.
+    //  - journal_mode=WAL: readers never block the writer and vice versa, and a second process
+    //    (lanesync publish/status) can use the file while the agent runs. Persistent in the
+    //    file; a read-only connection cannot set it and only checks it.
+    //  - synchronous=FULL: the WAL is fsync'd at every COMMIT, so a completion that reports
+    //    success means the message survives kill -9 and power loss (SPEC 2.1).
+    //  - foreign_keys=ON: messages.origin must name an origins row.
+    //  - wal_autocheckpoint=1000 (SQLite's default, stated so nobody wonders): checkpoints run
+    //    on the committing connection after the WAL passes ~4 MB.
+    sqlite3_busy_timeout(db.get(), tuning::sqlite_busy_timeout_ms);
+    if (!read_only) {
+        auto mode = db.query_text("PRAGMA journal_mode=WAL");
+        if (mode != "wal")
+            throw error("cannot switch the outbox to WAL mode (journal_mode is " + mode + ")");
+    }
+    db.exec("PRAGMA synchronous=FULL");
+    db.exec("PRAGMA foreign_keys=ON");
+    if (!read_only)
+        db.exec("PRAGMA wal_autocheckpoint=1000");
+}
+
+void migrate(connection& db, const std::string& path) {
+    for (;;) {
+        auto v = db.query_int("PRAGMA user_version");
+        if (v > schema_version)
+            newer(path, v);
+        if (v == schema_version)
+            return;
+        write_transaction tx(db);
+        // Another process may have migrated while we waited for the write lock: re-read.
+        v = db.query_int("PRAGMA user_version");
+        if (v > schema_version)
+            newer(path, v);
+        if (v == schema_version)
+            return;
+        if (v < 0)
+            throw error("outbox " + path + " has an invalid schema version " + std::to_string(v));
+        steps[static_cast<std::size_t>(v)](tx);
+        std::string set = "PRAGMA user_version=" + std::to_string(v + 1);
+        db.exec(set.c_str());
+        tx.commit();
+    }
+}
+
+void check_version_read_only(connection& db, const std::string& path) {
+    auto v = db.query_int("PRAGMA user_version");
+    if (v > schema_version)
+        newer(path, v);
+    if (v < schema_version)
+        throw error("outbox " + path + " has schema version " + std::to_string(v) +
+                    " and cannot be migrated read-only; start the agent once (or run a "
+                    "writing command) to upgrade it");
+}
+
+void bind_identity(connection& db, const std::string& path, const std::string& terminal_id,
+                   const std::string& store_id) {
+    write_transaction tx(db);
+    auto term = meta_value(db, "terminal_id");
+    auto st = meta_value(db, "store_id");
+    if (term || st) {
+        check_meta(path, "terminal", term.value_or(""), terminal_id, "TERMINAL_ID");
+        check_meta(path, "store", st.value_or(""), store_id, "STORE_ID");
+        return; // nothing written: the destructor ends the transaction
+    }
+    statement put(db, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
+    for (auto [k, v] : {std::pair<std::string_view, const std::string*>{"terminal_id", &terminal_id},
+                        {"store_id", &store_id}}) {
+        use u(put);
+        u.bind(1, k).bind(2, *v).run();
+    }
+    statement origin(db, "INSERT INTO origins(origin) VALUES (?1) ON CONFLICT(origin) DO NOTHING");
+    {
+        use u(origin);
+        u.bind(1, terminal_id).run();
+    }
+    tx.commit();
+}
+
+void check_identity(connection& db, const std::string& path, const std::string& terminal_id,
+                    const std::string& store_id) {
+    read_transaction rt(db);
+    auto term = meta_value(db, "terminal_id");
+    auto st = meta_value(db, "store_id");
+    if (!term || !st)
+        throw error("outbox " + path + " was never initialized by an agent (no terminal bound)");
+    check_meta(path, "terminal", *term, terminal_id, "TERMINAL_ID");
+    check_meta(path, "store", *st, store_id, "STORE_ID");
+}
+
+} // namespace lanesync::outbox::detail

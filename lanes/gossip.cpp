@@ -119,8 +119,10 @@ private:
     /// TCP connect + WebSocket handshake. nullptr (with `why`) on failure.
     net::awaitable<std::shared_ptr<peer_session<ws_plain>>> connect(std::string& why) {
         tcp::resolver resolver(strand_);
-        auto [rec, results] = co_await resolver.async_resolve(
-            url_.host, std::to_string(url_.port), net::as_tuple(net::use_awaitable));
+        const std::string port = std::to_string(url_.port);
+        const std::string host_header = url_.host + ":" + port;
+        auto [rec, results] = co_await resolver.async_resolve(url_.host, port,
+                                                              net::as_tuple(net::use_awaitable));
         if (rec) {
             why = "cannot resolve " + url_.host + ": " + rec.message();
             co_return nullptr;
@@ -138,8 +140,8 @@ private:
         }
         tcp_layer.expires_never();
         configure(ws, hub_->cfg().max_message_bytes);
-        auto [hec] = co_await ws.async_handshake(url_.host + ":" + std::to_string(url_.port),
-                                                 url_.target, net::as_tuple(net::use_awaitable));
+        auto [hec] = co_await ws.async_handshake(host_header, url_.target,
+                                                 net::as_tuple(net::use_awaitable));
         connecting_ = nullptr;
         if (hec) {
             why = "WebSocket handshake failed: " + hec.message();
@@ -192,8 +194,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     net::awaitable<void> accept_loop() {
         auto self = shared_from_this();
         for (;;) {
-            auto [ec, sock] = co_await acceptor_.async_accept(net::make_strand(ioc_),
-                                                              net::as_tuple(net::use_awaitable));
+            auto strand = net::make_strand(ioc_);
+            auto [ec, sock] = co_await acceptor_.async_accept(strand, net::as_tuple(net::use_awaitable));
             if (ec) {
                 if (ec == net::error::operation_aborted || !acceptor_.is_open())
                     co_return;
@@ -229,22 +231,26 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             co_return;
         }
         auto req = parser.release();
-        auto reply = [&](http::status st, std::string body) -> net::awaitable<void> {
-            http::response<http::string_body> res{st, req.version()};
+        // Refuse anything but a WebSocket upgrade on /v1/peer with a short plain-text answer.
+        http::status refusal{};
+        std::string why;
+        if (req.target() != "/v1/peer") {
+            refusal = http::status::not_found;
+            why = "lanesync peer endpoint is /v1/peer\n";
+        } else if (!websocket::is_upgrade(req)) {
+            refusal = http::status::upgrade_required;
+            why = "this port speaks the lanesync peer protocol over WebSocket\n";
+        }
+        if (!why.empty()) {
+            http::response<http::string_body> res{refusal, req.version()};
             res.set(http::field::content_type, "text/plain");
             res.keep_alive(false);
-            res.body() = std::move(body) + "\n";
+            res.body() = why;
             res.prepare_payload();
-            co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+            auto [wec, wn] = co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+            (void)wec;
+            (void)wn;
             stream.socket().shutdown(tcp::socket::shutdown_both, rec);
-        };
-        if (req.target() != "/v1/peer") {
-            co_await reply(http::status::not_found, "lanesync peer endpoint is /v1/peer");
-            co_return;
-        }
-        if (!websocket::is_upgrade(req)) {
-            co_await reply(http::status::upgrade_required,
-                           "this port speaks the lanesync peer protocol over WebSocket");
             co_return;
         }
         ws_plain ws(std::move(stream));

@@ -89,8 +89,14 @@ public:
             }
         });
 
-        std::string refused = co_await (outbound_ ? authenticate_as_client()
-                                                  : authenticate_as_server());
+        // GCC 12 mishandles temporaries with destructors inside co_await expressions
+        // (conditions, ternaries, argument lists): every co_await here stands alone in a
+        // statement and takes named locals.
+        std::string refused;
+        if (outbound_)
+            refused = co_await authenticate_as_client();
+        else
+            refused = co_await authenticate_as_server();
         auth_deadline.cancel();
         if (!refused.empty()) {
             if (end_reason_.empty())
@@ -155,7 +161,7 @@ private:
         co_return std::get<frame>(std::move(r));
     }
 
-    net::awaitable<bool> write_now(std::string text) {
+    net::awaitable<bool> write_now(const std::string& text) {
         ws_.text(true);
         auto [ec, n] = co_await ws_.async_write(net::buffer(text), net::as_tuple(net::use_awaitable));
         (void)n;
@@ -183,8 +189,10 @@ private:
     net::awaitable<std::string> authenticate_as_client() {
         const auto& cfg = hub_->cfg();
         std::string nonce_c = protocol::random_hex(tuning::peer_nonce_bytes);
-        if (!co_await write_now(protocol::encode(protocol::hello_frame{
-                tuning::peer_protocol_version, cfg.store_id, me_, nonce_c})))
+        const std::string hello = protocol::encode(
+            protocol::hello_frame{tuning::peer_protocol_version, cfg.store_id, me_, nonce_c});
+        bool sent = co_await write_now(hello);
+        if (!sent)
             co_return end_reason_;
         auto f = co_await read_frame();
         if (!f)
@@ -203,7 +211,9 @@ private:
         peer_id_ = ch->terminal;
         auto mac = protocol::peer_mac(cfg.peer_secret, protocol::peer_role::client, cfg.store_id,
                                       me_, peer_id_, nonce_c, ch->nonce);
-        if (!co_await write_now(protocol::encode(protocol::auth_frame{mac})))
+        const std::string auth = protocol::encode(protocol::auth_frame{mac});
+        sent = co_await write_now(auth);
+        if (!sent)
             co_return end_reason_;
         // The server answers with ready once it accepted us, or closes with a reason.
         auto r = co_await read_frame();
@@ -233,8 +243,10 @@ private:
         std::string nonce_s = protocol::random_hex(tuning::peer_nonce_bytes);
         auto mac_s = protocol::peer_mac(cfg.peer_secret, protocol::peer_role::server, cfg.store_id,
                                         hello->terminal, me_, hello->nonce, nonce_s);
-        if (!co_await write_now(protocol::encode(protocol::challenge_frame{
-                tuning::peer_protocol_version, cfg.store_id, me_, nonce_s, mac_s})))
+        const std::string challenge = protocol::encode(protocol::challenge_frame{
+            tuning::peer_protocol_version, cfg.store_id, me_, nonce_s, mac_s});
+        bool sent = co_await write_now(challenge);
+        if (!sent)
             co_return end_reason_;
         auto a = co_await read_frame();
         if (!a)

@@ -1,0 +1,273 @@
+// Peer replication in one process: real gossip objects over loopback on port 0, real outboxes
+// on temp files, the io_context driven by the test (STYLE habit 15).
+#include "base/metrics.hpp"
+#include "lanes/gossip.hpp"
+#include "lanes/hub.hpp"
+#include "outbox/outbox.hpp"
+#include "protocol/publish.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace lanesync;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        path = fs::temp_directory_path() /
+               ("lanesync-lanes-" + std::to_string(::getpid()) + "-" +
+                std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        fs::create_directories(path);
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+/// Polls `pred` until true or the deadline; returns the last result.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within = 15s) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (pred())
+            return true;
+        std::this_thread::sleep_for(5ms); // polling interval of a deadline wait, not a sync
+    }
+    return pred();
+}
+
+conf::config lane_config(const std::string& id, const fs::path& dir, const std::string& secret) {
+    conf::config c;
+    c.terminal_id = id;
+    c.store_id = "store-t";
+    c.terminal_port = 0;
+    c.terminal_bind = "127.0.0.1";
+    c.peer_secret = secret;
+    c.outbox_path = (dir / (id + ".db")).string();
+    return c;
+}
+
+/// One lane: its config, store and gossip on a shared io_context.
+struct lane {
+    conf::config cfg;
+    std::unique_ptr<outbox::store> store;
+    std::unique_ptr<lanes::gossip> gossip;
+
+    lane(boost::asio::io_context& ioc, conf::config c) : cfg(std::move(c)) {
+        store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+        gossip = std::make_unique<lanes::gossip>(ioc, *store, cfg);
+        store->set_commit_listener([g = gossip.get()](const outbox::commit_info& ci) {
+            if (ci.new_own || ci.new_replicas)
+                g->notify();
+        });
+    }
+
+    void peer_with(const lane& other) {
+        auto u = conf::parse_peer_url("ws://127.0.0.1:" + std::to_string(other.gossip->port()) +
+                                      "/v1/peer");
+        REQUIRE(u);
+        cfg.peers.push_back(*u);
+    }
+
+    void publish(int n) {
+        for (int i = 0; i < n; ++i) {
+            auto req = protocol::make_publish_request("transaction",
+                                                      R"({"total":)" + std::to_string(i) + "}",
+                                                      std::nullopt, std::nullopt);
+            REQUIRE(req.ok());
+            auto out = outbox::publish_sync(*store, req.value());
+            REQUIRE(out.k == outbox::publish_outcome::created);
+        }
+    }
+
+    std::uint64_t holds(const std::string& origin) {
+        auto h = store->hwm();
+        auto it = h.find(origin);
+        return it == h.end() ? 0 : it->second;
+    }
+};
+
+/// Runs an io_context on a background thread for the test's duration.
+struct runner {
+    boost::asio::io_context ioc;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{ioc.get_executor()};
+    std::thread thread;
+    void start() {
+        thread = std::thread([this] { ioc.run(); });
+    }
+    void stop() {
+        work.reset();
+        ioc.stop();
+        if (thread.joinable())
+            thread.join();
+    }
+    ~runner() { stop(); }
+};
+
+/// Declared after the lanes of a test: stops the io thread before they are destroyed.
+struct stop_first {
+    runner& r;
+    ~stop_first() { r.stop(); }
+};
+
+double counter(const std::string& name) {
+    auto text = metrics::global().render();
+    auto pos = text.find("\n" + name + " ");
+    if (pos == std::string::npos)
+        return 0;
+    return std::stod(text.substr(pos + name.size() + 2));
+}
+
+} // namespace
+
+TEST_CASE("two lanes: messages replicate and reach peer_ack") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    l1.gossip->start();
+    l2.peer_with(l1);
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+
+    l1.publish(300);
+    CHECK(eventually([&] { return l2.holds("L1") == 300; }));
+    CHECK(eventually([&] { return l1.store->get_counts().peer_ack == 300; }));
+    // The other way round, over the same (inbound-to-L1) connection.
+    l2.publish(40);
+    CHECK(eventually([&] { return l1.holds("L2") == 40; }));
+    CHECK(eventually([&] { return l2.store->get_counts().peer_ack == 40; }));
+
+    auto st = l2.gossip->status();
+    REQUIRE(st.size() == 1);
+    CHECK(st[0].terminal_id == "L1");
+    CHECK(st[0].connected);
+    CHECK(st[0].acked_through_seq == 40);
+
+    bool stopped1 = false, stopped2 = false;
+    l2.gossip->stop([&] { stopped2 = true; });
+    l1.gossip->stop([&] { stopped1 = true; });
+    CHECK(eventually([&] { return stopped1 && stopped2; }));
+}
+
+TEST_CASE("a relay: L3 peered only with L2 gets L1's messages") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    lane l3(r.ioc, lane_config("L3", dir.path, "a-shared-secret-0123"));
+    l2.gossip->start();
+    l1.peer_with(l2);
+    l3.peer_with(l2);
+    l1.gossip->start();
+    l3.gossip->start();
+    stop_first guard{r};
+    r.start();
+    l1.publish(120);
+    CHECK(eventually([&] { return l3.holds("L1") == 120; }));
+    l3.publish(10);
+    CHECK(eventually([&] { return l1.holds("L3") == 10; }));
+}
+
+TEST_CASE("a peer with the wrong secret is refused and nothing is stored") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    lane bad(r.ioc, lane_config("L9", dir.path, "another-secret-456789"));
+    l1.gossip->start();
+    bad.peer_with(l1);
+    auto before = counter("lanesync_peer_auth_failures_total");
+    bad.gossip->start();
+    stop_first guard{r};
+    r.start();
+    bad.publish(5);
+    CHECK(eventually([&] { return counter("lanesync_peer_auth_failures_total") >= before + 2; }));
+    CHECK(l1.holds("L9") == 0);
+    CHECK(bad.store->get_counts().pending == 5);
+    auto st = bad.gossip->status();
+    REQUIRE(st.size() == 1);
+    CHECK_FALSE(st[0].connected);
+    CHECK(eventually([&] {
+        auto s = bad.gossip->status();
+        return s[0].last_error.find("authentication failed") != std::string::npos;
+    }));
+}
+
+TEST_CASE("a peer of another store is refused") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    auto other = lane_config("L2", dir.path, "a-shared-secret-0123");
+    other.store_id = "store-other";
+    lane l2(r.ioc, other);
+    l1.gossip->start();
+    l2.peer_with(l1);
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+    l2.publish(3);
+    CHECK(eventually([&] {
+        auto s = l2.gossip->status();
+        return s[0].last_error.find("store mismatch") != std::string::npos;
+    }));
+    CHECK(l1.holds("L2") == 0);
+}
+
+TEST_CASE("listening on a port in use fails loudly") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    l1.gossip->start();
+    auto c = lane_config("L2", dir.path, "a-shared-secret-0123");
+    c.terminal_port = l1.gossip->port();
+    lane l2(r.ioc, c);
+    CHECK_THROWS_AS(l2.gossip->start(), std::system_error);
+}
+
+namespace {
+struct fake_session : lanes::session_handle {
+    int wakes = 0;
+    bool sender = false;
+    std::uint16_t closed = 0;
+    void wake() override { ++wakes; }
+    void set_sender(bool on) override { sender = on; }
+    void close(std::uint16_t code, std::string) override { closed = code; }
+};
+} // namespace
+
+TEST_CASE("hub: duplicate ids refused, one sender per peer, successor on leave") {
+    temp_dir dir;
+    auto cfg = lane_config("L1", dir.path, "a-shared-secret-0123");
+    auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+    lanes::hub h(*store, cfg);
+    auto in1 = std::make_shared<fake_session>();
+    auto in2 = std::make_shared<fake_session>();
+    auto out1 = std::make_shared<fake_session>();
+    auto self = std::make_shared<fake_session>();
+
+    CHECK(h.join(in1, "L2", false, "").empty());
+    CHECK(in1->sender);
+    CHECK(h.join(in2, "L2", false, "").find("duplicate terminal id") != std::string::npos);
+    CHECK(h.join(self, "L1", false, "").find("own id") != std::string::npos);
+    CHECK(h.join(out1, "L2", true, "ws://x:1/v1/peer").empty());
+    CHECK_FALSE(out1->sender); // the inbound session already sends to L2
+    h.wake_all();
+    CHECK(in1->wakes == 1);
+    CHECK(out1->wakes == 0);
+    h.leave(in1.get(), "gone");
+    CHECK(out1->sender);
+    CHECK(h.close_all(1001, "bye") == 1);
+    CHECK(out1->closed == 1001);
+}

@@ -69,7 +69,8 @@ def http(method, url, body=None, headers=None, timeout=10.0):
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return HttpResult(r.status, r.read(), dict(r.headers))
     except urllib.error.HTTPError as e:
-        return HttpResult(e.code, e.read(), dict(e.headers))
+        with e:
+            return HttpResult(e.code, e.read(), dict(e.headers))
 
 
 class Lane:
@@ -231,8 +232,11 @@ class StoreTestCase(unittest.TestCase):
 
     def setUp(self):
         self.store = Store(self.id().split(".")[-1])
+        # Registered first, so it runs last: sockets a test registered later close before the
+        # lanes stop (a lane waits for its peers' close handshakes on SIGTERM).
+        self.addCleanup(self._close_store)
 
-    def tearDown(self):
+    def _close_store(self):
         outcome = getattr(self, "_outcome", None)
         failed = False
         if outcome is not None and getattr(outcome, "result", None) is not None:

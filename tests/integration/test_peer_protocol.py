@@ -21,13 +21,18 @@ class PeerEndpoint(StoreTestCase):
         self.l1 = self.store.lane("L1")
         self.l1.start()
 
+    def ws(self):
+        c = WsClient(self.l1.peer_port)
+        self.addCleanup(c.close)
+        return c
+
     def hello(self, ws, terminal="PY", store="store-test", v=1):
         nonce = os.urandom(32).hex()
         ws.send_json({"type": "hello", "v": v, "store": store, "terminal": terminal, "nonce": nonce})
         return nonce
 
     def authenticate(self, terminal="PY"):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         nc = self.hello(ws, terminal)
         ch = ws.recv()
         self.assertEqual(ch["type"], "challenge")
@@ -51,7 +56,7 @@ class PeerEndpoint(StoreTestCase):
         return total
 
     def test_not_json_closes_1007(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         ws.send_text("{not json")
         c = ws.expect_close()
         self.assertEqual(c.code, 1007)
@@ -59,20 +64,20 @@ class PeerEndpoint(StoreTestCase):
         self.assertGreaterEqual(self.metric("lanesync_peer_malformed_frames_total"), 1)
 
     def test_binary_frame_closes_1008(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         ws.send_binary(b"\x00\x01")
         self.assertEqual(ws.expect_close().code, 1008)
         self.still_serving()
 
     def test_unknown_version_is_refused_with_reason(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         self.hello(ws, v=99)
         c = ws.expect_close()
         self.assertEqual(c.code, 1008)
         self.assertIn("version", c.reason)
 
     def test_wrong_mac_is_refused(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         self.hello(ws)
         ch = ws.recv()
         ws.send_json({"type": "auth", "mac": "0" * 64})
@@ -82,18 +87,18 @@ class PeerEndpoint(StoreTestCase):
         self.assertGreaterEqual(self.metric("lanesync_peer_auth_failures_total"), 1)
 
     def test_data_before_authentication_is_refused(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         ws.send_json({"type": "ready", "hwm": {}})
         self.assertEqual(ws.expect_close().code, 1008)
 
     def test_truncated_frame_then_disconnect_leaves_agent_serving(self):
-        ws = WsClient(self.l1.peer_port)
+        ws = self.ws()
         frame = ws._frame(0x1, b'{"type":"hello","v":1,"store":"store-test"}')
         ws.send_raw(frame[: len(frame) // 2])
         ws.close()
         self.still_serving()
         # A well-behaved client still gets in afterwards.
-        self.authenticate("PY2").close()
+        self.authenticate("PY2")
 
     def test_authenticated_client_batch_is_stored_and_acked(self):
         ws = self.authenticate("PY")

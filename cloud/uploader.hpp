@@ -10,10 +10,14 @@
 ///
 /// Heavy Boost.Beast headers stay in uploader.cpp; this header only forward-declares Asio.
 
+#include "base/tuning.hpp"
 #include "conf/config.hpp"
 #include "outbox/outbox.hpp"
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,11 +51,23 @@ bool is_transient(int http_status);
 std::int64_t backoff_delay_ms(std::int64_t base_ms, std::int64_t max_ms, std::uint32_t attempt,
                               std::uint64_t random_value);
 
+/// Engineering limits of the uploader; the defaults are base/tuning.hpp. Tests shrink them
+/// (a 30 s timeout or 404 floor does not fit in a unit test); the agent uses the defaults.
+struct limits {
+    std::chrono::milliseconds request_timeout = tuning::cloud_request_timeout;
+    std::chrono::milliseconds not_found_retry = tuning::cloud_not_found_retry;
+    std::size_t max_request_bytes = tuning::cloud_max_request_bytes;
+    std::size_t max_response_bytes = tuning::cloud_max_response_bytes;
+};
+
 class uploader {
 public:
     /// Does not start anything. `store` must outlive the uploader. Throws std::runtime_error
     /// when the TLS context cannot be set up (e.g. SUPABASE_CA_FILE unreadable).
     uploader(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg);
+    /// Same, with explicit limits (tests).
+    uploader(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg,
+             limits lim);
     ~uploader();
     uploader(const uploader&) = delete;
     uploader& operator=(const uploader&) = delete;

@@ -1,0 +1,332 @@
+#include "cloud/wire.hpp"
+
+#include "protocol/message.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+namespace lanesync::cloud::wire {
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+bool name_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+}
+
+bool function_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+bool path_char(char c) {
+    // RFC 3986 pchar plus '/', without '%' decoding: a path prefix is copied as written.
+    return c > 0x20 && c < 0x7f && c != '?' && c != '#' && c != '"' && c != '<' && c != '>' &&
+           c != '\\' && c != '^' && c != '`' && c != '{' && c != '|' && c != '}';
+}
+
+bool is_ipv4(const std::string& s) {
+    in_addr a{};
+    return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+
+bool is_ipv6(const std::string& s) {
+    in6_addr a{};
+    return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+}
+
+std::string one_line(std::string s, std::size_t max) {
+    for (auto& c : s)
+        if (c == '\n' || c == '\r' || c == '\t')
+            c = ' ';
+    if (s.size() > max) {
+        s.resize(max);
+        // Do not leave half a UTF-8 sequence at the end.
+        while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80)
+            s.pop_back();
+        if (!s.empty() && (static_cast<unsigned char>(s.back()) & 0x80))
+            s.pop_back();
+        s += "...";
+    }
+    return s;
+}
+
+} // namespace
+
+std::string endpoint::origin() const {
+    std::string out = tls ? "https://" : "http://";
+    bool v6 = host.find(':') != std::string::npos;
+    out += v6 ? "[" + host + "]" : host;
+    out += ":" + std::to_string(port);
+    return out;
+}
+
+std::optional<endpoint> parse_endpoint(std::string_view url, std::string_view function,
+                                       std::string& why) {
+    endpoint ep;
+    std::string_view rest;
+    std::string scheme_part = lower(url.substr(0, std::min<std::size_t>(url.size(), 8)));
+    if (scheme_part.starts_with("https://")) {
+        ep.tls = true;
+        ep.port = 443;
+        rest = url.substr(8);
+    } else if (scheme_part.starts_with("http://")) {
+        ep.port = 80;
+        rest = url.substr(7);
+    } else {
+        why = "must start with http:// or https://";
+        return std::nullopt;
+    }
+    if (rest.find_first_of("?#") != std::string_view::npos) {
+        why = "must not contain a query or fragment";
+        return std::nullopt;
+    }
+    auto slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+    if (authority.find('@') != std::string_view::npos) {
+        why = "must not contain user info (put the key in SUPABASE_SERVICE_KEY)";
+        return std::nullopt;
+    }
+
+    std::string_view port_text;
+    bool bracketed = false;
+    if (authority.starts_with("[")) {
+        auto close = authority.find(']');
+        if (close == std::string_view::npos) {
+            why = "unterminated [IPv6] host";
+            return std::nullopt;
+        }
+        ep.host = std::string(authority.substr(1, close - 1));
+        auto after = authority.substr(close + 1);
+        if (!after.empty()) {
+            if (after[0] != ':') {
+                why = "unexpected text after the [IPv6] host";
+                return std::nullopt;
+            }
+            port_text = after.substr(1);
+            if (port_text.empty()) {
+                why = "empty port";
+                return std::nullopt;
+            }
+        }
+        bracketed = true;
+    } else {
+        auto colon = authority.find(':');
+        ep.host = std::string(authority.substr(0, colon));
+        if (colon != std::string_view::npos) {
+            port_text = authority.substr(colon + 1);
+            if (port_text.empty()) {
+                why = "empty port";
+                return std::nullopt;
+            }
+        }
+    }
+    if (ep.host.empty()) {
+        why = "has no host";
+        return std::nullopt;
+    }
+    if (bracketed) {
+        if (!is_ipv6(ep.host)) {
+            why = "invalid IPv6 address";
+            return std::nullopt;
+        }
+        ep.host_is_ip = true;
+    } else {
+        if (!std::all_of(ep.host.begin(), ep.host.end(), name_char)) {
+            why = "invalid host name";
+            return std::nullopt;
+        }
+        ep.host_is_ip = is_ipv4(ep.host);
+    }
+    if (!port_text.empty()) {
+        unsigned value = 0;
+        auto [p, ec] =
+            std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+        if (ec != std::errc{} || p != port_text.data() + port_text.size() || value == 0 ||
+            value > 65535) {
+            why = "invalid port";
+            return std::nullopt;
+        }
+        ep.port = static_cast<std::uint16_t>(value);
+    }
+    if (!std::all_of(path.begin(), path.end(), path_char)) {
+        why = "invalid character in the path";
+        return std::nullopt;
+    }
+    while (path.ends_with("/"))
+        path.remove_suffix(1);
+    if (function.empty() || !std::all_of(function.begin(), function.end(), function_char)) {
+        why = "SUPABASE_FUNCTION must be [A-Za-z0-9_-]+";
+        return std::nullopt;
+    }
+    ep.target = std::string(path) + "/functions/v1/" + std::string(function);
+
+    std::string host_text = bracketed ? "[" + ep.host + "]" : ep.host;
+    bool default_port = ep.port == (ep.tls ? 443 : 80);
+    ep.host_header = default_port ? host_text : host_text + ":" + std::to_string(ep.port);
+    return ep;
+}
+
+std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id) {
+    const auto& m = rec.msg;
+    auto data = nlohmann::json::parse(m.data, nullptr, false);
+    if (data.is_discarded() || !data.is_object())
+        return std::nullopt;
+    nlohmann::json j = {
+        {"messageId", m.id},
+        {"storeId", std::string(store_id)},
+        {"terminalId", m.origin},
+        {"seq", m.seq},
+        {"topic", m.topic},
+        {"priority", std::string(protocol::to_string(m.prio))},
+        {"data", std::move(data)},
+        {"timestamp", protocol::format_time_ms(m.created_at_ms)},
+        {"peerAckedAt", rec.peer_acked_at_ms
+                            ? nlohmann::json(protocol::format_time_ms(*rec.peer_acked_at_ms))
+                            : nlohmann::json(nullptr)},
+    };
+    // Invalid UTF-8 cannot come from the outbox (data is canonical JSON); replace, never throw.
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts) {
+    static constexpr std::string_view head = R"({"messages":[)";
+    static constexpr std::string_view tail = "]}";
+    return head.size() + parts_bytes + (parts > 0 ? parts - 1 : 0) + tail.size();
+}
+
+std::string wrap_messages(const std::vector<std::string>& parts) {
+    std::size_t bytes = 0;
+    for (const auto& p : parts)
+        bytes += p.size();
+    std::string out;
+    out.reserve(wrapped_size(bytes, parts.size()));
+    out += R"({"messages":[)";
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        if (i)
+            out += ',';
+        out += parts[i];
+    }
+    out += "]}";
+    return out;
+}
+
+std::string decoded::problem() const {
+    if (!parsed)
+        return "the answer is not a JSON object with a \"results\" array";
+    std::string out;
+    auto add = [&](std::size_t n, std::string_view what) {
+        if (n == 0)
+            return;
+        if (!out.empty())
+            out += ", ";
+        out += std::to_string(n) + " " + std::string(what);
+    };
+    if (!missing.empty())
+        add(missing.size(),
+            "of " + std::to_string(batch_size) + " messages without a usable result");
+    add(unknown_ids, "results for ids not in the batch");
+    add(malformed, "malformed results");
+    add(conflicting, "ids answered twice, differently");
+    return out;
+}
+
+decoded decode_results(std::string_view body, const std::vector<std::string>& batch_ids) {
+    decoded out;
+    out.batch_size = batch_ids.size();
+    // Batch ids by their lowercase form (Postgres prints uuids in lowercase; ours are too).
+    std::map<std::string, std::string> wanted;
+    for (const auto& id : batch_ids)
+        wanted.emplace(lower(id), id);
+
+    auto doc = nlohmann::json::parse(body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("results") ||
+        !doc["results"].is_array()) {
+        out.missing = batch_ids;
+        return out;
+    }
+    out.parsed = true;
+
+    // First pass: one candidate per id; a second, different answer makes the id conflicting.
+    std::map<std::string, std::optional<outbox::cloud_result>> seen; // nullopt = conflicting
+    for (const auto& r : doc["results"]) {
+        if (!r.is_object() || !r.contains("messageId") || !r["messageId"].is_string() ||
+            !r.contains("status") || !r["status"].is_string()) {
+            ++out.malformed;
+            continue;
+        }
+        outbox::cloud_result cr;
+        auto status = r["status"].get<std::string>();
+        if (status == "stored")
+            cr.k = outbox::cloud_result::stored;
+        else if (status == "duplicate")
+            cr.k = outbox::cloud_result::duplicate;
+        else if (status == "rejected")
+            cr.k = outbox::cloud_result::rejected;
+        else {
+            ++out.malformed;
+            continue;
+        }
+        auto key = lower(r["messageId"].get<std::string>());
+        auto it = wanted.find(key);
+        if (it == wanted.end()) {
+            ++out.unknown_ids;
+            continue;
+        }
+        cr.id = it->second;
+        if (cr.k == outbox::cloud_result::rejected) {
+            std::string reason;
+            if (r.contains("error") && r["error"].is_string())
+                reason = r["error"].get<std::string>();
+            cr.error =
+                reason.empty() ? std::string("rejected by the cloud") : one_line(reason, 500);
+        }
+        auto [pos, fresh] = seen.emplace(key, cr);
+        if (!fresh && pos->second && (pos->second->k != cr.k || pos->second->error != cr.error)) {
+            pos->second.reset();
+            ++out.conflicting;
+        }
+    }
+    for (const auto& id : batch_ids) {
+        auto it = seen.find(lower(id));
+        if (it == seen.end() || !it->second) {
+            out.missing.push_back(id);
+            continue;
+        }
+        if (it->second->k == outbox::cloud_result::rejected)
+            ++out.rejected;
+        out.results.push_back(*it->second);
+        seen.erase(it); // an id listed twice in the batch is answered once
+    }
+    return out;
+}
+
+std::string error_text(std::string_view body, std::size_t max) {
+    auto doc = nlohmann::json::parse(body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object())
+        return {};
+    for (const char* key : {"error", "message", "msg"}) {
+        if (doc.contains(key) && doc[key].is_string()) {
+            auto s = doc[key].get<std::string>();
+            if (!s.empty())
+                return one_line(std::move(s), max);
+        }
+    }
+    return {};
+}
+
+} // namespace lanesync::cloud::wire

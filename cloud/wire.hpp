@@ -1,0 +1,73 @@
+#pragma once
+/// The uploader's side of the cloud wire contract (SPEC section 8), as pure functions: the
+/// endpoint from SUPABASE_URL, the request body, and the reading of the answer. No Asio, no
+/// sockets: tests call these directly. Private to cloud/ (the uploader and its tests).
+
+#include "outbox/outbox.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lanesync::cloud::wire {
+
+/// Where requests go: `POST {SUPABASE_URL}/functions/v1/{SUPABASE_FUNCTION}`.
+struct endpoint {
+    bool tls = false;
+    std::string host; ///< name or IP literal, without brackets
+    std::uint16_t port = 0;
+    std::string target;      ///< path prefix of the URL + /functions/v1/<function>
+    std::string host_header; ///< Host header value: host, or host:port when not the default
+    bool host_is_ip = false; ///< no SNI for IP literals (RFC 6066 section 3)
+
+    /// "https://host:port" without the target, for messages (the URL never holds a secret:
+    /// user info is refused by parse_endpoint).
+    std::string origin() const;
+};
+
+/// Splits SUPABASE_URL (http:// or https://, optional port, optional path prefix, no user
+/// info, query or fragment). On failure returns nullopt and sets `why`.
+std::optional<endpoint> parse_endpoint(std::string_view url, std::string_view function,
+                                       std::string& why);
+
+/// One message as the JSON object the function expects, compact text. nullopt when the stored
+/// data is not a JSON object (the cloud could never accept it).
+std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id);
+
+/// `{"messages":[<parts joined by commas>]}`.
+std::string wrap_messages(const std::vector<std::string>& parts);
+
+/// Size wrap_messages() would produce, without building it.
+std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts);
+
+/// What a 2xx answer said, read defensively. Only well-formed results for ids that were in
+/// the batch land in `results` (at most one per id). Everything else is counted, and the ids
+/// without a usable answer are listed in `missing` so the caller retries them.
+struct decoded {
+    bool parsed = false;        ///< a JSON object with a "results" array
+    std::size_t batch_size = 0; ///< ids in the batch
+    std::vector<outbox::cloud_result> results;
+    std::vector<std::string> missing; ///< batch ids without a usable result
+    std::size_t unknown_ids = 0;      ///< results naming an id not in the batch
+    std::size_t malformed = 0;        ///< entries that are not {messageId, status}
+    std::size_t conflicting = 0;      ///< ids answered twice, differently
+    std::size_t rejected = 0;         ///< results with status "rejected"
+
+    bool clean() const {
+        return parsed && missing.empty() && unknown_ids == 0 && malformed == 0 && conflicting == 0;
+    }
+    /// One line for logs and status ("2 of 5 results missing, 1 for unknown ids"); empty when
+    /// clean. Never contains response text.
+    std::string problem() const;
+};
+
+decoded decode_results(std::string_view body, const std::vector<std::string>& batch_ids);
+
+/// The "error" (or "message") string of an error body like {"error":"..."}, cut to one line
+/// of at most `max` bytes; empty when there is none. Used as a message's failure reason.
+std::string error_text(std::string_view body, std::size_t max = 300);
+
+} // namespace lanesync::cloud::wire

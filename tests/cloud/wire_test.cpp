@@ -1,0 +1,220 @@
+// Pure parts of the uploader: retry rules, backoff, the endpoint, the request body and the
+// reading of the cloud's answer. No sockets.
+
+#include "cloud/uploader.hpp"
+#include "cloud/wire.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+using namespace lanesync;
+using namespace lanesync::cloud;
+
+TEST_CASE("is_transient: what is retried and what is an answer about the request") {
+    for (int s : {0, 401, 403, 404, 408, 425, 429, 500, 502, 503, 504, 546, 599, 301, 307})
+        CHECK_MESSAGE(is_transient(s), s);
+    for (int s : {200, 400, 405, 409, 410, 413, 415, 422})
+        CHECK_FALSE_MESSAGE(is_transient(s), s);
+}
+
+TEST_CASE("backoff_delay_ms: full jitter in [0, min(max, base * 2^attempt)]") {
+    std::mt19937_64 rng(42);
+    for (std::uint32_t attempt = 0; attempt < 80; ++attempt) {
+        std::int64_t cap = 10;
+        for (std::uint32_t i = 0; i < attempt && cap < 100; ++i)
+            cap = std::min<std::int64_t>(cap * 2, 100);
+        std::int64_t hi = 0;
+        for (int i = 0; i < 2000; ++i) {
+            auto d = backoff_delay_ms(10, 100, attempt, rng());
+            REQUIRE(d >= 0);
+            REQUIRE(d <= cap);
+            hi = std::max(hi, d);
+        }
+        CHECK(hi >= cap * 9 / 10); // the whole range is used, not just the bottom
+    }
+    // The edges of the random input reach both ends of the range.
+    CHECK(backoff_delay_ms(1000, 60000, 0, 0) == 0);
+    CHECK(backoff_delay_ms(1000, 60000, 0, 1000) == 1000);
+    CHECK(backoff_delay_ms(1000, 60000, 3, 8000) == 8000);
+    CHECK(backoff_delay_ms(1000, 60000, 3, 8001) == 0);
+    // Saturates at max without overflow, however many attempts.
+    CHECK(backoff_delay_ms(1000, 60000, 4'000'000'000u, 60000) == 60000);
+    CHECK(backoff_delay_ms(1000, 60000, 63, ~0ull) <= 60000);
+    CHECK(backoff_delay_ms(std::int64_t{1} << 62, std::int64_t{1} << 62, 70, ~0ull) <=
+          std::int64_t{1} << 62);
+    // Odd settings: max below base caps at max; zero means no delay.
+    CHECK(backoff_delay_ms(5000, 100, 0, 99999) <= 100);
+    CHECK(backoff_delay_ms(0, 100, 5, 12345) == 0);
+    CHECK(backoff_delay_ms(-5, -1, 5, 12345) == 0);
+}
+
+TEST_CASE("parse_endpoint: the URL forms SUPABASE_URL takes") {
+    std::string why;
+    auto a = wire::parse_endpoint("https://abc.supabase.co", "sync-pos-message", why);
+    REQUIRE(a);
+    CHECK(a->tls);
+    CHECK(a->host == "abc.supabase.co");
+    CHECK(a->port == 443);
+    CHECK(a->target == "/functions/v1/sync-pos-message");
+    CHECK(a->host_header == "abc.supabase.co");
+    CHECK_FALSE(a->host_is_ip);
+
+    auto b = wire::parse_endpoint("http://127.0.0.1:54321/", "f", why);
+    REQUIRE(b);
+    CHECK_FALSE(b->tls);
+    CHECK(b->port == 54321);
+    CHECK(b->host_is_ip);
+    CHECK(b->target == "/functions/v1/f");
+    CHECK(b->host_header == "127.0.0.1:54321");
+    CHECK(b->origin() == "http://127.0.0.1:54321");
+
+    auto c = wire::parse_endpoint("HTTPS://[::1]:8443/base/path//", "f", why);
+    REQUIRE(c);
+    CHECK(c->host == "::1");
+    CHECK(c->host_is_ip);
+    CHECK(c->host_header == "[::1]:8443");
+    CHECK(c->target == "/base/path/functions/v1/f");
+
+    for (const char* bad :
+         {"", "ftp://x", "https://", "https://user:key@host", "http://h:0", "http://h:65536",
+          "http://h:x", "http://h?x=1", "http://h#f", "http://[::1", "http://ho st", "http://h:"}) {
+        why.clear();
+        CHECK_FALSE_MESSAGE(wire::parse_endpoint(bad, "f", why), bad);
+        CHECK_FALSE(why.empty());
+    }
+    CHECK_FALSE(wire::parse_endpoint("http://h", "../x", why));
+}
+
+namespace {
+
+outbox::record make_record(std::uint64_t seq, std::string data = R"({"sku":"A1","qty":2})") {
+    outbox::record r;
+    r.msg.id = "0190f3a2-0000-7000-8000-00000000000" + std::to_string(seq % 10);
+    r.msg.origin = "L1";
+    r.msg.seq = seq;
+    r.msg.topic = "transaction";
+    r.msg.prio = protocol::priority::high;
+    r.msg.data = std::move(data);
+    r.msg.created_at_ms = 1'795'000'000'123;
+    r.st = outbox::state::peer_ack;
+    r.own = true;
+    return r;
+}
+
+} // namespace
+
+TEST_CASE("encode_message: the contract's fields, data embedded as an object") {
+    auto r = make_record(7);
+    r.peer_acked_at_ms = 1'795'000'001'000;
+    auto text = wire::encode_message(r, "store-9");
+    REQUIRE(text);
+    auto j = nlohmann::json::parse(*text);
+    CHECK(j["messageId"] == r.msg.id);
+    CHECK(j["storeId"] == "store-9");
+    CHECK(j["terminalId"] == "L1");
+    CHECK(j["seq"] == 7);
+    CHECK(j["topic"] == "transaction");
+    CHECK(j["priority"] == "high");
+    CHECK(j["data"].is_object());
+    CHECK(j["data"]["qty"] == 2);
+    CHECK(j["timestamp"] == protocol::format_time_ms(r.msg.created_at_ms));
+    CHECK(j["peerAckedAt"] == protocol::format_time_ms(*r.peer_acked_at_ms));
+    CHECK(j.size() == 9);
+
+    r.peer_acked_at_ms.reset();
+    CHECK(nlohmann::json::parse(*wire::encode_message(r, "s"))["peerAckedAt"].is_null());
+
+    CHECK_FALSE(wire::encode_message(make_record(1, "not json"), "s"));
+    CHECK_FALSE(wire::encode_message(make_record(1, "[1,2]"), "s"));
+}
+
+TEST_CASE("wrap_messages and wrapped_size agree") {
+    std::vector<std::string> parts;
+    CHECK(wire::wrap_messages(parts) == R"({"messages":[]})");
+    CHECK(wire::wrapped_size(0, 0) == wire::wrap_messages(parts).size());
+    std::size_t bytes = 0;
+    for (std::uint64_t i = 1; i <= 5; ++i) {
+        parts.push_back(*wire::encode_message(make_record(i), "s"));
+        bytes += parts.back().size();
+        auto body = wire::wrap_messages(parts);
+        CHECK(body.size() == wire::wrapped_size(bytes, parts.size()));
+        CHECK(nlohmann::json::parse(body)["messages"].size() == i);
+    }
+}
+
+TEST_CASE("decode_results: a clean answer") {
+    std::vector<std::string> ids = {"a", "b", "c"};
+    auto d = wire::decode_results(
+        R"({"results":[{"messageId":"a","status":"stored"},{"messageId":"b","status":"duplicate"},
+                       {"messageId":"c","status":"rejected","error":"unknown sku"}]})",
+        ids);
+    CHECK(d.clean());
+    CHECK(d.problem().empty());
+    REQUIRE(d.results.size() == 3);
+    CHECK(d.results[0].k == outbox::cloud_result::stored);
+    CHECK(d.results[1].k == outbox::cloud_result::duplicate);
+    CHECK(d.results[2].k == outbox::cloud_result::rejected);
+    CHECK(d.results[2].error == "unknown sku");
+    CHECK(d.rejected == 1);
+}
+
+TEST_CASE("decode_results: ill-shaped answers apply what is well-formed and list the rest") {
+    std::vector<std::string> ids = {"a", "b", "c", "d"};
+    SUBCASE("not JSON, or no results array: nothing applies") {
+        for (const char* body : {"", "<html>", "[]", R"({"results":5})", R"({"ok":true})"}) {
+            auto d = wire::decode_results(body, ids);
+            CHECK_FALSE(d.parsed);
+            CHECK_FALSE(d.clean());
+            CHECK(d.results.empty());
+            CHECK(d.missing == ids);
+            CHECK_FALSE(d.problem().empty());
+        }
+    }
+    SUBCASE("missing, unknown, malformed and conflicting entries") {
+        auto d = wire::decode_results(R"({"results":[
+            {"messageId":"a","status":"stored"},
+            {"messageId":"zz","status":"stored"},
+            {"messageId":"b","status":"weird"},
+            {"messageId":"b"},
+            7,
+            {"messageId":"c","status":"stored"},
+            {"messageId":"c","status":"rejected"},
+            {"messageId":"a","status":"stored"}]})",
+                                      ids);
+        CHECK(d.parsed);
+        CHECK_FALSE(d.clean());
+        REQUIRE(d.results.size() == 1); // a: answered twice, the same way
+        CHECK(d.results[0].id == "a");
+        CHECK(d.missing == std::vector<std::string>{"b", "c", "d"});
+        CHECK(d.unknown_ids == 1);
+        CHECK(d.malformed == 3);
+        CHECK(d.conflicting == 1);
+        auto p = d.problem();
+        CHECK(p.find("3 of 4 messages without a usable result") != std::string::npos);
+        CHECK(p.find("ids not in the batch") != std::string::npos);
+    }
+    SUBCASE("ids compare case-insensitively, the batch's spelling is kept") {
+        std::vector<std::string> uu = {"0190f3a2-0000-7000-8000-00000000000a"};
+        auto d = wire::decode_results(
+            R"({"results":[{"messageId":"0190F3A2-0000-7000-8000-00000000000A","status":"stored"}]})",
+            uu);
+        CHECK(d.clean());
+        CHECK(d.results.at(0).id == uu[0]);
+    }
+    SUBCASE("a rejection without a reason gets one") {
+        auto d =
+            wire::decode_results(R"({"results":[{"messageId":"a","status":"rejected"}]})", {"a"});
+        CHECK(d.results.at(0).error == "rejected by the cloud");
+    }
+}
+
+TEST_CASE("error_text: the reason from an error body, one line, bounded") {
+    CHECK(wire::error_text(R"({"error":"bad\npayload"})") == "bad payload");
+    CHECK(wire::error_text(R"({"message":"nope"})") == "nope");
+    CHECK(wire::error_text("<html>502</html>").empty());
+    CHECK(wire::error_text(R"({"error":5})").empty());
+    auto long_text = wire::error_text(nlohmann::json{{"error", std::string(1000, 'x')}}.dump(), 50);
+    CHECK(long_text.size() <= 53);
+}

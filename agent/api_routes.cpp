@@ -1,0 +1,376 @@
+#include "agent/api_routes.hpp"
+
+#include "agent/status.hpp"
+#include "agent/views.hpp"
+#include "base/metrics.hpp"
+#include "base/tuning.hpp"
+#include "protocol/message.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace lanesync::agent::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view messages_prefix = "/v1/messages/";
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/// Percent-decoding; '+' is a space in query components. nullopt on a broken escape.
+std::optional<std::string> decode(std::string_view s, bool plus_is_space) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= s.size())
+                return std::nullopt;
+            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return std::nullopt;
+            out.push_back(static_cast<char>(hi * 16 + lo));
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out.push_back(' ');
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out;
+}
+
+/// A piece of client input safe to echo in an error: at most 64 characters.
+std::string echo(std::string_view s) {
+    if (s.size() <= 64)
+        return std::string(s);
+    return std::string(s.substr(0, 64)) + "...";
+}
+
+/// Storage reads throw outbox::error (or a SQLite error derived from std::exception).
+template <class F> response guarded_read(F&& f) {
+    try {
+        return f();
+    } catch (const std::exception& e) {
+        return error_response(503, std::string("storage failure: ") + e.what());
+    }
+}
+
+} // namespace
+
+response json_response(unsigned status, const nlohmann::json& body) {
+    response r;
+    r.status = status;
+    r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    r.body += '\n';
+    return r;
+}
+
+response error_response(unsigned status, std::string_view message, nlohmann::json extra) {
+    json j = std::move(extra);
+    if (!j.is_object())
+        j = json::object();
+    j["error"] = std::string(message);
+    return json_response(status, j);
+}
+
+bool is_json_media_type(std::string_view content_type) {
+    auto semi = content_type.find(';');
+    auto type = lower(trim(content_type.substr(0, semi)));
+    if (type == "application/json")
+        return true;
+    auto slash = type.find('/');
+    return slash != std::string::npos && type.size() > 5 && type.ends_with("+json");
+}
+
+match route_request(std::string_view method, std::string_view path) {
+    auto only = [&](std::string_view allowed, route r) -> match {
+        if (method == allowed)
+            return {r, {}, {}};
+        return {route::wrong_method, {}, std::string(allowed)};
+    };
+    if (path == "/v1/messages") {
+        if (method == "POST")
+            return {route::publish, {}, {}};
+        if (method == "GET")
+            return {route::list_messages, {}, {}};
+        return {route::wrong_method, {}, "GET, POST"};
+    }
+    if (path.starts_with(messages_prefix)) {
+        auto id = path.substr(messages_prefix.size());
+        if (id.find('/') != std::string_view::npos)
+            return {route::not_found, {}, {}};
+        auto m = only("GET", route::get_message);
+        m.id = std::string(id);
+        return m;
+    }
+    if (path == "/v1/status")
+        return only("GET", route::status);
+    if (path == "/metrics")
+        return only("GET", route::metrics);
+    if (path == "/healthz")
+        return only("GET", route::healthz);
+    if (path == "/")
+        return only("GET", route::root);
+    if (path == "/v1/sync")
+        return only("POST", route::sync);
+    if (path == "/v1/cloud/pause")
+        return only("POST", route::cloud_pause);
+    if (path == "/v1/cloud/resume")
+        return only("POST", route::cloud_resume);
+    return {route::not_found, {}, {}};
+}
+
+std::optional<target> parse_target(std::string_view raw) {
+    if (raw.empty() || raw.front() != '/')
+        return std::nullopt; // only origin-form targets are served
+    target t;
+    auto q = raw.find('?');
+    auto path = decode(raw.substr(0, q), false);
+    if (!path)
+        return std::nullopt;
+    t.path = std::move(*path);
+    if (q == std::string_view::npos)
+        return t;
+    std::string_view query = raw.substr(q + 1);
+    auto hash = query.find('#');
+    query = query.substr(0, hash);
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        auto part = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        if (part.empty())
+            continue;
+        auto eq = part.find('=');
+        auto k = decode(part.substr(0, eq), true);
+        auto v =
+            decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
+        if (!k || !v)
+            return std::nullopt;
+        t.query.emplace_back(std::move(*k), std::move(*v));
+    }
+    return t;
+}
+
+std::variant<protocol::publish_request, response>
+check_publish(std::optional<std::string_view> content_type, std::string_view body,
+              std::size_t max_message_bytes) {
+    if (content_type && !is_json_media_type(*content_type))
+        return error_response(415, "Content-Type must be application/json (got '" +
+                                       echo(*content_type) + "')");
+    if (body.size() > max_message_bytes)
+        return error_response(413, "body is " + std::to_string(body.size()) +
+                                       " bytes, more than MAX_MESSAGE_BYTES (" +
+                                       std::to_string(max_message_bytes) + ")");
+    auto req = protocol::parse_publish_request(body);
+    if (!req)
+        return error_response(400, req.error());
+    return std::move(req.value());
+}
+
+response publish_answer(const outbox::publish_outcome& o) {
+    switch (o.k) {
+    case outbox::publish_outcome::created:
+        return json_response(201, publish_json(o.rec));
+    case outbox::publish_outcome::existing:
+        return json_response(200, publish_json(o.rec));
+    case outbox::publish_outcome::conflict:
+        return error_response(409, "id already used with other content", {{"id", o.rec.msg.id}});
+    case outbox::publish_outcome::storage_failed:
+        break;
+    }
+    return error_response(503, "storage failure: " +
+                                   (o.error.empty() ? std::string("unknown") : o.error));
+}
+
+response get_message(outbox::store& store, std::string_view id) {
+    if (!protocol::valid_uuid(id))
+        return error_response(400,
+                              "id must be a UUID (8-4-4-4-12 hex digits), got '" + echo(id) + "'");
+    auto norm = protocol::normalize_uuid(id);
+    return guarded_read([&] {
+        auto rec = store.get(norm);
+        if (!rec)
+            return error_response(404, "no message with this id", {{"id", norm}});
+        return json_response(200, record_json(*rec));
+    });
+}
+
+response list_messages(outbox::store& store, const target& t) {
+    std::optional<outbox::state> st;
+    std::size_t limit = tuning::api_list_default_limit;
+    bool seen_state = false, seen_limit = false;
+    for (const auto& [k, v] : t.query) {
+        if (k == "state") {
+            if (seen_state)
+                return error_response(400, "state given twice");
+            seen_state = true;
+            st = outbox::parse_state(v);
+            if (!st)
+                return error_response(400,
+                                      "state must be one of pending, peer_ack, cloud_ack, failed");
+        } else if (k == "limit") {
+            if (seen_limit)
+                return error_response(400, "limit given twice");
+            seen_limit = true;
+            std::size_t n = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (v.empty() || ec != std::errc{} || p != v.data() + v.size() ||
+                n > tuning::api_list_max_limit)
+                return error_response(400, "limit must be an integer from 0 to " +
+                                               std::to_string(tuning::api_list_max_limit));
+            limit = n;
+        } else {
+            return error_response(400, "unknown query parameter: " + echo(k));
+        }
+    }
+    if (!st)
+        return error_response(
+            400, "missing query parameter: state (pending, peer_ack, cloud_ack or failed)");
+    return guarded_read([&] {
+        auto c = store.get_counts();
+        std::uint64_t count = 0;
+        switch (*st) {
+        case outbox::state::pending:
+            count = c.pending;
+            break;
+        case outbox::state::peer_ack:
+            count = c.peer_ack;
+            break;
+        case outbox::state::cloud_ack:
+            count = c.cloud_ack;
+            break;
+        case outbox::state::failed:
+            count = c.failed;
+            break;
+        }
+        json msgs = json::array();
+        if (limit > 0)
+            for (const auto& rec : store.list(*st, limit))
+                msgs.push_back(record_json(rec));
+        return json_response(200, {{"state", outbox::to_string(*st)},
+                                   {"count", count},
+                                   {"limit", limit},
+                                   {"messages", std::move(msgs)}});
+    });
+}
+
+response status(const api_deps& deps) {
+    return guarded_read([&] {
+        std::optional<std::vector<lanes::peer_status>> peers;
+        std::optional<cloud::status> cs;
+        if (deps.gossip)
+            peers = deps.gossip->status();
+        if (deps.uploader)
+            cs = deps.uploader->get_status();
+        // Without a gossip component (API-only tests) the peers list comes from the marks.
+        return json_response(200, status_json(*deps.cfg, *deps.store, peers ? &*peers : nullptr,
+                                              cs ? &*cs : nullptr, true));
+    });
+}
+
+response metrics_text() {
+    response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics::global().render();
+    return r;
+}
+
+response healthz(outbox::store& store) {
+    bool ok = false;
+    try {
+        ok = store.writable();
+    } catch (const std::exception&) {
+        ok = false;
+    }
+    if (ok)
+        return json_response(200, {{"ok", true}});
+    return json_response(503, {{"ok", false}, {"error", "outbox is not writable"}});
+}
+
+response root_page(const conf::config& cfg) {
+    auto esc = [](const std::string& s) {
+        std::string out;
+        for (char c : s) {
+            switch (c) {
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '&':
+                out += "&amp;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            default:
+                out += c;
+            }
+        }
+        return out;
+    };
+    response r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             "<title>lanesync " +
+             esc(cfg.terminal_id) +
+             "</title></head>\n<body>\n"
+             "<h1>lanesync lane " +
+             esc(cfg.terminal_id) +
+             "</h1>\n"
+             "<p>Store " +
+             esc(cfg.store_id) +
+             ", lanesync " LANESYNC_VERSION ".</p>\n"
+             "<ul>\n<li><a href=\"/v1/status\">/v1/status</a> (JSON status)</li>\n"
+             "<li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\n"
+             "<li><a href=\"/healthz\">/healthz</a></li>\n</ul>\n</body></html>\n";
+    return r;
+}
+
+response cloud_control(const api_deps& deps, route r) {
+    if (!deps.uploader || !deps.cfg->cloud_enabled())
+        return error_response(409, "cloud is not configured");
+    switch (r) {
+    case route::sync:
+        deps.uploader->sync_now();
+        break;
+    case route::cloud_pause:
+        deps.uploader->pause();
+        break;
+    case route::cloud_resume:
+        deps.uploader->resume();
+        break;
+    default:
+        return error_response(404, "no such route");
+    }
+    return json_response(202, {{"ok", true}});
+}
+
+} // namespace lanesync::agent::api

@@ -1,0 +1,105 @@
+#pragma once
+/// The local API's request handling without sockets (STYLE habit 13): routing, query parsing,
+/// validation and the JSON answers. api_server.cpp only moves bytes and calls these; tests
+/// call them directly too. See docs/api.md for the contract.
+
+#include "agent/api_server.hpp"
+#include "outbox/outbox.hpp"
+#include "protocol/publish.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace lanesync::agent::api {
+
+/// An answer, independent of Beast.
+struct response {
+    unsigned status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    std::string allow; ///< the Allow header of a 405
+};
+
+response json_response(unsigned status, const nlohmann::json& body);
+/// `{"error": message}` (plus `extra` fields) with `status`.
+response error_response(unsigned status, std::string_view message,
+                        nlohmann::json extra = nlohmann::json::object());
+
+enum class route {
+    publish,       ///< POST /v1/messages
+    list_messages, ///< GET /v1/messages?state=...&limit=...
+    get_message,   ///< GET /v1/messages/{id}
+    status,        ///< GET /v1/status
+    metrics,       ///< GET /metrics
+    healthz,       ///< GET /healthz
+    root,          ///< GET /
+    sync,          ///< POST /v1/sync
+    cloud_pause,   ///< POST /v1/cloud/pause
+    cloud_resume,  ///< POST /v1/cloud/resume
+    not_found,     ///< no such path (404)
+    wrong_method,  ///< known path, other method (405 with `allow`)
+};
+
+struct match {
+    route r = route::not_found;
+    std::string id;    ///< get_message: the raw id segment
+    std::string allow; ///< wrong_method: e.g. "GET"
+};
+
+/// Routes `method` + the path part of a target (no query).
+match route_request(std::string_view method, std::string_view path);
+
+/// A request target split into its path and decoded query parameters.
+struct target {
+    std::string path;
+    std::vector<std::pair<std::string, std::string>> query;
+};
+/// Splits and percent-decodes; nullopt when the target is malformed (bad %-escape, not
+/// origin-form).
+std::optional<target> parse_target(std::string_view raw);
+
+/// Validates a POST /v1/messages request before anything is stored: Content-Type (absent or
+/// application/json or any type ending in +json; else 415), body size (over
+/// `max_message_bytes` -> 413), then protocol::parse_publish_request (400).
+std::variant<protocol::publish_request, response>
+check_publish(std::optional<std::string_view> content_type, std::string_view body,
+              std::size_t max_message_bytes);
+
+/// The answer to a finished publish: 201 created, 200 existing (current state), 409 conflict,
+/// 503 storage failure.
+response publish_answer(const outbox::publish_outcome& o);
+
+/// GET /v1/messages/{id}: 400 when not a UUID, 404 when unknown. Storage errors -> 503.
+response get_message(outbox::store& store, std::string_view id);
+
+/// GET /v1/messages?state=S&limit=N: 400 on a missing/unknown state, a bad limit or an
+/// unknown parameter. Storage errors -> 503.
+response list_messages(outbox::store& store, const target& t);
+
+/// GET /v1/status from what a running agent has (gossip/uploader may be null).
+response status(const api_deps& deps);
+
+/// GET /metrics: Prometheus text format 0.0.4.
+response metrics_text();
+
+/// GET /healthz: 200 {"ok":true} when the outbox is writable, else 503.
+response healthz(outbox::store& store);
+
+/// GET /: a small HTML page naming the lane, linking /v1/status and /metrics.
+response root_page(const conf::config& cfg);
+
+/// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume: 202 {"ok":true}, or 409 when the cloud
+/// is not configured (no uploader, or SUPABASE_URL empty).
+response cloud_control(const api_deps& deps, route r);
+
+/// application/json or any */*+json type, parameters (charset) ignored, case-insensitive.
+bool is_json_media_type(std::string_view content_type);
+
+} // namespace lanesync::agent::api

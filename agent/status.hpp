@@ -1,0 +1,47 @@
+#pragma once
+/// The lane status document (GET /v1/status, `lanesync status --json`) and its human
+/// renderings (`lanesync status`, `lanesync status --store DIR`). See docs/api.md.
+///
+/// Secrets never appear: the document names the cloud by SUPABASE_URL only, never the
+/// service key, and never mentions PEER_SECRET.
+
+#include "cloud/uploader.hpp"
+#include "conf/config.hpp"
+#include "lanes/gossip.hpp"
+#include "outbox/outbox.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lanesync::agent {
+
+/// Builds the status document. `peers` and `cloud` come from a running agent; null when the
+/// agent is not running (the CLI reading the outbox directly): peers are then taken from the
+/// persisted peer marks (connected=false) and cloud fields that only a live uploader knows are
+/// null. Reads the outbox (get_counts, peer_marks); throws what they throw.
+nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
+                           const std::vector<lanes::peer_status>* peers, const cloud::status* cloud,
+                           bool agent_running);
+
+/// Same, with an explicit clock (tests): ages are computed against `now_ms`.
+nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
+                           const std::vector<lanes::peer_status>* peers, const cloud::status* cloud,
+                           bool agent_running, std::int64_t now_ms);
+
+/// A human rendering of one status document: counts by state, ages, replicas, one row per
+/// peer (connected, acked through seq, lag), the cloud line. Ends with a newline.
+std::string status_table(const nlohmann::json& status);
+
+/// One row per lane for `lanesync status --store DIR`: lane, running, pending, peer_ack,
+/// cloud_ack, failed, oldest pending, peers up, cloud. An entry may be
+/// {"terminal_id"?, "env": FILE, "error": "..."} for a lane whose status could not be read;
+/// its row shows the error. Ends with a newline.
+std::string store_table(const std::vector<nlohmann::json>& lanes);
+
+/// "-" for none, else a short age: "0.4s", "12s", "3m04s", "2h05m", "3d04h".
+std::string format_age(const nlohmann::json& seconds);
+
+} // namespace lanesync::agent

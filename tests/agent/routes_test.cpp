@@ -1,0 +1,90 @@
+// Request handling without sockets: targets, routing, publish checks (agent/api_routes.hpp),
+// and the CLI's small helpers.
+#include "agent_test_util.hpp"
+
+#include "agent/api_routes.hpp"
+#include "agent/cli.hpp"
+
+#include <fstream>
+
+using namespace lanesync::agent::test;
+namespace api = lanesync::agent::api;
+namespace agent = lanesync::agent;
+
+TEST_SUITE("api_routes") {
+
+    TEST_CASE("parse_target splits and decodes") {
+        auto t = api::parse_target("/v1/messages?state=peer%5Fack&limit=3&&x=a+b");
+        REQUIRE(t);
+        CHECK(t->path == "/v1/messages");
+        REQUIRE(t->query.size() == 3);
+        CHECK(t->query[0] == std::pair<std::string, std::string>{"state", "peer_ack"});
+        CHECK(t->query[1] == std::pair<std::string, std::string>{"limit", "3"});
+        CHECK(t->query[2] == std::pair<std::string, std::string>{"x", "a b"});
+        CHECK(api::parse_target("/a%2") == std::nullopt);
+        CHECK(api::parse_target("/a?b=%g1") == std::nullopt);
+        CHECK(api::parse_target("http://host/") == std::nullopt);
+        CHECK(api::parse_target("*") == std::nullopt);
+        CHECK(api::parse_target("/")->path == "/");
+    }
+
+    TEST_CASE("route_request") {
+        CHECK(api::route_request("POST", "/v1/messages").r == api::route::publish);
+        CHECK(api::route_request("GET", "/v1/messages").r == api::route::list_messages);
+        auto m = api::route_request("GET", "/v1/messages/abc");
+        CHECK(m.r == api::route::get_message);
+        CHECK(m.id == "abc");
+        CHECK(api::route_request("PUT", "/v1/messages/abc").allow == "GET");
+        CHECK(api::route_request("PUT", "/v1/messages").allow == "GET, POST");
+        CHECK(api::route_request("GET", "/v1/sync").r == api::route::wrong_method);
+        CHECK(api::route_request("POST", "/v1/cloud/pause").r == api::route::cloud_pause);
+        CHECK(api::route_request("GET", "/v1/status/").r == api::route::not_found);
+        CHECK(api::route_request("HEAD", "/healthz").r == api::route::wrong_method);
+    }
+
+    TEST_CASE("is_json_media_type") {
+        CHECK(api::is_json_media_type("application/json"));
+        CHECK(api::is_json_media_type("application/json; charset=utf-8"));
+        CHECK(api::is_json_media_type(" Application/JSON "));
+        CHECK(api::is_json_media_type("application/vnd.pos+json"));
+        CHECK(!api::is_json_media_type("text/plain"));
+        CHECK(!api::is_json_media_type("application/x-www-form-urlencoded"));
+        CHECK(!api::is_json_media_type(""));
+    }
+
+    TEST_CASE("check_publish: 415 before 413 before 400") {
+        auto code = [](auto v) {
+            auto* r = std::get_if<api::response>(&v);
+            return r ? r->status : 0u;
+        };
+        CHECK(code(api::check_publish("text/plain", "{}", 10)) == 415);
+        CHECK(code(api::check_publish(std::nullopt, std::string(11, ' '), 10)) == 413);
+        CHECK(code(api::check_publish(std::nullopt, "{}", 10)) == 400);
+        CHECK(code(api::check_publish("application/json", R"({"topic":"t","data":{}})", 100)) == 0);
+    }
+
+    TEST_CASE("error_response is JSON with an error field") {
+        auto r = api::error_response(409, "id already used with other content", {{"id", "x"}});
+        CHECK(r.status == 409);
+        auto j = json::parse(r.body);
+        CHECK(j["error"] == "id already used with other content");
+        CHECK(j["id"] == "x");
+    }
+
+} // TEST_SUITE
+
+TEST_SUITE("cli helpers") {
+
+    TEST_CASE("read_data_arg: literal, @file, missing file") {
+        std::string why;
+        CHECK(agent::read_data_arg(R"({"a":1})", why) == std::optional<std::string>(R"({"a":1})"));
+        temp_dir d;
+        auto f = d.path / "d.json";
+        std::ofstream(f) << R"({"total": 4})";
+        CHECK(agent::read_data_arg("@" + f.string(), why) ==
+              std::optional<std::string>(R"({"total": 4})"));
+        CHECK(agent::read_data_arg("@" + (d.path / "missing.json").string(), why) == std::nullopt);
+        CHECK(contains(why, "missing.json"));
+    }
+
+} // TEST_SUITE

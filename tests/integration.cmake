@@ -7,7 +7,7 @@ function(lanesync_py_test name module)
            WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
   set_tests_properties(integration.${name} PROPERTIES
     ENVIRONMENT "LANESYNC_BIN=$<TARGET_FILE:lanesync>;LANESYNC_ARTIFACTS=${PROJECT_BINARY_DIR}/test-artifacts;PYTHONDONTWRITEBYTECODE=1"
-    TIMEOUT 600 LABELS integration ${ARGN})
+    TIMEOUT 600 LABELS "integration;${ARGN}")
 endfunction()
 
 lanesync_py_test(peers test_peers)
@@ -17,3 +17,4 @@ lanesync_py_test(api_cli test_api_cli)
 # The edge function's own tests against a real local PostgreSQL + Deno (scripts/cloud-up.sh).
 add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)
 set_tests_properties(cloud.function PROPERTIES TIMEOUT 600 LABELS cloud)
+lanesync_py_test(cloud test_cloud cloud)

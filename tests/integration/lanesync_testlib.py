@@ -24,11 +24,21 @@ ARTIFACTS = os.environ.get("LANESYNC_ARTIFACTS") or os.path.join(
 SECRET = "integration-test-secret-0123456789"
 
 
+_handed_out = set()
+_ports_lock = threading.Lock()
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now (the agent binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now (the agent binds it soon after), never the same
+    one twice in this test process."""
+    with _ports_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def wait_for(predicate, timeout=30.0, interval=0.02, what="condition"):
@@ -83,7 +93,7 @@ class Lane:
         self.api_port = free_port()
         self.env = {
             "TERMINAL_ID": lane_id,
-            "STORE_ID": "store-test",
+            "STORE_ID": store.store_id,
             "TERMINAL_PORT": str(self.peer_port),
             "TERMINAL_BIND": "127.0.0.1",
             "PEER_SECRET": SECRET,
@@ -207,6 +217,7 @@ class Store:
         self.dir = tempfile.mkdtemp(prefix=f"lanesync-{name}-")
         self.lanes = []
         self.name = name
+        self.store_id = "store-test"
 
     def lane(self, lane_id, **overrides):
         l = Lane(self, lane_id, **overrides)

@@ -176,12 +176,14 @@ def main():
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--payload", type=int, default=100, help="bytes of padding per message")
+    ap.add_argument("--batch", type=int, default=500, help="CLOUD_BATCH_SIZE for the drain")
     ap.add_argument("--no-cloud", action="store_true", help="skip the cloud drain benchmark")
     ap.add_argument("--smoke", action="store_true", help="small sizes, finishes well under 60 s")
     a = ap.parse_args()
     if a.smoke:
         a.messages, a.clients = 1000, 16
     work = tempfile.mkdtemp(prefix="lanesync-bench-")
+    os.chmod(work, 0o755)  # the local cloud runs PostgreSQL as the postgres user inside it
     lanes = []
     cloud_env = None
     rows = []
@@ -193,7 +195,7 @@ def main():
         if not a.no_cloud:
             cloud_env, lines = cloud_up(work)
             extra = {"SUPABASE_URL": lines["SUPABASE_URL"], "SUPABASE_SERVICE_KEY": lines["SUPABASE_SERVICE_KEY"],
-                     "CLOUD_SYNC_INTERVAL_MS": 200, "CLOUD_BATCH_SIZE": 500,
+                     "CLOUD_SYNC_INTERVAL_MS": 200, "CLOUD_BATCH_SIZE": a.batch,
                      "SYNC_BACKOFF_BASE_MS": 50, "SYNC_BACKOFF_MAX_MS": 1000}
             l1.env.update(extra)
         l1.start(a.bin, [l2])
@@ -217,7 +219,7 @@ def main():
             l1.request("POST", "/v1/cloud/resume")
             wait_for(lambda: l1.status()["outbox"]["cloud_ack"] == len(ids), 600, "backlog drained")
             drain = time.monotonic() - t0
-            rows.append(("cloud drain (backlog)", f"{len(ids)} msgs, batch 500",
+            rows.append(("cloud drain (backlog)", f"{len(ids)} msgs, batch {a.batch}",
                          f"{len(ids) / drain:,.0f} msg/s", f"{drain:.2f} s"))
     finally:
         for l in lanes:

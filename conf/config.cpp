@@ -49,6 +49,9 @@ constexpr key_spec key_table[] = {
     {"PEER_TERMINALS", "", true},
     {"PEER_SECRET", "", true},
     {"PEER_ACK_QUORUM", "1", false},
+    {"PEER_TLS_CERT_FILE", "", true},
+    {"PEER_TLS_KEY_FILE", "", true},
+    {"PEER_CA_FILE", "", true},
     {"LOCAL_API_PORT", "TERMINAL_PORT + 1000", false},
     {"OUTBOX_PATH", "data/<TERMINAL_ID>.db", false},
     {"SUPABASE_URL", "", true},
@@ -228,6 +231,17 @@ void set_key(state& st, const std::string& key, const std::string& v) {
         return std::chrono::milliseconds(
             static_cast<std::int64_t>(chk.number(key, v, lo, max_delay_ms)));
     };
+    // A file the agent reads at start-up (CA bundles, TLS certificate and key).
+    auto readable_file = [&](const std::string& k, const std::string& path, const char* what) {
+        struct stat sb {};
+        if (::stat(path.c_str(), &sb) != 0)
+            chk.fail(k, "cannot use " + quote_for_message(path) + ": " + errno_text(errno));
+        if (!S_ISREG(sb.st_mode))
+            chk.fail(k, quote_for_message(path) + " is not a regular file (" + what + ")");
+        if (::access(path.c_str(), R_OK) != 0)
+            chk.fail(k, "cannot read " + quote_for_message(path) + ": " + errno_text(errno));
+        return path;
+    };
 
     if (key == "TERMINAL_ID") {
         if (!protocol::valid_terminal_id(v))
@@ -328,14 +342,13 @@ void set_key(state& st, const std::string& key, const std::string& v) {
                               "_ -)");
         cfg.supabase_function = v;
     } else if (key == "SUPABASE_CA_FILE") {
-        struct stat sb {};
-        if (::stat(v.c_str(), &sb) != 0)
-            chk.fail(key, "cannot use " + quote_for_message(v) + ": " + errno_text(errno));
-        if (!S_ISREG(sb.st_mode))
-            chk.fail(key, quote_for_message(v) + " is not a regular file (a PEM CA bundle)");
-        if (::access(v.c_str(), R_OK) != 0)
-            chk.fail(key, "cannot read " + quote_for_message(v) + ": " + errno_text(errno));
-        cfg.supabase_ca_file = v;
+        cfg.supabase_ca_file = readable_file(key, v, "a PEM CA bundle");
+    } else if (key == "PEER_TLS_CERT_FILE") {
+        cfg.peer_tls_cert_file = readable_file(key, v, "a PEM certificate chain");
+    } else if (key == "PEER_TLS_KEY_FILE") {
+        cfg.peer_tls_key_file = readable_file(key, v, "a PEM private key");
+    } else if (key == "PEER_CA_FILE") {
+        cfg.peer_ca_file = readable_file(key, v, "a PEM CA bundle");
     } else if (key == "SYNC_BACKOFF_BASE_MS") {
         cfg.backoff_base = ms(1);
     } else if (key == "SYNC_BACKOFF_MAX_MS") {
@@ -384,6 +397,11 @@ void finish(state& st) {
         chk.fail("LOCAL_API_PORT", "must differ from TERMINAL_PORT (both are " +
                                        std::to_string(cfg.terminal_port) + ")");
     }
+
+    if (cfg.peer_tls_cert_file.empty() != cfg.peer_tls_key_file.empty())
+        chk.fail(cfg.peer_tls_cert_file.empty() ? "PEER_TLS_CERT_FILE" : "PEER_TLS_KEY_FILE",
+                 "PEER_TLS_CERT_FILE and PEER_TLS_KEY_FILE go together (the listener serves "
+                 "wss:// only with both)");
 
     if (!cfg.peers.empty()) {
         if (cfg.peer_secret.empty())

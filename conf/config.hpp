@@ -34,6 +34,9 @@ struct config {
     std::vector<peer_url> peers;       ///< PEER_TERMINALS
     std::string peer_secret;           ///< PEER_SECRET (never log)
     std::size_t peer_ack_quorum = 1;   ///< PEER_ACK_QUORUM
+    std::string peer_tls_cert_file;    ///< PEER_TLS_CERT_FILE: listener serves wss:// when set
+    std::string peer_tls_key_file;     ///< PEER_TLS_KEY_FILE (with the cert)
+    std::string peer_ca_file;          ///< PEER_CA_FILE: verifies wss:// peers; empty = system store
     std::uint16_t local_api_port = 0;  ///< LOCAL_API_PORT (default TERMINAL_PORT + 1000)
     std::string outbox_path;           ///< OUTBOX_PATH (default data/<TERMINAL_ID>.db)
     std::string supabase_url;          ///< SUPABASE_URL, no trailing slash; empty = cloud off

@@ -8,7 +8,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <openssl/rand.h>
 
@@ -20,7 +22,11 @@ namespace {
 
 namespace http = beast::http;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 using ws_plain = websocket::stream<beast::tcp_stream>;
+using ws_tls = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+
+template <class WS> constexpr bool is_tls = !std::is_same_v<WS, ws_plain>;
 
 /// Options every peer WebSocket gets, either role (STYLE habit 4: after the handshake the
 /// TCP timeout is off and the WebSocket's own idle timeout + pings take over).
@@ -55,14 +61,54 @@ std::chrono::milliseconds reconnect_delay(std::uint32_t attempt) {
     return std::chrono::milliseconds(static_cast<std::int64_t>(random_u64() % static_cast<std::uint64_t>(ceiling + 1)));
 }
 
+/// A TLS failure in words an operator can act on (certificate problems named as such).
+std::string tls_error_text(const boost::system::error_code& ec, SSL* native) {
+    long verify = SSL_get_verify_result(native);
+    if (verify != X509_V_OK)
+        return std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+    return ec.message();
+}
+
+/// Client context for wss:// links: verify peers against PEER_CA_FILE or the system store.
+ssl::context make_client_tls(const conf::config& cfg) {
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx.set_verify_mode(ssl::verify_peer);
+    if (!cfg.peer_ca_file.empty())
+        ctx.load_verify_file(cfg.peer_ca_file);
+    else
+        ctx.set_default_verify_paths();
+    return ctx;
+}
+
+/// Server context when PEER_TLS_CERT_FILE/PEER_TLS_KEY_FILE are set.
+std::unique_ptr<ssl::context> make_server_tls(const conf::config& cfg) {
+    if (cfg.peer_tls_cert_file.empty())
+        return nullptr;
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                     ssl::context::single_dh_use);
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(cfg.peer_tls_cert_file, ec);
+    if (ec)
+        throw std::system_error(ec, "PEER_TLS_CERT_FILE " + cfg.peer_tls_cert_file);
+    ctx->use_private_key_file(cfg.peer_tls_key_file, ssl::context::pem, ec);
+    if (ec)
+        throw std::system_error(ec, "PEER_TLS_KEY_FILE " + cfg.peer_tls_key_file);
+    return ctx;
+}
+
 } // namespace
 
 /// One supervised outgoing link to a PEER_TERMINALS URL: connects, runs a session, and after
 /// it ends waits a jittered backoff and connects again (STYLE habit 7).
 class peer_link : public std::enable_shared_from_this<peer_link> {
 public:
-    peer_link(net::io_context& ioc, std::shared_ptr<hub> h, conf::peer_url url)
-        : strand_(net::make_strand(ioc)), timer_(strand_), hub_(std::move(h)), url_(std::move(url)) {}
+    peer_link(net::io_context& ioc, std::shared_ptr<hub> h, conf::peer_url url, ssl::context& tls)
+        : strand_(net::make_strand(ioc)), timer_(strand_), hub_(std::move(h)), url_(std::move(url)),
+          tls_(tls) {}
 
     void start() {
         net::co_spawn(strand_, run(), [self = shared_from_this()](std::exception_ptr e) {
@@ -96,9 +142,13 @@ private:
             std::string why;
             bool authenticated = false;
             if (url_.tls) {
-                why = "wss:// peer links are not supported by this build yet (docs/protocol.md)";
+                auto session = co_await connect<ws_tls>(why);
+                if (session) {
+                    why = co_await session->run();
+                    authenticated = session->authenticated();
+                }
             } else {
-                auto session = co_await connect(why);
+                auto session = co_await connect<ws_plain>(why);
                 if (session) {
                     why = co_await session->run();
                     authenticated = session->authenticated();
@@ -116,8 +166,9 @@ private:
         }
     }
 
-    /// TCP connect + WebSocket handshake. nullptr (with `why`) on failure.
-    net::awaitable<std::shared_ptr<peer_session<ws_plain>>> connect(std::string& why) {
+    /// TCP connect (+ TLS handshake for wss://) + WebSocket handshake. nullptr (with `why`)
+    /// on failure.
+    template <class WS> net::awaitable<std::shared_ptr<peer_session<WS>>> connect(std::string& why) {
         tcp::resolver resolver(strand_);
         const std::string port = std::to_string(url_.port);
         const std::string host_header = url_.host + ":" + port;
@@ -127,7 +178,7 @@ private:
             why = "cannot resolve " + url_.host + ": " + rec.message();
             co_return nullptr;
         }
-        ws_plain ws(strand_);
+        auto ws = make_stream<WS>();
         auto& tcp_layer = beast::get_lowest_layer(ws);
         connecting_ = &tcp_layer;
         tcp_layer.expires_after(tuning::peer_handshake_timeout);
@@ -138,6 +189,27 @@ private:
             why = "cannot connect: " + (cec ? cec.message() : std::string("stopping"));
             co_return nullptr;
         }
+        if constexpr (is_tls<WS>) {
+            // TLS client checklist (STYLE habit 5): SNI for names, peer verification against
+            // PEER_CA_FILE or the system store, and the URL's host checked against the SAN.
+            auto* native = ws.next_layer().native_handle();
+            boost::system::error_code ipec;
+            net::ip::make_address(url_.host, ipec);
+            if (ipec && !SSL_set_tlsext_host_name(native, url_.host.c_str())) {
+                connecting_ = nullptr;
+                why = "TLS: cannot set SNI";
+                co_return nullptr;
+            }
+            ws.next_layer().set_verify_mode(ssl::verify_peer);
+            ws.next_layer().set_verify_callback(ssl::host_name_verification(url_.host));
+            auto [tec] = co_await ws.next_layer().async_handshake(ssl::stream_base::client,
+                                                                 net::as_tuple(net::use_awaitable));
+            if (tec) {
+                connecting_ = nullptr;
+                why = "TLS handshake failed: " + tls_error_text(tec, native);
+                co_return nullptr;
+            }
+        }
         tcp_layer.expires_never();
         configure(ws, hub_->cfg().max_message_bytes);
         auto [hec] = co_await ws.async_handshake(host_header, url_.target,
@@ -147,13 +219,21 @@ private:
             why = "WebSocket handshake failed: " + hec.message();
             co_return nullptr;
         }
-        co_return std::make_shared<peer_session<ws_plain>>(std::move(ws), hub_, true, url_.text);
+        co_return std::make_shared<peer_session<WS>>(std::move(ws), hub_, true, url_.text);
+    }
+
+    template <class WS> WS make_stream() {
+        if constexpr (is_tls<WS>)
+            return WS(strand_, tls_);
+        else
+            return WS(strand_);
     }
 
     net::strand<net::io_context::executor_type> strand_;
     net::steady_timer timer_;
     std::shared_ptr<hub> hub_;
     conf::peer_url url_;
+    ssl::context& tls_;
     beast::tcp_stream* connecting_ = nullptr;
     bool stopping_ = false;
     std::atomic<bool> finished_{false};
@@ -162,7 +242,9 @@ private:
 struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg)
         : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(store, cfg)), acceptor_(ioc),
-          stop_timer_(ioc) {}
+          stop_timer_(ioc) {
+        pm(); // register the peer series now, so /metrics lists them (at 0) before any session
+    }
 
     void start() {
         boost::system::error_code ec;
@@ -181,11 +263,14 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
         if (ec)
             throw std::system_error(ec, "cannot listen for peers on " + where);
         port_ = acceptor_.local_endpoint().port();
+        server_tls_ = make_server_tls(cfg_);
+        client_tls_ = std::make_unique<ssl::context>(make_client_tls(cfg_));
         log::info("peer.listening", {{"address", cfg_.terminal_bind},
-                                     {"port", std::to_string(port_)}});
+                                     {"port", std::to_string(port_)},
+                                     {"scheme", server_tls_ ? "wss" : "ws"}});
         net::co_spawn(acceptor_.get_executor(), accept_loop(), net::detached);
         for (const auto& u : cfg_.peers) {
-            auto link = std::make_shared<peer_link>(ioc_, hub_, u);
+            auto link = std::make_shared<peer_link>(ioc_, hub_, u, *client_tls_);
             links_.push_back(link);
             link->start();
         }
@@ -208,18 +293,37 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
         }
     }
 
+    /// One accepted connection: TLS handshake when the listener serves wss://, then the
     /// HTTP upgrade on /v1/peer, then the session.
     net::awaitable<void> serve(tcp::socket sock) {
         auto self = shared_from_this();
-        beast::tcp_stream stream(std::move(sock));
         std::string remote;
         {
             boost::system::error_code rec;
-            auto ep = stream.socket().remote_endpoint(rec);
+            auto ep = sock.remote_endpoint(rec);
             if (!rec)
                 remote = ep.address().to_string() + ":" + std::to_string(ep.port());
         }
-        stream.expires_after(tuning::peer_handshake_timeout);
+        beast::tcp_stream tcp_layer(std::move(sock));
+        tcp_layer.expires_after(tuning::peer_handshake_timeout);
+        if (!server_tls_) {
+            co_await upgrade(std::move(tcp_layer), remote);
+            co_return;
+        }
+        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_layer), *server_tls_);
+        auto [tec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                     net::as_tuple(net::use_awaitable));
+        if (tec) {
+            log::debug("peer.tls_failed", {{"remote", remote}, {"error", tec.message()}});
+            co_return;
+        }
+        co_await upgrade(std::move(stream), remote);
+    }
+
+    /// Reads the HTTP request; anything but a WebSocket upgrade on /v1/peer gets a short
+    /// plain-text refusal. `stream` still has the handshake deadline set.
+    template <class Stream> net::awaitable<void> upgrade(Stream stream, std::string remote) {
+        using WS = websocket::stream<Stream>;
         beast::flat_buffer buf;
         http::request_parser<http::empty_body> parser;
         parser.header_limit(8192);
@@ -231,7 +335,6 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             co_return;
         }
         auto req = parser.release();
-        // Refuse anything but a WebSocket upgrade on /v1/peer with a short plain-text answer.
         http::status refusal{};
         std::string why;
         if (req.target() != "/v1/peer") {
@@ -250,10 +353,10 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             auto [wec, wn] = co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
             (void)wec;
             (void)wn;
-            stream.socket().shutdown(tcp::socket::shutdown_both, rec);
+            beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, rec);
             co_return;
         }
-        ws_plain ws(std::move(stream));
+        WS ws(std::move(stream));
         beast::get_lowest_layer(ws).expires_never();
         configure(ws, cfg_.max_message_bytes);
         auto [aec] = co_await ws.async_accept(req, net::as_tuple(net::use_awaitable));
@@ -261,7 +364,7 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             log::debug("peer.upgrade_failed", {{"remote", remote}, {"error", aec.message()}});
             co_return;
         }
-        auto session = std::make_shared<peer_session<ws_plain>>(std::move(ws), hub_, false, "");
+        auto session = std::make_shared<peer_session<WS>>(std::move(ws), hub_, false, "");
         co_await session->run();
     }
 
@@ -298,6 +401,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     net::steady_timer stop_timer_;
     std::chrono::steady_clock::time_point stop_deadline_;
     std::vector<std::shared_ptr<peer_link>> links_;
+    std::unique_ptr<ssl::context> server_tls_; ///< set when the listener serves wss://
+    std::unique_ptr<ssl::context> client_tls_; ///< for outgoing wss:// links
     std::uint16_t port_ = 0;
 };
 

@@ -18,6 +18,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -39,7 +40,8 @@ inline bool is_expected_end(const boost::system::error_code& ec) {
            || ec == websocket::error::closed         // the peer sent a close frame
            || ec == net::error::eof                  // the peer closed TCP
            || ec == net::error::connection_reset     // kill -9 of the peer
-           || ec == beast::error::timeout;           // idle peer: reported as "timeout"
+           || ec == beast::error::timeout            // idle peer: reported as "timeout"
+           || ec == net::ssl::error::stream_truncated; // TLS peer closed without close_notify
 }
 
 struct peer_metrics {

@@ -271,3 +271,99 @@ TEST_CASE("hub: duplicate ids refused, one sender per peer, successor on leave")
     CHECK(h.close_all(1001, "bye") == 1);
     CHECK(out1->closed == 1001);
 }
+
+namespace {
+/// A test CA and a server certificate for 127.0.0.1 / localhost, made with the openssl CLI.
+struct test_pki {
+    fs::path dir;
+    explicit test_pki(const fs::path& d, const std::string& name) : dir(d / name) {
+        fs::create_directories(dir);
+        std::string cmd = "cd '" + dir.string() + "' && "
+            "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+            "-subj '/CN=lanesync test CA " + name + "' && "
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' && "
+            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+            "-out server.pem -days 2 -extfile ext.cnf";
+        std::string quiet = "(" + cmd + ") >/dev/null 2>&1";
+        REQUIRE(std::system(quiet.c_str()) == 0);
+    }
+    std::string ca() const { return (dir / "ca.pem").string(); }
+    std::string cert() const { return (dir / "server.pem").string(); }
+    std::string key() const { return (dir / "server.key").string(); }
+};
+
+std::string last_error(lane& l) {
+    auto s = l.gossip->status();
+    return s.empty() ? std::string() : s[0].last_error;
+}
+} // namespace
+
+TEST_CASE("wss: lanes replicate over TLS with the store's CA") {
+    temp_dir dir;
+    test_pki pki(dir.path, "good");
+    runner r;
+    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
+    c1.peer_tls_cert_file = pki.cert();
+    c1.peer_tls_key_file = pki.key();
+    lane l1(r.ioc, c1);
+    auto c2 = lane_config("L2", dir.path, "a-shared-secret-0123");
+    c2.peer_ca_file = pki.ca();
+    lane l2(r.ioc, c2);
+    l1.gossip->start();
+    auto u = conf::parse_peer_url("wss://127.0.0.1:" + std::to_string(l1.gossip->port()) + "/v1/peer");
+    REQUIRE(u);
+    REQUIRE(u->tls);
+    l2.cfg.peers.push_back(*u);
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+    l2.publish(50);
+    l1.publish(20);
+    CHECK(eventually([&] { return l1.holds("L2") == 50 && l2.holds("L1") == 20; }));
+    CHECK(eventually([&] { return l2.store->get_counts().peer_ack == 50; }));
+}
+
+TEST_CASE("wss: a certificate from another CA fails closed with a clear error") {
+    temp_dir dir;
+    test_pki pki(dir.path, "good");
+    test_pki other(dir.path, "other");
+    runner r;
+    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
+    c1.peer_tls_cert_file = pki.cert();
+    c1.peer_tls_key_file = pki.key();
+    lane l1(r.ioc, c1);
+    auto c2 = lane_config("L2", dir.path, "a-shared-secret-0123");
+    c2.peer_ca_file = other.ca();
+    lane l2(r.ioc, c2);
+    l1.gossip->start();
+    auto u = conf::parse_peer_url("wss://127.0.0.1:" + std::to_string(l1.gossip->port()) + "/v1/peer");
+    REQUIRE(u);
+    l2.cfg.peers.push_back(*u);
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+    l2.publish(3);
+    CHECK(eventually([&] { return last_error(l2).find("certificate verify failed") != std::string::npos; }));
+    CHECK(l1.holds("L2") == 0);
+    CHECK(l2.store->get_counts().pending == 3);
+}
+
+TEST_CASE("wss: a plain ws:// client cannot talk to a TLS listener") {
+    temp_dir dir;
+    test_pki pki(dir.path, "good");
+    runner r;
+    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
+    c1.peer_tls_cert_file = pki.cert();
+    c1.peer_tls_key_file = pki.key();
+    lane l1(r.ioc, c1);
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    l1.gossip->start();
+    l2.peer_with(l1); // ws://
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+    l2.publish(2);
+    CHECK(eventually([&] { return !last_error(l2).empty(); }));
+    CHECK(l1.holds("L2") == 0);
+}

@@ -83,7 +83,7 @@ TEST_CASE("a full file") {
     CHECK(c.log_json);
 }
 
-TEST_CASE("known_keys lists every key of SPEC section 4 in documentation order") {
+TEST_CASE("known_keys lists every key of SPEC section 4 (plus peer TLS) in documentation order") {
     const std::vector<std::string> expected = {"TERMINAL_ID",
                                                "STORE_ID",
                                                "TERMINAL_PORT",
@@ -91,6 +91,9 @@ TEST_CASE("known_keys lists every key of SPEC section 4 in documentation order")
                                                "PEER_TERMINALS",
                                                "PEER_SECRET",
                                                "PEER_ACK_QUORUM",
+                                               "PEER_TLS_CERT_FILE",
+                                               "PEER_TLS_KEY_FILE",
+                                               "PEER_CA_FILE",
                                                "LOCAL_API_PORT",
                                                "OUTBOX_PATH",
                                                "SUPABASE_URL",
@@ -623,4 +626,17 @@ TEST_CASE("the first invalid value in the file is the one reported") {
                    "t.env:1: TERMINAL_PORT"));
     CHECK(
         contains(err("CLOUD_BATCH_SIZE=\nTERMINAL_ID=L 1\n"), "t.env:1: CLOUD_BATCH_SIZE: empty"));
+}
+
+TEST_CASE("peer TLS files: must be readable, and cert and key go together") {
+    auto lookup = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/nonexistent/cert.pem\n", "t.env", lookup),
+                         doctest::Contains("t.env:2: PEER_TLS_CERT_FILE"), config_error);
+    CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\n", "t.env", lookup),
+                         doctest::Contains("go together"), config_error);
+    CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_CA_FILE=/etc\n", "t.env", lookup),
+                         doctest::Contains("not a regular file"), config_error);
+    auto ok = load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\nPEER_TLS_KEY_FILE=/etc/passwd\n",
+                        "t.env", lookup);
+    CHECK(ok.cfg.peer_tls_cert_file == "/etc/passwd");
 }

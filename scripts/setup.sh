@@ -20,7 +20,6 @@ packages=(
   libboost1.81-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev libcli11-dev
   sqlite3 openssl ca-certificates
   postgresql postgresql-contrib
-  nodejs npm
   chromium
   python3 python3-prometheus-client
   procps psmisc iproute2 curl
@@ -30,6 +29,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js + npm (for Deno from npm): any installation will do. Machines that carry Node.js from
+# elsewhere (e.g. NodeSource) must not get Debian's npm, which conflicts with it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2

@@ -299,64 +299,62 @@ std::string last_error(lane& l) {
 }
 } // namespace
 
+/// L1 serves wss:// with `server`'s certificate; L2 dials it trusting `trusted`'s CA.
+struct tls_pair {
+    runner r;
+    lane l1;
+    lane l2;
+    tls_pair(const fs::path& dir, const test_pki& server, const test_pki& trusted)
+        : l1(r.ioc, tls_listener(dir, server)), l2(r.ioc, trusting(dir, trusted)) {
+        l1.gossip->start();
+        auto u = conf::parse_peer_url("wss://127.0.0.1:" + std::to_string(l1.gossip->port()) +
+                                      "/v1/peer");
+        REQUIRE(u);
+        REQUIRE(u->tls);
+        l2.cfg.peers.push_back(*u);
+        l2.gossip->start();
+        r.start();
+    }
+    ~tls_pair() { r.stop(); }
+    static conf::config tls_listener(const fs::path& dir, const test_pki& pki) {
+        auto c = lane_config("L1", dir, "a-shared-secret-0123");
+        c.peer_tls_cert_file = pki.cert();
+        c.peer_tls_key_file = pki.key();
+        return c;
+    }
+    static conf::config trusting(const fs::path& dir, const test_pki& pki) {
+        auto c = lane_config("L2", dir, "a-shared-secret-0123");
+        c.peer_ca_file = pki.ca();
+        return c;
+    }
+};
+
 TEST_CASE("wss: lanes replicate over TLS with the store's CA") {
     temp_dir dir;
     test_pki pki(dir.path, "good");
-    runner r;
-    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
-    c1.peer_tls_cert_file = pki.cert();
-    c1.peer_tls_key_file = pki.key();
-    lane l1(r.ioc, c1);
-    auto c2 = lane_config("L2", dir.path, "a-shared-secret-0123");
-    c2.peer_ca_file = pki.ca();
-    lane l2(r.ioc, c2);
-    l1.gossip->start();
-    auto u = conf::parse_peer_url("wss://127.0.0.1:" + std::to_string(l1.gossip->port()) + "/v1/peer");
-    REQUIRE(u);
-    REQUIRE(u->tls);
-    l2.cfg.peers.push_back(*u);
-    l2.gossip->start();
-    stop_first guard{r};
-    r.start();
-    l2.publish(50);
-    l1.publish(20);
-    CHECK(eventually([&] { return l1.holds("L2") == 50 && l2.holds("L1") == 20; }));
-    CHECK(eventually([&] { return l2.store->get_counts().peer_ack == 50; }));
+    tls_pair p(dir.path, pki, pki);
+    p.l2.publish(50);
+    p.l1.publish(20);
+    CHECK(eventually([&] { return p.l1.holds("L2") == 50 && p.l2.holds("L1") == 20; }));
+    CHECK(eventually([&] { return p.l2.store->get_counts().peer_ack == 50; }));
 }
 
 TEST_CASE("wss: a certificate from another CA fails closed with a clear error") {
     temp_dir dir;
     test_pki pki(dir.path, "good");
     test_pki other(dir.path, "other");
-    runner r;
-    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
-    c1.peer_tls_cert_file = pki.cert();
-    c1.peer_tls_key_file = pki.key();
-    lane l1(r.ioc, c1);
-    auto c2 = lane_config("L2", dir.path, "a-shared-secret-0123");
-    c2.peer_ca_file = other.ca();
-    lane l2(r.ioc, c2);
-    l1.gossip->start();
-    auto u = conf::parse_peer_url("wss://127.0.0.1:" + std::to_string(l1.gossip->port()) + "/v1/peer");
-    REQUIRE(u);
-    l2.cfg.peers.push_back(*u);
-    l2.gossip->start();
-    stop_first guard{r};
-    r.start();
-    l2.publish(3);
-    CHECK(eventually([&] { return last_error(l2).find("certificate verify failed") != std::string::npos; }));
-    CHECK(l1.holds("L2") == 0);
-    CHECK(l2.store->get_counts().pending == 3);
+    tls_pair p(dir.path, pki, other);
+    p.l2.publish(3);
+    CHECK(eventually([&] { return last_error(p.l2).find("certificate verify failed") != std::string::npos; }));
+    CHECK(p.l1.holds("L2") == 0);
+    CHECK(p.l2.store->get_counts().pending == 3);
 }
 
 TEST_CASE("wss: a plain ws:// client cannot talk to a TLS listener") {
     temp_dir dir;
     test_pki pki(dir.path, "good");
     runner r;
-    auto c1 = lane_config("L1", dir.path, "a-shared-secret-0123");
-    c1.peer_tls_cert_file = pki.cert();
-    c1.peer_tls_key_file = pki.key();
-    lane l1(r.ioc, c1);
+    lane l1(r.ioc, tls_pair::tls_listener(dir.path, pki));
     lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
     l1.gossip->start();
     l2.peer_with(l1); // ws://

@@ -20,6 +20,8 @@ for a in "$@"; do
     *) echo "build.sh: unknown option $a" >&2; usage >&2; exit 2 ;;
   esac
 done
+# ccache hits across clones of the repository (CI builds in a fresh clone each time).
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 werror=OFF
 [[ "${CI:-}" == "true" ]] && werror=ON
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \

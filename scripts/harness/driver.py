@@ -65,6 +65,11 @@ def parse_args(argv):
     p.add_argument("--bin", metavar="PATH",
                    default=os.environ.get("LANESYNC_BIN") or os.path.join(REPO, "build", "lanesync"),
                    help="the lanesync binary (default: $LANESYNC_BIN or build/lanesync)")
+    p.add_argument("--quorum", type=int, default=1, metavar="Q",
+                   help="PEER_ACK_QUORUM of every lane (default 1; at most lanes - 1)")
+    p.add_argument("--failover", action="store_true",
+                   help="POS clients retry a publish their lane did not answer on another "
+                        "lane, with the same idempotency key (off: they wait for their lane)")
     p.add_argument("--no-cloud", action="store_true",
                    help="peer-only: no cloud, messages end at peer_ack; cloud scenarios are "
                         "skipped")
@@ -91,6 +96,8 @@ def parse_args(argv):
     a.names = names
     if a.lanes < 2 or a.lanes > 32:
         p.error("--lanes must be 2..32 (a store with peers)")
+    if not 1 <= a.quorum < a.lanes:
+        p.error("--quorum must be 1 .. lanes - 1")
     if a.messages < 1 or a.clients < 1 or a.payload < 0 or a.rate < 0 or a.deadline <= 0:
         p.error("--messages and --clients must be >= 1, --payload/--rate >= 0, --deadline > 0")
     if a.seed is None:
@@ -302,7 +309,7 @@ def main(argv):
 
     print()
     print(f"lanesync harness: seed {opts.seed}, {'quick' if opts.quick else 'long'} form, "
-          f"{opts.lanes} lanes, {opts.messages} messages/lane"
+          f"{opts.lanes} lanes (quorum {opts.quorum}), {opts.messages} messages/lane"
           + ("" if cloud else " (peer-only, no cloud)"))
     print(summary_table(results))
     for r in results:
@@ -325,7 +332,12 @@ def main(argv):
     repro = (f"scripts/harness.sh --seed {opts.seed}"
              + (" --quick" if opts.quick else "")
              + "".join(f" --scenario {n}" for n in opts.names)
-             + (f" --lanes {opts.lanes}" if opts.lanes != 3 else ""))
+             + (f" --lanes {opts.lanes}" if opts.lanes != 3 else "")
+             + (f" --quorum {opts.quorum}" if opts.quorum != 1 else "")
+             + (" --failover" if opts.failover else "")
+             + "".join(f" --{k} {getattr(opts, k):g}" for k in ("messages", "rate", "payload",
+                                                                  "clients")
+                       if getattr(opts, k) != (QUICK if opts.quick else LONG)[k]))
     print(f"\nreproduce: {repro}")
     keep = opts.keep or not ok or interrupted
     if keep:

@@ -149,7 +149,7 @@ class LoadRun:
     """Publishes plans on lanes with C clients per lane at R messages/s per lane."""
 
     def __init__(self, ledger, plans, lanes_by_id, clients, rate, retry_deadline=180.0,
-                 client_timeout=5.0, seed=0):
+                 client_timeout=5.0, seed=0, failover=False):
         self.ledger = ledger
         self.plans = plans               # lane id -> [Msg]
         self.lanes = lanes_by_id
@@ -158,6 +158,7 @@ class LoadRun:
         self.retry_deadline = retry_deadline
         self.client_timeout = client_timeout
         self.seed = seed
+        self.failover = failover
         self.threads = []
         self.done = threading.Event()
         self.abort = threading.Event()
@@ -220,72 +221,90 @@ class LoadRun:
                         time.sleep(delay)   # pacing the load, not synchronisation
                 m = plan[i]
                 self._publish(http, lane, m, rng)
-                if m.accepted:
+                if m.accepted and m.lane == lane_id:
                     # One client publishes one after the other: its seqs must increase.
                     if m.seq <= last_seq:
                         self.ledger.violation(f"{lane_id}: client {c} got seq {m.seq} after "
                                               f"seq {last_seq} (order of acceptance broken)")
                     last_seq = m.seq
-                if m.accepted and m.repost:
+                if m.accepted and m.repost and m.lane == lane_id:
                     self._repost(http, lane, m, rng)
-                if m.accepted and m.conflict:
+                if m.accepted and m.conflict and m.lane == lane_id:
                     self._conflict(http, lane, m, rng)
         finally:
             http.close()
 
     def _publish(self, http, lane, m, rng):
+        """Publishes m until it is accepted (or a violation is recorded)."""
         end = time.monotonic() + self.retry_deadline
         failed_before = False
         attempt = 0
-        while not self.abort.is_set():
-            attempt += 1
-            body = m.body()
-            try:
-                st, ans = http.request("POST", "/v1/messages", body)
-            except Exception as e:  # noqa: BLE001 - refused, reset, timeout: lane down/paused
-                failed_before = True
-                if m.id is None:
-                    # Without an idempotency key the attempt may have been stored: ambiguous.
-                    if not isinstance(e, ConnectionRefusedError):
+        conn, target = http, lane
+        spare = {}
+        try:
+            while not self.abort.is_set():
+                attempt += 1
+                try:
+                    st, ans = conn.request("POST", "/v1/messages", m.body())
+                except Exception as e:  # noqa: BLE001 - refused, reset, timeout: down/paused
+                    failed_before = True
+                    if m.id is None and not isinstance(e, ConnectionRefusedError):
+                        # Without an idempotency key the attempt may have been stored.
                         with self.ledger.lock:
-                            self.ledger.ambiguous[m.lane] = self.ledger.ambiguous.get(m.lane, 0) + 1
-                if time.monotonic() > end:
-                    self.ledger.violation(f"publish on {m.lane}: no answer within "
-                                          f"{self.retry_deadline:.0f}s ({e!r})")
+                            self.ledger.ambiguous[target.id] = \
+                                self.ledger.ambiguous.get(target.id, 0) + 1
+                    if time.monotonic() > end:
+                        self.ledger.violation(f"publish on {target.id}: no answer within "
+                                              f"{self.retry_deadline:.0f}s ({e!r})")
+                        return
+                    with self.ledger.lock:
+                        self.ledger.retries += 1
+                    if self.failover:
+                        # --failover: a POS app that retries on another lane's agent, keeping
+                        # its idempotency key, when its own lane does not answer.
+                        target = rng.choice([l for l in self.lanes.values() if l is not lane])
+                        if target.id not in spare:
+                            spare[target.id] = target.client(self.client_timeout)
+                        conn = spare[target.id]
+                    time.sleep(min(1.0, 0.05 * (2 ** min(attempt, 5))) * (0.5 + rng.random()))
+                    continue
+                if st == 201 or (st == 200 and failed_before and m.id is not None):
+                    # A 200 after a failed attempt: stored by that attempt (its origin may be
+                    # another lane after a failover).
+                    want_origin = target.id if st == 201 else None
+                    if not isinstance(ans, dict) or not isinstance(ans.get("seq"), int) or \
+                            ans.get("origin") not in self.lanes or \
+                            (want_origin and ans.get("origin") != want_origin):
+                        self.ledger.violation(f"publish on {target.id}: bad {st} answer {ans!r}")
+                        return
+                    if m.id is not None and ans.get("id") != m.id:
+                        self.ledger.violation(f"publish on {target.id}: answer id "
+                                              f"{ans.get('id')} != requested {m.id}")
+                        return
+                    m.lane = ans["origin"]
+                    m.id = ans["id"]
+                    m.seq = ans["seq"]
+                    m.created_at = ans.get("created_at")
+                    m.accepted = True
+                    self.ledger.accept(m)
                     return
-                with self.ledger.lock:
-                    self.ledger.retries += 1
-                time.sleep(min(1.0, 0.05 * (2 ** min(attempt, 5))) * (0.5 + rng.random()))
-                continue
-            if st == 201 or (st == 200 and failed_before and m.id is not None):
-                if not isinstance(ans, dict) or ans.get("origin") != m.lane or \
-                        not isinstance(ans.get("seq"), int):
-                    self.ledger.violation(f"publish on {m.lane}: bad {st} answer {ans!r}")
-                    return
-                if m.id is not None and ans.get("id") != m.id:
-                    self.ledger.violation(f"publish on {m.lane}: answer id {ans.get('id')} "
-                                          f"!= requested {m.id}")
-                    return
-                m.id = ans["id"]
-                m.seq = ans["seq"]
-                m.created_at = ans.get("created_at")
-                m.accepted = True
-                self.ledger.accept(m)
+                if st == 503:
+                    # storage failure or the lane is stopping: nothing stored, retry later
+                    failed_before = True
+                    with self.ledger.lock:
+                        self.ledger.retries += 1
+                    if time.monotonic() > end:
+                        self.ledger.violation(f"publish on {target.id}: still 503 after "
+                                              f"{self.retry_deadline:.0f}s: {ans!r}")
+                        return
+                    time.sleep(0.2)
+                    continue
+                self.ledger.violation(f"publish on {target.id}: unexpected HTTP {st} {ans!r} "
+                                      f"(attempt {attempt}, id {m.id})")
                 return
-            if st == 503:
-                # storage failure or the lane is stopping: nothing stored, retry later
-                failed_before = True
-                with self.ledger.lock:
-                    self.ledger.retries += 1
-                if time.monotonic() > end:
-                    self.ledger.violation(f"publish on {m.lane}: still 503 after "
-                                          f"{self.retry_deadline:.0f}s: {ans!r}")
-                    return
-                time.sleep(0.2)
-                continue
-            self.ledger.violation(f"publish on {m.lane}: unexpected HTTP {st} {ans!r} "
-                                  f"(attempt {attempt}, id {m.id})")
-            return
+        finally:
+            for h in spare.values():
+                h.close()
 
     def _repost(self, http, lane, m, rng):
         for _ in range(20):

@@ -50,6 +50,7 @@ class Context:
             "SYNC_BACKOFF_BASE_MS": 100,
             "SYNC_BACKOFF_MAX_MS": 2000,
             "CLOUD_BATCH_SIZE": 50,
+            "PEER_ACK_QUORUM": self.opts.quorum,
         }
         if self.cloud_enabled:
             env["SUPABASE_URL"] = cloud_url or self.cloud.url
@@ -97,7 +98,7 @@ class Context:
         run = LoadRun(self.ledger, plans, {l.id: l for l in self.lanes}, self.opts.clients,
                       self.opts.rate if rate is None else rate,
                       retry_deadline=max(120.0, self.opts.deadline),
-                      seed=f"{self.seed}:{self.name}")
+                      seed=f"{self.seed}:{self.name}", failover=self.opts.failover)
         pace = f"at {run.rate:g}/s per lane" if run.rate else "unpaced"
         log(f"  load: {sum(len(p) for p in plans.values())} messages on {', '.join(plans)} "
             f"{pace}, {self.opts.clients} clients per lane")
@@ -402,6 +403,8 @@ def late_joiner(ctx):
     ctx.finish_load(run, "phase 1 load")
 
     def early_done():
+        if len(early) - 1 < ctx.opts.quorum:
+            return True     # the early lanes alone cannot reach the quorum: they wait for it
         for lane in early:
             st = lane.status()
             ob = st["outbox"]

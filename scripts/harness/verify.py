@@ -278,13 +278,14 @@ def check_held_by_peers(ctx, lane, ids, down=()):
         return 0
     got, errs = fetch_all([(o, ids) for o in others])
     ctx.violations.extend(errs[:5])
+    need = min(ctx.opts.quorum, len(others))
     orphans = [mid for mid in ids
-               if not any(got.get((o.id, mid), (None,))[0] == 200 for o in others)]
+               if sum(got.get((o.id, mid), (None,))[0] == 200 for o in others) < need]
     if orphans:
         ctx.violations.append(
-            f"{lane.id}: {len(orphans)} of {len(ids)} peer_ack messages are on no other running "
-            f"lane ({', '.join(o.id for o in others)}), e.g. {orphans[:3]}: peer_ack without "
-            "a replica")
+            f"{lane.id}: {len(orphans)} of {len(ids)} peer_ack messages are on fewer than "
+            f"{need} other running lanes ({', '.join(o.id for o in others)}), e.g. "
+            f"{orphans[:3]}: peer_ack without PEER_ACK_QUORUM replicas")
     return len(ids)
 
 

@@ -340,7 +340,23 @@ private:
         cursor_ = f.hwm;
         cursor_.erase(peer_id_); // never send a lane its own messages
         auto it = f.hwm.find(me_);
-        hub_->on_peer_ack(peer_id_, it == f.hwm.end() ? 0 : it->second);
+        std::uint64_t peer_holds = it == f.hwm.end() ? 0 : it->second;
+        // A peer holding more of our own messages than we do means our outbox was lost or
+        // replaced (e.g. a wiped disk): our new seqs would collide with the ones it holds, and
+        // its acks would promote messages it never saw. Refuse loudly instead.
+        auto own = hub_->store().hwm();
+        auto mine = own.find(me_);
+        std::uint64_t we_hold = mine == own.end() ? 0 : mine->second;
+        if (peer_holds > we_hold) {
+            log::error("peer.outbox_behind_peer",
+                       {{"peer", peer_id_}, {"peer_holds_seq", std::to_string(peer_holds)},
+                        {"local_seq", std::to_string(we_hold)}});
+            refuse(1008, "peer holds seq " + std::to_string(peer_holds) + " of " + me_ +
+                             " but this lane only " + std::to_string(we_hold) +
+                             ": outbox lost or replaced");
+            return;
+        }
+        hub_->on_peer_ack(peer_id_, peer_holds);
         pump();
     }
 

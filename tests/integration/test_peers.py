@@ -156,6 +156,31 @@ class Crashes(StoreTestCase):
             self.assertEqual(l1.message(mid).status, 200)
 
 
+class LostOutbox(StoreTestCase):
+    def test_a_lane_whose_outbox_was_replaced_refuses_to_replicate_instead_of_faking_peer_ack(self):
+        l1 = self.store.lane("L1")
+        l2 = self.store.lane("L2")
+        l1.peer_with(l2)
+        l2.peer_with(l1)
+        l1.start()
+        l2.start()
+        self.publish_many(l1, 30)
+        wait_for(lambda: l1.counts()["peer_ack"] == 30, 30, what="30 peer_ack")
+        l1.stop()
+        for suffix in ("", "-wal", "-shm"):
+            path = l1.env["OUTBOX_PATH"] + suffix
+            if os.path.exists(path):
+                os.remove(path)  # the lane's disk was wiped
+        l1.start()
+        new = self.publish_many(l1, 5)
+        wait_for(lambda: "outbox lost or replaced" in l1.log_text(), 20, what="loud refusal")
+        c = l1.counts()
+        self.assertEqual(c["pending"], 5, "no false peer_ack for seqs the peer holds other messages at")
+        self.assertEqual(c["peer_ack"], 0)
+        for mid in new:
+            self.assertEqual(l2.message(mid).status, 404)
+
+
 class Refusals(StoreTestCase):
     def _refused(self, intruder, reason_fragment):
         l1 = self.store.lane("L1")

@@ -1,5 +1,6 @@
 #include "agent/api_routes.hpp"
 
+#include "agent/dashboard.hpp"
 #include "agent/status.hpp"
 #include "agent/views.hpp"
 #include "base/metrics.hpp"
@@ -313,45 +314,37 @@ response healthz(outbox::store& store) {
     return json_response(503, {{"ok", false}, {"error", "outbox is not writable"}});
 }
 
-response root_page(const conf::config& cfg) {
-    auto esc = [](const std::string& s) {
-        std::string out;
-        for (char c : s) {
-            switch (c) {
-            case '<':
-                out += "&lt;";
-                break;
-            case '>':
-                out += "&gt;";
-                break;
-            case '&':
-                out += "&amp;";
-                break;
-            case '"':
-                out += "&quot;";
-                break;
-            default:
-                out += c;
-            }
-        }
-        return out;
-    };
+response root_page() {
     response r;
     r.content_type = "text/html; charset=utf-8";
-    r.body = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             "<title>lanesync " +
-             esc(cfg.terminal_id) +
-             "</title></head>\n<body>\n"
-             "<h1>lanesync lane " +
-             esc(cfg.terminal_id) +
-             "</h1>\n"
-             "<p>Store " +
-             esc(cfg.store_id) +
-             ", lanesync " LANESYNC_VERSION ".</p>\n"
-             "<ul>\n<li><a href=\"/v1/status\">/v1/status</a> (JSON status)</li>\n"
-             "<li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\n"
-             "<li><a href=\"/healthz\">/healthz</a></li>\n</ul>\n</body></html>\n";
+    r.body = std::string(dashboard::html());
+    r.headers = {{"Content-Security-Policy", dashboard::content_security_policy()},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"Referrer-Policy", "no-referrer"}};
     return r;
+}
+
+bool is_loopback_origin(std::string_view origin) {
+    for (std::string_view host : {"http://127.0.0.1", "http://localhost", "http://[::1]"}) {
+        if (!origin.starts_with(host))
+            continue;
+        auto rest = origin.substr(host.size());
+        if (rest.empty())
+            return true;
+        if (rest.front() != ':' || rest.size() < 2 || rest.size() > 6)
+            return false;
+        return std::all_of(rest.begin() + 1, rest.end(),
+                           [](char c) { return c >= '0' && c <= '9'; });
+    }
+    return false;
+}
+
+void add_cors(response& r, route rt, std::optional<std::string_view> origin) {
+    if (rt != route::status && rt != route::metrics && rt != route::healthz)
+        return;
+    r.headers.emplace_back("Vary", "Origin");
+    if (origin && is_loopback_origin(*origin))
+        r.headers.emplace_back("Access-Control-Allow-Origin", std::string(*origin));
 }
 
 response cloud_control(const api_deps& deps, route r) {

@@ -25,6 +25,8 @@ struct response {
     std::string content_type = "application/json";
     std::string body;
     std::string allow; ///< the Allow header of a 405
+    /// More header fields (the page's Content-Security-Policy, CORS).
+    std::vector<std::pair<std::string, std::string>> headers;
 };
 
 response json_response(unsigned status, const nlohmann::json& body);
@@ -92,8 +94,18 @@ response metrics_text();
 /// GET /healthz: 200 {"ok":true} when the outbox is writable, else 503.
 response healthz(outbox::store& store);
 
-/// GET /: a small HTML page naming the lane, linking /v1/status and /metrics.
-response root_page(const conf::config& cfg);
+/// GET /: the live dashboard (agent/dashboard.html) with its Content-Security-Policy.
+response root_page();
+
+/// True for the origin of a page served from this machine over plain HTTP:
+/// http://127.0.0.1, http://localhost or http://[::1], with or without a port.
+bool is_loopback_origin(std::string_view origin);
+
+/// CORS for the dashboard's view of other lanes: GET /v1/status, /metrics and /healthz answer
+/// a request whose Origin is a loopback origin with `Access-Control-Allow-Origin: <origin>`
+/// (no credentials), and always say `Vary: Origin`. Other routes and origins get nothing, so
+/// a page from elsewhere can neither read these nor anything else (messages, control routes).
+void add_cors(response& r, route rt, std::optional<std::string_view> origin);
 
 /// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume: 202 {"ok":true}, or 409 when the cloud
 /// is not configured (no uploader, or SUPABASE_URL empty).

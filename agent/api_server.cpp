@@ -332,13 +332,13 @@ private:
         case api::route::get_message:
             return send(api::get_message(*deps.store, m.id));
         case api::route::status:
-            return send(api::status(deps));
+            return send(with_cors(api::status(deps), m.r));
         case api::route::metrics:
-            return send(api::metrics_text());
+            return send(with_cors(api::metrics_text(), m.r));
         case api::route::healthz:
-            return send(api::healthz(*deps.store));
+            return send(with_cors(api::healthz(*deps.store), m.r));
         case api::route::root:
-            return send(api::root_page(*deps.cfg));
+            return send(api::root_page());
         case api::route::sync:
         case api::route::cloud_pause:
         case api::route::cloud_resume:
@@ -353,6 +353,16 @@ private:
             break;
         }
         send(api::error_response(404, "no such route: " + method_ + " " + path_));
+    }
+
+    /// The dashboard of another loopback lane may read this answer (api::add_cors).
+    api::response with_cors(api::response r, api::route rt) {
+        auto& req = parser_->get();
+        std::optional<std::string_view> origin;
+        if (auto it = req.find(http::field::origin); it != req.end())
+            origin = it->value();
+        api::add_cors(r, rt, origin);
+        return r;
     }
 
     /// POST /v1/messages: validate, then hand to the outbox writer; the answer is sent from
@@ -403,6 +413,8 @@ private:
         res_.set(http::field::cache_control, "no-store");
         if (!r.allow.empty())
             res_.set(http::field::allow, r.allow);
+        for (const auto& [name, value] : r.headers)
+            res_.set(name, value);
         res_.body() = std::move(r.body);
         res_.keep_alive(keep_alive && !close && !stopping_);
         res_.prepare_payload();
@@ -620,6 +632,7 @@ api_server::~api_server() {
 }
 
 void api_server::start() {
+    am(); // register the API series now, so the first scrape of /metrics lists them (at 0)
     auto l = std::make_shared<api_listener>(impl_->ioc, impl_->state);
     l->bind(impl_->state->deps().cfg->local_api_port);
     impl_->listener = l;

@@ -7,10 +7,28 @@
 #include <algorithm>
 
 namespace lanesync::lanes {
+namespace {
+
+struct hub_metrics {
+    metrics::histogram& publish_to_peer_ack = metrics::global().get_histogram(
+        "lanesync_publish_to_peer_ack_seconds", "Time from publish to peer_ack of own messages");
+    metrics::counter& peer_acked = metrics::global().get_counter(
+        "lanesync_peer_acked_total", "Own messages that reached peer_ack");
+    metrics::counter& sessions = metrics::global().get_counter(
+        "lanesync_peer_sessions_total", "Authenticated peer sessions started");
+};
+
+hub_metrics& hm() {
+    static hub_metrics m;
+    return m;
+}
+
+} // namespace
 
 hub::hub(outbox::store& store, const conf::config& cfg) : store_(store), cfg_(cfg) {
     for (const auto& p : cfg_.peers)
         links_[p.text] = link_info{};
+    hm(); // register the series now, so /metrics lists them (at 0) before the first ack
 }
 
 std::string hub::join(const std::shared_ptr<session_handle>& s, const std::string& peer_id,
@@ -44,9 +62,7 @@ std::string hub::join(const std::shared_ptr<session_handle>& s, const std::strin
     }
     if (make_sender)
         s->set_sender(true);
-    metrics::global()
-        .get_counter("lanesync_peer_sessions_total", "Authenticated peer sessions started")
-        .inc();
+    hm().sessions.inc();
     return {};
 }
 
@@ -94,15 +110,9 @@ void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
                           }
                           if (o.promoted_latency_ms.empty())
                               return;
-                          auto& reg = metrics::global();
-                          auto& hist = reg.get_histogram(
-                              "lanesync_publish_to_peer_ack_seconds",
-                              "Time from publish to peer_ack of own messages");
                           for (auto ms : o.promoted_latency_ms)
-                              hist.observe(static_cast<double>(ms) / 1000.0);
-                          reg.get_counter("lanesync_peer_acked_total",
-                                          "Own messages that reached peer_ack")
-                              .inc(o.promoted_latency_ms.size());
+                              hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1000.0);
+                          hm().peer_acked.inc(o.promoted_latency_ms.size());
                           if (on_promoted)
                               on_promoted();
                       });

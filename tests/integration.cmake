@@ -18,3 +18,19 @@ lanesync_py_test(api_cli test_api_cli)
 add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)
 set_tests_properties(cloud.function PROPERTIES TIMEOUT 600 LABELS cloud)
 lanesync_py_test(cloud test_cloud cloud)
+
+# Observability (issue 5): /metrics parsed by Debian's python3-prometheus-client, which is
+# installed for Debian's own interpreter; a python3 earlier on PATH (pyenv) may not see it.
+# The dashboard test drives Debian's chromium headless; both use the local cloud.
+set(LANESYNC_SYSTEM_PYTHON /usr/bin/python3 CACHE FILEPATH
+    "Python interpreter that sees Debian's python3-* packages (observability tests)")
+function(lanesync_system_py_test name module)
+  add_test(NAME integration.${name}
+           COMMAND ${LANESYNC_SYSTEM_PYTHON} -m unittest -v ${module}
+           WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+  set_tests_properties(integration.${name} PROPERTIES
+    ENVIRONMENT "LANESYNC_BIN=$<TARGET_FILE:lanesync>;LANESYNC_ARTIFACTS=${PROJECT_BINARY_DIR}/test-artifacts;PYTHONDONTWRITEBYTECODE=1"
+    TIMEOUT 300 LABELS "integration;observability;${ARGN}")
+endfunction()
+lanesync_system_py_test(observability test_observability cloud)
+lanesync_system_py_test(dashboard test_dashboard cloud browser)

@@ -232,8 +232,12 @@ TEST_SUITE("api_server") {
         r = once(f.port(), get("/"));
         CHECK(r.result_int() == 200);
         CHECK(contains(std::string(r[http::field::content_type]), "text/html"));
-        CHECK(contains(r.body(), "L1"));
         CHECK(contains(r.body(), "/v1/status"));
+        CHECK(contains(r.body(), "/metrics"));
+        auto csp = std::string(r["Content-Security-Policy"]);
+        CHECK(contains(csp, "default-src 'none'"));
+        CHECK(contains(csp, "script-src 'sha256-"));
+        CHECK(std::string(r["X-Content-Type-Options"]) == "nosniff");
 
         REQUIRE(
             once(f.port(), post("/v1/messages", publish_body("t", json::object()))).result_int() ==
@@ -290,6 +294,33 @@ TEST_SUITE("api_server") {
         CHECK(samples > 0);
         CHECK(contains(r.body(), "\nlanesync_accepted_total "));
         CHECK(contains(r.body(), "lanesync_api_requests_total{code=\"201\"} "));
+    }
+
+    TEST_CASE("CORS: loopback origins may read /v1/status, /metrics, /healthz; nothing else") {
+        api_fixture f;
+        auto with_origin = [&](std::string target, std::string origin) {
+            auto req = get(std::move(target));
+            req.set(http::field::origin, origin);
+            return once(f.port(), std::move(req));
+        };
+        for (std::string path : {"/v1/status", "/metrics", "/healthz"}) {
+            CAPTURE(path);
+            auto r = with_origin(path, "http://127.0.0.1:9124");
+            CHECK(r.result_int() == 200);
+            CHECK(std::string(r[http::field::access_control_allow_origin]) ==
+                  "http://127.0.0.1:9124");
+            CHECK(std::string(r[http::field::vary]) == "Origin");
+            CHECK(r.count(http::field::access_control_allow_credentials) == 0);
+            r = with_origin(path, "https://evil.example");
+            CHECK(r.count(http::field::access_control_allow_origin) == 0);
+            r = once(f.port(), get(path));
+            CHECK(r.count(http::field::access_control_allow_origin) == 0);
+        }
+        for (std::string path : {"/", "/v1/messages?state=pending"}) {
+            CAPTURE(path);
+            auto r = with_origin(path, "http://127.0.0.1:9124");
+            CHECK(r.count(http::field::access_control_allow_origin) == 0);
+        }
     }
 
     TEST_CASE("wrong method is 405 with Allow; unknown route is 404") {

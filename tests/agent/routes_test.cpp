@@ -4,6 +4,7 @@
 
 #include "agent/api_routes.hpp"
 #include "agent/cli.hpp"
+#include "agent/dashboard.hpp"
 
 #include <fstream>
 
@@ -69,6 +70,44 @@ TEST_SUITE("api_routes") {
         auto j = json::parse(r.body);
         CHECK(j["error"] == "id already used with other content");
         CHECK(j["id"] == "x");
+    }
+
+    TEST_CASE("is_loopback_origin: plain-HTTP pages of this machine only") {
+        for (auto o : {"http://127.0.0.1", "http://127.0.0.1:9123", "http://localhost:8080",
+                       "http://[::1]:9123", "http://localhost"})
+            CHECK_MESSAGE(api::is_loopback_origin(o), o);
+        for (auto o : {"https://127.0.0.1:9123", "http://127.0.0.1.evil.example",
+                       "http://127.0.0.1:9123.evil.example", "http://localhost.evil.example",
+                       "http://127.0.0.1:", "http://127.0.0.1:1234567", "null", "",
+                       "http://127.0.0.2:9123", "http://evil.example/http://127.0.0.1"})
+            CHECK_MESSAGE(!api::is_loopback_origin(o), o);
+    }
+
+    TEST_CASE(
+        "the dashboard: self-contained, and its CSP hashes match its inline script and style") {
+        auto html = std::string(agent::dashboard::html());
+        auto csp = agent::dashboard::content_security_policy();
+        auto inner = [&](const std::string& open, const std::string& close) {
+            auto a = html.find(open);
+            REQUIRE(a != std::string::npos);
+            a += open.size();
+            return html.substr(a, html.find(close, a) - a);
+        };
+        CHECK(csp.find("'" + agent::dashboard::csp_hash(inner("<script>", "</script>")) + "'") !=
+              std::string::npos);
+        CHECK(csp.find("'" + agent::dashboard::csp_hash(inner("<style>", "</style>")) + "'") !=
+              std::string::npos);
+        CHECK(csp.find("default-src 'none'") != std::string::npos);
+        CHECK(csp.find("unsafe") == std::string::npos);
+        // Known vector: SHA-256 of the empty string.
+        CHECK(agent::dashboard::csp_hash("") ==
+              "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        // Nothing external: no absolute URL is loaded (links in text are fine, none exist).
+        for (auto needle : {"src=\"http", "href=\"http", "//cdn", "@import", "url(http"})
+            CHECK_MESSAGE(html.find(needle) == std::string::npos, needle);
+        auto r = api::root_page();
+        CHECK(r.status == 200);
+        CHECK(r.body == html);
     }
 
 } // TEST_SUITE

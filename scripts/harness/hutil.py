@@ -2,6 +2,7 @@
 import datetime
 import http.client
 import json
+import random
 import socket
 import sys
 import threading
@@ -21,11 +22,52 @@ def log(msg, *, verbose=False):
         sys.stderr.flush()
 
 
+_issued = set()
+_port_lock = threading.Lock()
+_port_rng = random.SystemRandom()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now (whoever gets it binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, never handed out before in this run.
+
+    Chosen below the kernel's ephemeral range when there is room (else above it), so that a
+    lane's port cannot be taken by some outgoing connection while the lane is down between a
+    kill and its restart (a restarted lane must get its old ports back: peers know them).
+    """
+    lo, hi = _ephemeral_range()
+    if lo - 10000 >= 1024:
+        pool = (lo - 10000, lo - 1)
+    elif hi + 2000 <= 65535:
+        pool = (hi + 1, 65535)
+    else:
+        pool = None
+    with _port_lock:
+        for _ in range(500):
+            if pool is None:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", 0))
+                    port = s.getsockname()[1]
+            else:
+                port = _port_rng.randint(*pool)
+            if port in _issued:
+                continue
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _issued.add(port)
+            return port
+    raise RuntimeError("no free TCP port found")
 
 
 class Deadline(Exception):

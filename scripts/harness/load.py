@@ -71,7 +71,7 @@ def make_plan(rng, lane, count, start_index, payload, poison_frac=0.0, repost_fr
         topic = ("transaction" if r < 0.45 else "inventory" if r < 0.75
                  else "customer" if r < 0.9 else "pos.note")
         pad_len = max(0, payload - 120)
-        pad = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(pad_len))
+        pad = ("%x" % rng.getrandbits(4 * pad_len)).rjust(pad_len, "0") if pad_len else ""
         extra = rng.choice(_UNICODE)
         if topic == "transaction":
             data = {"transaction_id": f"{lane}-T{i}", "total": round(rng.uniform(0.5, 500), 2),

@@ -339,6 +339,25 @@ bool is_loopback_origin(std::string_view origin) {
     return false;
 }
 
+std::string foreign_request(std::optional<std::string_view> host,
+                            std::optional<std::string_view> origin) {
+    if (origin && !is_loopback_origin(*origin))
+        return "cross-origin request refused: the local API serves this machine only";
+    if (host) {
+        std::string_view h = *host;
+        // Strip the port: "127.0.0.1:9123", "[::1]:9123", "localhost".
+        if (!h.empty() && h.front() == '[') {
+            auto close = h.find(']');
+            h = close == std::string_view::npos ? std::string_view{} : h.substr(0, close + 1);
+        } else if (auto colon = h.rfind(':'); colon != std::string_view::npos) {
+            h = h.substr(0, colon);
+        }
+        if (h != "127.0.0.1" && h != "localhost" && h != "[::1]")
+            return "request refused: Host must name this machine (127.0.0.1 or localhost)";
+    }
+    return {};
+}
+
 void add_cors(response& r, route rt, std::optional<std::string_view> origin) {
     if (rt != route::status && rt != route::metrics && rt != route::healthz)
         return;

@@ -97,6 +97,12 @@ response healthz(outbox::store& store);
 /// GET /: the live dashboard (agent/dashboard.html) with its Content-Security-Policy.
 response root_page();
 
+/// Why a request must be refused (403) as coming from outside this machine, or empty:
+/// an Origin header that is not a loopback origin (a web page elsewhere making the browser
+/// post to the local API), or a Host that is not a loopback name (DNS rebinding).
+std::string foreign_request(std::optional<std::string_view> host,
+                            std::optional<std::string_view> origin);
+
 /// True for the origin of a page served from this machine over plain HTTP:
 /// http://127.0.0.1, http://localhost or http://[::1], with or without a port.
 bool is_loopback_origin(std::string_view origin);

@@ -322,6 +322,13 @@ private:
             return send(api::error_response(400, "malformed request target"));
         }
         path_ = t->path.size() > 200 ? t->path.substr(0, 200) + "..." : t->path;
+        std::optional<std::string_view> host, origin;
+        if (auto it = req.find(http::field::host); it != req.end())
+            host = it->value();
+        if (auto it = req.find(http::field::origin); it != req.end())
+            origin = it->value();
+        if (auto why = api::foreign_request(host, origin); !why.empty())
+            return send(api::error_response(403, why));
         const auto& deps = state_->deps();
         auto m = api::route_request(req.method_string(), t->path);
         switch (m.r) {
@@ -584,6 +591,9 @@ private:
             });
             return;
         }
+        // Answers are small: send them now, not after Nagle's delay.
+        error_code nec;
+        socket.set_option(tcp::no_delay(true), nec);
         auto session = std::make_shared<http_session>(std::move(socket), state_);
         if (state_->join(session)) {
             session->run();

@@ -103,6 +103,13 @@ public:
         if (!refused.empty()) {
             if (end_reason_.empty())
                 end_reason_ = refused;
+            // Our own refusals were logged by refuse(); log the ones the other side decided
+            // (e.g. it found our PEER_SECRET wrong) and connections that died mid-handshake.
+            if (!refusal_logged_)
+                log::warn("peer.handshake_failed",
+                          {{"peer", peer_id_.empty() ? std::string("?") : peer_id_},
+                           {"direction", outbound_ ? "outbound" : "inbound"},
+                           {"url", url_}, {"reason", end_reason_}});
             co_await drain_until_closed();
             co_return end_reason_;
         }
@@ -286,6 +293,7 @@ private:
     }
 
     std::string refuse(std::uint16_t code, std::string why) {
+        refusal_logged_ = true;
         log::warn("peer.refused", {{"peer", peer_id_.empty() ? std::string("?") : peer_id_},
                                    {"code", std::to_string(code)}, {"reason", why}});
         end_reason_ = why;
@@ -520,6 +528,7 @@ private:
     beast::flat_buffer buffer_;
 
     bool authenticated_ = false;
+    bool refusal_logged_ = false;
     bool got_ready_ = false;
     bool sender_ = false;
     std::string end_reason_;

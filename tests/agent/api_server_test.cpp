@@ -359,7 +359,7 @@ TEST_SUITE("api_server") {
         {
             client c(f.port());
             REQUIRE(
-                !c.write_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"));
+                !c.write_raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n"));
             auto [got, ec] = c.read_until_closed();
             CHECK(ec != beast::error::timeout);
             CHECK(contains(got, "HTTP/1.1 400"));
@@ -391,7 +391,7 @@ TEST_SUITE("api_server") {
 
         // Two pipelined requests in one write are answered in order.
         REQUIRE(!c.write_raw(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"));
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
         auto a = c.read_response();
         auto b = c.read_response();
         REQUIRE(a);
@@ -405,7 +405,7 @@ TEST_SUITE("api_server") {
         client c(f.port());
         std::string body = publish_body("t", json::object());
         REQUIRE(!c.write_raw(
-            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Expect: 100-continue\r\nContent-Length: " +
             std::to_string(body.size()) + "\r\n\r\n"));
         http::response_parser<http::empty_body> cont;
@@ -427,7 +427,7 @@ TEST_SUITE("api_server") {
         api_fixture f;
         agent::test_hooks::set_api_request_timeout(0ms);
         client c(f.port());
-        REQUIRE(!c.write_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+        REQUIRE(!c.write_raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
         auto t0 = std::chrono::steady_clock::now();
         auto [got, ec] = c.read_until_closed();
         auto waited = std::chrono::steady_clock::now() - t0;

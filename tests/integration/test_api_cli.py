@@ -73,6 +73,17 @@ class Api(StoreTestCase):
         # The agent keeps serving.
         self.assertEqual(self.post({"topic": "t", "data": {}}).status, 201)
 
+    def test_cross_origin_and_foreign_host_requests_are_refused(self):
+        r = self.post({"topic": "t", "data": {}}, headers={"Origin": "https://evil.example"})
+        self.assertEqual(r.status, 403, r.body)
+        r = self.post({"topic": "t", "data": {}}, headers={"Host": "evil.example"})
+        self.assertEqual(r.status, 403, r.body)
+        r = http("POST", self.l1.api + "/v1/cloud/pause", headers={"Origin": "null"})
+        self.assertEqual(r.status, 403, r.body)
+        self.assertEqual(self.total(), 0)
+        r = self.post({"topic": "t", "data": {}}, headers={"Origin": f"http://127.0.0.1:{self.l1.api_port}"})
+        self.assertEqual(r.status, 201, r.body)
+
     def test_get_message_and_unknowns(self):
         r = self.post({"topic": "inventory", "data": {"sku": "A", "delta": -2}, "priority": "high"})
         mid = r.json()["id"]

@@ -34,3 +34,10 @@ function(lanesync_system_py_test name module)
 endfunction()
 lanesync_system_py_test(observability test_observability cloud)
 lanesync_system_py_test(dashboard test_dashboard cloud browser)
+
+# The multi-terminal harness (issue 4): the short form of every scenario with a fixed seed, so
+# a CI failure can be replayed exactly (scripts/harness.sh --quick --seed 20261122).
+add_test(NAME harness.quick COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/harness/run-ci.sh)
+set_tests_properties(harness.quick PROPERTIES
+  ENVIRONMENT "LANESYNC_BIN=$<TARGET_FILE:lanesync>;HARNESS_SEED=20261122"
+  TIMEOUT 600 LABELS "harness;cloud")

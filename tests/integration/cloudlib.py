@@ -69,6 +69,7 @@ class HoldingProxy:
         self.target = target.rstrip("/")
         self.hold = threading.Event()
         self.held = threading.Event()
+        self.held_answer = None
         self.answers = []
         proxy = self
 
@@ -81,6 +82,11 @@ class HoldingProxy:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
+                if proxy.held.is_set() and proxy.hold.is_set():
+                    # One batch is already committed and unanswered; the lane's retries must
+                    # not reach the cloud before the test has killed the lane.
+                    self.close_connection = True
+                    return
                 req = urllib.request.Request(proxy.target + self.path, data=body, method="POST",
                                              headers={k: v for k, v in self.headers.items()
                                                       if k.lower() not in ("host", "content-length", "connection")})
@@ -91,6 +97,7 @@ class HoldingProxy:
                     status, payload = e.code, e.read()
                 proxy.answers.append((status, payload))
                 if proxy.hold.is_set() and status == 200:
+                    proxy.held_answer = payload
                     proxy.held.set()
                     self.close_connection = True
                     return  # the cloud committed; the lane never hears about it

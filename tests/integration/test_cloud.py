@@ -110,13 +110,14 @@ class CloudSync(WithCloud):
         wait_for(proxy.held.is_set, 30, what="a batch committed in the cloud")
         l1.kill9()
         proxy.hold.clear()
-        committed = json.loads(proxy.answers[-1][1])["results"]
+        committed = json.loads(proxy.held_answer)["results"]
         self.assertTrue(all(r["status"] == "stored" for r in committed))
         l1.start()
         wait_for(lambda: l1.counts()["cloud_ack"] == 40, 60, what="all cloud_ack after restart")
-        statuses = [r["status"] for s, p in proxy.answers[1:] if s == 200 for r in json.loads(p)["results"]]
+        later = proxy.answers[proxy.answers.index((200, proxy.held_answer)) + 1:]
+        statuses = [r["status"] for s, p in later if s == 200 for r in json.loads(p)["results"]]
         committed_ids = {r["messageId"] for r in committed}
-        redelivered = [r for s, p in proxy.answers[1:] if s == 200 for r in json.loads(p)["results"]
+        redelivered = [r for s, p in later if s == 200 for r in json.loads(p)["results"]
                        if r["messageId"] in committed_ids]
         self.assertTrue(redelivered, "the committed batch was sent again")
         self.assertTrue(all(r["status"] == "duplicate" for r in redelivered), statuses)

@@ -37,6 +37,8 @@ inline constexpr auto peer_idle_timeout = 10s;
 /// Reconnect backoff for outgoing links: full jitter between 0 and min(max, base * 2^n).
 inline constexpr auto peer_reconnect_base = 200ms;
 inline constexpr auto peer_reconnect_max = 5s;
+/// A session must last this long before the reconnect backoff starts over from the base.
+inline constexpr auto peer_session_proven = 10s;
 /// Length of the random nonce each side puts in its hello frame.
 inline constexpr std::size_t peer_nonce_bytes = 32;
 

@@ -141,6 +141,7 @@ private:
         while (!stopping_) {
             std::string why;
             bool authenticated = false;
+            auto began = std::chrono::steady_clock::now();
             if (url_.tls) {
                 auto session = co_await connect<ws_tls>(why);
                 if (session) {
@@ -156,7 +157,11 @@ private:
             }
             if (stopping_)
                 break;
-            attempt = authenticated ? 0 : attempt + 1;
+            // Start over from the shortest delay only after a session that lived a while: one
+            // that is refused right after authenticating (e.g. an id conflict) must back off
+            // like a failed connect instead of reconnecting in a hot loop.
+            bool lasted = std::chrono::steady_clock::now() - began >= tuning::peer_session_proven;
+            attempt = authenticated && lasted ? 0 : attempt + 1;
             auto delay = reconnect_delay(attempt);
             hub_->link_state(url_.text, why, protocol::now_ms() + delay.count());
             log::debug("peer.reconnect_scheduled", {{"url", url_.text}, {"in_ms", std::to_string(delay.count())},

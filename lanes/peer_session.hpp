@@ -394,6 +394,13 @@ private:
         if (close_requested_)
             return;
         if (!o.ok) {
+            if (!o.conflict.empty()) {
+                // Not a malformed frame: the same message id was accepted on two lanes. The
+                // lanes cannot both hold it under this schema, so replication of that origin
+                // stops here until an operator resolves it (docs/protocol.md).
+                log::error("peer.id_conflict", {{"peer", peer_id_}, {"conflict", o.conflict}});
+                return request_close(1008, "id conflict: " + o.conflict);
+            }
             if (o.gap)
                 return refuse_malformed(1008, "batch leaves a gap: " + o.error);
             log::error("peer.store_failed", {{"peer", peer_id_}, {"error", o.error}});

@@ -76,6 +76,8 @@ struct replicas_outcome {
     std::size_t refused = 0;      ///< conflicting (same id other content, or same origin/seq other id)
     std::string error;            ///< when !ok: a storage failure (nothing was written) or a gap
     bool gap = false;             ///< a message did not extend the contiguous prefix of its origin
+    std::string conflict;         ///< first id conflict (same id held with other content);
+                                  ///< the batch is then not ok: the link must not ack it
     protocol::hwm_map hwm;        ///< every origin's high-water mark after the commit
 };
 

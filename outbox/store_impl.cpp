@@ -534,10 +534,17 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
             continue; // our own message coming back: this lane is its source of truth
         auto& om = marks_of(m.origin);
         if (auto held = find(tx, m.id)) {
-            if (held->msg == m)
+            if (held->msg == m) {
                 ++out.duplicates;
-            else
+            } else {
                 refuse(m, "same id, other content");
+                // The same id accepted on two lanes (a POS retrying elsewhere with its id):
+                // name it, so the link's close reason and status say what blocks replication.
+                if (out.conflict.empty())
+                    out.conflict = "message id " + m.id + " of " + m.origin + ":" +
+                                   std::to_string(m.seq) + " is already held as " +
+                                   held->msg.origin + ":" + std::to_string(held->msg.seq);
+            }
             continue;
         }
         if (m.seq <= om.hwm) {
@@ -551,8 +558,10 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
         }
         if (m.seq != om.hwm + 1) {
             if (!out.gap)
-                gap_text = "gap: origin " + m.origin + " expected seq " +
-                           std::to_string(om.hwm + 1) + ", got " + std::to_string(m.seq);
+                gap_text = !out.conflict.empty()
+                               ? out.conflict
+                               : "gap: origin " + m.origin + " expected seq " +
+                                     std::to_string(om.hwm + 1) + ", got " + std::to_string(m.seq);
             out.gap = true;
             continue;
         }
@@ -575,8 +584,8 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
     out.hwm = all_hwm(tx);
     // A gap is not a storage failure: what came before it is committed and counted, but the
     // batch was not stored whole, so it must not be acked as such.
-    out.ok = !out.gap;
-    out.error = std::move(gap_text);
+    out.ok = !out.gap && out.conflict.empty();
+    out.error = !out.conflict.empty() ? out.conflict : std::move(gap_text);
     return out;
 }
 

@@ -181,6 +181,32 @@ class LostOutbox(StoreTestCase):
             self.assertEqual(l2.message(mid).status, 404)
 
 
+class IdConflict(StoreTestCase):
+    def test_same_id_accepted_on_two_lanes_is_named_in_logs_and_status(self):
+        # A POS that retried on another lane with its idempotency key: both lanes hold the id
+        # as their own. Replication of those origins stops at the conflict; it must say so
+        # (not "malformed frame") and the links must back off rather than spin.
+        l1 = self.store.lane("L1")
+        l2 = self.store.lane("L2")
+        l1.peer_with(l2)
+        l2.peer_with(l1)
+        mid = "11111111-2222-4333-8444-555555555555"
+        for lane in (l1, l2):
+            lane.write_env()
+            lane.cli("publish", "--env", lane.env_path, "--topic", "pos.note", "--data", '{"sale":1}',
+                     "--id", mid, check=0)
+        l2.cli("publish", "--env", l2.env_path, "--topic", "pos.note", "--data", '{"n":2}', check=0)
+        l1.start()
+        l2.start()
+        wait_for(lambda: "id conflict" in l1.log_text() + l2.log_text(), 20, what="conflict named")
+        self.assertEqual(l1.counts()["peer_ack"] + l2.counts()["peer_ack"], 0,
+                         "no message behind the conflict is reported as replicated")
+        self.assertNotIn("malformed frame", l1.log_text() + l2.log_text())
+        wait_for(lambda: any("id conflict" in (p.get("last_error") or "")
+                             for p in l1.status()["peers"] + l2.status()["peers"]), 20,
+                 what="conflict shown in status")
+
+
 class Refusals(StoreTestCase):
     def _refused(self, intruder, reason_fragment):
         l1 = self.store.lane("L1")

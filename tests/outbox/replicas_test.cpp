@@ -55,7 +55,9 @@ TEST_CASE("conflicting replicas are refused and not stored") {
 
     SUBCASE("same id, other content") {
         auto r = store_replicas_sync(*s, {replica("L2", 2, 2, R"({"r":"other"})")});
-        CHECK(r.ok);
+        // Refused, named, and the batch is not ok: a link must not ack past an id conflict.
+        CHECK_FALSE(r.ok);
+        CHECK(r.conflict.find(uuid(2, 2)) != std::string::npos);
         CHECK(r.refused == 1);
         CHECK(s->get(uuid(2, 2))->msg.data == R"({"r":1})");
     }
@@ -64,6 +66,8 @@ TEST_CASE("conflicting replicas are refused and not stored") {
         m.id = uuid(2, 1);
         auto r = store_replicas_sync(*s, {m});
         CHECK(r.refused == 1);
+        CHECK_FALSE(r.ok);
+        CHECK(r.conflict.find("L2:3 is already held as L2:1") != std::string::npos);
         CHECK(s->hwm().at("L2") == 2);
     }
     SUBCASE("same origin and seq, other id") {

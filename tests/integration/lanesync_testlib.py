@@ -255,6 +255,14 @@ class StoreTestCase(unittest.TestCase):
             failed = any(t is self for t, _ in res.failures + res.errors)
         self.store.close(failed=failed)
 
+    def pair(self, **overrides):
+        """Lanes L1 and L2 that list each other as peers (not started)."""
+        l1 = self.store.lane("L1", **overrides)
+        l2 = self.store.lane("L2", **overrides)
+        l1.peer_with(l2)
+        l2.peer_with(l1)
+        return l1, l2
+
     def publish_many(self, lane, n, threads=8, topic="transaction", make_data=None):
         """Publishes n messages from `threads` concurrent clients; returns {id: data}."""
         out = {}

@@ -15,10 +15,7 @@ def replicas(lane, origin):
 
 class Replication(StoreTestCase):
     def test_1000_messages_reach_peer_ack_and_the_peer_holds_identical_copies(self):
-        l1 = self.store.lane("L1")
-        l2 = self.store.lane("L2")
-        l1.peer_with(l2)
-        l2.peer_with(l1)
+        l1, l2 = self.pair()
         l1.start()
         l2.start()
         sent = self.publish_many(l1, 1000, threads=16,
@@ -43,10 +40,7 @@ class Replication(StoreTestCase):
         self.assertEqual(peer["acked_through_seq"], 1000)
 
     def test_killed_peer_keeps_messages_pending_then_catches_up_without_gap_or_duplicate(self):
-        l1 = self.store.lane("L1")
-        l2 = self.store.lane("L2")
-        l1.peer_with(l2)
-        l2.peer_with(l1)
+        l1, l2 = self.pair()
         l1.start()
         l2.start()
         first = self.publish_many(l1, 100)
@@ -158,10 +152,7 @@ class Crashes(StoreTestCase):
 
 class LostOutbox(StoreTestCase):
     def test_a_lane_whose_outbox_was_replaced_refuses_to_replicate_instead_of_faking_peer_ack(self):
-        l1 = self.store.lane("L1")
-        l2 = self.store.lane("L2")
-        l1.peer_with(l2)
-        l2.peer_with(l1)
+        l1, l2 = self.pair()
         l1.start()
         l2.start()
         self.publish_many(l1, 30)
@@ -186,10 +177,7 @@ class IdConflict(StoreTestCase):
         # A POS that retried on another lane with its idempotency key: both lanes hold the id
         # as their own. Replication of those origins stops at the conflict; it must say so
         # (not "malformed frame") and the links must back off rather than spin.
-        l1 = self.store.lane("L1")
-        l2 = self.store.lane("L2")
-        l1.peer_with(l2)
-        l2.peer_with(l1)
+        l1, l2 = self.pair()
         mid = "11111111-2222-4333-8444-555555555555"
         for lane in (l1, l2):
             lane.write_env()

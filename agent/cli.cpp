@@ -83,6 +83,17 @@ void print_warnings(const conf::loaded& l) {
         std::cerr << "warning: " << w.text << "\n";
 }
 
+/// Loads the env file for a command that runs in the CLI process: logging set up for the CLI
+/// (secrets registered with the redactor) and warnings printed to stderr.
+std::optional<conf::loaded> load_cli_config(const std::string& path) {
+    auto l = load_config(path);
+    if (l) {
+        configure_cli_log(l->cfg);
+        print_warnings(*l);
+    }
+    return l;
+}
+
 /// Opens the outbox for writing (the CLI may run beside the agent: WAL + write lock).
 std::unique_ptr<outbox::store> open_store(const conf::config& cfg, bool read_only, int& rc) {
     try {
@@ -205,11 +216,9 @@ int cmd_status(const status_options& o) {
             return exit_usage;
         }
     } else {
-        auto l = load_config(o.env);
+        auto l = load_cli_config(o.env);
         if (!l)
             return exit_usage;
-        configure_cli_log(l->cfg);
-        print_warnings(*l);
     }
     if (!o.watch) {
         std::string out;
@@ -257,11 +266,9 @@ struct publish_options {
 };
 
 int cmd_publish(const publish_options& o) {
-    auto l = load_config(o.env);
+    auto l = load_cli_config(o.env);
     if (!l)
         return exit_usage;
-    configure_cli_log(l->cfg);
-    print_warnings(*l);
     const auto& cfg = l->cfg;
 
     std::string why;
@@ -319,11 +326,9 @@ int cmd_retry(const std::string& env, bool all_failed, const std::vector<std::st
         }
         ids.push_back(protocol::normalize_uuid(id));
     }
-    auto l = load_config(env);
+    auto l = load_cli_config(env);
     if (!l)
         return exit_usage;
-    configure_cli_log(l->cfg);
-    print_warnings(*l);
     int rc = exit_ok;
     auto store = open_store(l->cfg, false, rc);
     if (!store)
@@ -342,11 +347,9 @@ int cmd_retry(const std::string& env, bool all_failed, const std::vector<std::st
 }
 
 int cmd_cloud_control(const std::string& env, const std::string& what) {
-    auto l = load_config(env);
+    auto l = load_cli_config(env);
     if (!l)
         return exit_usage;
-    configure_cli_log(l->cfg);
-    print_warnings(*l);
     std::string target = what == "sync-now" ? "/v1/sync" : "/v1/cloud/" + what;
     auto r = local_http(l->cfg.local_api_port, "POST", target, control_timeout);
     if (r.status == 0) {
@@ -369,11 +372,9 @@ int cmd_cloud_control(const std::string& env, const std::string& what) {
 }
 
 int cmd_prune(const std::string& env) {
-    auto l = load_config(env);
+    auto l = load_cli_config(env);
     if (!l)
         return exit_usage;
-    configure_cli_log(l->cfg);
-    print_warnings(*l);
     int rc = exit_ok;
     auto store = open_store(l->cfg, false, rc);
     if (!store)
@@ -405,11 +406,9 @@ int cmd_check_config(const std::string& env) {
 }
 
 int cmd_check_db(const std::string& env) {
-    auto l = load_config(env);
+    auto l = load_cli_config(env);
     if (!l)
         return exit_usage;
-    configure_cli_log(l->cfg);
-    print_warnings(*l);
     std::error_code ec;
     if (!std::filesystem::exists(l->cfg.outbox_path, ec)) {
         std::cerr << "error: no outbox at " << l->cfg.outbox_path

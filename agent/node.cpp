@@ -139,23 +139,31 @@ private:
     /// Gauges refreshed from the outbox on every /metrics scrape.
     void register_gauges() {
         auto& reg = metrics::global();
-        auto& pending = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"pending\"");
-        auto& peer_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"peer_ack\"");
-        auto& cloud_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"cloud_ack\"");
-        auto& failed = reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"failed\"");
+        auto& pending =
+            reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"pending\"");
+        auto& peer_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state",
+                                       "state=\"peer_ack\"");
+        auto& cloud_ack = reg.get_gauge("lanesync_outbox_messages", "Own messages by state",
+                                        "state=\"cloud_ack\"");
+        auto& failed =
+            reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"failed\"");
         auto& oldest = reg.get_gauge("lanesync_oldest_pending_age_seconds",
                                      "Age of the oldest pending own message (0 when none)");
-        auto& replicas = reg.get_gauge("lanesync_replicas_held", "Copies of other lanes' messages held");
-        auto& connected = reg.get_gauge("lanesync_peers_connected", "Peers with an authenticated session");
+        auto& replicas =
+            reg.get_gauge("lanesync_replicas_held", "Copies of other lanes' messages held");
+        auto& connected =
+            reg.get_gauge("lanesync_peers_connected", "Peers with an authenticated session");
         reg.add_collector([&, this] {
             auto c = store_->get_counts();
             pending.set(static_cast<double>(c.pending));
             peer_ack.set(static_cast<double>(c.peer_ack));
             cloud_ack.set(static_cast<double>(c.cloud_ack));
             failed.set(static_cast<double>(c.failed));
-            oldest.set(c.oldest_pending_stored_at_ms
-                           ? static_cast<double>(protocol::now_ms() - *c.oldest_pending_stored_at_ms) / 1000.0
-                           : 0.0);
+            oldest.set(
+                c.oldest_pending_stored_at_ms
+                    ? static_cast<double>(protocol::now_ms() - *c.oldest_pending_stored_at_ms) /
+                          1000.0
+                    : 0.0);
             std::uint64_t r = 0;
             for (const auto& [o, n] : c.replicas)
                 r += n;

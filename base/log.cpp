@@ -62,7 +62,7 @@ std::string redact_locked(std::string text, const std::vector<std::string>& secr
 
 bool parse_level(std::string_view t, level& out) {
     static constexpr std::pair<std::string_view, level> names[] = {
-        {"trace", level::trace}, {"debug", level::debug}, {"info", level::info},
+        {"trace", level::trace}, {"debug", level::debug},  {"info", level::info},
         {"warn", level::warn},   {"warning", level::warn}, {"error", level::error},
         {"off", level::off}};
     for (auto [n, l] : names)
@@ -75,12 +75,18 @@ bool parse_level(std::string_view t, level& out) {
 
 std::string_view to_string(level l) {
     switch (l) {
-    case level::trace: return "trace";
-    case level::debug: return "debug";
-    case level::info: return "info";
-    case level::warn: return "warn";
-    case level::error: return "error";
-    case level::off: return "off";
+    case level::trace:
+        return "trace";
+    case level::debug:
+        return "debug";
+    case level::info:
+        return "info";
+    case level::warn:
+        return "warn";
+    case level::error:
+        return "error";
+    case level::off:
+        return "off";
     }
     return "?";
 }

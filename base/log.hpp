@@ -35,11 +35,21 @@ using field = std::pair<std::string_view, std::string>;
 /// Writes one event line: `event` is a dotted name (peer.connected), fields are key=value.
 void write(level l, std::string_view event, std::initializer_list<field> fields = {});
 
-inline void trace(std::string_view e, std::initializer_list<field> f = {}) { write(level::trace, e, f); }
-inline void debug(std::string_view e, std::initializer_list<field> f = {}) { write(level::debug, e, f); }
-inline void info(std::string_view e, std::initializer_list<field> f = {}) { write(level::info, e, f); }
-inline void warn(std::string_view e, std::initializer_list<field> f = {}) { write(level::warn, e, f); }
-inline void error(std::string_view e, std::initializer_list<field> f = {}) { write(level::error, e, f); }
+inline void trace(std::string_view e, std::initializer_list<field> f = {}) {
+    write(level::trace, e, f);
+}
+inline void debug(std::string_view e, std::initializer_list<field> f = {}) {
+    write(level::debug, e, f);
+}
+inline void info(std::string_view e, std::initializer_list<field> f = {}) {
+    write(level::info, e, f);
+}
+inline void warn(std::string_view e, std::initializer_list<field> f = {}) {
+    write(level::warn, e, f);
+}
+inline void error(std::string_view e, std::initializer_list<field> f = {}) {
+    write(level::error, e, f);
+}
 
 /// Replaces registered secrets in `text` (used by status/error paths too).
 std::string redact(std::string text);

@@ -63,7 +63,8 @@ counter& registry::get_counter(std::string_view name, std::string_view help,
         if (s.k == kind::counter && s.name == name && s.labels == labels)
             return *s.c;
     auto& c = counters_.emplace_back();
-    series_.push_back({std::string(name), std::string(help), std::string(labels), kind::counter, &c});
+    series_.push_back(
+        {std::string(name), std::string(help), std::string(labels), kind::counter, &c});
     return c;
 }
 

@@ -60,7 +60,8 @@ class registry {
 public:
     /// `name` without labels (lanesync_accepted_total); `labels` like `outcome="ok"` or empty.
     /// Calling twice with the same name and labels returns the same series.
-    counter& get_counter(std::string_view name, std::string_view help, std::string_view labels = {});
+    counter& get_counter(std::string_view name, std::string_view help,
+                         std::string_view labels = {});
     gauge& get_gauge(std::string_view name, std::string_view help, std::string_view labels = {});
     histogram& get_histogram(std::string_view name, std::string_view help,
                              std::string_view labels = {},

@@ -88,7 +88,8 @@ config parse_args(int argc, char** argv) {
             while (!list.empty()) {
                 auto comma = list.find(',');
                 c.concurrency.push_back(parse_size(list.substr(0, comma), "--concurrency"));
-                list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+                list =
+                    comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
             }
         } else if (a == "--mode") {
             auto m = value();
@@ -235,8 +236,9 @@ int main(int argc, char** argv) {
         fs::create_directories(dir);
     }
 
-    std::printf("outbox_bench: %zu messages of ~%zu bytes per run, WAL + synchronous=FULL, dir %s\n",
-                cfg.messages, cfg.payload, dir.string().c_str());
+    std::printf(
+        "outbox_bench: %zu messages of ~%zu bytes per run, WAL + synchronous=FULL, dir %s\n",
+        cfg.messages, cfg.payload, dir.string().c_str());
     std::printf("%-9s %6s %10s %9s %12s %9s %9s %7s\n", "mode", "C", "msgs/s", "commits",
                 "msgs/commit", "p50 ms", "p99 ms", "failed");
     int rc = 0;
@@ -252,7 +254,8 @@ int main(int argc, char** argv) {
                 std::printf("%-9s %6zu %10.0f %9llu %12.1f %9.3f %9.3f %7zu\n", r.mode.c_str(), r.c,
                             static_cast<double>(r.n) / r.seconds,
                             static_cast<unsigned long long>(r.commits),
-                            r.commits ? static_cast<double>(r.n) / static_cast<double>(r.commits) : 0.0,
+                            r.commits ? static_cast<double>(r.n) / static_cast<double>(r.commits)
+                                      : 0.0,
                             r.p50_ms, r.p99_ms, r.failed);
                 std::fflush(stdout);
                 if (r.failed)

@@ -35,9 +35,9 @@ struct status {
     bool in_flight = false;
     std::optional<std::int64_t> last_success_at_ms;
     std::optional<std::int64_t> last_attempt_at_ms;
-    std::string last_error;                          ///< empty when the last attempt succeeded
+    std::string last_error; ///< empty when the last attempt succeeded
     std::optional<int> last_http_status;
-    std::optional<std::int64_t> next_attempt_at_ms;  ///< set while backing off
+    std::optional<std::int64_t> next_attempt_at_ms; ///< set while backing off
     std::int64_t current_backoff_ms = 0;
     std::uint32_t consecutive_failures = 0;
     std::uint64_t requests_ok = 0, requests_failed = 0, messages_acked = 0, messages_rejected = 0;

@@ -7,8 +7,8 @@
 /// environment; keys absent from the file are taken from the environment.
 
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,23 +26,23 @@ struct peer_url {
 };
 
 struct config {
-    std::string source;                ///< the env file path (for messages)
-    std::string terminal_id;           ///< TERMINAL_ID
-    std::string store_id = "store-1";  ///< STORE_ID
-    std::uint16_t terminal_port = 8123;///< TERMINAL_PORT
+    std::string source;                 ///< the env file path (for messages)
+    std::string terminal_id;            ///< TERMINAL_ID
+    std::string store_id = "store-1";   ///< STORE_ID
+    std::uint16_t terminal_port = 8123; ///< TERMINAL_PORT
     std::string terminal_bind = "0.0.0.0";
-    std::vector<peer_url> peers;       ///< PEER_TERMINALS
-    std::string peer_secret;           ///< PEER_SECRET (never log)
-    std::size_t peer_ack_quorum = 1;   ///< PEER_ACK_QUORUM
-    std::string peer_tls_cert_file;    ///< PEER_TLS_CERT_FILE: listener serves wss:// when set
-    std::string peer_tls_key_file;     ///< PEER_TLS_KEY_FILE (with the cert)
-    std::string peer_ca_file;          ///< PEER_CA_FILE: verifies wss:// peers; empty = system store
-    std::uint16_t local_api_port = 0;  ///< LOCAL_API_PORT (default TERMINAL_PORT + 1000)
-    std::string outbox_path;           ///< OUTBOX_PATH (default data/<TERMINAL_ID>.db)
-    std::string supabase_url;          ///< SUPABASE_URL, no trailing slash; empty = cloud off
-    std::string supabase_service_key;  ///< SUPABASE_SERVICE_KEY (never log)
+    std::vector<peer_url> peers;      ///< PEER_TERMINALS
+    std::string peer_secret;          ///< PEER_SECRET (never log)
+    std::size_t peer_ack_quorum = 1;  ///< PEER_ACK_QUORUM
+    std::string peer_tls_cert_file;   ///< PEER_TLS_CERT_FILE: listener serves wss:// when set
+    std::string peer_tls_key_file;    ///< PEER_TLS_KEY_FILE (with the cert)
+    std::string peer_ca_file;         ///< PEER_CA_FILE: verifies wss:// peers; empty = system store
+    std::uint16_t local_api_port = 0; ///< LOCAL_API_PORT (default TERMINAL_PORT + 1000)
+    std::string outbox_path;          ///< OUTBOX_PATH (default data/<TERMINAL_ID>.db)
+    std::string supabase_url;         ///< SUPABASE_URL, no trailing slash; empty = cloud off
+    std::string supabase_service_key; ///< SUPABASE_SERVICE_KEY (never log)
     std::string supabase_function = "sync-pos-message";
-    std::string supabase_ca_file;      ///< SUPABASE_CA_FILE, empty = system store
+    std::string supabase_ca_file;                    ///< SUPABASE_CA_FILE, empty = system store
     std::chrono::milliseconds backoff_base{1000};    ///< SYNC_BACKOFF_BASE_MS
     std::chrono::milliseconds backoff_max{60000};    ///< SYNC_BACKOFF_MAX_MS
     std::chrono::milliseconds cloud_interval{30000}; ///< CLOUD_SYNC_INTERVAL_MS

@@ -7,8 +7,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
@@ -39,9 +39,8 @@ template <class WS> void configure(WS& ws, std::size_t max_message_bytes) {
     // A batch is capped at peer_batch_max_bytes by senders, but one message may be as large as
     // MAX_MESSAGE_BYTES; leave room for both.
     ws.read_message_max(std::max(tuning::peer_max_frame_bytes, 2 * max_message_bytes + 65536));
-    ws.set_option(websocket::stream_base::decorator([](auto& m) {
-        m.set(http::field::server, "lanesync/" LANESYNC_VERSION);
-    }));
+    ws.set_option(websocket::stream_base::decorator(
+        [](auto& m) { m.set(http::field::server, "lanesync/" LANESYNC_VERSION); }));
 }
 
 std::uint64_t random_u64() {
@@ -52,13 +51,16 @@ std::uint64_t random_u64() {
 
 /// Full jitter: uniform in [0, min(max, base * 2^attempt)].
 std::chrono::milliseconds reconnect_delay(std::uint32_t attempt) {
-    auto base = std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_base).count();
-    auto cap = std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_max).count();
+    auto base =
+        std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_base).count();
+    auto cap =
+        std::chrono::duration_cast<std::chrono::milliseconds>(tuning::peer_reconnect_max).count();
     std::int64_t ceiling = base;
     for (std::uint32_t i = 0; i < attempt && ceiling < cap; ++i)
         ceiling *= 2;
     ceiling = std::min(ceiling, cap);
-    return std::chrono::milliseconds(static_cast<std::int64_t>(random_u64() % static_cast<std::uint64_t>(ceiling + 1)));
+    return std::chrono::milliseconds(
+        static_cast<std::int64_t>(random_u64() % static_cast<std::uint64_t>(ceiling + 1)));
 }
 
 /// A TLS failure in words an operator can act on (certificate problems named as such).
@@ -116,7 +118,8 @@ public:
                 try {
                     std::rethrow_exception(e);
                 } catch (const std::exception& ex) {
-                    log::error("peer.link_crashed", {{"url", self->url_.text}, {"error", ex.what()}});
+                    log::error("peer.link_crashed",
+                               {{"url", self->url_.text}, {"error", ex.what()}});
                 }
             }
             self->finished_ = true;
@@ -164,8 +167,9 @@ private:
             attempt = authenticated && lasted ? 0 : attempt + 1;
             auto delay = reconnect_delay(attempt);
             hub_->link_state(url_.text, why, protocol::now_ms() + delay.count());
-            log::debug("peer.reconnect_scheduled", {{"url", url_.text}, {"in_ms", std::to_string(delay.count())},
-                                                    {"reason", why}});
+            log::debug(
+                "peer.reconnect_scheduled",
+                {{"url", url_.text}, {"in_ms", std::to_string(delay.count())}, {"reason", why}});
             timer_.expires_after(delay);
             co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
         }
@@ -173,12 +177,13 @@ private:
 
     /// TCP connect (+ TLS handshake for wss://) + WebSocket handshake. nullptr (with `why`)
     /// on failure.
-    template <class WS> net::awaitable<std::shared_ptr<peer_session<WS>>> connect(std::string& why) {
+    template <class WS>
+    net::awaitable<std::shared_ptr<peer_session<WS>>> connect(std::string& why) {
         tcp::resolver resolver(strand_);
         const std::string port = std::to_string(url_.port);
         const std::string host_header = url_.host + ":" + port;
-        auto [rec, results] = co_await resolver.async_resolve(url_.host, port,
-                                                              net::as_tuple(net::use_awaitable));
+        auto [rec, results] =
+            co_await resolver.async_resolve(url_.host, port, net::as_tuple(net::use_awaitable));
         if (rec) {
             why = "cannot resolve " + url_.host + ": " + rec.message();
             co_return nullptr;
@@ -187,7 +192,8 @@ private:
         auto& tcp_layer = beast::get_lowest_layer(ws);
         connecting_ = &tcp_layer;
         tcp_layer.expires_after(tuning::peer_handshake_timeout);
-        auto [cec, ep] = co_await tcp_layer.async_connect(results, net::as_tuple(net::use_awaitable));
+        auto [cec, ep] =
+            co_await tcp_layer.async_connect(results, net::as_tuple(net::use_awaitable));
         (void)ep;
         if (cec || stopping_) {
             connecting_ = nullptr;
@@ -209,8 +215,8 @@ private:
             }
             ws.next_layer().set_verify_mode(ssl::verify_peer);
             ws.next_layer().set_verify_callback(ssl::host_name_verification(url_.host));
-            auto [tec] = co_await ws.next_layer().async_handshake(ssl::stream_base::client,
-                                                                 net::as_tuple(net::use_awaitable));
+            auto [tec] = co_await ws.next_layer().async_handshake(
+                ssl::stream_base::client, net::as_tuple(net::use_awaitable));
             if (tec) {
                 connecting_ = nullptr;
                 why = "TLS handshake failed: " + tls_error_text(tec, native);
@@ -287,7 +293,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
         auto self = shared_from_this();
         for (;;) {
             auto strand = net::make_strand(ioc_);
-            auto [ec, sock] = co_await acceptor_.async_accept(strand, net::as_tuple(net::use_awaitable));
+            auto [ec, sock] =
+                co_await acceptor_.async_accept(strand, net::as_tuple(net::use_awaitable));
             if (ec) {
                 if (ec == net::error::operation_aborted || !acceptor_.is_open())
                     co_return;
@@ -338,7 +345,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
         http::request_parser<http::empty_body> parser;
         parser.header_limit(8192);
         parser.body_limit(0);
-        auto [rec, n] = co_await http::async_read(stream, buf, parser, net::as_tuple(net::use_awaitable));
+        auto [rec, n] =
+            co_await http::async_read(stream, buf, parser, net::as_tuple(net::use_awaitable));
         (void)n;
         if (rec) {
             log::debug("peer.upgrade_failed", {{"remote", remote}, {"error", rec.message()}});
@@ -360,7 +368,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             res.keep_alive(false);
             res.body() = why;
             res.prepare_payload();
-            auto [wec, wn] = co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+            auto [wec, wn] =
+                co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
             (void)wec;
             (void)wn;
             beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, rec);
@@ -379,7 +388,8 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     }
 
     void stop(std::function<void()> done) {
-        net::post(acceptor_.get_executor(), [self = shared_from_this(), done = std::move(done)]() mutable {
+        net::post(acceptor_.get_executor(), [self = shared_from_this(),
+                                             done = std::move(done)]() mutable {
             boost::system::error_code ec;
             self->acceptor_.close(ec);
             for (auto& l : self->links_)
@@ -392,16 +402,18 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
 
     /// Checks every 20 ms until sessions and links are gone or the grace period ran out.
     void wait_stopped(std::function<void()> done) {
-        bool links_done = std::all_of(links_.begin(), links_.end(),
-                                      [](const auto& l) { return l->finished(); });
+        bool links_done =
+            std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->finished(); });
         if ((links_done && hub_->session_count() == 0) ||
             std::chrono::steady_clock::now() >= stop_deadline_) {
             done();
             return;
         }
         stop_timer_.expires_after(std::chrono::milliseconds(20));
-        stop_timer_.async_wait([self = shared_from_this(), done = std::move(done)](
-                                   boost::system::error_code) mutable { self->wait_stopped(std::move(done)); });
+        stop_timer_.async_wait(
+            [self = shared_from_this(), done = std::move(done)](boost::system::error_code) mutable {
+                self->wait_stopped(std::move(done));
+            });
     }
 
     net::io_context& ioc_;
@@ -421,11 +433,23 @@ gossip::gossip(boost::asio::io_context& ioc, outbox::store& store, const conf::c
 
 gossip::~gossip() = default;
 
-void gossip::start() { impl_->start(); }
-void gossip::stop(std::function<void()> done) { impl_->stop(std::move(done)); }
-void gossip::notify() { impl_->hub_->wake_all(); }
-void gossip::set_peer_ack_listener(std::function<void()> fn) { impl_->hub_->on_promoted = std::move(fn); }
-std::uint16_t gossip::port() const { return impl_->port_; }
-std::vector<peer_status> gossip::status() const { return impl_->hub_->status(); }
+void gossip::start() {
+    impl_->start();
+}
+void gossip::stop(std::function<void()> done) {
+    impl_->stop(std::move(done));
+}
+void gossip::notify() {
+    impl_->hub_->wake_all();
+}
+void gossip::set_peer_ack_listener(std::function<void()> fn) {
+    impl_->hub_->on_promoted = std::move(fn);
+}
+std::uint16_t gossip::port() const {
+    return impl_->port_;
+}
+std::vector<peer_status> gossip::status() const {
+    return impl_->hub_->status();
+}
 
 } // namespace lanesync::lanes

@@ -23,14 +23,14 @@ namespace lanesync::lanes {
 
 /// One row of /v1/status "peers": a configured URL, or an inbound peer not in the config.
 struct peer_status {
-    std::string url;            ///< configured URL; empty for an inbound-only peer
-    std::string terminal_id;    ///< authenticated id; empty until first authenticated
-    bool connected = false;     ///< an authenticated session is up (either direction)
-    bool outbound = false;      ///< the session sending to this peer is one we dialed
-    std::uint64_t acked_through_seq = 0;      ///< own seq this peer confirmed holding
+    std::string url;                     ///< configured URL; empty for an inbound-only peer
+    std::string terminal_id;             ///< authenticated id; empty until first authenticated
+    bool connected = false;              ///< an authenticated session is up (either direction)
+    bool outbound = false;               ///< the session sending to this peer is one we dialed
+    std::uint64_t acked_through_seq = 0; ///< own seq this peer confirmed holding
     std::optional<std::int64_t> last_ack_at_ms;
-    std::uint64_t lag = 0;                    ///< own last seq - acked_through_seq
-    std::string last_error;                   ///< why the last attempt/session ended
+    std::uint64_t lag = 0;                          ///< own last seq - acked_through_seq
+    std::string last_error;                         ///< why the last attempt/session ended
     std::optional<std::int64_t> next_attempt_at_ms; ///< outgoing link: reconnect time
     std::uint64_t batches_sent = 0, batches_received = 0;
 };

@@ -15,8 +15,8 @@
 #include "lanes/hub.hpp"
 #include "protocol/frames.hpp"
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -36,11 +36,11 @@ namespace websocket = beast::websocket;
 
 /// Errors that are the normal end of a connection, not worth a warning.
 inline bool is_expected_end(const boost::system::error_code& ec) {
-    return ec == net::error::operation_aborted       // we cancelled (shutdown, timeout)
-           || ec == websocket::error::closed         // the peer sent a close frame
-           || ec == net::error::eof                  // the peer closed TCP
-           || ec == net::error::connection_reset     // kill -9 of the peer
-           || ec == beast::error::timeout            // idle peer: reported as "timeout"
+    return ec == net::error::operation_aborted         // we cancelled (shutdown, timeout)
+           || ec == websocket::error::closed           // the peer sent a close frame
+           || ec == net::error::eof                    // the peer closed TCP
+           || ec == net::error::connection_reset       // kill -9 of the peer
+           || ec == beast::error::timeout              // idle peer: reported as "timeout"
            || ec == net::ssl::error::stream_truncated; // TLS peer closed without close_notify
 }
 
@@ -63,8 +63,7 @@ inline peer_metrics& pm() {
 }
 
 template <class WS>
-class peer_session : public session_handle,
-                     public std::enable_shared_from_this<peer_session<WS>> {
+class peer_session : public session_handle, public std::enable_shared_from_this<peer_session<WS>> {
 public:
     peer_session(WS ws, std::shared_ptr<hub> h, bool outbound, std::string url)
         : ws_(std::move(ws)), hub_(std::move(h)), outbound_(outbound), url_(std::move(url)),
@@ -109,7 +108,8 @@ public:
                 log::warn("peer.handshake_failed",
                           {{"peer", peer_id_.empty() ? std::string("?") : peer_id_},
                            {"direction", outbound_ ? "outbound" : "inbound"},
-                           {"url", url_}, {"reason", end_reason_}});
+                           {"url", url_},
+                           {"reason", end_reason_}});
             co_await drain_until_closed();
             co_return end_reason_;
         }
@@ -136,10 +136,10 @@ public:
     }
 
     void close(std::uint16_t code, std::string reason) override {
-        net::post(ws_.get_executor(), [self = this->shared_from_this(), code,
-                                       r = std::move(reason)]() mutable {
-            self->request_close(code, std::move(r));
-        });
+        net::post(ws_.get_executor(),
+                  [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
+                      self->request_close(code, std::move(r));
+                  });
     }
 
 private:
@@ -172,7 +172,8 @@ private:
 
     net::awaitable<bool> write_now(const std::string& text) {
         ws_.text(true);
-        auto [ec, n] = co_await ws_.async_write(net::buffer(text), net::as_tuple(net::use_awaitable));
+        auto [ec, n] =
+            co_await ws_.async_write(net::buffer(text), net::as_tuple(net::use_awaitable));
         (void)n;
         if (ec) {
             end_reason_ = describe_end(ec);
@@ -186,8 +187,8 @@ private:
     std::string check_identity(int version, const std::string& store, const std::string& terminal) {
         const auto& cfg = hub_->cfg();
         if (version != tuning::peer_protocol_version)
-            return "unsupported protocol version " + std::to_string(version) + " (this lane speaks " +
-                   std::to_string(tuning::peer_protocol_version) + ")";
+            return "unsupported protocol version " + std::to_string(version) +
+                   " (this lane speaks " + std::to_string(tuning::peer_protocol_version) + ")";
         if (store != cfg.store_id)
             return "store mismatch: peer is in store " + store + ", this lane in " + cfg.store_id;
         if (terminal == cfg.terminal_id)
@@ -211,8 +212,8 @@ private:
             co_return refuse(1008, "expected a challenge frame");
         if (auto why = check_identity(ch->version, ch->store, ch->terminal); !why.empty())
             co_return refuse(1008, why);
-        auto expect = protocol::peer_mac(cfg.peer_secret, protocol::peer_role::server,
-                                         cfg.store_id, me_, ch->terminal, nonce_c, ch->nonce);
+        auto expect = protocol::peer_mac(cfg.peer_secret, protocol::peer_role::server, cfg.store_id,
+                                         me_, ch->terminal, nonce_c, ch->nonce);
         if (!protocol::mac_equal(expect, ch->mac)) {
             pm().auth_failures.inc();
             co_return refuse(1008, "authentication failed: peer does not know PEER_SECRET");
@@ -245,7 +246,8 @@ private:
         auto* hello = std::get_if<protocol::hello_frame>(&*f);
         if (!hello)
             co_return refuse(1008, "expected a hello frame");
-        if (auto why = check_identity(hello->version, hello->store, hello->terminal); !why.empty()) {
+        if (auto why = check_identity(hello->version, hello->store, hello->terminal);
+            !why.empty()) {
             pm().auth_failures.inc();
             co_return refuse(1008, why);
         }
@@ -267,8 +269,8 @@ private:
                                          hello->terminal, me_, hello->nonce, nonce_s);
         if (!protocol::mac_equal(expect, auth->mac)) {
             pm().auth_failures.inc();
-            log::warn("peer.auth_failed", {{"peer", hello->terminal},
-                                           {"reason", "wrong PEER_SECRET"}});
+            log::warn("peer.auth_failed",
+                      {{"peer", hello->terminal}, {"reason", "wrong PEER_SECRET"}});
             co_return refuse(1008, "authentication failed");
         }
         peer_id_ = hello->terminal;
@@ -285,9 +287,9 @@ private:
             return refuse(1008, why);
         }
         authenticated_ = true;
-        log::info("peer.connected", {{"peer", peer_id_},
-                                     {"direction", outbound_ ? "outbound" : "inbound"},
-                                     {"url", url_}});
+        log::info(
+            "peer.connected",
+            {{"peer", peer_id_}, {"direction", outbound_ ? "outbound" : "inbound"}, {"url", url_}});
         enqueue(protocol::encode(protocol::ready_frame{hub_->store().hwm()}));
         return {};
     }
@@ -295,7 +297,8 @@ private:
     std::string refuse(std::uint16_t code, std::string why) {
         refusal_logged_ = true;
         log::warn("peer.refused", {{"peer", peer_id_.empty() ? std::string("?") : peer_id_},
-                                   {"code", std::to_string(code)}, {"reason", why}});
+                                   {"code", std::to_string(code)},
+                                   {"reason", why}});
         end_reason_ = why;
         request_close(code, why);
         return why;
@@ -356,9 +359,9 @@ private:
         auto mine = own.find(me_);
         std::uint64_t we_hold = mine == own.end() ? 0 : mine->second;
         if (peer_holds > we_hold) {
-            log::error("peer.outbox_behind_peer",
-                       {{"peer", peer_id_}, {"peer_holds_seq", std::to_string(peer_holds)},
-                        {"local_seq", std::to_string(we_hold)}});
+            log::error("peer.outbox_behind_peer", {{"peer", peer_id_},
+                                                   {"peer_holds_seq", std::to_string(peer_holds)},
+                                                   {"local_seq", std::to_string(we_hold)}});
             refuse(1008, "peer holds seq " + std::to_string(peer_holds) + " of " + me_ +
                              " but this lane only " + std::to_string(we_hold) +
                              ": outbox lost or replaced");
@@ -378,15 +381,15 @@ private:
         auto n = f.n;
         std::weak_ptr<peer_session> weak = this->shared_from_this();
         auto exec = ws_.get_executor();
-        hub_->store().store_replicas(
-            std::move(f.messages), std::move(f.floor),
-            [weak, exec, n](outbox::replicas_outcome o) {
-                // Runs on the outbox writer thread: hop back to the session strand.
-                net::post(exec, [weak, n, o = std::move(o)]() mutable {
-                    if (auto s = weak.lock())
-                        s->on_stored(n, std::move(o));
-                });
-            });
+        hub_->store().store_replicas(std::move(f.messages), std::move(f.floor),
+                                     [weak, exec, n](outbox::replicas_outcome o) {
+                                         // Runs on the outbox writer thread: hop back to the
+                                         // session strand.
+                                         net::post(exec, [weak, n, o = std::move(o)]() mutable {
+                                             if (auto s = weak.lock())
+                                                 s->on_stored(n, std::move(o));
+                                         });
+                                     });
     }
 
     void on_stored(std::uint64_t n, outbox::replicas_outcome o) {
@@ -447,8 +450,8 @@ private:
             }
             ++inflight_;
             hub_->add_batch_stats(peer_id_, true);
-            enqueue(protocol::encode(
-                protocol::batch_frame{next_batch_out_++, std::move(b.messages), std::move(b.floor)}));
+            enqueue(protocol::encode(protocol::batch_frame{next_batch_out_++, std::move(b.messages),
+                                                           std::move(b.floor)}));
         }
     }
 
@@ -507,9 +510,8 @@ private:
     void do_close() {
         close_sent_ = true;
         writing_ = true;
-        ws_.async_close(close_reason_, [self = this->shared_from_this()](boost::system::error_code) {
-            self->writing_ = false;
-        });
+        ws_.async_close(close_reason_, [self = this->shared_from_this()](
+                                           boost::system::error_code) { self->writing_ = false; });
     }
 
     std::string describe_end(const boost::system::error_code& ec) {
@@ -541,8 +543,8 @@ private:
     std::string end_reason_;
 
     // sender side
-    protocol::hwm_map cursor_;        ///< per origin: highest seq the peer has or is in flight
-    std::size_t inflight_ = 0;        ///< batches sent, not yet acked
+    protocol::hwm_map cursor_; ///< per origin: highest seq the peer has or is in flight
+    std::size_t inflight_ = 0; ///< batches sent, not yet acked
     std::uint64_t next_batch_out_ = 1;
     std::uint64_t next_ack_in_ = 1;
 

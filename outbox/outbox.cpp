@@ -8,10 +8,14 @@ namespace lanesync::outbox {
 
 std::string_view to_string(state s) {
     switch (s) {
-    case state::pending: return "pending";
-    case state::peer_ack: return "peer_ack";
-    case state::cloud_ack: return "cloud_ack";
-    case state::failed: return "failed";
+    case state::pending:
+        return "pending";
+    case state::peer_ack:
+        return "peer_ack";
+    case state::cloud_ack:
+        return "cloud_ack";
+    case state::failed:
+        return "failed";
     }
     return "pending";
 }

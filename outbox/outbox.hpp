@@ -44,12 +44,12 @@ public:
 struct record {
     protocol::message msg;
     state st = state::pending;
-    bool own = false;                          ///< origin == this lane
-    std::int64_t stored_at_ms = 0;             ///< when this lane committed it
+    bool own = false;              ///< origin == this lane
+    std::int64_t stored_at_ms = 0; ///< when this lane committed it
     std::optional<std::int64_t> peer_acked_at_ms;
     std::optional<std::int64_t> cloud_acked_at_ms;
-    std::uint32_t attempts = 0;                ///< cloud upload attempts
-    std::string last_error;                    ///< why it is `failed` (cloud's reason)
+    std::uint32_t attempts = 0; ///< cloud upload attempts
+    std::string last_error;     ///< why it is `failed` (cloud's reason)
 };
 
 struct options {
@@ -64,28 +64,28 @@ struct options {
 /// Outcome of publish(). `storage_failed` means nothing was written (disk full, I/O error).
 struct publish_outcome {
     enum kind { created, existing, conflict, storage_failed } k = storage_failed;
-    record rec;          ///< the stored record (created / existing / conflict: the stored one)
-    std::string error;   ///< for storage_failed: what SQLite said
+    record rec;        ///< the stored record (created / existing / conflict: the stored one)
+    std::string error; ///< for storage_failed: what SQLite said
 };
 
 /// Outcome of store_replicas().
 struct replicas_outcome {
     bool ok = false;
-    std::size_t inserted = 0;     ///< new copies stored
-    std::size_t duplicates = 0;   ///< already held (same id, same content)
-    std::size_t refused = 0;      ///< conflicting (same id other content, or same origin/seq other id)
-    std::string error;            ///< when !ok: a storage failure (nothing was written) or a gap
-    bool gap = false;             ///< a message did not extend the contiguous prefix of its origin
-    std::string conflict;         ///< first id conflict (same id held with other content);
-                                  ///< the batch is then not ok: the link must not ack it
-    protocol::hwm_map hwm;        ///< every origin's high-water mark after the commit
+    std::size_t inserted = 0;   ///< new copies stored
+    std::size_t duplicates = 0; ///< already held (same id, same content)
+    std::size_t refused = 0; ///< conflicting (same id other content, or same origin/seq other id)
+    std::string error;       ///< when !ok: a storage failure (nothing was written) or a gap
+    bool gap = false;        ///< a message did not extend the contiguous prefix of its origin
+    std::string conflict;    ///< first id conflict (same id held with other content);
+                             ///< the batch is then not ok: the link must not ack it
+    protocol::hwm_map hwm;   ///< every origin's high-water mark after the commit
 };
 
 /// Outcome of peer_acked().
 struct peer_ack_outcome {
     bool ok = false;
     std::string error;
-    std::uint64_t quorum_through = 0;          ///< own seq now held by >= quorum peers
+    std::uint64_t quorum_through = 0;              ///< own seq now held by >= quorum peers
     std::vector<std::int64_t> promoted_latency_ms; ///< publish -> peer_ack, one per promoted msg
 };
 
@@ -129,10 +129,10 @@ struct peer_mark {
 
 /// Information handed to the commit listener after every successful commit.
 struct commit_info {
-    bool new_own = false;       ///< own messages were added (gossip should send)
-    bool new_replicas = false;  ///< replicas were added (gossip should relay)
-    bool new_peer_ack = false;  ///< own messages became peer_ack (uploader has work)
-    bool requeued = false;      ///< failed messages were re-queued
+    bool new_own = false;      ///< own messages were added (gossip should send)
+    bool new_replicas = false; ///< replicas were added (gossip should relay)
+    bool new_peer_ack = false; ///< own messages became peer_ack (uploader has work)
+    bool requeued = false;     ///< failed messages were re-queued
 };
 
 class store {

@@ -180,8 +180,9 @@ void bind_identity(connection& db, const std::string& path, const std::string& t
         return; // nothing written: the destructor ends the transaction
     }
     statement put(db, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
-    for (auto [k, v] : {std::pair<std::string_view, const std::string*>{"terminal_id", &terminal_id},
-                        {"store_id", &store_id}}) {
+    for (auto [k, v] :
+         {std::pair<std::string_view, const std::string*>{"terminal_id", &terminal_id},
+          {"store_id", &store_id}}) {
         use u(put);
         u.bind(1, k).bind(2, *v).run();
     }

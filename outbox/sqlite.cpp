@@ -55,7 +55,9 @@ statement::statement(connection& db, std::string_view sql) : db_(db) {
         db.fail(rc, "prepare");
 }
 
-statement::~statement() { sqlite3_finalize(stmt_); }
+statement::~statement() {
+    sqlite3_finalize(stmt_);
+}
 
 // ---- use ------------------------------------------------------------------------------------
 
@@ -136,13 +138,14 @@ void write_transaction::commit() {
     committed_ = true;
 }
 
-savepoint::savepoint(write_transaction& tx) : tx_(tx) { tx_.db().exec("SAVEPOINT request"); }
+savepoint::savepoint(write_transaction& tx) : tx_(tx) {
+    tx_.db().exec("SAVEPOINT request");
+}
 
 savepoint::~savepoint() {
     if (done_ || !tx_.active())
         return;
-    sqlite3_exec(tx_.db().get(), "ROLLBACK TO request; RELEASE request", nullptr, nullptr,
-                 nullptr);
+    sqlite3_exec(tx_.db().get(), "ROLLBACK TO request; RELEASE request", nullptr, nullptr, nullptr);
 }
 
 void savepoint::release() {
@@ -157,7 +160,9 @@ void savepoint::rollback() {
     tx_.db().exec("ROLLBACK TO request; RELEASE request");
 }
 
-read_transaction::read_transaction(connection& db) : db_(db) { db_.exec("BEGIN"); }
+read_transaction::read_transaction(connection& db) : db_(db) {
+    db_.exec("BEGIN");
+}
 
 read_transaction::~read_transaction() {
     if (db_.in_transaction())

@@ -13,7 +13,9 @@
 namespace lanesync::outbox::detail {
 namespace {
 
-constexpr int state_int(state s) { return static_cast<int>(s); }
+constexpr int state_int(state s) {
+    return static_cast<int>(s);
+}
 
 /// Reads the columns of sql::*'s record column list (see queries.hpp).
 record read_record(const use& u, const std::string& own_origin) {
@@ -35,7 +37,9 @@ record read_record(const use& u, const std::string& own_origin) {
     return r;
 }
 
-std::int64_t latency(std::int64_t now, std::int64_t since) { return std::max<std::int64_t>(0, now - since); }
+std::int64_t latency(std::int64_t now, std::int64_t since) {
+    return std::max<std::int64_t>(0, now - since);
+}
 
 // Failure outcomes: what a request reports when it (or its whole group) was not committed.
 void set_failed(publish_outcome& o, const std::string& why) {
@@ -73,8 +77,8 @@ struct sqlite_store::write_statements {
 
     statement get_by_id, insert_message, id_at_seq, ensure_origin, origin_row, set_origin,
         all_origins, first_seq_in_state, upsert_peer, kth_peer_mark, promote_to_peer_ack,
-        cloud_ack_one, cloud_reject_one, note_attempt, retry_one, retry_all,
-        replicas_cloud_acked, first_young_own, first_young_replica, delete_prefix, data_version;
+        cloud_ack_one, cloud_reject_one, note_attempt, retry_one, retry_all, replicas_cloud_acked,
+        first_young_own, first_young_replica, delete_prefix, data_version;
 };
 
 struct sqlite_store::read_statements {
@@ -127,8 +131,8 @@ sqlite_store::sqlite_store(const options& opts)
                             " does not exist (no agent has run with this OUTBOX_PATH yet)");
             // Reading a WAL file needs its -shm index; SQLite creates it if it is missing and
             // the folder is writable (SQLite 3.22+), else the open below fails with a message.
-            read_db_ = std::make_unique<connection>(path_, SQLITE_OPEN_READONLY |
-                                                               SQLITE_OPEN_NOMUTEX);
+            read_db_ =
+                std::make_unique<connection>(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
             apply_pragmas(*read_db_, true);
             check_version_read_only(*read_db_, path_);
             check_identity(*read_db_, path_, terminal_id_, store_id_);
@@ -154,8 +158,8 @@ sqlite_store::sqlite_store(const options& opts)
                 writer_data_version_ = u.int64(0);
             }
             // The read connection may write only in writable()'s empty probe transaction.
-            read_db_ = std::make_unique<connection>(path_, SQLITE_OPEN_READWRITE |
-                                                               SQLITE_OPEN_NOMUTEX);
+            read_db_ =
+                std::make_unique<connection>(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
             apply_pragmas(*read_db_, true);
         }
         r_ = std::make_unique<read_statements>(*read_db_);
@@ -175,7 +179,9 @@ sqlite_store::sqlite_store(const options& opts)
     }
 }
 
-sqlite_store::~sqlite_store() { close(); }
+sqlite_store::~sqlite_store() {
+    close();
+}
 
 void sqlite_store::close() {
     {
@@ -452,8 +458,7 @@ protocol::hwm_map sqlite_store::all_hwm(write_transaction&) {
 }
 
 publish_outcome sqlite_store::do_publish(write_transaction& tx,
-                                         const protocol::publish_request& req,
-                                         commit_info& info) {
+                                         const protocol::publish_request& req, commit_info& info) {
     publish_outcome out;
     std::string id;
     if (req.id) {
@@ -509,10 +514,9 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
     };
     auto refuse = [&](const protocol::message& m, const char* why) {
         ++out.refused;
-        log::warn("outbox.replica_refused", {{"id", m.id},
-                                             {"origin", m.origin},
-                                             {"seq", std::to_string(m.seq)},
-                                             {"why", why}});
+        log::warn(
+            "outbox.replica_refused",
+            {{"id", m.id}, {"origin", m.origin}, {"seq", std::to_string(m.seq)}, {"why", why}});
     };
 
     // floor[o] = f: every message of o below f is in the cloud (pruned at the sender), so it
@@ -766,11 +770,20 @@ counts sqlite_store::get_counts() {
                 continue;
             }
             switch (u.int64(1)) {
-            case 0: c.pending += n; break;
-            case 1: c.peer_ack += n; break;
-            case 2: c.cloud_ack += n; break;
-            case 3: c.failed += n; break;
-            default: break;
+            case 0:
+                c.pending += n;
+                break;
+            case 1:
+                c.peer_ack += n;
+                break;
+            case 2:
+                c.cloud_ack += n;
+                break;
+            case 3:
+                c.failed += n;
+                break;
+            default:
+                break;
             }
         }
     }
@@ -813,9 +826,8 @@ protocol::hwm_map sqlite_store::cloud_through() {
     return out;
 }
 
-store::peer_batch sqlite_store::next_for_peer(std::string_view peer,
-                                              const protocol::hwm_map& after, std::size_t limit,
-                                              std::size_t max_bytes) {
+store::peer_batch sqlite_store::next_for_peer(std::string_view peer, const protocol::hwm_map& after,
+                                              std::size_t limit, std::size_t max_bytes) {
     peer_batch b;
     if (limit == 0)
         return b;
@@ -969,9 +981,8 @@ std::vector<std::string> sqlite_store::integrity_check() {
         for (const auto& [k, n] : real)
             if (kept[k] != n)
                 problems.push_back("counts: origin " + k.first + " state " +
-                                   std::to_string(k.second) + " says " +
-                                   std::to_string(kept[k]) + ", messages hold " +
-                                   std::to_string(n));
+                                   std::to_string(k.second) + " says " + std::to_string(kept[k]) +
+                                   ", messages hold " + std::to_string(n));
         for (const auto& [k, n] : kept)
             if (n != 0 && !real.count(k))
                 problems.push_back("counts: origin " + k.first + " state " +
@@ -998,8 +1009,8 @@ std::vector<std::string> sqlite_store::integrity_check() {
             }
             auto lo = u.uint64(0), hi = u.uint64(1);
             if (hi != hwm)
-                problems.push_back("origin " + origin + ": highest seq held " +
-                                   std::to_string(hi) + " but hwm " + std::to_string(hwm));
+                problems.push_back("origin " + origin + ": highest seq held " + std::to_string(hi) +
+                                   " but hwm " + std::to_string(hwm));
             if (hi - lo + 1 != n)
                 problems.push_back("origin " + origin + ": seq gap (" + std::to_string(n) +
                                    " messages between " + std::to_string(lo) + " and " +
@@ -1065,7 +1076,9 @@ std::string sqlite_store::exec_on_writer(const std::string& text) {
 
 namespace test_hooks {
 
-void pause_writer(store& s, bool paused) { dynamic_cast<sqlite_store&>(s).pause_writer(paused); }
+void pause_writer(store& s, bool paused) {
+    dynamic_cast<sqlite_store&>(s).pause_writer(paused);
+}
 
 std::string exec_on_writer(store& s, const std::string& sql) {
     return dynamic_cast<sqlite_store&>(s).exec_on_writer(sql);

@@ -14,7 +14,9 @@ namespace {
 
 using json = nlohmann::json;
 
-decode_error policy(std::string why) { return decode_error{1008, std::move(why)}; }
+decode_error policy(std::string why) {
+    return decode_error{1008, std::move(why)};
+}
 
 bool valid_hex(std::string_view s, std::size_t min_len, std::size_t max_len) {
     if (s.size() < min_len || s.size() > max_len || s.size() % 2 != 0)
@@ -117,7 +119,8 @@ bool decode_message(const json& m, const frame_limits& lim, message& out, std::s
     out.origin = *s;
     if (!get_u64(m, "seq", out.seq, err))
         return false;
-    if (out.seq == 0 || out.seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    if (out.seq == 0 ||
+        out.seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
         err = "message seq must be between 1 and 2^63-1";
         return false;
     }
@@ -153,7 +156,8 @@ bool decode_message(const json& m, const frame_limits& lim, message& out, std::s
     auto c = m.find("created_at");
     if (c == m.end() || !c->is_number_integer() ||
         (c->is_number_unsigned() &&
-         c->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))) {
+         c->get<std::uint64_t>() >
+             static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))) {
         err = "message created_at must be an integer (unix ms)";
         return false;
     }
@@ -185,7 +189,9 @@ json hwm_json(const hwm_map& h) {
     return j;
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::strict); }
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::strict);
+}
 
 } // namespace
 
@@ -290,16 +296,25 @@ decode_result decode_frame(std::string_view text, const frame_limits& lim) {
 }
 
 std::string encode(const hello_frame& f) {
-    return dump(json{{"type", "hello"}, {"v", f.version}, {"store", f.store},
-                     {"terminal", f.terminal}, {"nonce", f.nonce}});
+    return dump(json{{"type", "hello"},
+                     {"v", f.version},
+                     {"store", f.store},
+                     {"terminal", f.terminal},
+                     {"nonce", f.nonce}});
 }
 
 std::string encode(const challenge_frame& f) {
-    return dump(json{{"type", "challenge"}, {"v", f.version}, {"store", f.store},
-                     {"terminal", f.terminal}, {"nonce", f.nonce}, {"mac", f.mac}});
+    return dump(json{{"type", "challenge"},
+                     {"v", f.version},
+                     {"store", f.store},
+                     {"terminal", f.terminal},
+                     {"nonce", f.nonce},
+                     {"mac", f.mac}});
 }
 
-std::string encode(const auth_frame& f) { return dump(json{{"type", "auth"}, {"mac", f.mac}}); }
+std::string encode(const auth_frame& f) {
+    return dump(json{{"type", "auth"}, {"mac", f.mac}});
+}
 
 std::string encode(const ready_frame& f) {
     return dump(json{{"type", "ready"}, {"hwm", hwm_json(f.hwm)}});

@@ -54,14 +54,14 @@ struct ack_frame {
     hwm_map hwm;
 };
 
-using frame = std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame,
-                           ack_frame>;
+using frame =
+    std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame, ack_frame>;
 
 /// Limits applied while decoding a frame.
 struct frame_limits {
-    std::size_t max_messages = 256;              ///< messages in one batch
-    std::size_t max_message_bytes = 262'144;     ///< canonical data size of one message
-    std::size_t max_origins = 1024;              ///< entries in one hwm/floor map
+    std::size_t max_messages = 256;          ///< messages in one batch
+    std::size_t max_message_bytes = 262'144; ///< canonical data size of one message
+    std::size_t max_origins = 1024;          ///< entries in one hwm/floor map
 };
 
 /// Why a frame was refused, with the WebSocket close code to send:
@@ -91,7 +91,8 @@ std::size_t encoded_size(const message& m);
 enum class peer_role { client, server };
 
 /// HMAC-SHA256 keyed by PEER_SECRET over
-///   "lanesync-peer/1" | role | store | client terminal | server terminal | client nonce | server nonce
+///   "lanesync-peer/1" | role | store | client terminal | server terminal | client nonce | server
+///   nonce
 /// joined with '\n', as lowercase hex. Role-bound so a mac can never be reflected back.
 std::string peer_mac(std::string_view secret, peer_role role, std::string_view store,
                      std::string_view client_terminal, std::string_view server_terminal,

@@ -24,8 +24,8 @@ bool all_of_set(std::string_view s, std::size_t max, bool (*ok)(char)) {
 }
 
 bool id_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 bool topic_char(char c) {
@@ -40,10 +40,14 @@ bool hex_char(char c) {
 
 std::string_view to_string(priority p) {
     switch (p) {
-    case priority::critical: return "critical";
-    case priority::high: return "high";
-    case priority::normal: return "normal";
-    case priority::low: return "low";
+    case priority::critical:
+        return "critical";
+    case priority::high:
+        return "high";
+    case priority::normal:
+        return "normal";
+    case priority::low:
+        return "low";
     }
     return "normal";
 }
@@ -60,9 +64,15 @@ std::optional<priority> parse_priority(std::string_view t) {
     return std::nullopt;
 }
 
-bool valid_terminal_id(std::string_view s) { return all_of_set(s, 32, id_char); }
-bool valid_store_id(std::string_view s) { return all_of_set(s, 64, id_char); }
-bool valid_topic(std::string_view s) { return all_of_set(s, 64, topic_char); }
+bool valid_terminal_id(std::string_view s) {
+    return all_of_set(s, 32, id_char);
+}
+bool valid_store_id(std::string_view s) {
+    return all_of_set(s, 64, id_char);
+}
+bool valid_topic(std::string_view s) {
+    return all_of_set(s, 64, topic_char);
+}
 
 bool valid_uuid(std::string_view s) {
     if (s.size() != 36)

@@ -26,8 +26,8 @@ struct message {
     std::uint64_t seq = 0;            ///< 1, 2, 3 ... per origin, without gaps
     std::string topic;                ///< [a-z0-9_.-]{1,64}
     priority prio = priority::normal; ///< see priority
-    std::string data;                 ///< the JSON object, canonical compact text (see canonical_json)
-    std::int64_t created_at_ms = 0;   ///< unix milliseconds on the origin lane; informational
+    std::string data; ///< the JSON object, canonical compact text (see canonical_json)
+    std::int64_t created_at_ms = 0; ///< unix milliseconds on the origin lane; informational
 
     friend bool operator==(const message&, const message&) = default;
 };

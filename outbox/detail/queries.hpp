@@ -9,8 +9,8 @@
 
 namespace lanesync::outbox::detail::sql {
 
-#define LANESYNC_RECORD_COLUMNS                                                                  \
-    "id, origin, seq, topic, priority, data, created_at, stored_at, state, peer_acked_at, "      \
+#define LANESYNC_RECORD_COLUMNS                                                                    \
+    "id, origin, seq, topic, priority, data, created_at, stored_at, state, peer_acked_at, "        \
     "cloud_acked_at, attempts, last_error"
 
 // ---- reads ----------------------------------------------------------------------------------

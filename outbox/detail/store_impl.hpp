@@ -32,7 +32,8 @@ public:
                     std::function<void(peer_ack_outcome)> done) override;
     void cloud_acked(std::vector<cloud_result> results,
                      std::function<void(cloud_outcome)> done) override;
-    void note_attempt(std::vector<std::string> ids, std::function<void(count_outcome)> done) override;
+    void note_attempt(std::vector<std::string> ids,
+                      std::function<void(count_outcome)> done) override;
     void retry(std::vector<std::string> ids, std::function<void(count_outcome)> done) override;
     void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) override;
     void origin_cloud_through(std::string origin, std::uint64_t through,

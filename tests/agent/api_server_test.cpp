@@ -358,8 +358,8 @@ TEST_SUITE("api_server") {
         }
         {
             client c(f.port());
-            REQUIRE(
-                !c.write_raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n"));
+            REQUIRE(!c.write_raw(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n"));
             auto [got, ec] = c.read_until_closed();
             CHECK(ec != beast::error::timeout);
             CHECK(contains(got, "HTTP/1.1 400"));
@@ -390,8 +390,8 @@ TEST_SUITE("api_server") {
         CHECK(r3.result_int() == 200);
 
         // Two pipelined requests in one write are answered in order.
-        REQUIRE(!c.write_raw(
-            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+        REQUIRE(!c.write_raw("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope "
+                             "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
         auto a = c.read_response();
         auto b = c.read_response();
         REQUIRE(a);

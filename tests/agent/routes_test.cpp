@@ -135,9 +135,14 @@ TEST_CASE("regression: requests from outside this machine are refused (CSRF, DNS
     CHECK(foreign_request(std::string_view("[::1]:9123"), std::nullopt).empty());
     CHECK(foreign_request(std::string_view("localhost"), std::nullopt).empty());
     CHECK(foreign_request(std::nullopt, std::nullopt).empty());
-    CHECK(foreign_request(std::string_view("127.0.0.1:9123"), std::string_view("http://127.0.0.1:9124")).empty());
-    CHECK_FALSE(foreign_request(std::string_view("127.0.0.1:9123"), std::string_view("https://evil.example")).empty());
-    CHECK_FALSE(foreign_request(std::string_view("127.0.0.1:9123"), std::string_view("null")).empty());
+    CHECK(foreign_request(std::string_view("127.0.0.1:9123"),
+                          std::string_view("http://127.0.0.1:9124"))
+              .empty());
+    CHECK_FALSE(foreign_request(std::string_view("127.0.0.1:9123"),
+                                std::string_view("https://evil.example"))
+                    .empty());
+    CHECK_FALSE(
+        foreign_request(std::string_view("127.0.0.1:9123"), std::string_view("null")).empty());
     CHECK_FALSE(foreign_request(std::string_view("evil.example:9123"), std::nullopt).empty());
     CHECK_FALSE(foreign_request(std::string_view("127.0.0.1.evil.example"), std::nullopt).empty());
 }

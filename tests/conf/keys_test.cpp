@@ -630,13 +630,16 @@ TEST_CASE("the first invalid value in the file is the one reported") {
 
 TEST_CASE("peer TLS files: must be readable, and cert and key go together") {
     auto lookup = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-    CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/nonexistent/cert.pem\n", "t.env", lookup),
-                         doctest::Contains("t.env:2: PEER_TLS_CERT_FILE"), config_error);
-    CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\n", "t.env", lookup),
-                         doctest::Contains("go together"), config_error);
+    CHECK_THROWS_WITH_AS(
+        load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/nonexistent/cert.pem\n", "t.env", lookup),
+        doctest::Contains("t.env:2: PEER_TLS_CERT_FILE"), config_error);
+    CHECK_THROWS_WITH_AS(
+        load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\n", "t.env", lookup),
+        doctest::Contains("go together"), config_error);
     CHECK_THROWS_WITH_AS(load_text("TERMINAL_ID=L1\nPEER_CA_FILE=/etc\n", "t.env", lookup),
                          doctest::Contains("not a regular file"), config_error);
-    auto ok = load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\nPEER_TLS_KEY_FILE=/etc/passwd\n",
-                        "t.env", lookup);
+    auto ok =
+        load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\nPEER_TLS_KEY_FILE=/etc/passwd\n",
+                  "t.env", lookup);
     CHECK(ok.cfg.peer_tls_cert_file == "/etc/passwd");
 }

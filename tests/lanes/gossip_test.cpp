@@ -6,8 +6,8 @@
 #include "outbox/outbox.hpp"
 #include "protocol/publish.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <doctest/doctest.h>
 
@@ -101,7 +101,8 @@ struct lane {
 /// Runs an io_context on a background thread for the test's duration.
 struct runner {
     boost::asio::io_context ioc;
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{ioc.get_executor()};
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{
+        ioc.get_executor()};
     std::thread thread;
     void start() {
         thread = std::thread([this] { ioc.run(); });
@@ -278,11 +279,16 @@ struct test_pki {
     fs::path dir;
     explicit test_pki(const fs::path& d, const std::string& name) : dir(d / name) {
         fs::create_directories(dir);
-        std::string cmd = "cd '" + dir.string() + "' && "
+        std::string cmd =
+            "cd '" + dir.string() +
+            "' && "
             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-            "-subj '/CN=lanesync test CA " + name + "' && "
-            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' && "
+            "-subj '/CN=lanesync test CA " +
+            name +
+            "' && "
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "
+            "'/CN=127.0.0.1' && "
             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out server.pem -days 2 -extfile ext.cnf";
         std::string quiet = "(" + cmd + ") >/dev/null 2>&1";
@@ -345,7 +351,8 @@ TEST_CASE("wss: a certificate from another CA fails closed with a clear error") 
     test_pki other(dir.path, "other");
     tls_pair p(dir.path, pki, other);
     p.l2.publish(3);
-    CHECK(eventually([&] { return last_error(p.l2).find("certificate verify failed") != std::string::npos; }));
+    CHECK(eventually(
+        [&] { return last_error(p.l2).find("certificate verify failed") != std::string::npos; }));
     CHECK(p.l1.holds("L2") == 0);
     CHECK(p.l2.store->get_counts().pending == 3);
 }

@@ -140,7 +140,8 @@ TEST_CASE("next_for_cloud and list walk states in seq order") {
     auto s = store::open(opts(dir.file("L1.db")));
     auto recs = publish_n(*s, 6);
     REQUIRE(peer_acked_sync(*s, "L2", 3, 1).ok);
-    REQUIRE(cloud_acked_sync(*s, {cloud(recs[1].msg.id, cloud_result::rejected, "no")}).failed == 1);
+    REQUIRE(cloud_acked_sync(*s, {cloud(recs[1].msg.id, cloud_result::rejected, "no")}).failed ==
+            1);
 
     auto peer_only = s->next_for_cloud(10, false);
     REQUIRE(peer_only.size() == 2);
@@ -173,10 +174,13 @@ TEST_CASE("prune deletes only old cloud_ack prefixes; seq numbering survives") {
                                   cloud(recs[3].msg.id, cloud_result::rejected, "no"),
                                   cloud(recs[4].msg.id, cloud_result::stored)})
                 .ok);
-    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)}).ok);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)})
+                .ok);
     const auto future = protocol::now_ms() + 60'000;
 
-    SUBCASE("nothing is old enough") { CHECK(prune_sync(*s, 0).count == 0); }
+    SUBCASE("nothing is old enough") {
+        CHECK(prune_sync(*s, 0).count == 0);
+    }
 
     SUBCASE("old cloud_ack below the first failed message go; failed, later and replicas stay") {
         auto r = prune_sync(*s, future);
@@ -184,7 +188,7 @@ TEST_CASE("prune deletes only old cloud_ack prefixes; seq numbering survives") {
         CHECK(r.count == 3);
         CHECK(own_seqs(path) == std::vector<std::int64_t>{4, 5});
         CHECK(s->get(recs[4].msg.id)->st == state::cloud_ack); // above a failed one: kept
-        CHECK(s->get_counts().replicas.at("L2") == 3);     // not known to be in the cloud
+        CHECK(s->get_counts().replicas.at("L2") == 3);         // not known to be in the cloud
 
         // The failed one reaches the cloud later: now the rest of the prefix can go.
         REQUIRE(retry_sync(*s, {recs[3].msg.id}).count == 1);

@@ -186,7 +186,8 @@ private:
 };
 
 /// Own seqs in the file, ascending.
-inline std::vector<std::int64_t> own_seqs(const std::string& path, const std::string& origin = "L1") {
+inline std::vector<std::int64_t> own_seqs(const std::string& path,
+                                          const std::string& origin = "L1") {
     raw_db db(path);
     std::vector<std::int64_t> out;
     for (auto& r : db.rows("SELECT seq FROM messages WHERE origin = '" + origin + "' ORDER BY seq"))

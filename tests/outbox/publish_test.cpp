@@ -63,7 +63,8 @@ TEST_CASE("publish with a known id answers existing for the same content, confli
     CHECK(other_data.rec.msg.data == R"({"a":1})");
     auto other_topic = publish_sync(*s, req(R"({"a":1})", id, "stock"));
     CHECK(other_topic.k == publish_outcome::conflict);
-    auto other_prio = publish_sync(*s, req(R"({"a":1})", id, "transaction", protocol::priority::low));
+    auto other_prio =
+        publish_sync(*s, req(R"({"a":1})", id, "transaction", protocol::priority::low));
     CHECK(other_prio.k == publish_outcome::conflict);
 
     // Nothing new was written; the next message gets seq 2.
@@ -133,7 +134,8 @@ TEST_CASE("a request failing inside a group leaves no seq hole and does not abor
     CHECK(s->integrity_check().empty());
 }
 
-TEST_CASE("1000 concurrent publishes from 8 threads get seq 1..1000 once, each reported after commit") {
+TEST_CASE(
+    "1000 concurrent publishes from 8 threads get seq 1..1000 once, each reported after commit") {
     temp_dir dir;
     const auto path = dir.file("L1.db");
     auto s = store::open(opts(path));

@@ -10,7 +10,8 @@ using namespace lanesync::outbox::testing;
 TEST_CASE("replicas in order are stored; the same batch again counts as duplicates") {
     temp_dir dir;
     auto s = store::open(opts(dir.file("L1.db")));
-    auto r = store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)});
+    auto r =
+        store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)});
     CHECK(r.ok);
     CHECK(r.inserted == 3);
     CHECK(r.duplicates == 0);
@@ -37,7 +38,8 @@ TEST_CASE("a replica that does not extend the prefix is a gap and is not stored"
     temp_dir dir;
     auto s = store::open(opts(dir.file("L1.db")));
     REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1)}).ok);
-    auto r = store_replicas_sync(*s, {replica("L2", 2, 2), replica("L2", 2, 4), replica("L3", 3, 1)});
+    auto r =
+        store_replicas_sync(*s, {replica("L2", 2, 2), replica("L2", 2, 4), replica("L3", 3, 1)});
     CHECK(r.gap);
     CHECK_FALSE(r.ok);
     CHECK(r.error.find("L2") != std::string::npos);
@@ -112,7 +114,8 @@ TEST_CASE("a floor lets the prefix jump over messages pruned at the sender") {
     CHECK_FALSE(s->get(uuid(4, 5)));
 
     // A floor over replicas held pending marks them cloud_ack.
-    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)}).ok);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)})
+                .ok);
     REQUIRE(store_replicas_sync(*s, {}, {{"L2", 3}}).ok);
     CHECK(s->get(uuid(2, 1))->st == state::cloud_ack);
     CHECK(s->get(uuid(2, 2))->st == state::cloud_ack);
@@ -123,7 +126,8 @@ TEST_CASE("a floor lets the prefix jump over messages pruned at the sender") {
 TEST_CASE("origin_cloud_through marks replicas cloud_ack, also ones stored later") {
     temp_dir dir;
     auto s = store::open(opts(dir.file("L1.db")));
-    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)}).ok);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)})
+                .ok);
     auto r = origin_cloud_through_sync(*s, "L2", 2);
     CHECK(r.ok);
     CHECK(r.count == 2);

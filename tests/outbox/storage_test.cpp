@@ -242,7 +242,8 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
         raw_db db(path);
         auto c = s->get_counts();
         auto n = [&](const std::string& where) {
-            return static_cast<std::uint64_t>(db.integer("SELECT COUNT(*) FROM messages WHERE " + where));
+            return static_cast<std::uint64_t>(
+                db.integer("SELECT COUNT(*) FROM messages WHERE " + where));
         };
         CHECK(c.pending == n("origin = 'L1' AND state = 0"));
         CHECK(c.peer_ack == n("origin = 'L1' AND state = 1"));
@@ -266,7 +267,8 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
             auto origin = pick(2) ? std::string("L2") : std::string("L3");
             unsigned lane = origin == "L2" ? 2 : 3;
             std::vector<protocol::message> batch;
-            auto from = next_seq[origin] - (next_seq[origin] > 2 ? static_cast<std::uint64_t>(pick(2)) : 0);
+            auto from =
+                next_seq[origin] - (next_seq[origin] > 2 ? static_cast<std::uint64_t>(pick(2)) : 0);
             for (int i = 0, k = 1 + pick(4); i < k; ++i)
                 batch.push_back(replica(origin, lane, from + static_cast<std::uint64_t>(i)));
             auto r = store_replicas_sync(*s, batch);
@@ -275,13 +277,17 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
             break;
         }
         case 3:
-            peer_acked_sync(*s, pick(2) ? "L2" : "L3", static_cast<std::uint64_t>(own_ids.size()) / 2 + static_cast<std::uint64_t>(pick(5)), 1 + static_cast<std::size_t>(pick(2)));
+            peer_acked_sync(*s, pick(2) ? "L2" : "L3",
+                            static_cast<std::uint64_t>(own_ids.size()) / 2 +
+                                static_cast<std::uint64_t>(pick(5)),
+                            1 + static_cast<std::size_t>(pick(2)));
             break;
         case 4: {
             std::vector<cloud_result> res;
             for (int i = 0, k = pick(6); i < k && !own_ids.empty(); ++i)
-                res.push_back(cloud(own_ids[static_cast<std::size_t>(pick(static_cast<int>(own_ids.size())))],
-                                    static_cast<cloud_result::kind>(pick(3)), "why"));
+                res.push_back(
+                    cloud(own_ids[static_cast<std::size_t>(pick(static_cast<int>(own_ids.size())))],
+                          static_cast<cloud_result::kind>(pick(3)), "why"));
             REQUIRE(cloud_acked_sync(*s, res).ok);
             break;
         }

@@ -52,12 +52,12 @@ json batch_with(const json& msg) {
 }
 
 json hello_obj() {
-    return json{{"type", "hello"}, {"v", 1}, {"store", "store-1"}, {"terminal", "L1"},
-                {"nonce", nonce_a}};
+    return json{
+        {"type", "hello"}, {"v", 1}, {"store", "store-1"}, {"terminal", "L1"}, {"nonce", nonce_a}};
 }
 
 json challenge_obj() {
-    return json{{"type", "challenge"}, {"v", 1},          {"store", "store-1"},
+    return json{{"type", "challenge"}, {"v", 1},           {"store", "store-1"},
                 {"terminal", "L2"},    {"nonce", nonce_b}, {"mac", mac64}};
 }
 
@@ -153,7 +153,8 @@ TEST_CASE("ready round trip: empty and several origins") {
     r.hwm = {{"L1", 0},
              {"L2", 123},
              {"lane_3-x", 1},
-             {std::string(32, 'Z'), static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())},
+             {std::string(32, 'Z'),
+              static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())},
              {"L9", std::numeric_limits<std::uint64_t>::max()}};
     std::string text = encode(r);
     auto back = decode_ok<ready_frame>(text);
@@ -180,8 +181,8 @@ TEST_CASE("batch round trip: several messages, unicode and nested data, a floor"
     m3.prio = priority::low;
     m3.data = "{}";
     m3.created_at_ms = -5; // informational, a skewed clock is not an error
-    message m4 = sample_message(static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
-                                std::string(32, 'o'));
+    message m4 = sample_message(
+        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), std::string(32, 'o'));
     m4.prio = priority::normal;
     m4.topic = std::string(64, 't');
     b.messages.push_back(m2);
@@ -228,9 +229,10 @@ TEST_CASE("batch decode normalizes an uppercase message id") {
 }
 
 TEST_CASE("batch decode canonicalizes data written in another key order") {
-    std::string text = R"({"messages":[{"created_at":1,"data":{ "b" : [ 1 , { "y" : 1 , "x" : 2 } ] , "a" : "\u00e9" },)"
-                       R"("id":"0190a5d3-ac96-7f4b-bcce-b302099a8057","origin":"L1","priority":"low","seq":3,"topic":"t"}],)"
-                       R"("n":1,"type":"batch"})";
+    std::string text =
+        R"({"messages":[{"created_at":1,"data":{ "b" : [ 1 , { "y" : 1 , "x" : 2 } ] , "a" : "\u00e9" },)"
+        R"("id":"0190a5d3-ac96-7f4b-bcce-b302099a8057","origin":"L1","priority":"low","seq":3,"topic":"t"}],)"
+        R"("n":1,"type":"batch"})";
     auto b = decode_ok<batch_frame>(text);
     REQUIRE(b.messages.size() == 1);
     CHECK(b.messages[0].data == "{\"a\":\"\xc3\xa9\",\"b\":[1,{\"x\":2,\"y\":1}]}");
@@ -256,14 +258,16 @@ TEST_CASE("ack round trip") {
 
 TEST_CASE("encoded frames are compact, sorted JSON objects") {
     std::string text = encode(hello_frame{1, "store-1", "L1", nonce_a});
-    CHECK(text == R"({"nonce":")" + nonce_a + R"(","store":"store-1","terminal":"L1","type":"hello","v":1})");
+    CHECK(text == R"({"nonce":")" + nonce_a +
+                      R"(","store":"store-1","terminal":"L1","type":"hello","v":1})");
     CHECK(text.find(' ') == std::string::npos);
     CHECK(encode(ack_frame{3, {{"L1", 5}}}) == R"({"hwm":{"L1":5},"n":3,"type":"ack"})");
 }
 
 TEST_CASE("decode accepts field order and whitespace freely") {
-    auto h = decode_ok<hello_frame>("  {\n\"nonce\" : \"" + nonce_a +
-                                    "\" , \"v\":1,\"terminal\":\"L1\",\t\"store\":\"s\",\"type\":\"hello\"}\n");
+    auto h = decode_ok<hello_frame>(
+        "  {\n\"nonce\" : \"" + nonce_a +
+        "\" , \"v\":1,\"terminal\":\"L1\",\t\"store\":\"s\",\"type\":\"hello\"}\n");
     CHECK(h.terminal == "L1");
     CHECK(h.store == "s");
 }
@@ -297,10 +301,11 @@ TEST_CASE("decode: every truncation of a valid frame is 1007") {
 }
 
 TEST_CASE("decode: invalid UTF-8 is 1007") {
-    for (std::string bad : {"\x80"s, "\xc3"s, "\xc0\xaf"s, "\xed\xa0\x80"s, "\xf4\x90\x80\x80"s,
-                            "\xff"s}) {
+    for (std::string bad :
+         {"\x80"s, "\xc3"s, "\xc0\xaf"s, "\xed\xa0\x80"s, "\xf4\x90\x80\x80"s, "\xff"s}) {
         CAPTURE(bad);
-        expect_error("{\"type\":\"auth\",\"mac\":\"" + bad + "\"}", 1007, "frame is not valid JSON");
+        expect_error("{\"type\":\"auth\",\"mac\":\"" + bad + "\"}", 1007,
+                     "frame is not valid JSON");
         json m = message_obj();
         std::string t = batch_with(m).dump();
         auto pos = t.find("\"a\":1");
@@ -328,8 +333,8 @@ TEST_CASE("decode: very deep nesting does not crash") {
 // 1008: shape.
 
 TEST_CASE("decode: JSON that is not an object is 1008") {
-    for (const char* t : {"[]", R"([{"type":"auth"}])", R"("hello")", "1", "-2.5", "true", "false",
-                          "null"}) {
+    for (const char* t :
+         {"[]", R"([{"type":"auth"}])", R"("hello")", "1", "-2.5", "true", "false", "null"}) {
         expect_error(t, 1008, "frame must be a JSON object");
     }
 }
@@ -339,7 +344,8 @@ TEST_CASE("decode: missing, mistyped or unknown type is 1008") {
     expect_error(R"({"mac":"aa"})", 1008, "frame has no type");
     for (const char* v : {"null", "1", "true", "[]", R"(["hello"])", "{}"})
         expect_error(R"({"type":)"s + v + "}", 1008, "frame has no type");
-    for (const char* v : {"", "HELLO", "Hello", "hello ", "helo", "message", "ping", "acks", "nack"})
+    for (const char* v :
+         {"", "HELLO", "Hello", "hello ", "helo", "message", "ping", "acks", "nack"})
         expect_error(R"({"type":")"s + v + R"("})", 1008, "unknown frame type");
 }
 
@@ -395,7 +401,10 @@ TEST_CASE("decode hello/challenge: invalid store and terminal ids") {
             j["store"] = s;
             expect_policy(j, "invalid store id");
         }
-        for (std::string t : {""s, "L 1"s, "L.1"s, "L1\n"s, "\xc5\x81" "1"s, std::string(33, 'L')}) {
+        for (std::string t : {""s, "L 1"s, "L.1"s, "L1\n"s,
+                              "\xc5\x81"
+                              "1"s,
+                              std::string(33, 'L')}) {
             json j = base;
             j["terminal"] = t;
             expect_policy(j, "invalid terminal id");
@@ -483,8 +492,8 @@ TEST_CASE("decode auth: mac and extra fields") {
 
 TEST_CASE("decode ready: hwm shape and values") {
     expect_policy(json{{"type", "ready"}}, "field hwm is missing");
-    for (json v : {json::array(), json(json::array({1})), json("L1"), json(5), json(nullptr),
-                   json(true)}) {
+    for (json v :
+         {json::array(), json(json::array({1})), json("L1"), json(5), json(nullptr), json(true)}) {
         expect_policy(json{{"type", "ready"}, {"hwm", v}}, "field hwm must be an object");
     }
     for (json v : {json(-1), json(std::numeric_limits<std::int64_t>::min()), json(1.5), json(1.0),
@@ -510,10 +519,13 @@ TEST_CASE("decode ready/ack/batch floor: too many origins") {
     json three = {{"L1", 1}, {"L2", 1}, {"L3", 1}};
     json four = three;
     four["L4"] = 1;
-    CHECK(decode_ok<ready_frame>(json{{"type", "ready"}, {"hwm", three}}.dump(), lim).hwm.size() == 3);
+    CHECK(decode_ok<ready_frame>(json{{"type", "ready"}, {"hwm", three}}.dump(), lim).hwm.size() ==
+          3);
     expect_policy(json{{"type", "ready"}, {"hwm", four}}, "field hwm has too many origins", lim);
-    CHECK(decode_ok<ack_frame>(json{{"type", "ack"}, {"n", 1}, {"hwm", three}}.dump(), lim).hwm.size() == 3);
-    expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", four}}, "field hwm has too many origins", lim);
+    CHECK(decode_ok<ack_frame>(json{{"type", "ack"}, {"n", 1}, {"hwm", three}}.dump(), lim)
+              .hwm.size() == 3);
+    expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", four}}, "field hwm has too many origins",
+                  lim);
     json b = batch_with(message_obj());
     b["floor"] = three;
     CHECK(decode_ok<batch_frame>(b.dump(), lim).floor.size() == 3);
@@ -533,8 +545,8 @@ TEST_CASE("decode batch: n") {
     json b = batch_with(message_obj());
     b["n"] = 0;
     expect_policy(b, "batch n must be >= 1");
-    for (json v : {json(-1), json(1.0), json(1.5), json("1"), json(nullptr), json(true),
-                   json::array()}) {
+    for (json v :
+         {json(-1), json(1.0), json(1.5), json("1"), json(nullptr), json(true), json::array()}) {
         b["n"] = v;
         expect_policy(b, "field n must be a non-negative integer");
     }
@@ -611,8 +623,8 @@ TEST_CASE("decode batch: each message field missing") {
 }
 
 TEST_CASE("decode batch: each message field of the wrong type") {
-    const json wrong_types[] = {json(nullptr), json(true), json(1), json(1.5), json("s"),
-                                json::array(), json::object()};
+    const json wrong_types[] = {json(nullptr), json(true),    json(1),       json(1.5),
+                                json("s"),     json::array(), json::object()};
     const std::pair<const char*, const char*> cases[] = {
         {"id", "field id must be a string"},
         {"origin", "field origin must be a string"},
@@ -646,16 +658,17 @@ TEST_CASE("decode batch: invalid message field values") {
         m[field] = std::move(v);
         return batch_with(m);
     };
-    for (const char* id : {"", "x", "0190a5d3ac967f4bbcceb302099a8057",
-                           "0190a5d3-ac96-7f4b-bcce-b302099a805g",
-                           "0190a5d3-ac96-7f4b-bcce-b302099a80577"})
+    for (const char* id :
+         {"", "x", "0190a5d3ac967f4bbcceb302099a8057", "0190a5d3-ac96-7f4b-bcce-b302099a805g",
+          "0190a5d3-ac96-7f4b-bcce-b302099a80577"})
         expect_policy(with("id", id), "message id must be a UUID");
     for (std::string o : {""s, "L 1"s, "L/1"s, std::string(33, 'L'), "\xc5\x81"s})
         expect_policy(with("origin", o), "message origin is not a valid terminal id");
     expect_policy(with("seq", 0), "message seq must be between 1 and 2^63-1");
     expect_policy(with("seq", -1), "field seq must be a non-negative integer");
-    expect_policy(with("seq", static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) + 1),
-                  "message seq must be between 1 and 2^63-1");
+    expect_policy(
+        with("seq", static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) + 1),
+        "message seq must be between 1 and 2^63-1");
     expect_policy(with("seq", std::numeric_limits<std::uint64_t>::max()),
                   "message seq must be between 1 and 2^63-1");
     for (std::string t : {""s, "Topic"s, "a b"s, "a/b"s, std::string(65, 't'), "caf\xc3\xa9"s})
@@ -663,12 +676,14 @@ TEST_CASE("decode batch: invalid message field values") {
     for (const char* p : {"", "urgent", "HIGH", "Normal", " low"})
         expect_policy(with("priority", p), "message priority is invalid");
     expect_policy(with("created_at", 1.0), "message created_at must be an integer (unix ms)");
-    expect_policy(with("created_at", "1700000000000"), "message created_at must be an integer (unix ms)");
+    expect_policy(with("created_at", "1700000000000"),
+                  "message created_at must be an integer (unix ms)");
 
     // Accepted extremes.
     auto b = decode_ok<batch_frame>(
         with("seq", static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())).dump());
-    CHECK(b.messages[0].seq == static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+    CHECK(b.messages[0].seq ==
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
     b = decode_ok<batch_frame>(with("created_at", std::numeric_limits<std::int64_t>::min()).dump());
     CHECK(b.messages[0].created_at_ms == std::numeric_limits<std::int64_t>::min());
 }
@@ -730,12 +745,14 @@ TEST_CASE("decode batch: bad floor") {
 
 TEST_CASE("decode ack: missing or bad n and hwm") {
     expect_policy(json{{"type", "ack"}, {"n", 1}}, "field hwm is missing");
-    expect_policy(json{{"type", "ack"}, {"hwm", json::object()}}, "field n must be a non-negative integer");
+    expect_policy(json{{"type", "ack"}, {"hwm", json::object()}},
+                  "field n must be a non-negative integer");
     expect_policy(json{{"type", "ack"}, {"n", -1}, {"hwm", json::object()}},
                   "field n must be a non-negative integer");
     expect_policy(json{{"type", "ack"}, {"n", "1"}, {"hwm", json::object()}},
                   "field n must be a non-negative integer");
-    expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", json::array()}}, "field hwm must be an object");
+    expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", json::array()}},
+                  "field hwm must be an object");
     expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", {{"L1", -3}}}},
                   "field hwm values must be non-negative integers");
     expect_policy(json{{"type", "ack"}, {"n", 1}, {"hwm", {{"L1", "3"}}}},
@@ -759,7 +776,8 @@ TEST_CASE("decode never throws on a mutated corpus") {
         encode(b),
         encode(ack_frame{3, {{"L1", 3}}}),
     };
-    const char replacements[] = {'\0', '"', '{', '}', '[', ']', ',', ':', '-', '0', '9', 'A', '\xff'};
+    const char replacements[] = {'\0', '"', '{', '}', '[', ']',   ',',
+                                 ':',  '-', '0', '9', 'A', '\xff'};
     std::size_t checked = 0;
     bool all_ok = true;
     for (const auto& text : corpus) {
@@ -792,16 +810,19 @@ TEST_CASE("decode never throws on a mutated corpus") {
 TEST_CASE("peer_mac: known-answer vectors (openssl dgst -sha256 -hmac)") {
     // printf 'lanesync-peer/1\nclient\nstore-1\nL1\nL2\n<nonce_a>\n<nonce_b>' |
     //     openssl dgst -sha256 -hmac 'correct horse battery staple'
-    CHECK(peer_mac("correct horse battery staple", peer_role::client, "store-1", "L1", "L2", nonce_a,
+    CHECK(peer_mac("correct horse battery staple", peer_role::client, "store-1", "L1", "L2",
+                   nonce_a,
                    nonce_b) == "8f51a0373bb8dbf4a45f1ae7fbec734d19e09487294a2c5bfcaa96a41b5121fb");
     // Same with "server" in the role line.
-    CHECK(peer_mac("correct horse battery staple", peer_role::server, "store-1", "L1", "L2", nonce_a,
+    CHECK(peer_mac("correct horse battery staple", peer_role::server, "store-1", "L1", "L2",
+                   nonce_a,
                    nonce_b) == "545666ba6a5b6f3ab649fdf1a1dec17e5468e31c935ac3b2deaf0647e105ccc5");
 }
 
 TEST_CASE("peer_mac: deterministic, lowercase hex, 64 chars") {
     auto mac = [] {
-        return peer_mac("0123456789abcdef", peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b);
+        return peer_mac("0123456789abcdef", peer_role::client, "store-1", "L1", "L2", nonce_a,
+                        nonce_b);
     };
     std::string a = mac();
     CHECK(a == mac());
@@ -827,7 +848,8 @@ TEST_CASE("peer_mac: every input changes the result") {
     differs(peer_mac(secret, peer_role::client, "store-1", "L1", "L3", nonce_a, nonce_b));
     differs(peer_mac(secret, peer_role::client, "store-1", "L1", "L2", nonce_b, nonce_b));
     differs(peer_mac(secret, peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_a));
-    differs(peer_mac("0123456789abcdeF", peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b));
+    differs(
+        peer_mac("0123456789abcdeF", peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b));
     differs(peer_mac(secret + "x", peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b));
     // Swapping the two terminals or the two nonces is a different proof.
     differs(peer_mac(secret, peer_role::client, "store-1", "L2", "L1", nonce_a, nonce_b));
@@ -846,7 +868,8 @@ TEST_CASE("peer_mac: both sides compute the same proofs") {
     std::string server_proof_checked_by_client =
         peer_mac(secret, peer_role::server, "store-1", "L1", "L2", nonce_a, nonce_b);
     CHECK(mac_equal(server_proof_by_server, server_proof_checked_by_client));
-    std::string client_proof = peer_mac(secret, peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b);
+    std::string client_proof =
+        peer_mac(secret, peer_role::client, "store-1", "L1", "L2", nonce_a, nonce_b);
     // Reflection: a server proof never passes as a client proof.
     CHECK_FALSE(mac_equal(client_proof, server_proof_by_server));
 }
@@ -894,8 +917,10 @@ TEST_CASE("random_hex: length, charset, variety") {
         CHECK(big.find(c) != std::string::npos);
     }
     // A 16-byte random_hex is a valid nonce for hello.
-    CHECK(decode_ok<hello_frame>(encode(hello_frame{1, "s", "L1", random_hex(16)})).nonce.size() == 32);
-    CHECK(decode_ok<hello_frame>(encode(hello_frame{1, "s", "L1", random_hex(64)})).nonce.size() == 128);
+    CHECK(decode_ok<hello_frame>(encode(hello_frame{1, "s", "L1", random_hex(16)})).nonce.size() ==
+          32);
+    CHECK(decode_ok<hello_frame>(encode(hello_frame{1, "s", "L1", random_hex(64)})).nonce.size() ==
+          128);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -936,15 +961,15 @@ TEST_CASE("encoded_size bounds the real encoded size of a message") {
     small.prio = priority::low;
     small.created_at_ms = 0;
     ms.push_back(small);
-    message worst = sample_message(static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
-                                   std::string(32, 'O'));
+    message worst = sample_message(
+        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), std::string(32, 'O'));
     worst.topic = std::string(64, 't');
     worst.prio = priority::critical;
     worst.created_at_ms = std::numeric_limits<std::int64_t>::min();
     ms.push_back(worst);
     message uni = sample_message();
-    uni.data = canonical_json(json::parse(
-        "{\"s\":\"\xf0\x9f\x98\x80\xe6\x97\xa5\",\"c\":\"\\u0001\\n\\\"\",\"n\":[1.5,-2,{\"x\":null}]}"));
+    uni.data = canonical_json(json::parse("{\"s\":\"\xf0\x9f\x98\x80\xe6\x97\xa5\",\"c\":"
+                                          "\"\\u0001\\n\\\"\",\"n\":[1.5,-2,{\"x\":null}]}"));
     ms.push_back(uni);
     message large = sample_message();
     large.data = canonical_json(json{{"blob", std::string(200'000, 'z')}});

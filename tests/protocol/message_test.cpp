@@ -18,15 +18,19 @@ using namespace std::string_literals;
 
 namespace {
 
-bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+bool is_lower_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
 
 /// Characters outside [A-Za-z0-9_-], one per class: punctuation, whitespace, control, NUL,
 /// high bytes, a multi-byte UTF-8 sequence.
+// clang-format off
 const std::vector<std::string> forbidden_in_ids = {
     " ", "\t", "\n", "\r", "\x01"s, "\x7f"s, std::string(1, '\0'), ".", "/", "\\", ":", "@",
     "+", "=", "*", "!", "#", "$", "%", "&", "'", "\"", ",", ";", "<", ">", "?", "[", "]", "{",
     "}", "|", "~", "`", "^", "(", ")", "\xff"s, "\x80"s, "\xc3\xa9"s /* é */,
     "\xe2\x82\xac"s /* € */, "\xf0\x9f\x98\x80"s /* 😀 */};
+// clang-format on
 
 } // namespace
 
@@ -211,8 +215,7 @@ TEST_CASE("new_uuid_v7: format, version, variant, uniqueness, time order") {
         }
         if (static_cast<std::int64_t>(ms) < before || static_cast<std::int64_t>(ms) > after) {
             all_ok = false;
-            FAIL_CHECK("timestamp prefix " << ms << " outside [" << before << ", " << after
-                                           << "]");
+            FAIL_CHECK("timestamp prefix " << ms << " outside [" << before << ", " << after << "]");
         }
         prev_ms = ms;
     }
@@ -229,7 +232,8 @@ TEST_CASE("new_uuid_v7: random part varies within the same millisecond") {
 }
 
 TEST_CASE("canonical_json: key order and whitespace independence") {
-    auto a = nlohmann::json::parse(R"({"b":1,"a":{"y":[1,2,{"k":"v","c":null}],"x":true},"c":"s"})");
+    auto a =
+        nlohmann::json::parse(R"({"b":1,"a":{"y":[1,2,{"k":"v","c":null}],"x":true},"c":"s"})");
     auto b = nlohmann::json::parse(R"(
         {
           "c" : "s",
@@ -265,8 +269,9 @@ TEST_CASE("canonical_json: strings, unicode and numbers") {
           R"(["a\"b\\c\n\t\u0001/"])");
 
     // Numbers: integers stay integers, floats keep a fraction, exponent forms collapse.
-    CHECK(canonical_json(nlohmann::json::parse("[1, -0, 1.0, 1e2, 1.5E-1, 12345678901234567890]")) ==
-          "[1,0,1.0,100.0,0.15,12345678901234567890]");
+    CHECK(
+        canonical_json(nlohmann::json::parse("[1, -0, 1.0, 1e2, 1.5E-1, 12345678901234567890]")) ==
+        "[1,0,1.0,100.0,0.15,12345678901234567890]");
 
     // The canonical text is a fixed point: parse + canonical again gives the same bytes.
     for (const char* text : {R"({"z":{"b":[1,2.5,{"y":"日本 €"}],"a":null},"a":-7})",
@@ -314,8 +319,8 @@ TEST_CASE("format_time_ms: negative milliseconds count back from the epoch") {
 }
 
 TEST_CASE("format_time_ms: extreme values do not crash and keep the shape") {
-    for (std::int64_t v : {std::numeric_limits<std::int64_t>::max(),
-                           std::numeric_limits<std::int64_t>::min()}) {
+    for (std::int64_t v :
+         {std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min()}) {
         CAPTURE(v);
         std::string s = format_time_ms(v);
         REQUIRE_FALSE(s.empty());

@@ -60,7 +60,8 @@ void check_error_is_valid_utf8(const std::string& err) {
 } // namespace
 
 TEST_CASE("parse_publish_request: minimal body is accepted with defaults") {
-    auto r = parse_publish_request(R"({"topic":"transaction","data":{"total":12.5,"items":[1,2]}})");
+    auto r =
+        parse_publish_request(R"({"topic":"transaction","data":{"total":12.5,"items":[1,2]}})");
     REQUIRE(r.ok());
     CHECK(r.error().empty());
     CHECK(r->topic == "transaction");
@@ -72,7 +73,8 @@ TEST_CASE("parse_publish_request: minimal body is accepted with defaults") {
 TEST_CASE("parse_publish_request: all fields, any order, any whitespace") {
     auto r = parse_publish_request(
         "\n { \"priority\" : \"critical\" ,\t\"data\":{ \"b\" : 2, \"a\" : { \"y\":1,\"x\":0 } },"
-        " \"id\": \"" + uuid_lower + "\", \"topic\":\"stock.move_v2-x\" } \n");
+        " \"id\": \"" +
+        uuid_lower + "\", \"topic\":\"stock.move_v2-x\" } \n");
     REQUIRE(r.ok());
     CHECK(r->topic == "stock.move_v2-x");
     CHECK(r->data == R"({"a":{"x":0,"y":1},"b":2})");
@@ -93,9 +95,9 @@ TEST_CASE("parse_publish_request: uppercase UUID is normalized to lowercase") {
 }
 
 TEST_CASE("parse_publish_request: every priority value") {
-    for (auto [text, p] : {std::pair{"critical", priority::critical},
-                           std::pair{"high", priority::high},
-                           std::pair{"normal", priority::normal}, std::pair{"low", priority::low}}) {
+    for (auto [text, p] :
+         {std::pair{"critical", priority::critical}, std::pair{"high", priority::high},
+          std::pair{"normal", priority::normal}, std::pair{"low", priority::low}}) {
         CAPTURE(text);
         auto r = parse_publish_request(body_with("priority", "\""s + text + "\""));
         REQUIRE(r.ok());
@@ -111,8 +113,11 @@ TEST_CASE("parse_publish_request: null id and null priority mean absent") {
 }
 
 TEST_CASE("parse_publish_request: data is stored in canonical form") {
-    auto a = parse_publish_request(R"({"topic":"t","data":{"z":1,"a":{"d":[3,{"q":1,"p":2}],"c":"\u00e9"}}})");
-    auto b = parse_publish_request("{\"data\" : { \"a\" : { \"c\" : \"\xc3\xa9\", \"d\" : [ 3 , { \"p\" : 2 , \"q\" : 1 } ] } , \"z\" : 1 } , \"topic\" : \"t\"}");
+    auto a = parse_publish_request(
+        R"({"topic":"t","data":{"z":1,"a":{"d":[3,{"q":1,"p":2}],"c":"\u00e9"}}})");
+    auto b =
+        parse_publish_request("{\"data\" : { \"a\" : { \"c\" : \"\xc3\xa9\", \"d\" : [ 3 , { \"p\" "
+                              ": 2 , \"q\" : 1 } ] } , \"z\" : 1 } , \"topic\" : \"t\"}");
     REQUIRE(a.ok());
     REQUIRE(b.ok());
     CHECK(a->data == b->data);
@@ -138,11 +143,11 @@ TEST_CASE("parse_publish_request: body that is not JSON") {
     check_rejected(" ", err_not_json);
     check_rejected("hello", err_not_json);
     check_rejected("topic=t&data={}", err_not_json);
-    check_rejected("{topic:\"t\",data:{}}", err_not_json); // unquoted keys
-    check_rejected("{'topic':'t','data':{}}", err_not_json);  // single quotes
-    check_rejected(R"({"topic":"t","data":{},})", err_not_json); // trailing comma
+    check_rejected("{topic:\"t\",data:{}}", err_not_json);         // unquoted keys
+    check_rejected("{'topic':'t','data':{}}", err_not_json);       // single quotes
+    check_rejected(R"({"topic":"t","data":{},})", err_not_json);   // trailing comma
     check_rejected(R"({"topic":"t","data":{}} {})", err_not_json); // two values
-    check_rejected(R"({"topic":"t","data":{}} x)", err_not_json); // trailing garbage
+    check_rejected(R"({"topic":"t","data":{}} x)", err_not_json);  // trailing garbage
     check_rejected(R"({"topic":"t","data":{"a":NaN}})", err_not_json);
     check_rejected(R"({"topic":"t","data":{"a":01}})", err_not_json);
     check_rejected(R"({"topic":"t","data":{"a":1}} // comment)", err_not_json);
@@ -150,7 +155,8 @@ TEST_CASE("parse_publish_request: body that is not JSON") {
 }
 
 TEST_CASE("parse_publish_request: truncated JSON") {
-    const std::string full = R"({"topic":"transaction","data":{"a":[1,2,{"b":"c"}]},"priority":"low"})";
+    const std::string full =
+        R"({"topic":"transaction","data":{"a":[1,2,{"b":"c"}]},"priority":"low"})";
     REQUIRE(parse_publish_request(full).ok());
     // Every proper prefix is refused as not JSON.
     for (std::size_t n = 0; n < full.size(); ++n) {
@@ -184,11 +190,11 @@ TEST_CASE("parse_publish_request: topic missing or of the wrong type") {
 }
 
 TEST_CASE("parse_publish_request: topic values outside [a-z0-9_.-]{1,64}") {
-    for (std::string v : {R"("")", R"("Transaction")", R"("TRANSACTION")", R"("sale done")",
-                          R"(" sale")", R"("sale ")", R"("sale/done")", R"("sale\\done")",
-                          R"("sale:done")", R"("sale\tdone")", R"("sale\ndone")",
-                          R"("sale\u0000")", R"("caf\u00e9")", R"("\ud83d\ude00")",
-                          R"("sale+1")", R"("sale@x")", R"("sale,x")"}) {
+    for (std::string v :
+         {R"("")", R"("Transaction")", R"("TRANSACTION")", R"("sale done")", R"(" sale")",
+          R"("sale ")", R"("sale/done")", R"("sale\\done")", R"("sale:done")", R"("sale\tdone")",
+          R"("sale\ndone")", R"("sale\u0000")", R"("caf\u00e9")", R"("\ud83d\ude00")",
+          R"("sale+1")", R"("sale@x")", R"("sale,x")"}) {
         CAPTURE(v);
         check_rejected(body_with("topic", v), err_topic);
     }
@@ -198,8 +204,8 @@ TEST_CASE("parse_publish_request: topic values outside [a-z0-9_.-]{1,64}") {
 TEST_CASE("parse_publish_request: data missing or not an object") {
     check_rejected(R"({"topic":"t"})", err_missing_data);
     check_rejected(body_with("data", ""), err_missing_data);
-    for (const char* v : {"[]", R"([{"a":1}])", R"("{}")", R"("text")", "null", "0", "1.5",
-                          "-3", "true", "false"}) {
+    for (const char* v : {"[]", R"([{"a":1}])", R"("{}")", R"("text")", "null", "0", "1.5", "-3",
+                          "true", "false"}) {
         CAPTURE(v);
         check_rejected(body_with("data", v), err_data);
     }
@@ -211,14 +217,19 @@ TEST_CASE("parse_publish_request: topic is checked before data") {
 }
 
 TEST_CASE("parse_publish_request: id of the wrong type or not a UUID") {
-    for (const char* v : {"1", "1.5", "true", "false", "[]", R"([")" "0190a5d3-ac96-7f4b-bcce-b302099a8057" R"("])", "{}"}) {
+    for (const char* v : {"1", "1.5", "true", "false", "[]",
+                          R"([")"
+                          "0190a5d3-ac96-7f4b-bcce-b302099a8057"
+                          R"("])",
+                          "{}"}) {
         CAPTURE(v);
         check_rejected(body_with("id", v), err_id_type);
     }
     for (std::string v :
          {R"("")", R"("abc")", R"("0190a5d3ac967f4bbcceb302099a8057")",
           R"("0190a5d3-ac96-7f4b-bcce-b302099a805")", R"("0190a5d3-ac96-7f4b-bcce-b302099a80577")",
-          R"("0190a5d3-ac96-7f4b-bcce-b302099a805g")", R"("{0190a5d3-ac96-7f4b-bcce-b302099a8057}")",
+          R"("0190a5d3-ac96-7f4b-bcce-b302099a805g")",
+          R"("{0190a5d3-ac96-7f4b-bcce-b302099a8057}")",
           R"(" 0190a5d3-ac96-7f4b-bcce-b302099a8057")", R"("0190a5d3_ac96_7f4b_bcce_b302099a8057")",
           R"("12345")"}) {
         CAPTURE(v);
@@ -280,9 +291,9 @@ TEST_CASE("parse_publish_request: invalid UTF-8 anywhere is not valid JSON") {
 }
 
 TEST_CASE("parse_publish_request: valid unicode data is kept as UTF-8") {
-    auto r = parse_publish_request(
-        "{\"topic\":\"t\",\"data\":{\"name\":\"Caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\","
-        "\"esc\":\"\\u20ac\"}}");
+    auto r = parse_publish_request("{\"topic\":\"t\",\"data\":{\"name\":\"Caf\xc3\xa9 "
+                                   "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\","
+                                   "\"esc\":\"\\u20ac\"}}");
     REQUIRE(r.ok());
     CHECK(r->data == "{\"esc\":\"\xe2\x82\xac\",\"name\":\"Caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac "
                      "\xf0\x9f\x98\x80\"}");
@@ -333,13 +344,11 @@ TEST_CASE("parse_publish_request: duplicate keys keep the last value") {
 }
 
 TEST_CASE("parse_publish_request: error texts are valid UTF-8 for every rejection above") {
-    for (std::string body : {""s, "[]"s, "{}"s, R"({"topic":1})"s, R"({"topic":"X","data":{}})"s,
-                             R"({"topic":"t"})"s, R"({"topic":"t","data":1})"s,
-                             R"({"topic":"t","data":{},"id":1})"s,
-                             R"({"topic":"t","data":{},"id":"x"})"s,
-                             R"({"topic":"t","data":{},"priority":1})"s,
-                             R"({"topic":"t","data":{},"priority":"x"})"s,
-                             R"({"topic":"t","data":{},"x":1})"s}) {
+    for (std::string body :
+         {""s, "[]"s, "{}"s, R"({"topic":1})"s, R"({"topic":"X","data":{}})"s, R"({"topic":"t"})"s,
+          R"({"topic":"t","data":1})"s, R"({"topic":"t","data":{},"id":1})"s,
+          R"({"topic":"t","data":{},"id":"x"})"s, R"({"topic":"t","data":{},"priority":1})"s,
+          R"({"topic":"t","data":{},"priority":"x"})"s, R"({"topic":"t","data":{},"x":1})"s}) {
         CAPTURE(body);
         auto r = parse_publish_request(body);
         REQUIRE_FALSE(r.ok());
@@ -369,9 +378,9 @@ TEST_CASE("make_publish_request: accepted forms") {
     CHECK(*full->id == uuid_lower);
     CHECK(full->prio == priority::low);
 
-    for (auto [text, p] : {std::pair{"critical", priority::critical},
-                           std::pair{"high", priority::high},
-                           std::pair{"normal", priority::normal}, std::pair{"low", priority::low}}) {
+    for (auto [text, p] :
+         {std::pair{"critical", priority::critical}, std::pair{"high", priority::high},
+          std::pair{"normal", priority::normal}, std::pair{"low", priority::low}}) {
         CAPTURE(text);
         auto q = make_publish_request("t", "{}", std::nullopt, std::string_view(text));
         REQUIRE(q.ok());
@@ -386,8 +395,9 @@ TEST_CASE("make_publish_request: accepted forms") {
 TEST_CASE("make_publish_request: gives the same result as the HTTP path") {
     auto cli = make_publish_request("sale", R"({"z":{"y":1,"x":2},"a":"\u00e9"})",
                                     std::string_view(uuid_upper), std::string_view("high"));
-    auto http = parse_publish_request(R"({"topic":"sale","data":{"a":"é","z":{"x":2,"y":1}},"id":")" +
-                                      uuid_lower + R"(","priority":"high"})");
+    auto http =
+        parse_publish_request(R"({"topic":"sale","data":{"a":"é","z":{"x":2,"y":1}},"id":")" +
+                              uuid_lower + R"(","priority":"high"})");
     REQUIRE(cli.ok());
     REQUIRE(http.ok());
     CHECK(cli->topic == http->topic);
@@ -437,9 +447,9 @@ TEST_CASE("make_publish_request: data rejections") {
 }
 
 TEST_CASE("make_publish_request: id rejections") {
-    for (std::string_view id : {"", "abc", "0190a5d3ac967f4bbcceb302099a8057",
-                                "0190a5d3-ac96-7f4b-bcce-b302099a805g",
-                                "0190a5d3-ac96-7f4b-bcce-b302099a80577", "null"}) {
+    for (std::string_view id :
+         {"", "abc", "0190a5d3ac967f4bbcceb302099a8057", "0190a5d3-ac96-7f4b-bcce-b302099a805g",
+          "0190a5d3-ac96-7f4b-bcce-b302099a80577", "null"}) {
         CAPTURE(id);
         auto r = make_publish_request("t", "{}", id, std::nullopt);
         REQUIRE_FALSE(r.ok());

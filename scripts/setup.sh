@@ -16,7 +16,7 @@ USAGE
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config
+  build-essential cmake ninja-build ccache pkg-config clang-format
   libboost1.81-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev libcli11-dev
   sqlite3 openssl ca-certificates
   postgresql postgresql-contrib

@@ -25,6 +25,7 @@ while (($#)); do
   shift
 done
 ((setup)) && "$root/scripts/setup.sh"
+"$root/scripts/check-format.sh"
 "$root/scripts/build.sh"
 build_dir=${BUILD_DIR:-$root/build}
 cd "$build_dir"

@@ -604,8 +604,13 @@ class Cloud:
         return r.stdout
 
     def up(self):
+        """Starts (or restarts) the cloud; on failure stops what cloud-up.sh got running."""
         self.started = True
-        out = self._script("cloud-up.sh", "--tls" if self.tls else "--no-tls")
+        try:
+            out = self._script("cloud-up.sh", "--tls" if self.tls else "--no-tls")
+        except Exception:
+            self.down(check=False)
+            raise
         self.lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         return self
 

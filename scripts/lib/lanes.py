@@ -12,7 +12,7 @@ Python standard library only. The rules it keeps for both:
 Import it with scripts/lib on sys.path (the tests and the harness insert it themselves).
 """
 import ctypes
-import http.client
+from http import client as http_client
 import json
 import os
 import random
@@ -179,7 +179,7 @@ class Http:
         """Returns (status, parsed JSON or raw bytes). Raises OSError/HTTPException on
         transport errors (after closing the connection)."""
         if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.conn = http_client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {}
         data = None
         if body is not None:

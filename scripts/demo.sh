@@ -61,10 +61,16 @@ for l in L1 L2 L3; do
   "$bin" agent --env "examples/store/$l.env" >"data/logs/$l.log" 2>&1 &
   pids+=($!)
 done
-for port in 9123 9124 9125; do
-  for _ in $(seq 1 200); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.05
+for l in 1 2 3; do
+  port=$((9122 + l))
+  deadline=$((SECONDS + 20))
+  until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)) || ! kill -0 "${pids[l - 1]}" 2>/dev/null; then
+      echo "demo: lane L$l did not become healthy; data/logs/L$l.log:" >&2
+      tail -n 20 "data/logs/L$l.log" >&2
+      exit 1
+    fi
+    sleep 0.05  # polling /healthz under the deadline above
   done
 done
 

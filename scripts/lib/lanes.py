@@ -452,8 +452,9 @@ class Lane:
         r = subprocess.run([self.binary, *args], capture_output=True, text=True, env=child_env(),
                            input=input, timeout=timeout, cwd=cwd)
         if check is not None:
-            assert r.returncode == check, (f"lanesync {' '.join(args)} exited {r.returncode}, "
-                                           f"expected {check}\nstdout:{r.stdout}\nstderr:{r.stderr}")
+            assert r.returncode == check, (
+                f"lanesync {' '.join(args)} exited {r.returncode}, expected {check}\n"
+                f"stdout:{r.stdout}\nstderr:{r.stderr}")
         return r
 
     def check_db(self):

@@ -82,7 +82,8 @@ class Requests(unittest.TestCase):
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                out = b'{"got": ' + body + b', "ct": "' + self.headers["Content-Type"].encode() + b'"}'
+                ct = self.headers["Content-Type"].encode()
+                out = b'{"got": ' + body + b', "ct": "' + ct + b'"}'
                 self.send_response(201)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
@@ -115,7 +116,8 @@ class Requests(unittest.TestCase):
         h = Http(self.port)
         self.addCleanup(h.close)
         for i in range(3):
-            self.assertEqual(h.request("POST", "/x", {"i": i}), (201, {"got": {"i": i}, "ct": "application/json"}))
+            self.assertEqual(h.request("POST", "/x", {"i": i}),
+                             (201, {"got": {"i": i}, "ct": "application/json"}))
         self.assertEqual(h.request("GET", "/missing"), (404, b"nah"))
 
 

@@ -33,7 +33,7 @@ BIN = os.path.abspath(os.environ.get("LANESYNC_BIN") or os.path.join(REPO, "buil
 ARTIFACTS = os.environ.get("LANESYNC_ARTIFACTS") or os.path.join(os.path.dirname(BIN),
                                                                  "test-artifacts")
 SECRET = "integration-test-secret-0123456789"
-# Every URL here is on 127.0.0.1: never through an http_proxy from the environment.
+# lanesync listens on loopback: requests never go through an http_proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # ---- progress lines -------------------------------------------------------------------------

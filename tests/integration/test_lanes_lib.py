@@ -2,6 +2,7 @@
 (started, healthy, stopped, killed, exits noticed) against a stand-in agent written here."""
 from http import server as httpserver
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -20,7 +21,8 @@ FAKE_AGENT = textwrap.dedent("""\
     import http.server, os, signal, sys, threading
     env = dict(l.rstrip("\\n").split("=", 1) for l in open(sys.argv[3])
                if "=" in l and not l.startswith("#"))
-    print("fake agent", env["TERMINAL_ID"], "cwd", os.getcwd(), flush=True)
+    print("fake agent", env["TERMINAL_ID"], "cwd", os.getcwd(), "inherited PEER_SECRET",
+          "PEER_SECRET" in os.environ, flush=True)
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200 if self.path == "/healthz" else 404)
@@ -129,7 +131,7 @@ class Processes(unittest.TestCase):
             f.write(FAKE_AGENT)
         os.chmod(self.fake, 0o755)
         self.store = Store("lanes-lib", binary=self.fake)
-        self.addCleanup(lambda: __import__("shutil").rmtree(self.tmp, ignore_errors=True))
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.addCleanup(self.store.close)
 
     def test_start_healthy_stop_in_its_folder_without_our_settings(self):
@@ -148,7 +150,8 @@ class Processes(unittest.TestCase):
         self.assertIn(f"PEER_SECRET={lanes.SECRET}\n", env)
         self.assertIn("LOG_LEVEL=debug\n", env)
         self.assertNotIn("#", env, "no label: the env file is only settings")
-        self.assertEqual(a.log_text(), f"fake agent L1 cwd {os.path.realpath(self.store.dir)}\n")
+        self.assertEqual(a.log_text(), f"fake agent L1 cwd {os.path.realpath(self.store.dir)} "
+                                       "inherited PEER_SECRET False\n")
         self.assertEqual(b.env["EXTRA_KEY"], "7")
         self.assertEqual(b.stop(), None, "never started")
         self.assertEqual(b.terminate(), 0, "never started")

@@ -447,7 +447,7 @@ int run_cli(int argc, char** argv) {
                "Each command has its own --help. See docs/cli.md.");
 
     auto env_option = [](CLI::App* sub, std::string& into) {
-        return sub->add_option("--env", into, "The lane's env file (e.g. lanes/L1.env)")
+        return sub->add_option("--env", into, "The lane's env file (e.g. examples/store/L1.env)")
             ->required()
             ->type_name("FILE");
     };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: a three-lane store (lanes/L1.env, L2.env, L3.env) with the local cloud.
+# The main job: a three-lane store (examples/store/L1.env, L2.env, L3.env) with the local cloud.
 # Installs what is missing, builds, starts the local cloud and three agents, publishes sales,
 # stock movements and customer changes on every lane, waits until every message is cloud_ack,
 # shows the store's states, and stops everything it started.
@@ -14,8 +14,9 @@ usage: scripts/demo.sh [--messages N] [--keep-running] [--no-setup] [--help]
                    Ctrl-C, or scripts/cloud-down.sh and kill)
   --no-setup       skip the package check
 
-Uses the ports of lanes/L*.env (8123-8125 peers, 9123-9125 local API) and the local cloud's
-(CLOUD_API_PORT 54321, CLOUD_DB_PORT 54322). Lane outboxes go to data/, logs to data/logs/.
+Uses the ports of examples/store/L*.env (8123-8125 peers, 9123-9125 local API) and the local
+cloud's (CLOUD_API_PORT 54321, CLOUD_DB_PORT 54322). Lane outboxes go to data/ (OUTBOX_PATH is
+relative to the working directory, the repository root), logs to data/logs/.
 USAGE
 }
 
@@ -57,13 +58,19 @@ rm -f data/L1.db* data/L2.db* data/L3.db*
 echo "== starting lanes L1, L2, L3 (logs in data/logs/)"
 for l in L1 L2 L3; do
   # The env files leave SUPABASE_* out, so the values exported above fill them in.
-  "$bin" agent --env "lanes/$l.env" >"data/logs/$l.log" 2>&1 &
+  "$bin" agent --env "examples/store/$l.env" >"data/logs/$l.log" 2>&1 &
   pids+=($!)
 done
-for port in 9123 9124 9125; do
-  for _ in $(seq 1 200); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.05
+for l in 1 2 3; do
+  port=$((9122 + l))
+  deadline=$((SECONDS + 20))
+  until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)) || ! kill -0 "${pids[l - 1]}" 2>/dev/null; then
+      echo "demo: lane L$l did not become healthy; data/logs/L$l.log:" >&2
+      tail -n 20 "data/logs/L$l.log" >&2
+      exit 1
+    fi
+    sleep 0.05  # polling /healthz under the deadline above
   done
 done
 
@@ -91,20 +98,20 @@ deadline=$((SECONDS + 120))
 while :; do
   done_lanes=0
   for l in L1 L2 L3; do
-    n=$("$bin" status --env "lanes/$l.env" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbox"]["cloud_ack"])')
+    n=$("$bin" status --env "examples/store/$l.env" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbox"]["cloud_ack"])')
     [[ "$n" -ge "$messages" ]] && done_lanes=$((done_lanes + 1))
   done
   ((done_lanes == 3)) && break
   if ((SECONDS > deadline)); then
     echo "demo: not every message reached cloud_ack within 120 s" >&2
-    "$bin" status --store lanes/
+    "$bin" status --store examples/store/
     exit 1
   fi
   sleep 0.5
 done
 
 echo "== the store"
-"$bin" status --store lanes/
+"$bin" status --store examples/store/
 echo
 echo "== in the cloud (public.pos_messages by lane and topic)"
 psql "$db_url" -c "select terminal_id, topic, count(*) from pos_messages group by 1, 2 order by 1, 2"

@@ -13,6 +13,8 @@ endfunction()
 lanesync_py_test(peers test_peers)
 lanesync_py_test(peer_protocol test_peer_protocol)
 lanesync_py_test(api_cli test_api_cli)
+# scripts/lib/lanes.py itself (ports, waits, HTTP, process rules) against a stand-in agent.
+lanesync_py_test(lanes_lib test_lanes_lib)
 
 # The edge function's own tests against a real local PostgreSQL + Deno (scripts/cloud-up.sh).
 add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)

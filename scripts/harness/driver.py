@@ -14,10 +14,10 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import hutil  # noqa: E402
-from cluster import REPO, Cloud, Monitor  # noqa: E402
-from hutil import Deadline, free_port, log  # noqa: E402
+import lanes  # noqa: E402
+from lanes import REPO, Cloud, Deadline, Monitor, free_port, log  # noqa: E402
 from scenarios import SCENARIOS, Context, Skip  # noqa: E402
 import verify  # noqa: E402
 
@@ -229,7 +229,7 @@ def diagnose(ctx):
 
 def main(argv):
     opts = parse_args(argv)
-    hutil.VERBOSE = opts.verbose
+    lanes.VERBOSE = opts.verbose
     if opts.list:
         for n, fn in SCENARIOS.items():
             print(f"{n:16} {' '.join((fn.__doc__ or '').split())}")

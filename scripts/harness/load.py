@@ -21,8 +21,6 @@ import threading
 import time
 import uuid
 
-from hutil import log
-
 _UNICODE = ["Zoë", "café ☕", "naïve", "Łódź", "東京", "emoji 😀", "tab\tquote\"back\\slash",
             "line\nbreak", "ümlaut"]
 

@@ -9,10 +9,9 @@ import os
 import random
 import time
 
-from cluster import Lane
 from faultproxy import Proxy
 from flakyproxy import FlakyProxy
-from hutil import Deadline, free_port, log, wait_until
+from lanes import Deadline, Store, free_port, log, wait_for
 from load import Ledger, LoadRun, make_plan
 import verify
 
@@ -24,13 +23,15 @@ class Context:
         self.seed = seed
         self.rng = random.Random(f"{seed}:{name}")
         self.folder = os.path.join(root, name)
-        os.makedirs(self.folder, exist_ok=True)
         self.cloud = cloud
         self.cloud_enabled = cloud is not None
         self.binary = binary
         self.store_id = f"h{seed}-{name}"[:64]
         self.secret = "harness-" + "%032x" % self.rng.getrandbits(128)
-        self.lanes = []
+        # The scenario's lanes: env files, outboxes and logs in its folder (kept by the driver).
+        self.store = Store(name, folder=self.folder, store_id=self.store_id, secret=self.secret,
+                           binary=binary, label="harness")
+        self.lanes = self.store.lanes
         self.ledger = Ledger()
         self.faults = {}
         self.violations = []
@@ -57,8 +58,7 @@ class Context:
             env["SUPABASE_SERVICE_KEY"] = self.cloud.key
         env.update(extra)
         for i in range(n):
-            self.lanes.append(Lane(self.binary, self.folder, f"L{i + 1}", self.store_id,
-                                   self.secret, free_port(), free_port(), env))
+            self.store.lane(f"L{i + 1}", **env)
         if via_proxy:
             self.proxy = Proxy()
         for a in self.lanes:
@@ -133,7 +133,7 @@ class Context:
             st = lane.status(timeout=2)
             up = {p.get("terminal_id") for p in st.get("peers", []) if p.get("connected")}
             return others <= up
-        wait_until(ok, timeout, f"{lane.id} connected to {sorted(others)}")
+        wait_for(ok, timeout, f"{lane.id} connected to {sorted(others)}")
 
     def restore(self):
         """Everything back to normal before convergence: lanes running, links healed, cloud up."""
@@ -316,7 +316,7 @@ def cloud_outage(ctx):
             total += ob["peer_ack"]
         return total if total else None
     try:
-        n = wait_until(backlog, 60, "every message peer_acked while the cloud is down")
+        n = wait_for(backlog, 60, "every message peer_acked while the cloud is down")
         probed = 0
         for lane in ctx.lanes:
             probed += verify.check_held_by_peers(
@@ -411,7 +411,7 @@ def late_joiner(ctx):
             if ob["pending"] or (ctx.cloud_enabled and ob["peer_ack"]):
                 return False
         return True
-    wait_until(early_done, ctx.opts.deadline, "the early lanes' messages to settle")
+    wait_for(early_done, ctx.opts.deadline, "the early lanes' messages to settle")
     log(f"  {ctx.ledger.count()} messages published before {late.id} starts")
     t = time.monotonic()
     late.start()
@@ -423,7 +423,7 @@ def late_joiner(ctx):
         rep = late.status().get("replicas", {})
         return all(rep.get(k, 0) >= v for k, v in want.items())
     try:
-        wait_until(caught_up, ctx.opts.deadline, f"{late.id} to catch up", interval=0.1)
+        wait_for(caught_up, ctx.opts.deadline, f"{late.id} to catch up", interval=0.1)
         ctx.metrics["catch_up_s"] = time.monotonic() - t
         ctx.notes.append(f"{late.id} held all {sum(want.values())} earlier messages "
                          f"{ctx.metrics['catch_up_s']:.1f}s after it started")

@@ -4,7 +4,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-from hutil import Http, json_equal, log, parse_iso_ms, percentile
+from lanes import Http, log
+from measure import json_equal, parse_iso_ms, percentile
 
 CRASH_SIGNS = ("terminate called", "Assertion", "AddressSanitizer", "runtime error:",
                "Segmentation fault", "core dumped", "stack smashing", "double free")

@@ -77,7 +77,7 @@ TEST_SUITE("status") {
         auto l2 = fixed_status();
         l2["terminal_id"] = "L2";
         l2["agent_running"] = false;
-        json l3 = {{"env", "lanes/L3.env"},
+        json l3 = {{"env", "examples/store/L3.env"},
                    {"terminal_id", "L3"},
                    {"agent_running", false},
                    {"error", "no outbox at data/L3.db yet"}};

@@ -1,63 +1,9 @@
-"""The local cloud (scripts/cloud-up.sh: real PostgreSQL + the edge function on a real Deno)
-for integration tests: its own folder and free ports, always brought down afterwards."""
+"""A fault-injecting HTTP proxy in front of the local cloud's function for integration tests.
+The local cloud itself is lanes.Cloud (scripts/lib/lanes.py)."""
 import http.server
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
+import urllib.error
 import urllib.request
-
-from lanesync_testlib import free_port
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-class LocalCloud:
-    def __init__(self, tls=False):
-        self.dir = tempfile.mkdtemp(prefix="lanesync-cloud-")
-        self.env = dict(os.environ, CLOUD_DIR=self.dir, CLOUD_API_PORT=str(free_port()),
-                        CLOUD_DB_PORT=str(free_port()))
-        self.tls = tls
-        self.lines = {}
-
-    def up(self):
-        args = [os.path.join(ROOT, "scripts", "cloud-up.sh")] + (["--tls"] if self.tls else [])
-        r = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            raise AssertionError(f"cloud-up failed ({r.returncode}):\n{r.stderr[-3000:]}")
-        self.lines = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
-        return self
-
-    def down(self, *flags):
-        subprocess.run([os.path.join(ROOT, "scripts", "cloud-down.sh"), *flags], env=self.env,
-                       capture_output=True, text=True, timeout=120)
-
-    def destroy(self):
-        self.down("--purge")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def url(self):
-        return self.lines["SUPABASE_URL"]
-
-    @property
-    def key(self):
-        return self.lines["SUPABASE_SERVICE_KEY"]
-
-    def lane_env(self):
-        env = {"SUPABASE_URL": self.url, "SUPABASE_SERVICE_KEY": self.key,
-               "CLOUD_SYNC_INTERVAL_MS": 200, "SYNC_BACKOFF_BASE_MS": 50, "SYNC_BACKOFF_MAX_MS": 1000}
-        if "SUPABASE_CA_FILE" in self.lines:
-            env["SUPABASE_CA_FILE"] = self.lines["SUPABASE_CA_FILE"]
-        return env
-
-    def sql(self, query):
-        r = subprocess.run(["psql", self.lines["SUPABASE_DB_URL"], "-At", "-F", "\t", "-c", query],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise AssertionError(f"psql failed: {r.stderr}")
-        return [l.split("\t") for l in r.stdout.splitlines() if l]
 
 
 class HoldingProxy:

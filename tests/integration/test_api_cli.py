@@ -3,10 +3,12 @@ the documented status or exit code and writes nothing."""
 import json
 import os
 import socket
+import sys
 import unittest
 import uuid
 
-from lanesync_testlib import BIN, StoreTestCase, http, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import BIN, StoreTestCase, http, wait_for  # noqa: E402
 
 
 class Api(StoreTestCase):

@@ -3,12 +3,15 @@ accepted message ends in pos_messages exactly once, through outages, crashes and
 import json
 import os
 import subprocess
+import sys
 import time
 import unittest
 import uuid
 
-from cloudlib import HoldingProxy, LocalCloud
-from lanesync_testlib import StoreTestCase, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import Cloud, StoreTestCase, wait_for  # noqa: E402
+
+from cloudlib import HoldingProxy
 
 
 class WithCloud(StoreTestCase):
@@ -21,7 +24,7 @@ class WithCloud(StoreTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.cloud = LocalCloud().up()
+        cls.cloud = Cloud().up()
 
     @classmethod
     def tearDownClass(cls):
@@ -168,7 +171,7 @@ class CloudSync(WithCloud):
 class CloudTls(WithCloud):
     @classmethod
     def setUpClass(cls):
-        cls.cloud = LocalCloud(tls=True).up()
+        cls.cloud = Cloud(tls=True).up()
 
     def test_https_with_the_local_ca(self):
         self.assertTrue(self.cloud.url.startswith("https://"))

@@ -4,14 +4,16 @@ it loads nothing it is not allowed to (no CSP violation, no script error), and i
 a lane stops. Saves build/test-artifacts/dashboard.png."""
 import json
 import os
+import sys
 import threading
 import time
 import unittest
 import uuid
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import ARTIFACTS, Cloud, StoreTestCase, http, wait_for  # noqa: E402
+
 from cdp import Chromium, chromium_binary
-from cloudlib import LocalCloud
-from lanesync_testlib import ARTIFACTS, StoreTestCase, http, wait_for
 
 # Everything the page rendered, as the test reads it: the lanes table and the detail tiles.
 READ_PAGE = """JSON.stringify({
@@ -37,7 +39,7 @@ class Dashboard(StoreTestCase):
     def setUpClass(cls):
         if not chromium_binary():
             raise AssertionError("chromium not found: scripts/setup.sh installs Debian's chromium")
-        cls.cloud = LocalCloud().up()
+        cls.cloud = Cloud().up()
 
     @classmethod
     def tearDownClass(cls):

@@ -11,14 +11,16 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import time
 import unittest
 import uuid
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import ARTIFACTS, BIN, Cloud, StoreTestCase, http, wait_for  # noqa: E402
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloudlib import LocalCloud
-from lanesync_testlib import ARTIFACTS, BIN, StoreTestCase, http, wait_for
 from wsclient import WsClient
 
 # Every family issue 5 asks for, with its type. The parser names a counter family without its
@@ -102,7 +104,7 @@ _cloud = None
 def setUpModule():
     """One local cloud for the whole module (each test uses its own store id)."""
     global _cloud
-    _cloud = LocalCloud().up()
+    _cloud = Cloud().up()
 
 
 def tearDownModule():

@@ -4,9 +4,12 @@ import hashlib
 import hmac
 import os
 import socket
+import sys
 import unittest
 
-from lanesync_testlib import SECRET, StoreTestCase, http, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import SECRET, StoreTestCase, http, wait_for  # noqa: E402
+
 from wsclient import Closed, WsClient
 
 

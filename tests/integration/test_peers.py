@@ -2,11 +2,13 @@
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import unittest
 
-from lanesync_testlib import StoreTestCase, http, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
+from lanes import StoreTestCase, http, wait_for  # noqa: E402
 
 
 def replicas(lane, origin):

@@ -52,6 +52,8 @@ json peer_row(const lanes::peer_status& p) {
             {"lag", p.lag},
             {"last_error", text_or_null(p.last_error)},
             {"next_attempt_at", time_or_null(p.next_attempt_at_ms)},
+            {"permanent_failure", p.permanent_failure},
+            {"failure", text_or_null(p.failure)},
             {"batches_sent", p.batches_sent},
             {"batches_received", p.batches_received}};
 }
@@ -110,6 +112,14 @@ const json& at(const json& j, const char* key) {
         return null_value;
     auto it = j.find(key);
     return it == j.end() ? null_value : *it;
+}
+
+/// A peer row's LAST ERROR cell: a permanent ending (long backoff) says so first.
+std::string peer_error(const json& p) {
+    const json& perm = at(p, "permanent_failure");
+    if (perm.is_boolean() && perm.get<bool>())
+        return "PERMANENT (" + str(at(p, "failure")) + "): " + str(at(p, "last_error"));
+    return str(at(p, "last_error"));
 }
 
 /// Parses the RFC 3339 UTC form format_time_ms writes (2026-11-22T03:57:20.123Z).
@@ -309,7 +319,7 @@ std::string status_table(const nlohmann::json& s) {
                             running ? str(at(p, "connected")) : "-",
                             str(at(p, "acked_through_seq")), str(at(p, "lag")),
                             when(at(p, "last_ack_at"), s), when(at(p, "next_attempt_at"), s),
-                            str(at(p, "last_error"))});
+                            peer_error(p)});
         out += table(rows, "  ");
         out += "\n";
     }

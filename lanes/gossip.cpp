@@ -22,7 +22,7 @@ namespace net = boost::asio;
 /// The composition: one hub, one listener, one supervised link per PEER_TERMINALS URL.
 struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg)
-        : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(store, cfg)),
+        : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(ioc.get_executor(), store, cfg)),
           listener_(make_listener(ioc, hub_, cfg)), stop_timer_(ioc) {
         register_peer_metrics(); // so /metrics lists them (at 0) before any session
     }

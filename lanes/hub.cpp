@@ -40,7 +40,8 @@ std::string label_value(const std::string& s) {
 
 } // namespace
 
-hub::hub(outbox::store& store, const conf::config& cfg) : store_(store), cfg_(cfg) {
+hub::hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg)
+    : store_(store), async_(std::move(ex), store), cfg_(cfg) {
     for (const auto& p : cfg_.peers) {
         auto& l = links_[p.text];
         l.permanent_gauge = &metrics::global().get_gauge(
@@ -127,18 +128,16 @@ void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
             return;
         p.acked_through = acked_through;
     }
-    store_.peer_acked(peer_id, acked_through, cfg_.peer_ack_quorum,
-                      [this](outbox::peer_ack_outcome o) {
-                          if (!o.ok) {
-                              log::error("outbox.peer_ack_failed", {{"error", o.error}});
-                              return;
-                          }
-                          if (o.promoted_latency_ms.empty())
-                              return;
-                          for (auto ms : o.promoted_latency_ms)
-                              hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1000.0);
-                          hm().peer_acked.inc(o.promoted_latency_ms.size());
-                      });
+    // Completes on the io_context (the adapter's executor), not on the writer thread.
+    async_.peer_acked(peer_id, acked_through, cfg_.peer_ack_quorum, [](outbox::peer_ack_outcome o) {
+        if (!o.ok) {
+            log::error("outbox.peer_ack_failed", {{"error", o.error}});
+            return;
+        }
+        for (auto ms : o.promoted_latency_ms)
+            hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1000.0);
+        hm().peer_acked.inc(o.promoted_latency_ms.size());
+    });
 }
 
 void hub::add_batch_stats(const std::string& peer_id, bool sent) {

@@ -5,6 +5,7 @@
 #include "base/metrics.hpp"
 #include "conf/config.hpp"
 #include "lanes/gossip.hpp"
+#include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/frames.hpp"
 
@@ -41,9 +42,13 @@ struct session_stats {
 /// session, and its critical sections are a few map operations).
 class hub {
 public:
-    hub(outbox::store& store, const conf::config& cfg);
+    /// `ex`: where outbox completions without an executor of their own run (the io_context).
+    hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg);
 
-    outbox::store& store() { return store_; }
+    /// The outbox for sessions: reads on the outbox's reader thread, writes group-committed on
+    /// its writer thread, completions on the caller's strand (never an SQLite call on the io
+    /// thread).
+    outbox::async_store& outbox() { return async_; }
     const conf::config& cfg() const { return cfg_; }
 
     /// An authenticated session asks to join. Returns an empty string when accepted, else the
@@ -110,6 +115,7 @@ private:
     };
 
     outbox::store& store_;
+    outbox::async_store async_;
     const conf::config& cfg_;
     mutable std::mutex mutex_;
     std::vector<entry> sessions_;

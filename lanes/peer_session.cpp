@@ -7,6 +7,7 @@
 #include "protocol/peer_machine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -202,20 +203,24 @@ private:
         send(std::move(a.text));
     }
 
+    /// Completions of the outbox calls below run on this session's strand (the stream's
+    /// executor); a session that ended meanwhile drops them.
+    template <class F> auto on_strand(F f) {
+        std::weak_ptr<peer_session> weak = this->shared_from_this();
+        return net::bind_executor(ws_.get_executor(),
+                                  [weak, f = std::move(f)](auto result) mutable {
+                                      if (auto s = weak.lock())
+                                          f(*s, std::move(result));
+                                  });
+    }
+
     void on_action(protocol::store_batch& a) {
         hub_->add_batch_stats(machine_.peer_id(), false);
-        std::weak_ptr<peer_session> weak = this->shared_from_this();
-        auto exec = ws_.get_executor();
         auto n = a.n;
-        hub_->store().store_replicas(std::move(a.messages), std::move(a.floor),
-                                     [weak, exec, n](outbox::replicas_outcome o) {
-                                         // Runs on the outbox writer thread: hop back to the
-                                         // session strand.
-                                         net::post(exec, [weak, n, o = std::move(o)]() mutable {
-                                             if (auto s = weak.lock())
-                                                 s->on_stored(n, std::move(o));
-                                         });
-                                     });
+        hub_->outbox().store_replicas(std::move(a.messages), std::move(a.floor),
+                                      on_strand([n](peer_session& s, outbox::replicas_outcome o) {
+                                          s.on_stored(n, std::move(o));
+                                      }));
     }
 
     void on_stored(std::uint64_t n, outbox::replicas_outcome o) {
@@ -224,11 +229,18 @@ private:
         apply(machine_.on_stored(n, to_protocol(std::move(o))));
     }
 
-    void on_action(protocol::read_hwm&) { apply(machine_.on_hwm(hub_->store().hwm())); }
+    void on_action(protocol::read_hwm&) {
+        hub_->outbox().hwm(on_strand([](peer_session& s, protocol::hwm_map h) {
+            s.apply(s.machine_.on_hwm(std::move(h)));
+        }));
+    }
 
     void on_action(protocol::read_next_batch& a) {
-        auto b = hub_->store().next_for_peer(a.peer, a.after, a.limit, a.max_bytes);
-        apply(machine_.on_next_batch(std::move(b.messages), std::move(b.floor)));
+        hub_->outbox().next_for_peer(
+            std::move(a.peer), std::move(a.after), a.limit, a.max_bytes,
+            on_strand([](peer_session& s, outbox::store::peer_batch b) {
+                s.apply(s.machine_.on_next_batch(std::move(b.messages), std::move(b.floor)));
+            }));
     }
 
     void on_action(protocol::peer_acked& a) {

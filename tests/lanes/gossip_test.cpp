@@ -252,7 +252,8 @@ TEST_CASE("hub: duplicate ids refused, one sender per peer, successor on leave")
     temp_dir dir;
     auto cfg = lane_config("L1", dir.path, "a-shared-secret-0123");
     auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
-    lanes::hub h(*store, cfg);
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
     auto in1 = std::make_shared<fake_session>();
     auto in2 = std::make_shared<fake_session>();
     auto out1 = std::make_shared<fake_session>();
@@ -380,7 +381,8 @@ TEST_CASE("hub: a permanent link ending shows in status and /metrics until a ses
     REQUIRE(u);
     cfg.peers.push_back(*u);
     auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
-    lanes::hub h(*store, cfg);
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
     const std::string series = "lanesync_peer_link_permanent_failure{peer=\"" + u->text + "\"} ";
     CHECK(metrics::global().render().find(series + "0") != std::string::npos);
 
@@ -407,7 +409,8 @@ TEST_CASE("hub: an inbound session that works wakes the link to that peer only")
     REQUIRE(u);
     cfg.peers.push_back(*u);
     auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
-    lanes::hub h(*store, cfg);
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
     int woken = 0;
     h.watch_link(u->text, [&] { ++woken; });
     h.peer_reachable("L2"); // the link never learned its peer's id

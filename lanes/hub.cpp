@@ -135,7 +135,7 @@ void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
             return;
         }
         for (auto ms : o.promoted_latency_ms)
-            hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1000.0);
+            hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1e3);
         hm().peer_acked.inc(o.promoted_latency_ms.size());
     });
 }

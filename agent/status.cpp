@@ -52,6 +52,8 @@ json peer_row(const lanes::peer_status& p) {
             {"lag", p.lag},
             {"last_error", text_or_null(p.last_error)},
             {"next_attempt_at", time_or_null(p.next_attempt_at_ms)},
+            {"permanent_failure", p.permanent_failure},
+            {"failure", text_or_null(p.failure)},
             {"batches_sent", p.batches_sent},
             {"batches_received", p.batches_received}};
 }
@@ -110,6 +112,14 @@ const json& at(const json& j, const char* key) {
         return null_value;
     auto it = j.find(key);
     return it == j.end() ? null_value : *it;
+}
+
+/// A peer row's LAST ERROR cell: a permanent ending (long backoff) says so first.
+std::string peer_error(const json& p) {
+    const json& perm = at(p, "permanent_failure");
+    if (perm.is_boolean() && perm.get<bool>())
+        return "PERMANENT (" + str(at(p, "failure")) + "): " + str(at(p, "last_error"));
+    return str(at(p, "last_error"));
 }
 
 /// Parses the RFC 3339 UTC form format_time_ms writes (2026-11-22T03:57:20.123Z).
@@ -217,7 +227,33 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
 nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
                            const std::vector<lanes::peer_status>* peers, const cloud::status* cloud,
                            bool agent_running, std::int64_t now_ms) {
-    auto c = store.get_counts();
+    status_inputs in;
+    in.counts = store.get_counts();
+    if (peers)
+        in.peers = *peers;
+    else
+        in.marks = store.peer_marks();
+    if (cloud)
+        in.cloud = *cloud;
+    return status_json(cfg, in, agent_running, now_ms);
+}
+
+status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
+                                 const cloud::uploader* uploader) {
+    status_inputs in;
+    if (gossip)
+        in.peers = gossip->status();
+    if (uploader)
+        in.cloud = uploader->get_status();
+    in.counts = store.get_counts();
+    if (!gossip)
+        in.marks = store.peer_marks();
+    return in;
+}
+
+nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, bool agent_running,
+                           std::int64_t now_ms) {
+    const auto& c = in.counts;
     json j;
     j["terminal_id"] = cfg.terminal_id;
     j["store_id"] = cfg.store_id;
@@ -244,14 +280,14 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
     j["peer_urls"] = std::move(urls);
 
     json rows = json::array();
-    if (peers) {
-        for (const auto& p : *peers)
+    if (in.peers) {
+        for (const auto& p : *in.peers)
             rows.push_back(peer_row(p));
     } else {
         // Without a running agent only the persisted marks are known (by terminal id; which
         // configured URL a mark belongs to is learned only at authentication). With no marks
         // yet, the configured URLs are listed.
-        auto marks = store.peer_marks();
+        const auto& marks = in.marks;
         for (const auto& m : marks) {
             lanes::peer_status p;
             p.terminal_id = m.terminal_id;
@@ -269,7 +305,7 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
             }
     }
     j["peers"] = std::move(rows);
-    j["cloud"] = cloud ? cloud_live(cfg, *cloud) : cloud_unknown(cfg);
+    j["cloud"] = in.cloud ? cloud_live(cfg, *in.cloud) : cloud_unknown(cfg);
     return j;
 }
 
@@ -309,7 +345,7 @@ std::string status_table(const nlohmann::json& s) {
                             running ? str(at(p, "connected")) : "-",
                             str(at(p, "acked_through_seq")), str(at(p, "lag")),
                             when(at(p, "last_ack_at"), s), when(at(p, "next_attempt_at"), s),
-                            str(at(p, "last_error"))});
+                            peer_error(p)});
         out += table(rows, "  ");
         out += "\n";
     }

@@ -18,7 +18,8 @@ inline constexpr std::size_t group_commit_max_requests = 1024;
 inline constexpr int sqlite_busy_timeout_ms = 10'000;
 
 // ---- peer protocol ------------------------------------------------------------------------
-/// Version spoken in the hello frame; a peer with another version is refused (close 1008).
+/// Version spoken in the hello frame; a peer with another version is refused
+/// (close_code::policy_violation, a permanent ending).
 inline constexpr int peer_protocol_version = 1;
 /// Largest WebSocket message accepted from a peer (a batch frame).
 inline constexpr std::size_t peer_max_frame_bytes = 16u << 20;
@@ -28,15 +29,20 @@ inline constexpr std::size_t peer_batch_max_messages = 256;
 inline constexpr std::size_t peer_batch_max_bytes = 4u << 20;
 /// Batches sent but not yet acked on one link. Bounds memory held for a slow peer.
 inline constexpr std::size_t peer_inflight_batches = 4;
-/// Frames queued for writing on one link before send() reports back-pressure.
+/// Frames queued for writing on one link before send() reports back-pressure: the sender stops
+/// reading new batches until the queue drained to half of this.
 inline constexpr std::size_t peer_write_queue_limit = 16;
 /// TCP connect + WebSocket/TLS handshake + authentication must finish within this.
 inline constexpr auto peer_handshake_timeout = 10s;
 /// A peer silent for this long is dead; Beast sends a ping at half of it.
 inline constexpr auto peer_idle_timeout = 10s;
-/// Reconnect backoff for outgoing links: full jitter between 0 and min(max, base * 2^n).
+/// Reconnect backoff for outgoing links: full jitter between 0 and min(max, base * 2^n)
+/// (base/backoff.hpp) after a transient ending...
 inline constexpr auto peer_reconnect_base = 200ms;
 inline constexpr auto peer_reconnect_max = 5s;
+/// ... and with this cap instead after a permanent one (protocol/ending.hpp: wrong secret,
+/// other store, no protocol version in common, outbox lost), which needs an operator.
+inline constexpr auto peer_reconnect_permanent = 60s;
 /// A session must last this long before the reconnect backoff starts over from the base.
 inline constexpr auto peer_session_proven = 10s;
 /// Length of the random nonce each side puts in its hello frame.

@@ -32,6 +32,10 @@ struct peer_status {
     std::uint64_t lag = 0;                          ///< own last seq - acked_through_seq
     std::string last_error;                         ///< why the last attempt/session ended
     std::optional<std::int64_t> next_attempt_at_ms; ///< outgoing link: reconnect time
+    /// Outgoing link: its last ending was permanent (protocol/ending.hpp: wrong PEER_SECRET,
+    /// other store, no protocol version in common, outbox lost), so it waits the long backoff.
+    bool permanent_failure = false;
+    std::string failure; ///< the permanent ending's name, e.g. "wrong PEER_SECRET"
     std::uint64_t batches_sent = 0, batches_received = 0;
 };
 
@@ -52,9 +56,6 @@ public:
 
     /// New data was committed (own or replicas): wake the senders. Thread-safe.
     void notify();
-    /// Own messages became peer_ack elsewhere than through an ack (not needed normally). Called
-    /// with the outcome of peer_acked so listeners (the uploader) learn of it.
-    void set_peer_ack_listener(std::function<void()> fn);
 
     /// The port the listener is bound to (useful with TERMINAL_PORT=0 in tests).
     std::uint16_t port() const;

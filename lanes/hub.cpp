@@ -23,11 +23,32 @@ hub_metrics& hm() {
     return m;
 }
 
+/// The URL as a Prometheus label value (backslash, quote and newline escaped).
+std::string label_value(const std::string& s) {
+    std::string r;
+    for (char c : s) {
+        if (c == '\\' || c == '"')
+            r += '\\';
+        if (c == '\n') {
+            r += "\\n";
+            continue;
+        }
+        r += c;
+    }
+    return r;
+}
+
 } // namespace
 
-hub::hub(outbox::store& store, const conf::config& cfg) : store_(store), cfg_(cfg) {
-    for (const auto& p : cfg_.peers)
-        links_[p.text] = link_info{};
+hub::hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg)
+    : store_(store), async_(std::move(ex), store), cfg_(cfg) {
+    for (const auto& p : cfg_.peers) {
+        auto& l = links_[p.text];
+        l.permanent_gauge = &metrics::global().get_gauge(
+            "lanesync_peer_link_permanent_failure",
+            "1 while an outgoing peer link's last ending was permanent (long backoff)",
+            "peer=\"" + label_value(p.text) + "\"");
+    }
     hm(); // register the series now, so /metrics lists them (at 0) before the first ack
 }
 
@@ -56,8 +77,13 @@ std::string hub::join(const std::shared_ptr<session_handle>& s, const std::strin
         if (outbound && !url.empty()) {
             auto& l = links_[url];
             l.peer_id = peer_id;
+            l.claimed_id = peer_id;
             l.last_error.clear();
             l.next_attempt_at_ms.reset();
+            l.permanent = false;
+            l.failure.clear();
+            if (l.permanent_gauge)
+                l.permanent_gauge->set(0);
         }
     }
     if (make_sender)
@@ -102,20 +128,16 @@ void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
             return;
         p.acked_through = acked_through;
     }
-    store_.peer_acked(peer_id, acked_through, cfg_.peer_ack_quorum,
-                      [this](outbox::peer_ack_outcome o) {
-                          if (!o.ok) {
-                              log::error("outbox.peer_ack_failed", {{"error", o.error}});
-                              return;
-                          }
-                          if (o.promoted_latency_ms.empty())
-                              return;
-                          for (auto ms : o.promoted_latency_ms)
-                              hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1000.0);
-                          hm().peer_acked.inc(o.promoted_latency_ms.size());
-                          if (on_promoted)
-                              on_promoted();
-                      });
+    // Completes on the io_context (the adapter's executor), not on the writer thread.
+    async_.peer_acked(peer_id, acked_through, cfg_.peer_ack_quorum, [](outbox::peer_ack_outcome o) {
+        if (!o.ok) {
+            log::error("outbox.peer_ack_failed", {{"error", o.error}});
+            return;
+        }
+        for (auto ms : o.promoted_latency_ms)
+            hm().publish_to_peer_ack.observe(static_cast<double>(ms) / 1e3);
+        hm().peer_acked.inc(o.promoted_latency_ms.size());
+    });
 }
 
 void hub::add_batch_stats(const std::string& peer_id, bool sent) {
@@ -124,12 +146,34 @@ void hub::add_batch_stats(const std::string& peer_id, bool sent) {
     (sent ? p.batches_sent : p.batches_received)++;
 }
 
-void hub::link_state(const std::string& url, const std::string& last_error,
-                     std::optional<std::int64_t> next_attempt_at_ms) {
+void hub::link_state(const std::string& url, link_ending e) {
     std::lock_guard lock(mutex_);
     auto& l = links_[url];
-    l.last_error = last_error;
-    l.next_attempt_at_ms = next_attempt_at_ms;
+    l.last_error = std::move(e.last_error);
+    l.next_attempt_at_ms = e.next_attempt_at_ms;
+    l.permanent = e.permanent;
+    l.failure = std::move(e.failure);
+    if (!e.claimed_id.empty())
+        l.claimed_id = std::move(e.claimed_id);
+    if (l.permanent_gauge)
+        l.permanent_gauge->set(l.permanent ? 1 : 0);
+}
+
+void hub::watch_link(const std::string& url, std::function<void()> wake) {
+    std::lock_guard lock(mutex_);
+    links_[url].wake = std::move(wake);
+}
+
+void hub::peer_reachable(const std::string& peer_id) {
+    std::vector<std::function<void()>> wakes;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [url, l] : links_)
+            if (l.wake && (l.claimed_id == peer_id || l.peer_id == peer_id))
+                wakes.push_back(l.wake);
+    }
+    for (auto& w : wakes)
+        w();
 }
 
 void hub::wake_all() {
@@ -199,6 +243,8 @@ std::vector<peer_status> hub::status() const {
             ps.terminal_id = l->second.peer_id;
             ps.last_error = l->second.last_error;
             ps.next_attempt_at_ms = l->second.next_attempt_at_ms;
+            ps.permanent_failure = l->second.permanent;
+            ps.failure = l->second.failure;
         }
         if (!ps.terminal_id.empty()) {
             fill(ps);

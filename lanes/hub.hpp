@@ -2,8 +2,10 @@
 /// Private to lanes/: the registry every peer session reports to, and the interface sessions
 /// expose to it. No Beast here so that hub.cpp and the tests compile quickly.
 
+#include "base/metrics.hpp"
 #include "conf/config.hpp"
 #include "lanes/gossip.hpp"
+#include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/frames.hpp"
 
@@ -27,7 +29,7 @@ public:
     virtual void wake() = 0;
     /// Become (or stop being) the one session that sends to this peer.
     virtual void set_sender(bool on) = 0;
-    /// Close with a WebSocket close code and reason.
+    /// Close with a WebSocket close code (protocol/close_code.hpp) and reason.
     virtual void close(std::uint16_t code, std::string reason) = 0;
 };
 
@@ -40,14 +42,18 @@ struct session_stats {
 /// session, and its critical sections are a few map operations).
 class hub {
 public:
-    hub(outbox::store& store, const conf::config& cfg);
+    /// `ex`: where outbox completions without an executor of their own run (the io_context).
+    hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg);
 
-    outbox::store& store() { return store_; }
+    /// The outbox for sessions: reads on the outbox's reader thread, writes group-committed on
+    /// its writer thread, completions on the caller's strand (never an SQLite call on the io
+    /// thread).
+    outbox::async_store& outbox() { return async_; }
     const conf::config& cfg() const { return cfg_; }
 
     /// An authenticated session asks to join. Returns an empty string when accepted, else the
-    /// reason to refuse it with (close 1008). A session accepted as the only one for its peer
-    /// becomes the sender (set_sender is called).
+    /// reason to refuse it with (close_code::policy_violation). A session accepted as the only one
+    /// for its peer becomes the sender (set_sender is called).
     std::string join(const std::shared_ptr<session_handle>& s, const std::string& peer_id,
                      bool outbound, const std::string& url);
     /// The session ended. If it was the sender, another live session to that peer takes over.
@@ -57,9 +63,22 @@ public:
     void on_peer_ack(const std::string& peer_id, std::uint64_t acked_through);
     void add_batch_stats(const std::string& peer_id, bool sent);
 
+    /// How the last attempt of an outgoing link ended, for status and /metrics.
+    struct link_ending {
+        std::string last_error;
+        std::optional<std::int64_t> next_attempt_at_ms;
+        bool permanent = false; ///< protocol::classify_ending said permanent
+        std::string failure;    ///< its name, e.g. "wrong PEER_SECRET"
+        std::string claimed_id; ///< the peer's id as it claimed it (to match inbound sessions)
+    };
     /// Outgoing link bookkeeping for status.
-    void link_state(const std::string& url, const std::string& last_error,
-                    std::optional<std::int64_t> next_attempt_at_ms);
+    void link_state(const std::string& url, link_ending e);
+
+    /// The outgoing link for `url` wants to hear when an inbound session from its peer works
+    /// (it then stops waiting). `wake` must be thread-safe. Set before start.
+    void watch_link(const std::string& url, std::function<void()> wake);
+    /// An inbound session from `peer_id` passed the ready checks: wake the links to it.
+    void peer_reachable(const std::string& peer_id);
 
     /// Wake every sender.
     void wake_all();
@@ -68,9 +87,6 @@ public:
     std::size_t session_count() const;
 
     std::vector<peer_status> status() const;
-
-    /// Called after a peer ack committed promotions (the uploader listens). Set before start.
-    std::function<void()> on_promoted;
 
 private:
     struct entry {
@@ -88,12 +104,18 @@ private:
         std::string last_error;
     };
     struct link_info {
-        std::string peer_id; ///< last authenticated id behind this URL
+        std::string peer_id;    ///< last authenticated id behind this URL
+        std::string claimed_id; ///< last id it claimed, authenticated or not
         std::string last_error;
         std::optional<std::int64_t> next_attempt_at_ms;
+        bool permanent = false;
+        std::string failure;
+        std::function<void()> wake;
+        metrics::gauge* permanent_gauge = nullptr;
     };
 
     outbox::store& store_;
+    outbox::async_store async_;
     const conf::config& cfg_;
     mutable std::mutex mutex_;
     std::vector<entry> sessions_;

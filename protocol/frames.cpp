@@ -15,7 +15,7 @@ namespace {
 using json = nlohmann::json;
 
 decode_error policy(std::string why) {
-    return decode_error{1008, std::move(why)};
+    return decode_error{close_code::policy_violation, std::move(why)};
 }
 
 bool valid_hex(std::string_view s, std::size_t min_len, std::size_t max_len) {
@@ -198,7 +198,7 @@ std::string dump(const json& j) {
 decode_result decode_frame(std::string_view text, const frame_limits& lim) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded())
-        return decode_error{1007, "frame is not valid JSON"};
+        return decode_error{close_code::invalid_payload, "frame is not valid JSON"};
     if (!j.is_object())
         return policy("frame must be a JSON object");
     std::string err;

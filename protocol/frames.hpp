@@ -3,6 +3,7 @@
 /// one JSON object with a "type". Pure: encoders build strings, decode_frame() validates
 /// strictly and says which close code a bad frame deserves. No sockets here.
 
+#include "protocol/close_code.hpp"
 #include "protocol/message.hpp"
 
 #include <cstdint>
@@ -65,10 +66,10 @@ struct frame_limits {
 };
 
 /// Why a frame was refused, with the WebSocket close code to send:
-/// 1007 (invalid frame payload data: not JSON, not UTF-8) or 1008 (policy violation: wrong
+/// close_code::invalid_payload (not JSON, not UTF-8) or close_code::policy_violation (wrong
 /// shape, bad field, over a limit).
 struct decode_error {
-    std::uint16_t close_code = 1008;
+    std::uint16_t close_code = ::lanesync::protocol::close_code::policy_violation;
     std::string reason;
 };
 

@@ -4,7 +4,8 @@
 /// Threads: one writer thread owns the write connection and runs every write request,
 /// folding all queued requests (up to tuning::group_commit_max_requests) into one
 /// BEGIN IMMEDIATE ... COMMIT, each request inside its own SAVEPOINT. Reads run on a second
-/// connection under `read_mutex_`, from any thread.
+/// connection under `read_mutex_`: synchronously from any thread, or as jobs on the reader
+/// thread (post_read, used by outbox::async_store).
 
 #include "outbox/detail/sqlite.hpp"
 #include "outbox/outbox.hpp"
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -53,6 +55,8 @@ public:
     bool changed_elsewhere() override;
     std::vector<std::string> integrity_check() override;
     bool writable() override;
+    outbox::health health() override;
+    void post_read(std::function<void()> job) override;
 
     // ---- test hooks (outbox/detail/test_hooks.hpp) --------------------------------------------
     /// While paused the writer takes no new group (close() still drains).
@@ -71,17 +75,37 @@ private:
         commit_info info; ///< what this request changed (merged for the listener)
     };
     template <class Out> struct op;
+
+public:
+    // Defined in store_parts.hpp; public so the helpers of store_check.cpp can take them.
     struct write_statements;
     struct read_statements;
+
+private:
     struct origin_marks {
         std::uint64_t hwm = 0;
         std::uint64_t cloud_through = 0;
     };
+    using origin_map = std::map<std::string, origin_marks, std::less<>>;
 
     template <class Out, class Body> void submit(Body&& body, std::function<void(Out)> done);
     void enqueue(std::unique_ptr<request> r);
     void writer_loop();
     void run_group(std::vector<std::unique_ptr<request>>& group);
+    /// run_group's transaction: applies each request in its savepoint and commits. Returns
+    /// SQLite's message when the whole group failed (nothing on disk), else empty; sets
+    /// `applied[i]` and `storage_error` (a SQLITE_FULL / IOERR that undid one request).
+    std::string commit_group(std::vector<std::unique_ptr<request>>& group,
+                             std::vector<char>& applied, std::string& storage_error);
+    void notify_listener(const std::vector<std::unique_ptr<request>>& group,
+                         const std::vector<char>& applied);
+    void reader_loop();
+    void stop_reader();
+    /// Writer thread: a group starts / ended (ok, or failed with SQLite's message).
+    void note_group_start();
+    void note_group_end(bool ok, const std::string& error);
+    /// Queues an empty write (BEGIN IMMEDIATE; COMMIT) whose group records a recovery.
+    void queue_probe();
 
     // Write steps: run on the writer thread inside `tx` (the proof of a write transaction).
     publish_outcome do_publish(write_transaction& tx, const protocol::publish_request& req,
@@ -104,6 +128,13 @@ private:
     origin_marks read_origin(write_transaction& tx, const std::string& origin);
     void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
     std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);
+    origin_marks& touched_origin(write_transaction& tx, origin_map& marks,
+                                 const std::string& origin);
+    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, origin_map& marks,
+                     std::int64_t now);
+    /// One message of store_replicas(): duplicate, refused, gap, or stored (extends `om`).
+    void store_replica(write_transaction& tx, const protocol::message& m, origin_marks& om,
+                       replicas_outcome& out, std::string& gap_text, std::int64_t now);
     std::size_t mark_replicas_in_cloud(write_transaction& tx, const std::string& origin,
                                        std::uint64_t through, std::int64_t now);
     protocol::hwm_map all_hwm(write_transaction& tx);
@@ -135,6 +166,20 @@ private:
     bool closed_ = false; ///< no new requests; the writer drains and exits
     bool paused_ = false;
     std::function<void(const commit_info&)> listener_;
+
+    // Health snapshot, written by the writer thread around each group; held only to copy.
+    std::mutex health_mutex_;
+    bool last_group_ok_ = true;
+    std::string last_group_error_;
+    std::optional<std::int64_t> last_commit_at_ms_, last_failure_at_ms_, busy_since_ms_;
+    bool probe_queued_ = false; ///< an empty write queued by health() after a failure
+
+    // Reader thread: runs post_read() jobs in order on the read connection.
+    std::mutex reader_mutex_;
+    std::condition_variable reader_cv_;
+    std::deque<std::function<void()>> reads_;
+    bool reader_stopping_ = false;
+    std::thread reader_;
 
     std::mutex close_mutex_; ///< serializes joins of writer_
     std::thread writer_;

@@ -252,7 +252,8 @@ TEST_CASE("hub: duplicate ids refused, one sender per peer, successor on leave")
     temp_dir dir;
     auto cfg = lane_config("L1", dir.path, "a-shared-secret-0123");
     auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
-    lanes::hub h(*store, cfg);
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
     auto in1 = std::make_shared<fake_session>();
     auto in2 = std::make_shared<fake_session>();
     auto out1 = std::make_shared<fake_session>();
@@ -371,4 +372,85 @@ TEST_CASE("wss: a plain ws:// client cannot talk to a TLS listener") {
     l2.publish(2);
     CHECK(eventually([&] { return !last_error(l2).empty(); }));
     CHECK(l1.holds("L2") == 0);
+}
+
+TEST_CASE("hub: a permanent link ending shows in status and /metrics until a session works") {
+    temp_dir dir;
+    auto cfg = lane_config("L1", dir.path, "a-shared-secret-0123");
+    auto u = conf::parse_peer_url("ws://127.0.0.1:1/v1/peer");
+    REQUIRE(u);
+    cfg.peers.push_back(*u);
+    auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
+    const std::string series = "lanesync_peer_link_permanent_failure{peer=\"" + u->text + "\"} ";
+    CHECK(metrics::global().render().find(series + "0") != std::string::npos);
+
+    h.link_state(u->text,
+                 {"closed by peer: authentication failed", 5, true, "wrong PEER_SECRET", "L2"});
+    auto st = h.status();
+    REQUIRE(st.size() == 1);
+    CHECK(st[0].permanent_failure);
+    CHECK(st[0].failure == "wrong PEER_SECRET");
+    CHECK(metrics::global().render().find(series + "1") != std::string::npos);
+
+    auto out = std::make_shared<fake_session>();
+    CHECK(h.join(out, "L2", true, u->text).empty());
+    st = h.status();
+    CHECK_FALSE(st[0].permanent_failure);
+    CHECK(st[0].failure.empty());
+    CHECK(metrics::global().render().find(series + "0") != std::string::npos);
+}
+
+TEST_CASE("hub: an inbound session that works wakes the link to that peer only") {
+    temp_dir dir;
+    auto cfg = lane_config("L1", dir.path, "a-shared-secret-0123");
+    auto u = conf::parse_peer_url("ws://127.0.0.1:2/v1/peer");
+    REQUIRE(u);
+    cfg.peers.push_back(*u);
+    auto store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+    boost::asio::io_context ioc;
+    lanes::hub h(ioc.get_executor(), *store, cfg);
+    int woken = 0;
+    h.watch_link(u->text, [&] { ++woken; });
+    h.peer_reachable("L2"); // the link never learned its peer's id
+    CHECK(woken == 0);
+    h.link_state(u->text, {"store mismatch", 5, true, "other store", "L2"});
+    h.peer_reachable("L3");
+    CHECK(woken == 0);
+    h.peer_reachable("L2");
+    CHECK(woken == 1);
+}
+
+TEST_CASE("a wrong secret is a permanent ending: the link says so in status") {
+    temp_dir dir;
+    runner r;
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    lane bad(r.ioc, lane_config("L9", dir.path, "another-secret-456789"));
+    l1.gossip->start();
+    bad.peer_with(l1);
+    bad.gossip->start();
+    stop_first guard{r};
+    r.start();
+    CHECK(eventually([&] {
+        auto s = bad.gossip->status();
+        return s[0].permanent_failure && s[0].failure == "wrong PEER_SECRET";
+    }));
+}
+
+TEST_CASE("a transient ending (nothing listening) is not permanent") {
+    temp_dir dir;
+    runner r;
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    auto u = conf::parse_peer_url("ws://127.0.0.1:1/v1/peer");
+    REQUIRE(u);
+    l2.cfg.peers.push_back(*u);
+    l2.gossip->start();
+    stop_first guard{r};
+    r.start();
+    CHECK(eventually([&] { return !l2.gossip->status()[0].last_error.empty(); }));
+    auto s = l2.gossip->status();
+    CHECK(s[0].last_error.find("cannot connect") != std::string::npos);
+    CHECK_FALSE(s[0].permanent_failure);
+    CHECK(s[0].failure.empty());
 }

@@ -1,0 +1,427 @@
+#include "lanes/peer_session.hpp"
+
+#include "base/log.hpp"
+#include "base/metrics.hpp"
+#include "base/tuning.hpp"
+#include "lanes/streams.hpp"
+#include "protocol/peer_machine.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <deque>
+
+namespace lanesync::lanes {
+namespace {
+
+struct peer_metrics {
+    metrics::counter& frames_in = metrics::global().get_counter(
+        "lanesync_peer_frames_total", "Peer protocol frames", "direction=\"in\"");
+    metrics::counter& frames_out = metrics::global().get_counter(
+        "lanesync_peer_frames_total", "Peer protocol frames", "direction=\"out\"");
+    metrics::counter& malformed = metrics::global().get_counter(
+        "lanesync_peer_malformed_frames_total", "Peer frames refused as malformed");
+    metrics::counter& auth_failures = metrics::global().get_counter(
+        "lanesync_peer_auth_failures_total", "Peer connections refused during authentication");
+    metrics::counter& replicas_stored = metrics::global().get_counter(
+        "lanesync_replicas_stored_total", "Copies of other lanes' messages stored");
+};
+
+peer_metrics& pm() {
+    static peer_metrics m;
+    return m;
+}
+
+protocol::peer_machine_config machine_config(const conf::config& cfg) {
+    protocol::peer_machine_config c;
+    c.store_id = cfg.store_id;
+    c.terminal_id = cfg.terminal_id;
+    c.secret = cfg.peer_secret;
+    c.version = tuning::peer_protocol_version;
+    c.window = tuning::peer_inflight_batches;
+    c.batch_max_messages = tuning::peer_batch_max_messages;
+    c.batch_max_bytes = tuning::peer_batch_max_bytes;
+    c.nonce_bytes = tuning::peer_nonce_bytes;
+    c.limits.max_messages = tuning::peer_batch_max_messages;
+    c.limits.max_message_bytes = cfg.max_message_bytes;
+    return c;
+}
+
+protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
+    protocol::stored_outcome s;
+    s.ok = o.ok;
+    s.conflict = std::move(o.conflict);
+    s.gap = o.gap;
+    s.error = std::move(o.error);
+    s.inserted = o.inserted;
+    s.hwm = std::move(o.hwm);
+    return s;
+}
+
+template <class WS>
+class peer_session : public session_handle, public std::enable_shared_from_this<peer_session<WS>> {
+public:
+    peer_session(WS ws, std::shared_ptr<hub> h, bool outbound, std::string url)
+        : ws_(std::move(ws)), hub_(std::move(h)), outbound_(outbound), url_(std::move(url)),
+          machine_(machine_config(hub_->cfg()),
+                   outbound ? protocol::peer_role::client : protocol::peer_role::server),
+          auth_deadline_(ws_.get_executor()) {}
+
+    /// Runs the session to its end.
+    net::awaitable<session_result> run() {
+        auto self = this->shared_from_this();
+        auth_deadline_.expires_after(tuning::peer_handshake_timeout);
+        std::weak_ptr<peer_session> weak = self;
+        auth_deadline_.async_wait([weak](boost::system::error_code ec) {
+            if (auto s = weak.lock(); s && !ec)
+                s->apply(s->machine_.on_auth_timeout());
+        });
+        apply(machine_.start());
+        co_await read_loop();
+        auth_deadline_.cancel();
+        if (machine_.authenticated()) {
+            hub_->leave(this, end_reason_);
+            log::info("peer.disconnected", {{"peer", machine_.peer_id()},
+                                            {"direction", direction()},
+                                            {"reason", end_reason_}});
+        } else if (!refusal_logged_) {
+            // Our own refusals were logged as peer.refused; log the ones the other side decided
+            // (e.g. it found our PEER_SECRET wrong) and connections that died mid-handshake.
+            log::warn("peer.handshake_failed", {{"peer", or_unknown(machine_.peer_id())},
+                                                {"direction", direction()},
+                                                {"url", url_},
+                                                {"reason", end_reason_}});
+        }
+        co_return result();
+    }
+
+    // ---- session_handle (thread-safe: posts to the strand) --------------------------------
+
+    void wake() override {
+        net::post(ws_.get_executor(),
+                  [self = this->shared_from_this()] { self->apply(self->machine_.on_wake()); });
+    }
+
+    void set_sender(bool on) override {
+        net::post(ws_.get_executor(), [self = this->shared_from_this(), on] {
+            self->apply(self->machine_.on_sender(on));
+        });
+    }
+
+    void close(std::uint16_t code, std::string reason) override {
+        net::post(ws_.get_executor(),
+                  [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
+                      self->apply(self->machine_.on_close_request(code, std::move(r)));
+                  });
+    }
+
+private:
+    static std::string or_unknown(const std::string& id) { return id.empty() ? "?" : id; }
+    const char* direction() const { return outbound_ ? "outbound" : "inbound"; }
+
+    // ---- reading (one coroutine) ------------------------------------------------------------
+
+    /// Reads frames into the machine until the connection ends; after a close of ours, keeps
+    /// reading until the peer's close arrives or the close handshake times out, so the close
+    /// completes cleanly.
+    net::awaitable<void> read_loop() {
+        for (;;) {
+            auto [ec, n] = co_await ws_.async_read(buffer_, net::as_tuple(net::use_awaitable));
+            (void)n;
+            if (ec) {
+                note_end(ec);
+                co_return;
+            }
+            if (close_requested_) { // draining
+                buffer_.consume(buffer_.size());
+                continue;
+            }
+            pm().frames_in.inc();
+            auto text = beast::buffers_to_string(buffer_.data());
+            buffer_.consume(buffer_.size());
+            if (ws_.got_text())
+                apply(machine_.on_text(text));
+            else
+                apply(machine_.on_binary());
+        }
+    }
+
+    void note_end(const boost::system::error_code& ec) {
+        if (ec == websocket::error::closed && !close_requested_) {
+            peer_closed_ = true;
+            auto r = ws_.reason();
+            close_code_ = r.code;
+            close_reason_text_.assign(r.reason.data(), r.reason.size());
+        }
+        if (end_reason_.empty())
+            end_reason_ = describe_end(ec);
+    }
+
+    std::string describe_end(const boost::system::error_code& ec) {
+        if (ec == websocket::error::closed) {
+            auto r = ws_.reason();
+            std::string s = "closed by peer (" + std::to_string(r.code) + ")";
+            if (!r.reason.empty())
+                s += ": " + std::string(r.reason.data(), r.reason.size());
+            return s;
+        }
+        if (ec == beast::error::timeout)
+            return "peer timed out (no heartbeat)";
+        return ec.message();
+    }
+
+    session_result result() const {
+        session_result r;
+        r.reason = end_reason_;
+        r.stage = machine_.authenticated() ? protocol::session_stage::authenticated
+                                           : protocol::session_stage::authenticating;
+        if (close_requested_)
+            r.who = protocol::decided_by::us;
+        else if (peer_closed_)
+            r.who = protocol::decided_by::peer;
+        r.close_code = r.who == protocol::decided_by::transport ? 0 : close_code_;
+        r.close_reason = close_reason_text_;
+        r.claimed_id = machine_.claimed_id();
+        return r;
+    }
+
+    // ---- the machine's actions --------------------------------------------------------------
+
+    /// Carries out actions in order; an answer that is ready at once is fed back before the
+    /// next action (depth first, like the synchronous calls it replaces).
+    void apply(protocol::peer_actions actions) {
+        for (auto& a : actions)
+            std::visit([this](auto& act) { on_action(act); }, a);
+    }
+
+    void on_action(protocol::send_frame& a) {
+        if (a.batch)
+            hub_->add_batch_stats(machine_.peer_id(), true);
+        send(std::move(a.text));
+    }
+
+    /// Completions of the outbox calls below run on this session's strand (the stream's
+    /// executor); a session that ended meanwhile drops them.
+    template <class F> auto on_strand(F f) {
+        std::weak_ptr<peer_session> weak = this->shared_from_this();
+        return net::bind_executor(ws_.get_executor(),
+                                  [weak, f = std::move(f)](auto result) mutable {
+                                      if (auto s = weak.lock())
+                                          f(*s, std::move(result));
+                                  });
+    }
+
+    void on_action(protocol::store_batch& a) {
+        hub_->add_batch_stats(machine_.peer_id(), false);
+        auto n = a.n;
+        hub_->outbox().store_replicas(std::move(a.messages), std::move(a.floor),
+                                      on_strand([n](peer_session& s, outbox::replicas_outcome o) {
+                                          s.on_stored(n, std::move(o));
+                                      }));
+    }
+
+    void on_stored(std::uint64_t n, outbox::replicas_outcome o) {
+        if (o.ok && o.inserted && !machine_.closing())
+            pm().replicas_stored.inc(o.inserted);
+        apply(machine_.on_stored(n, to_protocol(std::move(o))));
+    }
+
+    void on_action(protocol::read_hwm&) {
+        hub_->outbox().hwm(on_strand([](peer_session& s, protocol::hwm_map h) {
+            s.apply(s.machine_.on_hwm(std::move(h)));
+        }));
+    }
+
+    void on_action(protocol::read_next_batch& a) {
+        hub_->outbox().next_for_peer(
+            std::move(a.peer), std::move(a.after), a.limit, a.max_bytes,
+            on_strand([](peer_session& s, outbox::store::peer_batch b) {
+                s.apply(s.machine_.on_next_batch(std::move(b.messages), std::move(b.floor)));
+            }));
+    }
+
+    void on_action(protocol::peer_acked& a) {
+        hub_->on_peer_ack(a.peer, a.through);
+        if (!outbound_ && !reachable_noted_) {
+            // The peer's ready passed its checks: a link of ours to it may stop waiting.
+            reachable_noted_ = true;
+            hub_->peer_reachable(a.peer);
+        }
+    }
+
+    void on_action(protocol::join_hub& a) {
+        auto why = hub_->join(this->shared_from_this(), a.peer, outbound_, url_);
+        if (why.empty()) {
+            auth_deadline_.cancel();
+            log::info("peer.connected",
+                      {{"peer", a.peer}, {"direction", direction()}, {"url", url_}});
+        }
+        apply(machine_.on_join(why));
+    }
+
+    void on_action(protocol::close_link& a) {
+        log_close(a);
+        if (a.refusal) {
+            refusal_logged_ = true;
+            end_reason_ = a.reason;
+        }
+        request_close(a.code, a.reason);
+    }
+
+    void on_action(protocol::abort_link& a) {
+        end_reason_ = a.reason;
+        beast::get_lowest_layer(ws_).cancel();
+    }
+
+    /// The log lines and counters of each kind of close, as the session always wrote them.
+    void log_close(const protocol::close_link& a) {
+        using protocol::close_cause;
+        if (a.auth_failure)
+            pm().auth_failures.inc();
+        if (a.cause == close_cause::malformed)
+            pm().malformed.inc();
+        const std::string peer = or_unknown(machine_.peer_id());
+        if (a.cause == close_cause::wrong_secret && !outbound_)
+            log::warn("peer.auth_failed",
+                      {{"peer", machine_.claimed_id()}, {"reason", "wrong PEER_SECRET"}});
+        else if (a.cause == close_cause::outbox_lost)
+            log::error("peer.outbox_behind_peer", {{"peer", peer},
+                                                   {"peer_holds_seq", detail(a, "peer_holds_seq")},
+                                                   {"local_seq", detail(a, "local_seq")}});
+        else if (a.cause == close_cause::id_conflict)
+            log::error("peer.id_conflict", {{"peer", peer}, {"conflict", detail(a, "conflict")}});
+        else if (a.cause == close_cause::storage_failure)
+            log::error("peer.store_failed", {{"peer", peer}, {"error", detail(a, "error")}});
+        if (a.refusal)
+            log::warn("peer.refused",
+                      {{"peer", peer}, {"code", std::to_string(a.code)}, {"reason", a.reason}});
+    }
+
+    static std::string detail(const protocol::close_link& a, std::string_view key) {
+        for (const auto& [k, v] : a.log)
+            if (k == key)
+                return v;
+        return {};
+    }
+
+    // ---- writing (one do_write / on_write chain, bounded queue) -----------------------------
+
+    /// Queues one frame. Returns false when the queue is full: the frame is still sent (a
+    /// protocol frame is never dropped), and the machine stops reading new batches until the
+    /// queue drains to half (back-pressure).
+    bool send(std::string text) {
+        if (close_requested_)
+            return false;
+        queue_.push_back(std::move(text));
+        do_write();
+        bool full = queue_.size() >= tuning::peer_write_queue_limit;
+        if (full && !queue_full_) {
+            queue_full_ = true;
+            apply(machine_.on_write_queue(true));
+        }
+        return !full;
+    }
+
+    void do_write() {
+        if (writing_)
+            return;
+        if (queue_.empty()) {
+            if (close_requested_ && !close_sent_)
+                do_close();
+            return;
+        }
+        writing_ = true;
+        ws_.text(true);
+        // Send the front frame; on_write pops it and continues with the next.
+        ws_.async_write(net::buffer(queue_.front()),
+                        [self = this->shared_from_this()](boost::system::error_code ec,
+                                                          std::size_t) { self->on_write(ec); });
+    }
+
+    void on_write(boost::system::error_code ec) {
+        writing_ = false;
+        if (ec) {
+            if (end_reason_.empty())
+                end_reason_ = describe_end(ec);
+            queue_.clear();
+            beast::get_lowest_layer(ws_).cancel();
+            return;
+        }
+        pm().frames_out.inc();
+        queue_.pop_front();
+        do_write();
+        if (queue_full_ && queue_.size() <= tuning::peer_write_queue_limit / 2) {
+            queue_full_ = false;
+            apply(machine_.on_write_queue(false));
+        }
+    }
+
+    /// The close frame goes through the same chain, after the frames already queued, so it
+    /// never overlaps a write.
+    void request_close(std::uint16_t code, std::string reason) {
+        if (close_requested_)
+            return;
+        close_requested_ = true;
+        close_code_ = code;
+        // Close reasons are limited to 123 bytes by RFC 6455.
+        if (reason.size() > 120)
+            reason.resize(120);
+        close_reason_text_ = reason;
+        close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+        do_write();
+    }
+
+    void do_close() {
+        close_sent_ = true;
+        writing_ = true;
+        ws_.async_close(close_reason_, [self = this->shared_from_this()](
+                                           boost::system::error_code) { self->writing_ = false; });
+    }
+
+    WS ws_;
+    std::shared_ptr<hub> hub_;
+    bool outbound_;
+    std::string url_;
+    protocol::peer_machine machine_;
+    net::steady_timer auth_deadline_;
+    beast::flat_buffer buffer_;
+
+    bool refusal_logged_ = false;
+    bool reachable_noted_ = false;
+    std::string end_reason_;
+    bool peer_closed_ = false;
+    std::uint16_t close_code_ = 0; ///< sent (close_requested_) or received (peer_closed_)
+    std::string close_reason_text_;
+
+    std::deque<std::string> queue_;
+    bool queue_full_ = false;
+    bool writing_ = false;
+    bool close_requested_ = false;
+    bool close_sent_ = false;
+    websocket::close_reason close_reason_;
+};
+
+} // namespace
+
+template <class WS>
+net::awaitable<session_result> run_session(WS ws, std::shared_ptr<hub> h, bool outbound,
+                                           std::string url) {
+    auto s =
+        std::make_shared<peer_session<WS>>(std::move(ws), std::move(h), outbound, std::move(url));
+    auto r = co_await s->run();
+    co_return r;
+}
+
+template net::awaitable<session_result> run_session<ws_plain>(ws_plain, std::shared_ptr<hub>, bool,
+                                                              std::string);
+template net::awaitable<session_result> run_session<ws_tls>(ws_tls, std::shared_ptr<hub>, bool,
+                                                            std::string);
+
+void register_peer_metrics() {
+    pm();
+}
+
+} // namespace lanesync::lanes

@@ -1,0 +1,55 @@
+#include "protocol/ending.hpp"
+
+#include "protocol/close_code.hpp"
+
+namespace lanesync::protocol {
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.substr(0, prefix.size()) == prefix;
+}
+
+bool contains(std::string_view s, std::string_view part) {
+    return s.find(part) != std::string_view::npos;
+}
+
+/// The permanent refusals, by the reason prefix protocol/peer_machine.cpp sends with them.
+/// The reason may be cut to 120 bytes on the wire; every prefix here is far shorter.
+struct permanent_rule {
+    std::string_view prefix;
+    const char* text;
+};
+
+// clang-format off
+constexpr permanent_rule permanent_rules[] = {
+    {"authentication failed",        "wrong PEER_SECRET"},
+    {"store mismatch",               "other store"},
+    {"unsupported protocol version", "no protocol version in common"},
+};
+// clang-format on
+
+} // namespace
+
+ending classify_ending(session_stage stage, std::uint16_t code, std::string_view reason,
+                       decided_by who) {
+    // Only a policy refusal by one of the two lanes can be permanent; a connect failure, a
+    // network error or a storage failure may clear by itself.
+    if (stage == session_stage::connecting || who == decided_by::transport ||
+        code != close_code::policy_violation)
+        return {};
+    for (const auto& r : permanent_rules)
+        if (starts_with(reason, r.prefix))
+            return {ending_class::permanent, r.text};
+    // "peer holds seq N of L1 but this lane only M: outbox lost or replaced"; the suffix may
+    // be cut on the wire when the ids are long, the prefix never is.
+    if (contains(reason, "outbox lost or replaced") ||
+        (starts_with(reason, "peer holds seq ") && contains(reason, " but this lane only")))
+        return {ending_class::permanent, "outbox lost or replaced"};
+    return {};
+}
+
+const char* to_string(ending_class c) {
+    return c == ending_class::permanent ? "permanent" : "transient";
+}
+
+} // namespace lanesync::protocol

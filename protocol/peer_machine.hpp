@@ -1,0 +1,210 @@
+#pragma once
+/// The peer protocol's rules as a pure state machine (docs/protocol.md; STYLE habit 13): it
+/// takes decoded frames and local events and returns actions. No Asio, no SQLite, no clock,
+/// no logging: lanes/peer_session.cpp moves the bytes, calls the outbox and the hub, and
+/// feeds their answers back here.
+///
+/// Life of a session:
+///   client: start() sends hello -> challenge (checked) -> auth -> ready (join, read hwm,
+///           send our ready, check the peer's) -> data phase
+///   server: hello (checked) -> challenge -> auth (checked; join, read hwm, send ready) ->
+///           the peer's ready (read hwm, check) -> data phase
+/// Data phase, both roles at once: a sender (cursor per origin, at most `window` batches in
+/// flight, one outbox read at a time, paused while the write queue is full) and a receiver
+/// (batches in order, at most `window` commits pending, an ack per stored batch, in order).
+///
+/// Thread contract: none of its own; one session drives it from one strand.
+
+#include "protocol/close_code.hpp"
+#include "protocol/frames.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace lanesync::protocol {
+
+struct peer_machine_config {
+    std::string store_id;
+    std::string terminal_id; ///< this lane's id
+    std::string secret;      ///< PEER_SECRET
+    int version = 1;         ///< tuning::peer_protocol_version
+    std::size_t window = 4;  ///< tuning::peer_inflight_batches, both directions
+    std::size_t batch_max_messages = 256;
+    std::size_t batch_max_bytes = 4u << 20;
+    std::size_t nonce_bytes = 32;
+    frame_limits limits;
+};
+
+/// What a close is about, so the session logs and counts it the way it always did.
+enum class close_cause {
+    malformed,       ///< bad frame, wrong frame in the data phase, order, window, gap
+    wrong_frame,     ///< a valid frame the handshake did not expect at this point
+    identity,        ///< version, store or own id refused
+    wrong_secret,    ///< a mac did not verify
+    hub_refused,     ///< the hub refused to join (duplicate terminal id)
+    outbox_lost,     ///< the peer holds more of our own origin than we do
+    id_conflict,     ///< the receiver's outbox found the same id with other content
+    storage_failure, ///< the receiver's outbox could not commit
+    requested,       ///< the lane asked (shutdown)
+};
+
+// ---- actions (what the session must do, in order) -------------------------------------------
+
+/// Write one text frame. `batch`: a batch frame (counted in the per-peer status).
+struct send_frame {
+    std::string text;
+    bool batch = false;
+};
+/// Commit a received batch in one transaction; answer with on_stored(n, ...).
+struct store_batch {
+    std::uint64_t n = 0;
+    std::vector<message> messages;
+    hwm_map floor;
+};
+/// Read this lane's hwm map; answer with on_hwm().
+struct read_hwm {};
+/// Read what the peer lacks above `after`; answer with on_next_batch().
+struct read_next_batch {
+    std::string peer;
+    hwm_map after;
+    std::size_t limit = 0;
+    std::size_t max_bytes = 0;
+};
+/// The peer confirmed holding this lane's own messages 1..through.
+struct peer_acked {
+    std::string peer;
+    std::uint64_t through = 0;
+};
+/// The peer is authenticated: register with the hub; answer with on_join().
+struct join_hub {
+    std::string peer;
+};
+/// Close with a close frame (after the frames already queued). `refusal`: the session logs
+/// it as peer.refused and makes `reason` the session's end reason. `log` holds extra fields
+/// for the cause's own log line (outbox_lost: the two seqs).
+struct close_link {
+    std::uint16_t code = close_code::policy_violation;
+    std::string reason;
+    close_cause cause = close_cause::malformed;
+    bool refusal = true;
+    bool auth_failure = false; ///< counted in lanesync_peer_auth_failures_total
+    std::vector<std::pair<std::string, std::string>> log;
+};
+/// Drop the connection without a close frame (authentication timed out).
+struct abort_link {
+    std::string reason;
+};
+
+using peer_action = std::variant<send_frame, store_batch, read_hwm, read_next_batch, peer_acked,
+                                 join_hub, close_link, abort_link>;
+using peer_actions = std::vector<peer_action>;
+
+/// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
+struct stored_outcome {
+    bool ok = false;
+    std::string conflict; ///< set when the same id is held with other content
+    bool gap = false;     ///< the batch would leave a gap
+    std::string error;
+    std::size_t inserted = 0;
+    hwm_map hwm; ///< everything held after the commit (sent in the ack)
+};
+
+class peer_machine {
+public:
+    peer_machine(peer_machine_config cfg, peer_role role);
+
+    /// The session is open: the client sends hello, the server waits.
+    peer_actions start();
+
+    /// One text WebSocket message from the peer (decoded here with the configured limits).
+    peer_actions on_text(std::string_view text);
+    /// One binary WebSocket message (never part of the protocol).
+    peer_actions on_binary();
+    /// One decoded frame.
+    peer_actions on_frame(frame f);
+
+    /// Answers to the actions above.
+    peer_actions on_join(const std::string& refusal);
+    peer_actions on_hwm(hwm_map own);
+    peer_actions on_next_batch(std::vector<message> messages, hwm_map floor);
+    peer_actions on_stored(std::uint64_t n, stored_outcome o);
+
+    /// Local events.
+    peer_actions on_auth_timeout();
+    peer_actions on_wake();
+    peer_actions on_sender(bool on);
+    /// The write queue is full (true) or has room again (false): back-pressure on the sender.
+    peer_actions on_write_queue(bool full);
+    /// The lane wants the link closed (shutdown).
+    peer_actions on_close_request(std::uint16_t code, std::string reason);
+
+    peer_role role() const { return role_; }
+    /// Joined the hub (the session counts as authenticated from here).
+    bool authenticated() const { return joined_; }
+    /// A close or abort was requested: the session stops feeding frames and drains.
+    bool closing() const { return closing_; }
+    /// The peer's terminal id once its mac verified; empty before.
+    const std::string& peer_id() const { return peer_id_; }
+    /// The id the peer claimed (hello or challenge), verified or not; for logs.
+    const std::string& claimed_id() const { return claimed_id_; }
+    std::size_t in_flight() const { return inflight_; }
+    std::size_t commits_pending() const { return commits_pending_; }
+    const hwm_map& cursor() const { return cursor_; }
+
+private:
+    enum class stage { idle, hello_sent, challenge_sent, auth_sent, joining, open };
+
+    std::string check_identity(int version, const std::string& store,
+                               const std::string& terminal) const;
+    peer_actions on_handshake_frame(frame& f);
+    peer_actions on_data_frame(frame& f);
+    peer_actions on_challenge(challenge_frame& ch);
+    peer_actions on_hello(hello_frame& h);
+    peer_actions on_auth(auth_frame& a);
+    peer_actions on_ready(ready_frame& r);
+    peer_actions on_batch(batch_frame& b);
+    peer_actions on_ack(ack_frame& a);
+    void check_peer_ready(const hwm_map& own, peer_actions& out);
+    void pump(peer_actions& out);
+
+    peer_actions refuse(std::uint16_t code, std::string why, close_cause cause,
+                        bool auth_failure = false);
+    void close(close_link c, peer_actions& out);
+
+    peer_machine_config cfg_;
+    peer_role role_;
+    stage stage_ = stage::idle;
+    bool joined_ = false;
+    bool closing_ = false;
+    std::string peer_id_;
+    std::string nonce_c_, nonce_s_;
+    std::string claimed_id_;
+
+    // own hwm reads: one at a time; its answer serves whatever waits for it
+    bool hwm_reading_ = false;
+    bool ready_to_send_ = false;        ///< joined: our ready frame waits for the hwm
+    std::optional<hwm_map> peer_ready_; ///< the peer's ready waits for the hwm
+    bool got_ready_ = false;            ///< the peer's ready frame arrived
+    bool ready_checked_ = false;        ///< ... and passed the outbox-lost check
+
+    // sender side
+    bool sender_ = false;
+    bool queue_full_ = false;
+    bool reading_ = false; ///< a read_next_batch is out
+    bool rewake_ = false;  ///< woken while reading: read again even after an empty answer
+    hwm_map cursor_;       ///< per origin: highest seq the peer has or is in flight
+    std::size_t inflight_ = 0;
+    std::uint64_t next_batch_out_ = 1;
+    std::uint64_t next_ack_in_ = 1;
+
+    // receiver side
+    std::uint64_t next_batch_in_ = 1;
+    std::size_t commits_pending_ = 0;
+};
+
+} // namespace lanesync::protocol

@@ -127,6 +127,18 @@ struct peer_mark {
     std::optional<std::int64_t> last_ack_at_ms;
 };
 
+/// A snapshot of the store's health (/healthz). Taken without waiting on the write lock or on
+/// SQLite: the writer thread records the outcome of each group it runs.
+struct health {
+    bool writable = false; ///< writes are accepted and the writer's last group committed
+    std::string error;     ///< when !writable: "outbox is read-only", "outbox closed", or
+                           ///< SQLite's message of the last failed group (disk full, I/O, busy)
+    std::optional<std::int64_t> last_commit_at_ms;  ///< last group that committed
+    std::optional<std::int64_t> last_failure_at_ms; ///< last group that failed
+    std::optional<std::int64_t> busy_since_ms;      ///< the writer is inside a group since then
+    std::size_t queued = 0;                         ///< write requests waiting for the writer
+};
+
 /// Information handed to the commit listener after every successful commit.
 struct commit_info {
     bool new_own = false;      ///< own messages were added (gossip should send)
@@ -228,8 +240,19 @@ public:
     /// PRAGMA integrity_check (and foreign-key / count checks): empty when healthy.
     virtual std::vector<std::string> integrity_check() = 0;
 
-    /// Cheap write probe for /healthz: true when a write transaction can begin and commit.
+    /// Write probe (CLI, tests): true when a write transaction can begin and commit. Waits up
+    /// to 1 s for the write lock, so never from an io thread: /healthz uses health().
     virtual bool writable() = 0;
+
+    /// The health snapshot: never waits on the write lock or a SQLite call, so any thread may
+    /// call it. After a failed group it queues an empty write (one at a time) so that a
+    /// recovered disk or lock shows in the next snapshot even when nothing else is written.
+    virtual outbox::health health() = 0;
+
+    /// Runs `job` on the outbox's reader thread, after the jobs posted before it. The job may
+    /// call the reads above; an exception it throws is logged and dropped. Jobs still queued
+    /// when the store is destroyed run first. Thread-safe. (async_store's reads use this.)
+    virtual void post_read(std::function<void()> job) = 0;
 
 protected:
     explicit store(std::string terminal_id) : terminal_id_(std::move(terminal_id)) {}

@@ -53,6 +53,16 @@ template <class Out> void set_failed(Out& o, const std::string& why) {
     o.error = why;
 }
 
+/// SQLITE_FULL / SQLITE_IOERR of one statement (SQLite undid only that statement): the disk
+/// is failing even though the group may commit.
+bool is_storage_failure(const std::exception& e) {
+    auto* se = dynamic_cast<const sqlite_error*>(&e);
+    if (!se)
+        return false;
+    int primary = se->code() & 0xff;
+    return primary == SQLITE_FULL || primary == SQLITE_IOERR;
+}
+
 constexpr const char* closed_text = "outbox closed";
 constexpr const char* read_only_text = "outbox is read-only";
 
@@ -177,10 +187,12 @@ sqlite_store::sqlite_store(const options& opts)
         writer_ = std::thread([this] { writer_loop(); });
         writer_id_ = writer_.get_id();
     }
+    reader_ = std::thread([this] { reader_loop(); });
 }
 
 sqlite_store::~sqlite_store() {
     close();
+    stop_reader();
 }
 
 void sqlite_store::close() {
@@ -211,6 +223,19 @@ void sqlite_store::submit(Body&& body, std::function<void(Out)> done) {
     r->body = std::forward<Body>(body);
     r->done = std::move(done);
     enqueue(std::move(r));
+}
+
+void sqlite_store::queue_probe() {
+    submit<count_outcome>(
+        [](write_transaction&, commit_info&) {
+            count_outcome out;
+            out.ok = true;
+            return out;
+        },
+        [this](count_outcome) {
+            std::lock_guard lk(health_mutex_);
+            probe_queued_ = false;
+        });
 }
 
 void sqlite_store::enqueue(std::unique_ptr<request> r) {
@@ -252,7 +277,9 @@ void sqlite_store::writer_loop() {
 void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
     bool group_failed = false;
     std::string group_error;
+    std::string storage_error;
     std::vector<char> applied(group.size(), 0);
+    note_group_start();
     {
         std::lock_guard lk(write_mutex_);
         try {
@@ -276,6 +303,8 @@ void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
                         throw; // SQLite rolled the whole transaction back (disk full, I/O)
                     group[i]->fail(e.what());
                     log::warn("outbox.request_failed", {{"error", e.what()}});
+                    if (is_storage_failure(e))
+                        storage_error = e.what(); // the disk, not the request (health())
                 }
             }
             tx.commit();
@@ -285,6 +314,9 @@ void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
         }
     }
 
+    if (group_failed)
+        storage_error = group_error;
+    note_group_end(storage_error.empty(), storage_error);
     commit_info info;
     if (group_failed) {
         // Nothing of this group is on disk: every request reports the storage failure.

@@ -4,7 +4,8 @@
 /// Threads: one writer thread owns the write connection and runs every write request,
 /// folding all queued requests (up to tuning::group_commit_max_requests) into one
 /// BEGIN IMMEDIATE ... COMMIT, each request inside its own SAVEPOINT. Reads run on a second
-/// connection under `read_mutex_`, from any thread.
+/// connection under `read_mutex_`: synchronously from any thread, or as jobs on the reader
+/// thread (post_read, used by outbox::async_store).
 
 #include "outbox/detail/sqlite.hpp"
 #include "outbox/outbox.hpp"
@@ -53,6 +54,8 @@ public:
     bool changed_elsewhere() override;
     std::vector<std::string> integrity_check() override;
     bool writable() override;
+    outbox::health health() override;
+    void post_read(std::function<void()> job) override;
 
     // ---- test hooks (outbox/detail/test_hooks.hpp) --------------------------------------------
     /// While paused the writer takes no new group (close() still drains).
@@ -82,6 +85,13 @@ private:
     void enqueue(std::unique_ptr<request> r);
     void writer_loop();
     void run_group(std::vector<std::unique_ptr<request>>& group);
+    void reader_loop();
+    void stop_reader();
+    /// Writer thread: a group starts / ended (ok, or failed with SQLite's message).
+    void note_group_start();
+    void note_group_end(bool ok, const std::string& error);
+    /// Queues an empty write (BEGIN IMMEDIATE; COMMIT) whose group records a recovery.
+    void queue_probe();
 
     // Write steps: run on the writer thread inside `tx` (the proof of a write transaction).
     publish_outcome do_publish(write_transaction& tx, const protocol::publish_request& req,
@@ -135,6 +145,20 @@ private:
     bool closed_ = false; ///< no new requests; the writer drains and exits
     bool paused_ = false;
     std::function<void(const commit_info&)> listener_;
+
+    // Health snapshot, written by the writer thread around each group; held only to copy.
+    std::mutex health_mutex_;
+    bool last_group_ok_ = true;
+    std::string last_group_error_;
+    std::optional<std::int64_t> last_commit_at_ms_, last_failure_at_ms_, busy_since_ms_;
+    bool probe_queued_ = false; ///< an empty write queued by health() after a failure
+
+    // Reader thread: runs post_read() jobs in order on the read connection.
+    std::mutex reader_mutex_;
+    std::condition_variable reader_cv_;
+    std::deque<std::function<void()>> reads_;
+    bool reader_stopping_ = false;
+    std::thread reader_;
 
     std::mutex close_mutex_; ///< serializes joins of writer_
     std::thread writer_;

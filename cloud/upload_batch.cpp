@@ -6,7 +6,6 @@
 #include "cloud/uploader_impl.hpp"
 #include "protocol/message.hpp"
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
@@ -18,31 +17,6 @@ namespace net = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-/// Runs an outbox write and resumes the awaiting coroutine on its own executor (the strand):
-/// the store calls back on its writer thread. The io_context counts the pending write as
-/// work, so run() does not return under it.
-template <class Result, class Token>
-auto async_outbox(std::function<void(std::function<void(Result)>)> start, Token&& token) {
-    return net::async_initiate<Token, void(Result)>(
-        [start = std::move(start)](auto handler) mutable {
-            auto ex = net::prefer(net::get_associated_executor(handler),
-                                  net::execution::outstanding_work.tracked);
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            std::function<void(Result)> complete = [h, ex](Result r) {
-                net::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-            };
-            try {
-                start(complete);
-            } catch (const std::exception& e) {
-                Result r;
-                r.ok = false;
-                r.error = e.what();
-                complete(std::move(r));
-            }
-        },
-        token);
-}
 
 std::string seq_or_dash(const batch& b, bool first) {
     if (b.empty())
@@ -271,14 +245,9 @@ uploader::impl::apply(std::vector<outbox::cloud_result> results) {
         if (r.k == outbox::cloud_result::rejected)
             log::warn("cloud.message.rejected", {{"id", r.id}, {"reason", r.error}});
     // Build the operation first and await a named object: GCC 12 mishandles class temporaries
-    // (here a lambda owning the results) that live across a co_await suspension, destroying
-    // a stale copy after the resume. Keep temporaries out of co_await expressions.
-    std::function<void(std::function<void(outbox::cloud_outcome)>)> start =
-        [this,
-         results = std::move(results)](std::function<void(outbox::cloud_outcome)> done) mutable {
-            store_.cloud_acked(std::move(results), std::move(done));
-        };
-    auto op = async_outbox<outbox::cloud_outcome>(std::move(start), net::use_awaitable);
+    // that live across a co_await suspension. The write commits on the writer thread; the
+    // coroutine resumes on the strand.
+    auto op = db_.cloud_acked(std::move(results), net::use_awaitable);
     auto out = co_await std::move(op);
     if (out.ok) {
         changed_ += out.acked + out.failed;
@@ -362,14 +331,11 @@ void uploader::impl::note_attempt(const batch& b) {
     std::vector<std::string> ids;
     for (const auto& p : b)
         ids.push_back(p.id);
-    try {
-        store_.note_attempt(std::move(ids), [](outbox::count_outcome o) {
-            if (!o.ok)
-                log::warn("cloud.note_attempt.failed", {{"error", o.error}});
-        });
-    } catch (const std::exception& e) {
-        log::warn("cloud.note_attempt.failed", {{"error", e.what()}});
-    }
+    // The completion runs on the strand (the adapter's executor); nothing waits for it.
+    db_.note_attempt(std::move(ids), [](outbox::count_outcome o) {
+        if (!o.ok)
+            log::warn("cloud.note_attempt.failed", {{"error", o.error}});
+    });
 }
 
 } // namespace lanesync::cloud

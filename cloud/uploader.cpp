@@ -48,7 +48,7 @@ std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
 
 uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg,
                      limits lim)
-    : store_(store), cfg_(cfg), lim_(lim), strand_(net::make_strand(ioc)), wake_(strand_) {
+    : cfg_(cfg), lim_(lim), strand_(net::make_strand(ioc)), wake_(strand_), db_(strand_, store) {
     if (!cfg_.supabase_service_key.empty())
         log::add_secret(cfg_.supabase_service_key);
     enabled_ = cfg_.cloud_enabled();
@@ -217,9 +217,16 @@ net::awaitable<void> uploader::impl::step() {
         stopping_ = true;
         co_return;
     }
-    // Read on the strand: a short indexed read (at most CLOUD_BATCH_SIZE rows) on the store's
-    // read connection.
-    auto recs = store_.next_for_cloud(cfg_.cloud_batch_size, include_pending_);
+    // Read on the outbox reader thread, resume on the strand. A read failure is rethrown here
+    // (read() completes with its exception_ptr) and shown by run().
+    auto reading = db_.read([limit = cfg_.cloud_batch_size, pending = include_pending_](
+                                outbox::store& s) { return s.next_for_cloud(limit, pending); },
+                            net::use_awaitable);
+    auto recs = co_await std::move(reading);
+    if (detached_) { // the uploader was destroyed during the read
+        stopping_ = true;
+        co_return;
+    }
     next_poll_ = now + cfg_.cloud_interval; // every read counts as a poll
     if (recs.empty())
         co_return;

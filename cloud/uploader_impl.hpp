@@ -7,12 +7,15 @@
 ///   and carry out what `decide()` (policy.hpp) says; the outbox writes and the bookkeeping.
 ///
 /// Everything runs on `strand_`; only `status_` is read from other threads (under its mutex).
+/// The outbox is reached only through `db_` (outbox/async.hpp), whose completions run on
+/// `strand_`.
 
 #include "base/metrics.hpp"
 #include "cloud/http_client.hpp"
 #include "cloud/policy.hpp"
 #include "cloud/uploader.hpp"
 #include "cloud/wire.hpp"
+#include "outbox/async.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -78,7 +81,6 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     }
 
     // Fixed after construction.
-    outbox::store& store_;
     conf::config cfg_;
     limits lim_;
     bool enabled_ = false;
@@ -88,6 +90,9 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::unique_ptr<boost::asio::ssl::context> tls_;
     std::unique_ptr<http_client> client_;
     boost::asio::steady_timer wake_;
+    /// Every outbox call goes through it: reads on the outbox reader thread, writes on its
+    /// writer thread, completions back on strand_ (no SQLite call on the io thread).
+    outbox::async_store db_;
 
     // Strand state.
     bool started_ = false;

@@ -202,27 +202,31 @@ net::awaitable<std::optional<http_result>> http_client::connect(clock_type::time
 
     // TLS handshake with certificate and hostname verification.
     if (conn_->tls) {
-        lowest.expires_at(deadline);
-        auto [hec] =
-            co_await conn_->tls->async_handshake(ssl::stream_base::client, as_tuple_awaitable);
-        if (hec || cancelled_) {
-            auto r = failure(hec ? hec : net::error::operation_aborted, "TLS handshake with");
-            if (r.fail == http_result::failure::network) {
-                r.fail = http_result::failure::tls;
-                long verify = SSL_get_verify_result(conn_->tls->native_handle());
-                if (verify != X509_V_OK)
-                    r.error = "TLS certificate verification failed for " + ep_.host + ": " +
-                              X509_verify_cert_error_string(verify);
-                else
-                    r.error = "TLS handshake with " + ep_.origin() + " failed: " + hec.message();
-            }
-            drop();
-            co_return r;
-        }
+        if (auto failed = co_await handshake(deadline))
+            co_return failed;
     }
     conn_->established = true;
     ++connections_;
     co_return std::nullopt;
+}
+
+net::awaitable<std::optional<http_result>> http_client::handshake(clock_type::time_point deadline) {
+    conn_->lowest().expires_at(deadline);
+    auto [hec] = co_await conn_->tls->async_handshake(ssl::stream_base::client, as_tuple_awaitable);
+    if (!hec && !cancelled_)
+        co_return std::nullopt;
+    auto r = failure(hec ? hec : net::error::operation_aborted, "TLS handshake with");
+    if (r.fail == http_result::failure::network) {
+        r.fail = http_result::failure::tls;
+        long verify = SSL_get_verify_result(conn_->tls->native_handle());
+        if (verify != X509_V_OK)
+            r.error = "TLS certificate verification failed for " + ep_.host + ": " +
+                      X509_verify_cert_error_string(verify);
+        else
+            r.error = "TLS handshake with " + ep_.origin() + " failed: " + hec.message();
+    }
+    drop();
+    co_return r;
 }
 
 template <class Stream>

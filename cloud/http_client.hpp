@@ -68,6 +68,8 @@ private:
 
     boost::asio::awaitable<std::optional<http_result>>
     connect(std::chrono::steady_clock::time_point deadline);
+    boost::asio::awaitable<std::optional<http_result>>
+    handshake(std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<exchange_result>
     exchange(const outgoing& req, std::chrono::steady_clock::time_point deadline);
     http_result failure(const boost::system::error_code& ec, const char* phase) const;

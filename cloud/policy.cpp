@@ -31,6 +31,12 @@ bool is_transient(int s) {
     return false;
 }
 
+namespace {
+
+using kind = decision::kind;
+
+/// The status line for an HTTP status the uploader retries: built from the code and the
+/// function's name alone, never from response or request text.
 std::string status_error(int status, const std::string& function) {
     auto code = std::to_string(status);
     switch (status) {
@@ -54,15 +60,6 @@ std::string status_error(int status, const std::string& function) {
         return "cloud server error (HTTP " + code + ")";
     return "unexpected answer (HTTP " + code + ")";
 }
-
-bool decision::backs_off() const {
-    return k == kind::retry || k == kind::retry_slowly || k == kind::auth_error ||
-           k == kind::ack_and_retry;
-}
-
-namespace {
-
-using kind = decision::kind;
 
 /// A 2xx: apply every well-formed result for an id of this batch, whatever else the answer
 /// holds; ids without a usable result stay where they are and are retried.

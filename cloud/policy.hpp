@@ -18,10 +18,6 @@ namespace lanesync::cloud {
 /// the request never got an answer (connect, TLS, timeout, truncated).
 bool is_transient(int http_status);
 
-/// The status line for an HTTP status the uploader retries: built from the code and the
-/// function's name alone, never from response or request text.
-std::string status_error(int http_status, const std::string& function);
-
 /// What was sent: the batch's message ids in order and the request body's size.
 struct sent_batch {
     std::vector<std::string> ids;
@@ -54,10 +50,7 @@ struct decision {
     std::optional<std::size_t> byte_cap; ///< split after 413: later batches at most this large
 
     std::string reason; ///< fail: the message's failure reason (before log::redact)
-    std::string error;  ///< retry kinds and ack_and_retry: the status line
-
-    /// Backs off (a failure): retry, retry_slowly, auth_error, ack_and_retry.
-    bool backs_off() const;
+    std::string error;  ///< retry kinds and ack_and_retry: the status line (never response text)
 };
 
 /// The rules for one request's result (docs/uploader.md, "Reading the answer").

@@ -47,7 +47,6 @@ TEST_CASE("decide: a 2xx answering every message acks them all, rejected ones in
     CHECK(d.k == kind::ack);
     CHECK(d.outcome == "ok");
     CHECK(d.http_status == 200);
-    CHECK_FALSE(d.backs_off());
     REQUIRE(d.results.size() == 3);
     CHECK(d.results[0].k == outbox::cloud_result::stored);
     CHECK(d.results[1].id == "b"); // ids compare case-insensitively; ours are kept
@@ -64,7 +63,6 @@ TEST_CASE("decide: a partial 2xx acks what is usable and retries the rest with b
                     sent({"a", "b", "c"}));
     CHECK(d.k == kind::ack_and_retry);
     CHECK(d.outcome == "bad_response");
-    CHECK(d.backs_off());
     REQUIRE(d.results.size() == 1);
     CHECK(d.results[0].id == "a");
     CHECK(d.retry == std::vector<std::string>{"b", "c"});
@@ -97,7 +95,6 @@ TEST_CASE("decide: 413 splits in halves and lowers the byte cap to half the refu
     auto d = decide(answer(413, "Payload Too Large"), sent({"a", "b", "c", "d", "e"}, 9001));
     CHECK(d.k == kind::split);
     CHECK(d.outcome == "too_large");
-    CHECK_FALSE(d.backs_off());
     CHECK(d.split_at == 2);
     REQUIRE(d.byte_cap);
     CHECK(*d.byte_cap == 4500);
@@ -109,7 +106,6 @@ TEST_CASE("decide: 413 for a single message fails it as too large") {
     CHECK(d.k == kind::fail);
     CHECK(d.outcome == "too_large");
     CHECK(d.reason == "too large for the cloud");
-    CHECK_FALSE(d.backs_off());
 }
 
 TEST_CASE("decide: 400, 409, 422 and other 4xx are bisected without lowering the cap") {
@@ -137,7 +133,6 @@ TEST_CASE("decide: 401 and 403 are an auth error, retried; messages never fail f
         auto d = decide(answer(st, R"({"error":"bad key"})"), sent({"a", "b"}));
         CHECK(d.k == kind::auth_error);
         CHECK(d.outcome == "http_error");
-        CHECK(d.backs_off());
         CHECK(d.results.empty());
         CHECK(d.error == "cloud rejected the service key (HTTP " + std::to_string(st) + ")");
     }
@@ -147,7 +142,6 @@ TEST_CASE("decide: 404 is retried slowly and names the function") {
     auto d = decide(answer(404), sent({"a"}));
     CHECK(d.k == kind::retry_slowly);
     CHECK(d.outcome == "http_error");
-    CHECK(d.backs_off());
     CHECK(d.error == "edge function sync-pos-message not found (HTTP 404): is it deployed?");
 }
 
@@ -190,7 +184,6 @@ TEST_CASE("decide: no answer is retried with the transport's words and label") {
 TEST_CASE("decide: a cancelled request records nothing") {
     auto d = decide(no_answer(http_result::failure::cancelled, "cancelled"), sent({"a"}));
     CHECK(d.k == kind::cancelled);
-    CHECK_FALSE(d.backs_off());
     CHECK(d.results.empty());
     CHECK(d.error.empty());
 }

@@ -284,7 +284,7 @@ http_client::exchange(const outgoing& req, clock_type::time_point deadline) {
 }
 
 net::awaitable<http_result> http_client::post(std::string body) {
-    auto op = request(std::string_view("POST"), ep_.target, std::move(body));
+    auto op = send("POST", ep_.target, std::move(body)); // a named awaitable (GCC 12)
     co_return co_await std::move(op);
 }
 
@@ -292,11 +292,11 @@ void http_client::set_user_agent(std::string user_agent) {
     user_agent_ = std::move(user_agent);
 }
 
-net::awaitable<http_result> http_client::request(std::string_view method, std::string target,
-                                                 std::string body) {
+net::awaitable<http_result> http_client::send(std::string method, std::string target,
+                                              std::string body) {
     const auto verb = http::string_to_verb(method);
     if (verb == http::verb::unknown)
-        throw std::invalid_argument("http_client: unknown HTTP method " + std::string(method));
+        throw std::invalid_argument("http_client: unknown HTTP method " + method);
     if (cancelled_)
         co_return failure(net::error::operation_aborted, "");
 

@@ -1,12 +1,14 @@
 #pragma once
 /// One keep-alive HTTP/1.1 connection to one origin, plain or TLS: the uploader's connection
 /// to the edge function (post()), and any other client that needs one request-at-a-time
-/// (request()). It pulls in Asio headers: include it from .cpp files only.
+/// (send(), e.g. the CLI against the local API). It pulls in Asio headers: include it from .cpp
+/// files only.
 ///
-/// Not thread-safe: every call, cancel() included, runs on the uploader's strand, and one
-/// post() is in flight at a time. The connection is opened on first use and kept while the
-/// server keeps it alive; a request on a kept-alive connection that the server had already
-/// closed is sent once more on a fresh connection (that is not a failure).
+/// Not thread-safe: every call, cancel() included, runs on one executor (the uploader's
+/// strand; the CLI's own io_context), and one post()/send() is in flight at a time. The connection
+/// is opened on first use and kept while the server keeps it alive; a request on a kept-alive
+/// connection that the server had already closed is sent once more on a fresh connection (that is
+/// not a failure).
 
 #include "cloud/http_result.hpp"
 #include "cloud/wire.hpp"
@@ -21,7 +23,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 
 namespace boost::asio::ssl {
 class context;
@@ -42,14 +43,15 @@ public:
     /// POSTs `body` (JSON) to the endpoint. Never throws for network conditions.
     boost::asio::awaitable<http_result> post(std::string body);
 
-    /// Any method and target on the endpoint's origin (e.g. GET /v1/status on the local API),
-    /// with post()'s connection handling, deadline, limits and failure texts. `body` is sent
-    /// as JSON when not empty. With an empty `key` no Authorization/apikey header is sent.
-    /// A request on a kept-alive connection the server had closed is sent once more, so use
-    /// one client per non-idempotent request when that matters. Throws std::invalid_argument
-    /// for an unknown method; never for network conditions.
-    boost::asio::awaitable<http_result> request(std::string_view method, std::string target,
-                                                std::string body = {});
+    /// One `method` ("GET", "POST", ...) request to `target` on the endpoint's origin (e.g. the
+    /// CLI's GET /v1/status on the local API), with post()'s connection handling, deadline,
+    /// limits and failure texts. `body` is sent as JSON when not empty (no Content-Type when
+    /// empty). With an empty `key` no Authorization/apikey header is sent. A request on a
+    /// kept-alive connection the server had closed is sent once more, so use one client per
+    /// non-idempotent request when that matters. Throws std::invalid_argument for an unknown
+    /// method; never for network conditions.
+    boost::asio::awaitable<http_result> send(std::string method, std::string target,
+                                             std::string body = {});
 
     /// The User-Agent header (default "lanesync/0.1.0"). Call before the first request.
     void set_user_agent(std::string user_agent);

@@ -1,5 +1,5 @@
 // cloud/http_client on its own, against the fake cloud: the uploader's post() and the general
-// request() that other clients (the CLI's calls to the local API) use.
+// send() that other clients (the CLI's calls to the local API) use.
 
 #include "cloud/http_client.hpp"
 
@@ -31,16 +31,25 @@ cloud::http_result run_one(net::io_context& ioc, net::awaitable<cloud::http_resu
     return *out;
 }
 
+/// http://127.0.0.1:port with the uploader's target, built by hand (as the CLI does).
+cloud::wire::endpoint local_endpoint(std::uint16_t port) {
+    cloud::wire::endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.host_is_ip = true;
+    ep.port = port;
+    ep.host_header = "127.0.0.1:" + std::to_string(port);
+    ep.target = "/functions/v1/sync-pos-message";
+    return ep;
+}
+
 struct client_rig {
     net::io_context ioc;
     fake_cloud server;
     std::unique_ptr<cloud::http_client> client;
 
     client_rig(fake_cloud::script s, const std::string& key) : server(ioc, std::move(s)) {
-        std::string why;
-        auto ep = cloud::wire::parse_endpoint(server.url(), "sync-pos-message", why);
-        REQUIRE(ep);
-        client = std::make_unique<cloud::http_client>(ioc.get_executor(), *ep, nullptr, key,
+        client = std::make_unique<cloud::http_client>(ioc.get_executor(),
+                                                      local_endpoint(server.port()), nullptr, key,
                                                       std::chrono::milliseconds(3000), 1u << 20);
     }
 };
@@ -54,10 +63,10 @@ reply text_reply(int status, std::string body) {
 
 } // namespace
 
-TEST_CASE("http_client::request: any method and target; no key means no auth headers") {
+TEST_CASE("http_client::send: any method and target; no key means no auth headers") {
     client_rig r([](const seen_request&) { return text_reply(200, R"({"ok":true})"); }, "");
     r.client->set_user_agent("lanesync-cli/test");
-    auto res = run_one(r.ioc, r.client->request("GET", "/v1/status"));
+    auto res = run_one(r.ioc, r.client->send("GET", "/v1/status"));
     CHECK(res.fail == cloud::http_result::failure::none);
     CHECK(res.status == 200);
     CHECK(res.body == R"({"ok":true})");
@@ -72,10 +81,10 @@ TEST_CASE("http_client::request: any method and target; no key means no auth hea
     CHECK(q.body.empty());
 }
 
-TEST_CASE("http_client::request: a body goes as JSON; the key in both headers; any status") {
+TEST_CASE("http_client::send: a body goes as JSON; the key in both headers; any status") {
     client_rig r([](const seen_request&) { return text_reply(409, R"({"error":"paused"})"); },
                  "sk_local_1");
-    auto res = run_one(r.ioc, r.client->request("POST", "/v1/cloud/pause", R"({"x":1})"));
+    auto res = run_one(r.ioc, r.client->send("POST", "/v1/cloud/pause", R"({"x":1})"));
     CHECK(res.fail == cloud::http_result::failure::none);
     CHECK(res.status == 409);
     REQUIRE(r.server.requests().size() == 1);
@@ -92,7 +101,7 @@ TEST_CASE("http_client::request: a body goes as JSON; the key in both headers; a
 TEST_CASE("http_client::post: the endpoint's target; one kept-alive connection for both calls") {
     client_rig r([](const seen_request& q) { return ack_all(q); }, "sk_local_2");
     auto a = run_one(r.ioc, r.client->post(R"({"messages":[]})"));
-    auto b = run_one(r.ioc, r.client->request("GET", "/other"));
+    auto b = run_one(r.ioc, r.client->send("GET", "/other"));
     CHECK(a.status == 200);
     CHECK(b.status == 200);
     REQUIRE(r.server.requests().size() == 2);
@@ -102,29 +111,25 @@ TEST_CASE("http_client::post: the endpoint's target; one kept-alive connection f
     CHECK(r.client->connections_opened() == 1);
 }
 
-TEST_CASE("http_client::request: connection refused is a network failure, not an exception") {
+TEST_CASE("http_client::send: connection refused is a network failure, not an exception") {
     net::io_context ioc;
     std::uint16_t dead_port = 0;
     {
         fake_cloud gone(ioc, [](const seen_request& q) { return ack_all(q); });
         dead_port = gone.port();
     }
-    std::string why;
-    auto ep = cloud::wire::parse_endpoint("http://127.0.0.1:" + std::to_string(dead_port),
-                                          "sync-pos-message", why);
-    REQUIRE(ep);
-    cloud::http_client c(ioc.get_executor(), *ep, nullptr, "", std::chrono::milliseconds(3000),
-                         1u << 20);
-    auto res = run_one(ioc, c.request("GET", "/v1/status"));
+    cloud::http_client c(ioc.get_executor(), local_endpoint(dead_port), nullptr, "",
+                         std::chrono::milliseconds(3000), 1u << 20);
+    auto res = run_one(ioc, c.send("GET", "/v1/status"));
     CHECK(res.fail == cloud::http_result::failure::network);
     CHECK(res.error.find("connecting to http://127.0.0.1:" + std::to_string(dead_port)) == 0);
 }
 
-TEST_CASE("http_client::request: an unknown method is a programming error") {
+TEST_CASE("http_client::send: an unknown method is a programming error") {
     client_rig r([](const seen_request& q) { return ack_all(q); }, "");
     std::optional<cloud::http_result> out;
     bool threw = false;
-    net::co_spawn(r.ioc, keep_result(r.client->request("NOT A VERB", "/"), &out),
+    net::co_spawn(r.ioc, keep_result(r.client->send("NOT A VERB", "/"), &out),
                   [&](std::exception_ptr e) {
                       try {
                           if (e)

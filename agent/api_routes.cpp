@@ -1,7 +1,6 @@
 #include "agent/api_routes.hpp"
 
 #include "agent/dashboard.hpp"
-#include "agent/status.hpp"
 #include "agent/views.hpp"
 #include "base/metrics.hpp"
 #include "base/tuning.hpp"
@@ -71,15 +70,6 @@ std::string echo(std::string_view s) {
     if (s.size() <= 64)
         return std::string(s);
     return std::string(s.substr(0, 64)) + "...";
-}
-
-/// Storage reads throw outbox::error (or a SQLite error derived from std::exception).
-template <class F> response guarded_read(F&& f) {
-    try {
-        return f();
-    } catch (const std::exception& e) {
-        return error_response(503, std::string("storage failure: ") + e.what());
-    }
 }
 
 } // namespace
@@ -209,20 +199,32 @@ response publish_answer(const outbox::publish_outcome& o) {
                                    (o.error.empty() ? std::string("unknown") : o.error));
 }
 
-response get_message(outbox::store& store, std::string_view id) {
+response storage_failure(std::exception_ptr e) {
+    std::string why = "unknown";
+    try {
+        if (e)
+            std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        why = ex.what();
+    } catch (...) {
+    }
+    return error_response(503, "storage failure: " + why);
+}
+
+std::variant<std::string, response> check_message_id(std::string_view id) {
     if (!protocol::valid_uuid(id))
         return error_response(400,
                               "id must be a UUID (8-4-4-4-12 hex digits), got '" + echo(id) + "'");
-    auto norm = protocol::normalize_uuid(id);
-    return guarded_read([&] {
-        auto rec = store.get(norm);
-        if (!rec)
-            return error_response(404, "no message with this id", {{"id", norm}});
-        return json_response(200, record_json(*rec));
-    });
+    return protocol::normalize_uuid(id);
 }
 
-response list_messages(outbox::store& store, const target& t) {
+response message_answer(const std::string& id, const std::optional<outbox::record>& rec) {
+    if (!rec)
+        return error_response(404, "no message with this id", {{"id", id}});
+    return json_response(200, record_json(*rec));
+}
+
+std::variant<list_query, response> check_list(const target& t) {
     std::optional<outbox::state> st;
     std::size_t limit = tuning::api_list_default_limit;
     bool seen_state = false, seen_limit = false;
@@ -253,46 +255,37 @@ response list_messages(outbox::store& store, const target& t) {
     if (!st)
         return error_response(
             400, "missing query parameter: state (pending, peer_ack, cloud_ack or failed)");
-    return guarded_read([&] {
-        auto c = store.get_counts();
-        std::uint64_t count = 0;
-        switch (*st) {
-        case outbox::state::pending:
-            count = c.pending;
-            break;
-        case outbox::state::peer_ack:
-            count = c.peer_ack;
-            break;
-        case outbox::state::cloud_ack:
-            count = c.cloud_ack;
-            break;
-        case outbox::state::failed:
-            count = c.failed;
-            break;
-        }
-        json msgs = json::array();
-        if (limit > 0)
-            for (const auto& rec : store.list(*st, limit))
-                msgs.push_back(record_json(rec));
-        return json_response(200, {{"state", outbox::to_string(*st)},
-                                   {"count", count},
-                                   {"limit", limit},
-                                   {"messages", std::move(msgs)}});
-    });
+    return list_query{*st, limit};
 }
 
-response status(const api_deps& deps) {
-    return guarded_read([&] {
-        std::optional<std::vector<lanes::peer_status>> peers;
-        std::optional<cloud::status> cs;
-        if (deps.gossip)
-            peers = deps.gossip->status();
-        if (deps.uploader)
-            cs = deps.uploader->get_status();
-        // Without a gossip component (API-only tests) the peers list comes from the marks.
-        return json_response(200, status_json(*deps.cfg, *deps.store, peers ? &*peers : nullptr,
-                                              cs ? &*cs : nullptr, true));
-    });
+response list_answer(const list_query& q, const outbox::counts& c,
+                     const std::vector<outbox::record>& records) {
+    std::uint64_t count = 0;
+    switch (q.st) {
+    case outbox::state::pending:
+        count = c.pending;
+        break;
+    case outbox::state::peer_ack:
+        count = c.peer_ack;
+        break;
+    case outbox::state::cloud_ack:
+        count = c.cloud_ack;
+        break;
+    case outbox::state::failed:
+        count = c.failed;
+        break;
+    }
+    json msgs = json::array();
+    for (const auto& rec : records)
+        msgs.push_back(record_json(rec));
+    return json_response(200, {{"state", outbox::to_string(q.st)},
+                               {"count", count},
+                               {"limit", q.limit},
+                               {"messages", std::move(msgs)}});
+}
+
+response status_answer(const nlohmann::json& doc) {
+    return json_response(200, doc);
 }
 
 response metrics_text() {
@@ -302,16 +295,11 @@ response metrics_text() {
     return r;
 }
 
-response healthz(outbox::store& store) {
-    bool ok = false;
-    try {
-        ok = store.writable();
-    } catch (const std::exception&) {
-        ok = false;
-    }
-    if (ok)
+response healthz(const outbox::health& h) {
+    if (h.writable)
         return json_response(200, {{"ok", true}});
-    return json_response(503, {{"ok", false}, {"error", "outbox is not writable"}});
+    return json_response(503,
+                         {{"ok", false}, {"error", "outbox is not writable"}, {"reason", h.error}});
 }
 
 response root_page() {
@@ -366,22 +354,9 @@ void add_cors(response& r, route rt, std::optional<std::string_view> origin) {
         r.headers.emplace_back("Access-Control-Allow-Origin", std::string(*origin));
 }
 
-response cloud_control(const api_deps& deps, route r) {
-    if (!deps.uploader || !deps.cfg->cloud_enabled())
+response cloud_control(bool cloud_configured) {
+    if (!cloud_configured)
         return error_response(409, "cloud is not configured");
-    switch (r) {
-    case route::sync:
-        deps.uploader->sync_now();
-        break;
-    case route::cloud_pause:
-        deps.uploader->pause();
-        break;
-    case route::cloud_resume:
-        deps.uploader->resume();
-        break;
-    default:
-        return error_response(404, "no such route");
-    }
     return json_response(202, {{"ok", true}});
 }
 

@@ -1,15 +1,17 @@
 #pragma once
-/// The local API's request handling without sockets (STYLE habit 13): routing, query parsing,
-/// validation and the JSON answers. api_server.cpp only moves bytes and calls these; tests
-/// call them directly too. See docs/api.md for the contract.
+/// The local API's request handling without sockets or storage (STYLE habit 13): routing,
+/// query parsing, validation and the JSON answers, all pure functions of their arguments.
+/// api_server.cpp moves bytes, runs the reads through outbox::async_store (on the outbox's
+/// reader thread) and calls these with what it read; tests call them directly too.
+/// See docs/api.md for the contract.
 
-#include "agent/api_server.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/publish.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,21 +80,35 @@ check_publish(std::optional<std::string_view> content_type, std::string_view bod
 /// 503 storage failure.
 response publish_answer(const outbox::publish_outcome& o);
 
-/// GET /v1/messages/{id}: 400 when not a UUID, 404 when unknown. Storage errors -> 503.
-response get_message(outbox::store& store, std::string_view id);
+/// A read of the outbox threw: 503 {"error": "storage failure: <what>"}.
+response storage_failure(std::exception_ptr e);
 
-/// GET /v1/messages?state=S&limit=N: 400 on a missing/unknown state, a bad limit or an
-/// unknown parameter. Storage errors -> 503.
-response list_messages(outbox::store& store, const target& t);
+/// GET /v1/messages/{id}, before the read: the normalized id, or 400 when not a UUID.
+std::variant<std::string, response> check_message_id(std::string_view id);
+/// ... after the read of `id`: 200 with the record, 404 when unknown.
+response message_answer(const std::string& id, const std::optional<outbox::record>& rec);
 
-/// GET /v1/status from what a running agent has (gossip/uploader may be null).
-response status(const api_deps& deps);
+/// GET /v1/messages?state=S&limit=N, before the read: 400 on a missing/unknown state, a bad
+/// limit or an unknown parameter.
+struct list_query {
+    outbox::state st = outbox::state::pending;
+    std::size_t limit = 0;
+};
+std::variant<list_query, response> check_list(const target& t);
+/// ... after the reads: 200 {"state", "count" (from `c`), "limit", "messages"}.
+response list_answer(const list_query& q, const outbox::counts& c,
+                     const std::vector<outbox::record>& records);
 
-/// GET /metrics: Prometheus text format 0.0.4.
+/// GET /v1/status: 200 with the status document (agent/status.hpp builds it).
+response status_answer(const nlohmann::json& doc);
+
+/// GET /metrics: Prometheus text format 0.0.4. Runs the registry's collectors, which read the
+/// outbox: call it on the outbox reader thread (async_store::read), not on an io thread.
 response metrics_text();
 
-/// GET /healthz: 200 {"ok":true} when the outbox is writable, else 503.
-response healthz(outbox::store& store);
+/// GET /healthz from the outbox's health snapshot: 200 {"ok":true} when writable, else
+/// 503 {"ok":false,"error":"outbox is not writable","reason":<why>}.
+response healthz(const outbox::health& h);
 
 /// GET /: the live dashboard (agent/dashboard.html) with its Content-Security-Policy.
 response root_page();
@@ -113,9 +129,9 @@ bool is_loopback_origin(std::string_view origin);
 /// a page from elsewhere can neither read these nor anything else (messages, control routes).
 void add_cors(response& r, route rt, std::optional<std::string_view> origin);
 
-/// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume: 202 {"ok":true}, or 409 when the cloud
-/// is not configured (no uploader, or SUPABASE_URL empty).
-response cloud_control(const api_deps& deps, route r);
+/// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume: 202 {"ok":true} when the cloud is
+/// configured (an uploader and SUPABASE_URL; the caller then performs the action), else 409.
+response cloud_control(bool cloud_configured);
 
 /// application/json or any */*+json type, parameters (charset) ignored, case-insensitive.
 bool is_json_media_type(std::string_view content_type);

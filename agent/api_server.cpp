@@ -2,10 +2,14 @@
 
 #include "agent/api_routes.hpp"
 #include "agent/api_test_hooks.hpp"
+#include "agent/status.hpp"
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/tuning.hpp"
+#include "outbox/async.hpp"
+#include "protocol/message.hpp"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -114,9 +118,15 @@ public:
           max_message_bytes_(deps.cfg->max_message_bytes),
           // A little room for the envelope around `data`; check_publish() then enforces
           // MAX_MESSAGE_BYTES on the body exactly.
-          body_limit_(deps.cfg->max_message_bytes + 4096) {}
+          body_limit_(deps.cfg->max_message_bytes + 4096) {
+        if (!deps_.outbox_async) {
+            own_async_.emplace(ioc.get_executor(), *deps_.store);
+            deps_.outbox_async = &*own_async_;
+        }
+    }
 
     const api_deps& deps() const { return deps_; }
+    outbox::async_store& outbox() const { return *deps_.outbox_async; }
     std::chrono::milliseconds timeout() const { return timeout_; }
     std::size_t max_message_bytes() const { return max_message_bytes_; }
     std::size_t body_limit() const { return body_limit_; }
@@ -178,7 +188,8 @@ private:
     }
 
     net::io_context& ioc_;
-    const api_deps deps_;
+    std::optional<outbox::async_store> own_async_; ///< when deps.outbox_async was null
+    api_deps deps_;
     const std::chrono::milliseconds timeout_;
     const std::size_t max_message_bytes_;
     const std::size_t body_limit_;
@@ -329,27 +340,26 @@ private:
             origin = it->value();
         if (auto why = api::foreign_request(host, origin); !why.empty())
             return send(api::error_response(403, why));
-        const auto& deps = state_->deps();
         auto m = api::route_request(req.method_string(), t->path);
         switch (m.r) {
         case api::route::publish:
             return start_publish();
         case api::route::list_messages:
-            return send(api::list_messages(*deps.store, *t));
+            return start_list(*t);
         case api::route::get_message:
-            return send(api::get_message(*deps.store, m.id));
+            return start_get(m.id);
         case api::route::status:
-            return send(with_cors(api::status(deps), m.r));
+            return start_status();
         case api::route::metrics:
-            return send(with_cors(api::metrics_text(), m.r));
+            return start_metrics();
         case api::route::healthz:
-            return send(with_cors(api::healthz(*deps.store), m.r));
+            return start_healthz();
         case api::route::root:
             return send(api::root_page());
         case api::route::sync:
         case api::route::cloud_pause:
         case api::route::cloud_resume:
-            return send(api::cloud_control(deps, m.r));
+            return cloud_control(m.r);
         case api::route::wrong_method: {
             auto r = api::error_response(405, "method " + method_ +
                                                   " is not allowed here; allowed: " + m.allow);
@@ -360,6 +370,116 @@ private:
             break;
         }
         send(api::error_response(404, "no such route: " + method_ + " " + path_));
+    }
+
+    // ---- routes that read the outbox: the read runs on the outbox reader thread, the answer
+    // is sent from its completion, on this session's strand (outbox::async_store).
+
+    /// Runs `read(store&)` on the reader thread, then sends `answer(result)` from here (503
+    /// when the read threw), with the CORS headers of route `rt`.
+    template <class Read, class Answer> void read_then(api::route rt, Read read, Answer answer) {
+        state_->outbox().read(
+            std::move(read),
+            net::bind_executor(
+                stream_.get_executor(), [self = shared_from_this(), rt, answer = std::move(answer)](
+                                            std::exception_ptr e, auto result) {
+                    self->guarded([&] {
+                        auto r = e ? api::storage_failure(e) : answer(std::move(result));
+                        self->send(self->with_cors(std::move(r), rt));
+                    });
+                }));
+    }
+
+    /// A completion must cost one request, not the agent (as on_read() does for handle()).
+    template <class F> void guarded(F&& f) {
+        try {
+            f();
+        } catch (const std::exception& e) {
+            log::error("api.handler_failed", {{"path", path_}, {"error", e.what()}});
+            send(api::error_response(500, "internal error"), true);
+        }
+    }
+
+    // GET /v1/messages/{id}
+    void start_get(const std::string& raw_id) {
+        auto checked = api::check_message_id(raw_id);
+        if (auto* r = std::get_if<api::response>(&checked))
+            return send(std::move(*r));
+        auto id = std::get<std::string>(std::move(checked));
+        read_then(
+            api::route::get_message, [id](outbox::store& s) { return s.get(id); },
+            [id](std::optional<outbox::record> rec) { return api::message_answer(id, rec); });
+    }
+
+    // GET /v1/messages?state=...&limit=...: the count and the records in one read job.
+    void start_list(const api::target& t) {
+        auto checked = api::check_list(t);
+        if (auto* r = std::get_if<api::response>(&checked))
+            return send(std::move(*r));
+        auto q = std::get<api::list_query>(checked);
+        read_then(
+            api::route::list_messages,
+            [q](outbox::store& s) {
+                auto c = s.get_counts();
+                std::vector<outbox::record> recs;
+                if (q.limit > 0)
+                    recs = s.list(q.st, q.limit);
+                return std::make_pair(std::move(c), std::move(recs));
+            },
+            [q](std::pair<outbox::counts, std::vector<outbox::record>> r) {
+                return api::list_answer(q, r.first, r.second);
+            });
+    }
+
+    // GET /v1/status: gossip's and the uploader's status and the outbox counts, read together
+    // (gossip's status reads the outbox too).
+    void start_status() {
+        const auto& deps = state_->deps();
+        read_then(
+            api::route::status,
+            [cfg = deps.cfg, gossip = deps.gossip, uploader = deps.uploader](outbox::store& s) {
+                return status_json(*cfg, read_status_inputs(s, gossip, uploader), true,
+                                   protocol::now_ms());
+            },
+            [](nlohmann::json doc) { return api::status_answer(doc); });
+    }
+
+    // GET /metrics: the collectors read the outbox, so the rendering runs on the reader thread.
+    void start_metrics() {
+        state_->outbox().read(
+            [](outbox::store&) { return api::metrics_text(); },
+            net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
+                                                           std::exception_ptr e, api::response r) {
+                self->guarded([&] {
+                    if (e)
+                        std::rethrow_exception(e); // a bug: 500, as before
+                    self->send(self->with_cors(std::move(r), api::route::metrics));
+                });
+            }));
+    }
+
+    // GET /healthz: the outbox's health snapshot, which never waits on the write lock.
+    void start_healthz() {
+        state_->outbox().health(net::bind_executor(
+            stream_.get_executor(), [self = shared_from_this()](outbox::health h) {
+                self->guarded(
+                    [&] { self->send(self->with_cors(api::healthz(h), api::route::healthz)); });
+            }));
+    }
+
+    /// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume (the uploader only posts).
+    void cloud_control(api::route r) {
+        const auto& deps = state_->deps();
+        const bool configured = deps.uploader && deps.cfg->cloud_enabled();
+        if (configured) {
+            if (r == api::route::sync)
+                deps.uploader->sync_now();
+            else if (r == api::route::cloud_pause)
+                deps.uploader->pause();
+            else
+                deps.uploader->resume();
+        }
+        send(api::cloud_control(configured));
     }
 
     /// The dashboard of another loopback lane may read this answer (api::add_cors).
@@ -384,12 +504,13 @@ private:
             return send(std::move(*r));
         auto& pr = std::get<protocol::publish_request>(checked);
         topic_ = pr.topic;
-        // The callback runs on the outbox writer thread: hop back to this session's strand.
-        auto ex = stream_.get_executor();
-        state_->deps().store->publish(std::move(pr), [self = shared_from_this(),
-                                                      ex](outbox::publish_outcome o) {
-            net::post(ex, [self, o = std::move(o)]() mutable { self->on_published(std::move(o)); });
-        });
+        // Group-committed on the outbox writer; completes on this session's strand.
+        state_->outbox().publish(
+            std::move(pr),
+            net::bind_executor(stream_.get_executor(),
+                               [self = shared_from_this()](outbox::publish_outcome o) {
+                                   self->guarded([&] { self->on_published(std::move(o)); });
+                               }));
     }
 
     void on_published(outbox::publish_outcome o) {

@@ -14,16 +14,22 @@
 namespace boost::asio {
 class io_context;
 }
+namespace lanesync::outbox {
+class async_store;
+}
 
 namespace lanesync::agent {
 
 /// What the API serves from. Everything outlives the server. gossip and uploader may be null
-/// (unit tests of the API alone).
+/// (unit tests of the API alone). Every outbox access goes through `outbox_async` (reads on the
+/// outbox reader thread, writes on its writer; completions back on the session strand); when
+/// null the server makes its own adapter over `store` on the io_context.
 struct api_deps {
     const conf::config* cfg = nullptr;
     outbox::store* store = nullptr;
     lanes::gossip* gossip = nullptr;
     cloud::uploader* uploader = nullptr;
+    outbox::async_store* outbox_async = nullptr;
 };
 
 class api_server {

@@ -6,6 +6,7 @@
 #include "base/tuning.hpp"
 #include "cloud/uploader.hpp"
 #include "lanes/gossip.hpp"
+#include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/message.hpp"
 
@@ -27,11 +28,16 @@ constexpr auto external_change_poll = std::chrono::milliseconds(250);
 constexpr auto prune_interval = std::chrono::hours(1);
 
 /// Everything a running lane owns, in construction order; destroyed in reverse.
+/// One io thread runs everything here; the outbox is reached through one async_store (reads on
+/// the outbox reader thread, writes on its writer), never by a blocking call on the io thread.
+/// gossip and the uploader still take the blocking store until lanes/ and cloud/ switch to the
+/// adapter (`outbox_`).
 class node {
 public:
     node(const conf::config& cfg, std::unique_ptr<outbox::store> store)
-        : cfg_(cfg), store_(std::move(store)), ioc_(1), gossip_(ioc_, *store_, cfg_),
-          uploader_(ioc_, *store_, cfg_), api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_}),
+        : cfg_(cfg), ioc_(1), store_(std::move(store)), outbox_(ioc_.get_executor(), *store_),
+          gossip_(ioc_, *store_, cfg_), uploader_(ioc_, *store_, cfg_),
+          api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_}),
           signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_) {}
 
     int run() {
@@ -82,6 +88,7 @@ private:
     /// a hard deadline.
     void shutdown(int sig) {
         log::info("agent.stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        stopping_ = true;
         poll_.cancel();
         prune_timer_.cancel();
         hard_stop_.expires_after(tuning::shutdown_grace + std::chrono::seconds(2));
@@ -106,16 +113,24 @@ private:
         });
     }
 
+    // Every external_change_poll: did another process commit? (PRAGMA data_version, read on
+    // the outbox reader thread.) The next poll is armed when the answer is back.
     void schedule_poll() {
         poll_.expires_after(external_change_poll);
         poll_.async_wait([this](boost::system::error_code ec) {
             if (ec)
                 return;
-            if (store_->changed_elsewhere()) {
-                gossip_.notify();
-                uploader_.notify();
-            }
-            schedule_poll();
+            outbox_.read([](outbox::store& s) { return s.changed_elsewhere(); },
+                         [this](std::exception_ptr e, bool changed) {
+                             if (e)
+                                 log::warn("agent.poll_failed", {{"error", "changed_elsewhere"}});
+                             if (changed) {
+                                 gossip_.notify();
+                                 uploader_.notify();
+                             }
+                             if (!stopping_)
+                                 schedule_poll();
+                         });
         });
     }
 
@@ -126,7 +141,7 @@ private:
                 return;
             auto cutoff = protocol::now_ms() -
                           static_cast<std::int64_t>(cfg_.retention_days) * 24 * 3600 * 1000;
-            store_->prune(cutoff, [](outbox::count_outcome o) {
+            outbox_.prune(cutoff, [](outbox::count_outcome o) {
                 if (!o.ok)
                     log::warn("outbox.prune_failed", {{"error", o.error}});
                 else if (o.count)
@@ -136,7 +151,8 @@ private:
         });
     }
 
-    /// Gauges refreshed from the outbox on every /metrics scrape.
+    /// Gauges refreshed from the outbox on every /metrics scrape. The API renders /metrics on
+    /// the outbox reader thread, so the collector's blocking reads are allowed there.
     void register_gauges() {
         auto& reg = metrics::global();
         auto& pending =
@@ -176,8 +192,10 @@ private:
     }
 
     const conf::config& cfg_;
-    std::unique_ptr<outbox::store> store_;
     net::io_context ioc_;
+    /// After ioc_: destroyed first, so reads still queued complete into a live io_context.
+    std::unique_ptr<outbox::store> store_;
+    outbox::async_store outbox_;
     lanes::gossip gossip_;
     cloud::uploader uploader_;
     api_server api_;
@@ -185,6 +203,7 @@ private:
     net::steady_timer poll_;
     net::steady_timer prune_timer_;
     net::steady_timer hard_stop_;
+    bool stopping_ = false; ///< io thread only
 };
 
 } // namespace

@@ -217,7 +217,33 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
 nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
                            const std::vector<lanes::peer_status>* peers, const cloud::status* cloud,
                            bool agent_running, std::int64_t now_ms) {
-    auto c = store.get_counts();
+    status_inputs in;
+    in.counts = store.get_counts();
+    if (peers)
+        in.peers = *peers;
+    else
+        in.marks = store.peer_marks();
+    if (cloud)
+        in.cloud = *cloud;
+    return status_json(cfg, in, agent_running, now_ms);
+}
+
+status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
+                                 const cloud::uploader* uploader) {
+    status_inputs in;
+    if (gossip)
+        in.peers = gossip->status();
+    if (uploader)
+        in.cloud = uploader->get_status();
+    in.counts = store.get_counts();
+    if (!gossip)
+        in.marks = store.peer_marks();
+    return in;
+}
+
+nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, bool agent_running,
+                           std::int64_t now_ms) {
+    const auto& c = in.counts;
     json j;
     j["terminal_id"] = cfg.terminal_id;
     j["store_id"] = cfg.store_id;
@@ -244,14 +270,14 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
     j["peer_urls"] = std::move(urls);
 
     json rows = json::array();
-    if (peers) {
-        for (const auto& p : *peers)
+    if (in.peers) {
+        for (const auto& p : *in.peers)
             rows.push_back(peer_row(p));
     } else {
         // Without a running agent only the persisted marks are known (by terminal id; which
         // configured URL a mark belongs to is learned only at authentication). With no marks
         // yet, the configured URLs are listed.
-        auto marks = store.peer_marks();
+        const auto& marks = in.marks;
         for (const auto& m : marks) {
             lanes::peer_status p;
             p.terminal_id = m.terminal_id;
@@ -269,7 +295,7 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
             }
     }
     j["peers"] = std::move(rows);
-    j["cloud"] = cloud ? cloud_live(cfg, *cloud) : cloud_unknown(cfg);
+    j["cloud"] = in.cloud ? cloud_live(cfg, *in.cloud) : cloud_unknown(cfg);
     return j;
 }
 

@@ -13,10 +13,31 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace lanesync::agent {
+
+/// Everything the status document is built from, read in one go. `peers` and `cloud` are set
+/// for a running agent; `marks` is read only without `peers` (a stopped agent, or the API
+/// without gossip in unit tests).
+struct status_inputs {
+    outbox::counts counts;
+    std::vector<outbox::peer_mark> marks;
+    std::optional<std::vector<lanes::peer_status>> peers;
+    std::optional<cloud::status> cloud;
+};
+
+/// Reads the inputs: the outbox's counts (and peer marks when `gossip` is null), gossip's and
+/// the uploader's status (either may be null). Blocking: the API calls it on the outbox
+/// reader thread (outbox::async_store::read), the CLI directly. Throws what the reads throw.
+status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
+                                 const cloud::uploader* uploader);
+
+/// The status document from its inputs (pure). Ages are computed against `now_ms`.
+nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, bool agent_running,
+                           std::int64_t now_ms);
 
 /// Builds the status document. `peers` and `cloud` come from a running agent; null when the
 /// agent is not running (the CLI reading the outbox directly): peers are then taken from the

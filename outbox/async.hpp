@@ -223,13 +223,12 @@ private:
 
         template <class... Args> void complete(Args... args) {
             auto ex = handler_work.get_executor();
+            // The work guards travel with the handler and are released after it ran.
             boost::asio::post(
-                ex, [h = std::move(handler), args = std::make_tuple(std::move(args)...)]() mutable {
+                ex, [h = std::move(handler), args = std::make_tuple(std::move(args)...),
+                     io = std::move(io_work), hw = std::move(handler_work)]() mutable {
                     std::apply([&](auto&... a) { std::move(h)(std::move(a)...); }, args);
                 });
-            // The posted function keeps the executor busy from here on.
-            handler_work.reset();
-            io_work.reset();
         }
 
         Handler handler;

@@ -5,11 +5,40 @@
 /// Writes go through one writer thread that folds every queued request into one transaction,
 /// so concurrent publishes share one fsync (group commit). A completion is called only after
 /// the COMMIT returned, with synchronous=FULL: once it reports success the data is on disk.
-/// Reads use a separate connection and may be called from any thread.
+/// Reads use a separate connection: synchronously from the caller's thread, or as jobs on the
+/// outbox's reader thread (post_read).
 ///
 /// A second process (the CLI) may open the same file at the same time: writes serialize on
 /// SQLite's write lock (BEGIN IMMEDIATE + busy timeout), seq numbers are assigned inside the
 /// write transaction, so two processes never hand out the same seq.
+///
+/// Who may call what, and where it completes. Asynchronous code (io threads: the API, peer
+/// sessions, the uploader) uses outbox::async_store (outbox/async.hpp), never the blocking
+/// calls below: no SQLite call and no lock wait on an io thread.
+///
+///   call                              may be called from        runs / completes on
+///   --------------------------------  ------------------------  --------------------------------
+///   publish, store_replicas,          any thread                runs on the writer thread; the
+///   peer_acked, cloud_acked,                                    callback on the writer thread
+///   note_attempt, retry, prune,                                 after the COMMIT (at once on the
+///   origin_cloud_through                                        caller's thread when closed or
+///                                                               read-only). Callbacks must not
+///                                                               block: post elsewhere.
+///   set_commit_listener               before traffic starts     listener on the writer thread
+///   close                             any thread but a callback blocks until the writer drained
+///                                     (from one: only marks)
+///   get, get_counts, hwm,             CLI, tests, and jobs on   the caller's thread (blocks on
+///   cloud_through, next_for_peer,     the reader thread         the read connection's mutex)
+///   next_for_cloud, list, peer_marks,
+///   integrity_check, changed_elsewhere
+///   writable                          CLI, tests                caller's thread; waits up to
+///                                                               1 s for the write lock
+///   health                            any thread (io included)  caller's thread, never waits
+///                                                               on the write lock or SQLite
+///   post_read                         any thread                the job on the reader thread
+///   async_store::* (async.hpp)        any thread                handler's associated executor
+///
+/// The publish_sync / retry_sync / prune_sync helpers block until the commit: CLI only.
 
 #include "protocol/frames.hpp"
 #include "protocol/message.hpp"
@@ -159,6 +188,7 @@ public:
     const std::string& terminal_id() const { return terminal_id_; }
 
     // ---- asynchronous writes: group-committed; callbacks run on the writer thread -----------
+    // (io code: outbox::async_store, which posts the completion to the caller's executor)
 
     /// Accepts a new own message: assigns seq and created_at, or answers existing/conflict for
     /// a known id. The callback runs after the commit (durable) or on failure.
@@ -203,7 +233,8 @@ public:
     /// Further writes fail with "outbox closed". Idempotent; the destructor calls it.
     virtual void close() = 0;
 
-    // ---- reads: any thread, serialized on the read connection -------------------------------
+    // ---- reads: blocking, serialized on the read connection. CLI, tests and reader-thread jobs
+    // only (io code: outbox::async_store runs them on the reader thread) ---------------------
 
     virtual std::optional<record> get(std::string_view id) = 0;
     /// Own-message counts, replica counts and ages. Exact (maintained by triggers).

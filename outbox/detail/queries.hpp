@@ -1,6 +1,8 @@
 #pragma once
-/// Private to the outbox: every SQL statement the store prepares, in one place, so the tests
-/// can run EXPLAIN QUERY PLAN on exactly the text the store uses.
+/// Private to the outbox: every SQL statement the store (store_*.cpp, reader.cpp) runs, in one
+/// place, so the tests can run EXPLAIN QUERY PLAN on exactly the text the store uses. Not here:
+/// the schema, its migrations, the connection pragmas and the identity rows (schema.cpp, one
+/// block each), and the transaction control of write_transaction / savepoint (sqlite.cpp).
 ///
 /// Column order of a record (see kRecordColumns) is fixed: read_record() in store_impl.cpp
 /// depends on it.
@@ -33,6 +35,24 @@ inline constexpr std::string_view all_counts = "SELECT origin, state, n FROM cou
 inline constexpr std::string_view all_origins = "SELECT origin, hwm, cloud_through FROM origins";
 inline constexpr std::string_view all_peers =
     "SELECT peer, acked_through, last_ack_at FROM peers ORDER BY peer";
+
+/// Changes when another connection commits (changed_elsewhere()).
+inline constexpr std::string_view data_version = "PRAGMA data_version";
+
+// ---- integrity_check (a full scan on purpose: it is the check, not a hot path) ---------------
+
+inline constexpr std::string_view integrity_check = "PRAGMA integrity_check";
+inline constexpr std::string_view foreign_key_check = "PRAGMA foreign_key_check";
+inline constexpr std::string_view real_counts =
+    "SELECT origin, state, COUNT(*) FROM messages GROUP BY origin, state";
+inline constexpr std::string_view origin_range =
+    "SELECT min(seq), max(seq), COUNT(*) FROM messages WHERE origin = ?1";
+
+// ---- writable(): an empty write transaction on the read connection -------------------------
+
+inline constexpr std::string_view probe_begin = "BEGIN IMMEDIATE";
+inline constexpr std::string_view probe_commit = "COMMIT";
+inline constexpr std::string_view probe_rollback = "ROLLBACK";
 
 // ---- writes ---------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -74,17 +75,30 @@ private:
         commit_info info; ///< what this request changed (merged for the listener)
     };
     template <class Out> struct op;
+
+public:
+    // Defined in store_parts.hpp; public so the helpers of store_check.cpp can take them.
     struct write_statements;
     struct read_statements;
+
+private:
     struct origin_marks {
         std::uint64_t hwm = 0;
         std::uint64_t cloud_through = 0;
     };
+    using origin_map = std::map<std::string, origin_marks, std::less<>>;
 
     template <class Out, class Body> void submit(Body&& body, std::function<void(Out)> done);
     void enqueue(std::unique_ptr<request> r);
     void writer_loop();
     void run_group(std::vector<std::unique_ptr<request>>& group);
+    /// run_group's transaction: applies each request in its savepoint and commits. Returns
+    /// SQLite's message when the whole group failed (nothing on disk), else empty; sets
+    /// `applied[i]` and `storage_error` (a SQLITE_FULL / IOERR that undid one request).
+    std::string commit_group(std::vector<std::unique_ptr<request>>& group,
+                             std::vector<char>& applied, std::string& storage_error);
+    void notify_listener(const std::vector<std::unique_ptr<request>>& group,
+                         const std::vector<char>& applied);
     void reader_loop();
     void stop_reader();
     /// Writer thread: a group starts / ended (ok, or failed with SQLite's message).
@@ -114,6 +128,13 @@ private:
     origin_marks read_origin(write_transaction& tx, const std::string& origin);
     void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
     std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);
+    origin_marks& touched_origin(write_transaction& tx, origin_map& marks,
+                                 const std::string& origin);
+    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, origin_map& marks,
+                     std::int64_t now);
+    /// One message of store_replicas(): duplicate, refused, gap, or stored (extends `om`).
+    void store_replica(write_transaction& tx, const protocol::message& m, origin_marks& om,
+                       replicas_outcome& out, std::string& gap_text, std::int64_t now);
     std::size_t mark_replicas_in_cloud(write_transaction& tx, const std::string& origin,
                                        std::uint64_t through, std::int64_t now);
     protocol::hwm_map all_hwm(write_transaction& tx);

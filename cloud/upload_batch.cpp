@@ -6,6 +6,7 @@
 #include "cloud/uploader_impl.hpp"
 #include "protocol/message.hpp"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
@@ -331,11 +332,11 @@ void uploader::impl::note_attempt(const batch& b) {
     std::vector<std::string> ids;
     for (const auto& p : b)
         ids.push_back(p.id);
-    // The completion runs on the strand (the adapter's executor); nothing waits for it.
-    db_.note_attempt(std::move(ids), [](outbox::count_outcome o) {
-        if (!o.ok)
-            log::warn("cloud.note_attempt.failed", {{"error", o.error}});
-    });
+    // Nothing waits for it; the completion runs on the strand.
+    db_.note_attempt(std::move(ids), net::bind_executor(strand_, [](outbox::count_outcome o) {
+                         if (!o.ok)
+                             log::warn("cloud.note_attempt.failed", {{"error", o.error}});
+                     }));
 }
 
 } // namespace lanesync::cloud

@@ -244,6 +244,10 @@ uploader::uploader(net::io_context& ioc, outbox::store& store, const conf::confi
 uploader::uploader(net::io_context& ioc, outbox::store& store, const conf::config& cfg, limits lim)
     : impl_(std::make_shared<impl>(ioc, store, cfg, lim)) {}
 
+uploader::uploader(net::io_context& ioc, outbox::async_store& db, const conf::config& cfg,
+                   limits lim)
+    : uploader(ioc, db.sync(), cfg, lim) {}
+
 uploader::~uploader() {
     // The loop may still be running if stop() was not awaited: make it touch no store from now
     // on, and wind it down.

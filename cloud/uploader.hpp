@@ -27,6 +27,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace lanesync::outbox {
+class async_store;
+}
+
 namespace lanesync::cloud {
 
 /// A snapshot for /v1/status and `lanesync status`.
@@ -61,6 +65,10 @@ public:
     /// Same, with explicit limits (tests).
     uploader(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg,
              limits lim);
+    /// Same, given the process's outbox adapter (agent/node.cpp): every outbox call goes
+    /// through an adapter over `db.sync()` whose completions run on the uploader's strand.
+    uploader(boost::asio::io_context& ioc, outbox::async_store& db, const conf::config& cfg,
+             limits lim = {});
     ~uploader();
     uploader(const uploader&) = delete;
     uploader& operator=(const uploader&) = delete;

@@ -1,6 +1,7 @@
 #include "cloud/http_client.hpp"
 
 #include "base/log.hpp"
+#include "base/tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ssl.hpp>
@@ -76,7 +77,7 @@ const char* outcome_label(http_result::failure f) {
     return "network";
 }
 
-struct http_client::request : http::request<http::string_body> {};
+struct http_client::outgoing : http::request<http::string_body> {};
 
 struct http_client::connection {
     std::optional<beast::tcp_stream> tcp;                    ///< plain http://
@@ -157,22 +158,17 @@ net::awaitable<std::optional<http_result>> http_client::connect(clock_type::time
     conn_ = std::make_unique<connection>();
     if (ep_.tls) {
         conn_->tls.emplace(ex_, *tls_);
-        SSL* native = conn_->tls->native_handle();
-        // SNI, for name-based virtual hosting (Supabase's gateway needs it). Not for IP
-        // literals (RFC 6066 section 3).
-        if (!ep_.host_is_ip && SSL_set_tlsext_host_name(native, ep_.host.c_str()) != 1) {
+        // SNI (not for IP literals, RFC 6066 section 3) and OpenSSL's own host check, name or
+        // IP, which records a precise reason ("hostname mismatch") in the verify result for
+        // the status line (base/tls.hpp, the one TLS client policy).
+        std::string why;
+        if (!tls::prepare_client(conn_->tls->native_handle(), ep_.host, why)) {
             http_result r;
             r.fail = http_result::failure::tls;
-            r.error = "cannot set TLS server name " + ep_.host;
+            r.error = std::move(why);
             drop();
             co_return r;
         }
-        // Two hostname checks, on purpose: OpenSSL's own (SSL_set1_host, name or IP) records a
-        // precise reason ("hostname mismatch") in the verify result for the status line, and
-        // Asio's host_name_verification callback enforces it as well.
-        SSL_set1_host(native, ep_.host.c_str());
-        conn_->tls->set_verify_mode(ssl::verify_peer);
-        conn_->tls->set_verify_callback(ssl::host_name_verification(ep_.host));
     } else {
         conn_->tcp.emplace(ex_);
     }
@@ -206,27 +202,31 @@ net::awaitable<std::optional<http_result>> http_client::connect(clock_type::time
 
     // TLS handshake with certificate and hostname verification.
     if (conn_->tls) {
-        lowest.expires_at(deadline);
-        auto [hec] =
-            co_await conn_->tls->async_handshake(ssl::stream_base::client, as_tuple_awaitable);
-        if (hec || cancelled_) {
-            auto r = failure(hec ? hec : net::error::operation_aborted, "TLS handshake with");
-            if (r.fail == http_result::failure::network) {
-                r.fail = http_result::failure::tls;
-                long verify = SSL_get_verify_result(conn_->tls->native_handle());
-                if (verify != X509_V_OK)
-                    r.error = "TLS certificate verification failed for " + ep_.host + ": " +
-                              X509_verify_cert_error_string(verify);
-                else
-                    r.error = "TLS handshake with " + ep_.origin() + " failed: " + hec.message();
-            }
-            drop();
-            co_return r;
-        }
+        if (auto failed = co_await handshake(deadline))
+            co_return failed;
     }
     conn_->established = true;
     ++connections_;
     co_return std::nullopt;
+}
+
+net::awaitable<std::optional<http_result>> http_client::handshake(clock_type::time_point deadline) {
+    conn_->lowest().expires_at(deadline);
+    auto [hec] = co_await conn_->tls->async_handshake(ssl::stream_base::client, as_tuple_awaitable);
+    if (!hec && !cancelled_)
+        co_return std::nullopt;
+    auto r = failure(hec ? hec : net::error::operation_aborted, "TLS handshake with");
+    if (r.fail == http_result::failure::network) {
+        r.fail = http_result::failure::tls;
+        long verify = SSL_get_verify_result(conn_->tls->native_handle());
+        if (verify != X509_V_OK)
+            r.error = "TLS certificate verification failed for " + ep_.host + ": " +
+                      X509_verify_cert_error_string(verify);
+        else
+            r.error = "TLS handshake with " + ep_.origin() + " failed: " + hec.message();
+    }
+    drop();
+    co_return r;
 }
 
 template <class Stream>
@@ -262,7 +262,7 @@ write_and_read(Stream& stream, beast::tcp_stream& lowest, beast::flat_buffer& bu
 }
 
 net::awaitable<http_client::exchange_result>
-http_client::exchange(const request& req, clock_type::time_point deadline) {
+http_client::exchange(const outgoing& req, clock_type::time_point deadline) {
     exchange_result out;
     http::response<http::string_body> res;
     if (conn_->tls)
@@ -284,19 +284,35 @@ http_client::exchange(const request& req, clock_type::time_point deadline) {
 }
 
 net::awaitable<http_result> http_client::post(std::string body) {
+    auto op = send("POST", ep_.target, std::move(body)); // a named awaitable (GCC 12)
+    co_return co_await std::move(op);
+}
+
+void http_client::set_user_agent(std::string user_agent) {
+    user_agent_ = std::move(user_agent);
+}
+
+net::awaitable<http_result> http_client::send(std::string method, std::string target,
+                                              std::string body) {
+    const auto verb = http::string_to_verb(method);
+    if (verb == http::verb::unknown)
+        throw std::invalid_argument("http_client: unknown HTTP method " + method);
     if (cancelled_)
         co_return failure(net::error::operation_aborted, "");
 
-    request req;
-    req.method(http::verb::post);
-    req.target(ep_.target);
+    outgoing req;
+    req.method(verb);
+    req.target(target);
     req.version(11);
     req.set(http::field::host, ep_.host_header);
-    req.set(http::field::user_agent, "lanesync/0.1.0");
-    req.set(http::field::content_type, "application/json");
+    req.set(http::field::user_agent, user_agent_);
+    if (!body.empty())
+        req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "application/json");
-    req.set(http::field::authorization, "Bearer " + key_);
-    req.set("apikey", key_);
+    if (!key_.empty()) {
+        req.set(http::field::authorization, "Bearer " + key_);
+        req.set("apikey", key_);
+    }
     req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();

@@ -1,12 +1,16 @@
 #pragma once
-/// One keep-alive HTTP/1.1 connection to the edge function, plain or TLS. Private to cloud/:
-/// only uploader.cpp includes it (it pulls in Asio headers).
+/// One keep-alive HTTP/1.1 connection to one origin, plain or TLS: the uploader's connection
+/// to the edge function (post()), and any other client that needs one request-at-a-time
+/// (send(), e.g. the CLI against the local API). It pulls in Asio headers: include it from .cpp
+/// files only.
 ///
-/// Not thread-safe: every call, cancel() included, runs on the uploader's strand, and one
-/// post() is in flight at a time. The connection is opened on first use and kept while the
-/// server keeps it alive; a request on a kept-alive connection that the server had already
-/// closed is sent once more on a fresh connection (that is not a failure).
+/// Not thread-safe: every call, cancel() included, runs on one executor (the uploader's
+/// strand; the CLI's own io_context), and one post()/send() is in flight at a time. The connection
+/// is opened on first use and kept while the server keeps it alive; a request on a kept-alive
+/// connection that the server had already closed is sent once more on a fresh connection (that is
+/// not a failure).
 
+#include "cloud/http_result.hpp"
 #include "cloud/wire.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -26,25 +30,6 @@ class context;
 
 namespace lanesync::cloud {
 
-/// What one post() produced: an HTTP answer (`fail == none`, any status) or no answer.
-struct http_result {
-    enum class failure {
-        none,         ///< an answer arrived: see status and body
-        cancelled,    ///< cancel() was called
-        timeout,      ///< the request did not finish within the timeout
-        network,      ///< resolve/connect failed, or the connection broke
-        tls,          ///< TLS handshake or certificate verification failed
-        bad_response, ///< not HTTP, or over the size limits
-    };
-    failure fail = failure::none;
-    int status = 0;
-    std::string body;
-    std::string error; ///< when fail != none: one line, built from error categories (no secrets)
-};
-
-/// Metrics label for a failure ("network", "timeout", "tls", "bad_response").
-const char* outcome_label(http_result::failure f);
-
 class http_client {
 public:
     /// `tls` is required for an https endpoint and must outlive the client. `key` goes in the
@@ -58,6 +43,19 @@ public:
     /// POSTs `body` (JSON) to the endpoint. Never throws for network conditions.
     boost::asio::awaitable<http_result> post(std::string body);
 
+    /// One `method` ("GET", "POST", ...) request to `target` on the endpoint's origin (e.g. the
+    /// CLI's GET /v1/status on the local API), with post()'s connection handling, deadline,
+    /// limits and failure texts. `body` is sent as JSON when not empty (no Content-Type when
+    /// empty). With an empty `key` no Authorization/apikey header is sent. A request on a
+    /// kept-alive connection the server had closed is sent once more, so use one client per
+    /// non-idempotent request when that matters. Throws std::invalid_argument for an unknown
+    /// method; never for network conditions.
+    boost::asio::awaitable<http_result> send(std::string method, std::string target,
+                                             std::string body = {});
+
+    /// The User-Agent header (default "lanesync/0.1.0"). Call before the first request.
+    void set_user_agent(std::string user_agent);
+
     /// Aborts the request in flight (it completes with failure::cancelled) and closes the
     /// connection. Sticky: later posts fail at once.
     void cancel();
@@ -67,13 +65,15 @@ public:
 
 private:
     struct connection;
-    struct request;
+    struct outgoing;
     struct exchange_result;
 
     boost::asio::awaitable<std::optional<http_result>>
     connect(std::chrono::steady_clock::time_point deadline);
+    boost::asio::awaitable<std::optional<http_result>>
+    handshake(std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<exchange_result>
-    exchange(const request& req, std::chrono::steady_clock::time_point deadline);
+    exchange(const outgoing& req, std::chrono::steady_clock::time_point deadline);
     http_result failure(const boost::system::error_code& ec, const char* phase) const;
     void drop();
 
@@ -81,6 +81,7 @@ private:
     wire::endpoint ep_;
     boost::asio::ssl::context* tls_;
     std::string key_;
+    std::string user_agent_ = "lanesync/0.1.0";
     std::chrono::milliseconds timeout_;
     std::size_t max_response_bytes_;
     boost::asio::ip::tcp::resolver resolver_;

@@ -6,7 +6,8 @@
 /// capped at tuning::cloud_max_request_bytes. Transient failures (connection errors, timeouts,
 /// 401/403, 404, 408, 429, 5xx, 546, malformed answers) retry forever with full-jitter
 /// exponential backoff between SYNC_BACKOFF_BASE_MS and SYNC_BACKOFF_MAX_MS, reset after a
-/// success; 413 splits the batch. The service key is never logged or shown in status.
+/// success; 413 splits the batch. The service key is never logged or shown in status. The rules
+/// (`is_transient`, `decide`) are in cloud/policy.hpp, pure and tested without sockets.
 ///
 /// Heavy Boost.Beast headers stay in uploader.cpp; this header only forward-declares Asio.
 
@@ -26,6 +27,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace lanesync::outbox {
+class async_store;
+}
+
 namespace lanesync::cloud {
 
 /// A snapshot for /v1/status and `lanesync status`.
@@ -42,14 +47,6 @@ struct status {
     std::uint32_t consecutive_failures = 0;
     std::uint64_t requests_ok = 0, requests_failed = 0, messages_acked = 0, messages_rejected = 0;
 };
-
-/// Is a failure worth retrying? One place for the rules (STYLE habit 8). `http_status` 0 means
-/// the request never got an answer (connect, TLS, timeout, truncated).
-bool is_transient(int http_status);
-
-/// Full-jitter backoff: uniform in [0, min(max, base * 2^attempt)] milliseconds.
-std::int64_t backoff_delay_ms(std::int64_t base_ms, std::int64_t max_ms, std::uint32_t attempt,
-                              std::uint64_t random_value);
 
 /// Engineering limits of the uploader; the defaults are base/tuning.hpp. Tests shrink them
 /// (a 30 s timeout or 404 floor does not fit in a unit test); the agent uses the defaults.
@@ -68,6 +65,10 @@ public:
     /// Same, with explicit limits (tests).
     uploader(boost::asio::io_context& ioc, outbox::store& store, const conf::config& cfg,
              limits lim);
+    /// Same, given the process's outbox adapter (agent/node.cpp): every outbox call goes
+    /// through an adapter over `db.sync()` whose completions run on the uploader's strand.
+    uploader(boost::asio::io_context& ioc, outbox::async_store& db, const conf::config& cfg,
+             limits lim = {});
     ~uploader();
     uploader(const uploader&) = delete;
     uploader& operator=(const uploader&) = delete;

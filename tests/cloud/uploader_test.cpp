@@ -7,6 +7,7 @@
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "fake_cloud.hpp"
+#include "outbox/async.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -700,4 +701,16 @@ TEST_CASE("construction refuses a bad SUPABASE_URL or a missing key, naming the 
     CHECK_THROWS_WITH_AS(cloud::uploader(ioc, *store, cfg),
                          doctest::Contains("SUPABASE_SERVICE_KEY"), std::runtime_error);
     store->close();
+}
+
+TEST_CASE("an uploader built on the process's async_store uploads the same way") {
+    rig r([](const seen_request& q) { return ack_all(q); });
+    r.publish(3);
+    outbox::async_store db(r.ioc.get_executor(), *r.store);
+    r.up = std::make_unique<cloud::uploader>(r.ioc, db, r.cfg, r.lim);
+    r.notify_target = r.up.get();
+    r.up->start();
+    REQUIRE(r.wait_counts(3));
+    CHECK(r.cloud->requests().size() == 1);
+    CHECK(r.status().last_error.empty());
 }

@@ -1,5 +1,5 @@
-// Pure parts of the uploader: retry rules, backoff, the endpoint, the request body and the
-// reading of the cloud's answer. No sockets.
+// Pure parts of the uploader: the endpoint, the request body and the reading of the cloud's
+// answer. No sockets. (The retry rules are in policy_test.cpp, the backoff in backoff_test.cpp.)
 
 #include "cloud/uploader.hpp"
 #include "cloud/wire.hpp"
@@ -7,48 +7,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include <random>
-
 using namespace lanesync;
 using namespace lanesync::cloud;
-
-TEST_CASE("is_transient: what is retried and what is an answer about the request") {
-    for (int s : {0, 401, 403, 404, 408, 425, 429, 500, 502, 503, 504, 546, 599, 301, 307})
-        CHECK_MESSAGE(is_transient(s), s);
-    for (int s : {200, 400, 405, 409, 410, 413, 415, 422})
-        CHECK_FALSE_MESSAGE(is_transient(s), s);
-}
-
-TEST_CASE("backoff_delay_ms: full jitter in [0, min(max, base * 2^attempt)]") {
-    std::mt19937_64 rng(42);
-    for (std::uint32_t attempt = 0; attempt < 80; ++attempt) {
-        std::int64_t cap = 10;
-        for (std::uint32_t i = 0; i < attempt && cap < 100; ++i)
-            cap = std::min<std::int64_t>(cap * 2, 100);
-        std::int64_t hi = 0;
-        for (int i = 0; i < 2000; ++i) {
-            auto d = backoff_delay_ms(10, 100, attempt, rng());
-            REQUIRE(d >= 0);
-            REQUIRE(d <= cap);
-            hi = std::max(hi, d);
-        }
-        CHECK(hi >= cap * 9 / 10); // the whole range is used, not just the bottom
-    }
-    // The edges of the random input reach both ends of the range.
-    CHECK(backoff_delay_ms(1000, 60000, 0, 0) == 0);
-    CHECK(backoff_delay_ms(1000, 60000, 0, 1000) == 1000);
-    CHECK(backoff_delay_ms(1000, 60000, 3, 8000) == 8000);
-    CHECK(backoff_delay_ms(1000, 60000, 3, 8001) == 0);
-    // Saturates at max without overflow, however many attempts.
-    CHECK(backoff_delay_ms(1000, 60000, 4'000'000'000u, 60000) == 60000);
-    CHECK(backoff_delay_ms(1000, 60000, 63, ~0ull) <= 60000);
-    CHECK(backoff_delay_ms(std::int64_t{1} << 62, std::int64_t{1} << 62, 70, ~0ull) <=
-          std::int64_t{1} << 62);
-    // Odd settings: max below base caps at max; zero means no delay.
-    CHECK(backoff_delay_ms(5000, 100, 0, 99999) <= 100);
-    CHECK(backoff_delay_ms(0, 100, 5, 12345) == 0);
-    CHECK(backoff_delay_ms(-5, -1, 5, 12345) == 0);
-}
 
 TEST_CASE("parse_endpoint: the URL forms SUPABASE_URL takes") {
     std::string why;

@@ -1,0 +1,342 @@
+// One batch of the uploader: encode, cut to the byte cap, send, and carry out what decide()
+// (policy.cpp) says about the answer. The rules live in policy.cpp; this file only acts.
+
+#include "base/backoff.hpp"
+#include "base/log.hpp"
+#include "cloud/uploader_impl.hpp"
+#include "protocol/message.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <set>
+
+namespace lanesync::cloud {
+
+namespace net = boost::asio;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+std::string seq_or_dash(const batch& b, bool first) {
+    if (b.empty())
+        return "-";
+    return std::to_string(first ? b.front().seq : b.back().seq);
+}
+
+} // namespace
+
+void uploader::impl::count_request(std::string_view outcome) {
+    if (auto it = requests_.find(outcome); it != requests_.end())
+        it->second->inc();
+}
+
+net::awaitable<bool> uploader::impl::upload(std::vector<outbox::record> recs) {
+    changed_ = 0;
+    // Data that is not a JSON object can never be accepted: fail it here with the reason
+    // instead of letting it spoil every batch it is in.
+    batch unencodable;
+    batch all = encode(recs, unencodable);
+    if (!unencodable.empty()) {
+        const std::string reason = "data is not a JSON object";
+        auto op = reject(unencodable, reason);
+        if (!co_await std::move(op))
+            co_return false;
+    }
+    if (all.empty())
+        co_return changed_ > 0;
+
+    // A split pushes its two halves to the front, so the batch is worked through in seq order.
+    std::deque<batch> todo;
+    todo.push_back(take_first(all));
+    while (!todo.empty()) {
+        if (stopping_ || paused_) // the rest is read again after resume
+            co_return false;
+        batch b = std::move(todo.front());
+        todo.pop_front();
+        auto op = send(std::move(b), todo);
+        if (!co_await std::move(op))
+            co_return false;
+    }
+    // Go on at once only if the outbox moved: answers that changed nothing (ids the store no
+    // longer holds as ready) must not turn the loop into a busy loop.
+    if (changed_ == 0)
+        log::warn("cloud.outbox.unchanged", {{"reason", "answers applied to no ready message"}});
+    co_return changed_ > 0;
+}
+
+/// Encodes the records; those that cannot be encoded go to `unencodable` (id and seq only).
+batch uploader::impl::encode(const std::vector<outbox::record>& recs, batch& unencodable) const {
+    batch out;
+    for (const auto& r : recs) {
+        auto json = wire::encode_message(r, cfg_.store_id);
+        if (json)
+            out.push_back({r.msg.id, r.msg.seq, std::move(*json)});
+        else
+            unencodable.push_back({r.msg.id, r.msg.seq, {}});
+    }
+    return out;
+}
+
+/// The first request's share under the byte cap: at least one message; the rest go in the
+/// next request (the next turn reads them again).
+batch uploader::impl::take_first(batch& all) const {
+    batch first;
+    std::size_t bytes = 0;
+    for (auto& p : all) {
+        if (!first.empty() &&
+            wire::wrapped_size(bytes + p.json.size(), first.size() + 1) > byte_cap_)
+            break;
+        bytes += p.json.size();
+        first.push_back(std::move(p));
+    }
+    return first;
+}
+
+/// Sends one batch, asks the policy what the result means and carries it out.
+net::awaitable<bool> uploader::impl::send(batch b, std::deque<batch>& todo) {
+    sent_batch sent;
+    sent.function = cfg_.supabase_function;
+    std::vector<std::string> parts;
+    for (const auto& p : b) {
+        parts.push_back(p.json);
+        sent.ids.push_back(p.id);
+    }
+    auto body = wire::wrap_messages(parts);
+    sent.body_bytes = body.size();
+
+    auto started = clock_type::now();
+    auto sending = post(std::move(body));
+    auto res = co_await std::move(sending);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
+    if (stopping_ && res.fail != http_result::failure::none)
+        res.fail = http_result::failure::cancelled; // stop() closed the connection under it
+
+    auto d = decide(res, sent);
+    auto op = carry_out(std::move(d), std::move(b), todo, ms);
+    co_return co_await std::move(op);
+}
+
+/// One request with its status bookkeeping (the client owns connect, TLS, timeouts,
+/// keep-alive).
+net::awaitable<http_result> uploader::impl::post(std::string body) {
+    if (failures_ > 0)
+        retries_->inc();
+    edit_status([](status& s) {
+        s.in_flight = true;
+        s.last_attempt_at_ms = protocol::now_ms();
+    });
+    auto sending = client_->post(std::move(body));
+    auto res = co_await std::move(sending);
+    edit_status([&](status& s) {
+        s.in_flight = false;
+        if (res.fail == http_result::failure::none)
+            s.last_http_status = res.status;
+    });
+    co_return res;
+}
+
+/// Does what the policy decided. True: go on with the next batch of `todo`.
+net::awaitable<bool> uploader::impl::carry_out(decision d, batch b, std::deque<batch>& todo,
+                                               std::int64_t ms) {
+    using kind = decision::kind;
+    switch (d.k) {
+    case kind::cancelled:
+        log::info("cloud.upload.cancelled", {{"batch", std::to_string(b.size())}});
+        co_return false;
+    case kind::ack:
+    case kind::ack_and_retry: {
+        auto op = record_answer(std::move(d), b, ms);
+        co_return co_await std::move(op);
+    }
+    case kind::split:
+        count_request(d.outcome);
+        edit_status([](status& s) { ++s.requests_failed; });
+        split(d, std::move(b), todo);
+        co_return true; // an answer, not an outage: no backoff
+    case kind::fail: {
+        count_request(d.outcome);
+        edit_status([](status& s) { ++s.requests_failed; });
+        auto op = reject(b, d.reason);
+        co_return co_await std::move(op);
+    }
+    case kind::retry:
+    case kind::retry_slowly:
+    case kind::auth_error: {
+        count_request(d.outcome);
+        auto floor = d.k == kind::retry_slowly ? lim_.not_found_retry : std::chrono::milliseconds{};
+        failed(b, d.http_status, std::move(d.error), ms, d.outcome, floor);
+        co_return false;
+    }
+    }
+    co_return false;
+}
+
+/// A 2xx: records the usable results, then succeeds or (partly unusable) fails the rest.
+net::awaitable<bool> uploader::impl::record_answer(decision d, const batch& b, std::int64_t ms) {
+    outbox::cloud_outcome out;
+    out.ok = true;
+    if (!d.results.empty()) {
+        auto applying = apply(std::move(d.results));
+        out = co_await std::move(applying);
+        if (!out.ok) {
+            count_request("ok");
+            failed(b, d.http_status, "outbox write failed: " + out.error, ms, "ok");
+            co_return false;
+        }
+    }
+    count_request(d.outcome);
+    if (d.k == decision::kind::ack) {
+        succeeded(b, d.http_status, ms, out);
+        co_return true;
+    }
+    const std::set<std::string> again(d.retry.begin(), d.retry.end());
+    batch rest;
+    for (const auto& p : b)
+        if (again.contains(p.id))
+            rest.push_back(p);
+    log::warn("cloud.response.invalid", {{"status", std::to_string(d.http_status)},
+                                         {"problem", d.problem},
+                                         {"applied", std::to_string(out.acked + out.failed)},
+                                         {"retrying", std::to_string(rest.size())}});
+    failed(rest.empty() ? b : rest, d.http_status, std::move(d.error), ms, d.outcome);
+    co_return false;
+}
+
+/// Puts the two halves of `b` at the front of `todo` (first half first).
+void uploader::impl::split(const decision& d, batch b, std::deque<batch>& todo) {
+    if (d.byte_cap)
+        byte_cap_ = std::min(byte_cap_, *d.byte_cap);
+    std::size_t parts_bytes = 0;
+    for (const auto& p : b)
+        parts_bytes += p.json.size();
+    log::warn("cloud.upload.split",
+              {{"status", std::to_string(d.http_status)},
+               {"batch", std::to_string(b.size())},
+               {"bytes", std::to_string(wire::wrapped_size(parts_bytes, b.size()))},
+               {"first_seq", std::to_string(b.front().seq)},
+               {"last_seq", std::to_string(b.back().seq)}});
+    auto mid = b.begin() + static_cast<std::ptrdiff_t>(d.split_at);
+    batch left(std::make_move_iterator(b.begin()), std::make_move_iterator(mid));
+    batch right(std::make_move_iterator(mid), std::make_move_iterator(b.end()));
+    todo.push_front(std::move(right));
+    todo.push_front(std::move(left));
+}
+
+/// Marks these messages failed in the outbox with `reason` (a permanent answer).
+net::awaitable<bool> uploader::impl::reject(const batch& b, const std::string& reason) {
+    std::vector<outbox::cloud_result> results;
+    for (const auto& p : b)
+        results.push_back({p.id, outbox::cloud_result::rejected, log::redact(reason)});
+    auto op = apply(std::move(results));
+    auto out = co_await std::move(op);
+    if (!out.ok) {
+        failed(b, 0, "outbox write failed: " + out.error, 0, {});
+        co_return false;
+    }
+    co_return true;
+}
+
+/// Records the cloud's answers in the outbox (writer thread) and waits for the commit.
+net::awaitable<outbox::cloud_outcome>
+uploader::impl::apply(std::vector<outbox::cloud_result> results) {
+    for (const auto& r : results)
+        if (r.k == outbox::cloud_result::rejected)
+            log::warn("cloud.message.rejected", {{"id", r.id}, {"reason", r.error}});
+    // Build the operation first and await a named object: GCC 12 mishandles class temporaries
+    // that live across a co_await suspension. The write commits on the writer thread; the
+    // coroutine resumes on the strand.
+    auto op = db_.cloud_acked(std::move(results), net::use_awaitable);
+    auto out = co_await std::move(op);
+    if (out.ok) {
+        changed_ += out.acked + out.failed;
+        acked_->inc(out.acked);
+        failed_->inc(out.failed);
+        for (auto ms : out.latency_ms)
+            latency_->observe(static_cast<double>(ms) / 1000.0);
+        edit_status([&](status& s) {
+            s.messages_acked += out.acked;
+            s.messages_rejected += out.failed;
+        });
+    } else {
+        log::error("cloud.outbox.write_failed", {{"error", out.error}});
+    }
+    co_return out;
+}
+
+void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
+                               const outbox::cloud_outcome& out) {
+    failures_ = 0;
+    next_attempt_ = {};
+    backoff_->set(0);
+    edit_status([&](status& s) {
+        s.last_success_at_ms = protocol::now_ms();
+        s.last_error.clear();
+        s.last_http_status = http_status;
+        s.next_attempt_at_ms.reset();
+        s.current_backoff_ms = 0;
+        s.consecutive_failures = 0;
+        ++s.requests_ok;
+    });
+    log::info("cloud.upload.ok", {{"batch", std::to_string(b.size())},
+                                  {"first_seq", std::to_string(b.front().seq)},
+                                  {"last_seq", std::to_string(b.back().seq)},
+                                  {"ms", std::to_string(ms)},
+                                  {"acked", std::to_string(out.acked)},
+                                  {"rejected", std::to_string(out.failed)},
+                                  {"connections", std::to_string(client_->connections_opened())}});
+}
+
+/// A failure: back off (full jitter, at least `floor`), show it, count an attempt on `b`.
+/// `outcome` empty: not a request (an outbox read or write failed).
+void uploader::impl::failed(const batch& b, int http_status, std::string error, std::int64_t ms,
+                            std::string_view outcome, std::chrono::milliseconds floor) {
+    ++failures_;
+    auto delay =
+        std::max(backoff::full_jitter(cfg_.backoff_base, cfg_.backoff_max, failures_ - 1), floor)
+            .count();
+    next_attempt_ = clock_type::now() + std::chrono::milliseconds(delay);
+    work_hint_ = true; // retry on the timer, without waiting for a new local write
+    backoff_->set(static_cast<double>(delay) / 1000.0);
+    error = log::redact(std::move(error));
+    bool was_request = !outcome.empty();
+    edit_status([&](status& s) {
+        s.last_error = error;
+        if (http_status)
+            s.last_http_status = http_status;
+        s.next_attempt_at_ms = protocol::now_ms() + delay;
+        s.current_backoff_ms = delay;
+        s.consecutive_failures = failures_;
+        if (was_request)
+            ++s.requests_failed;
+    });
+    note_attempt(b);
+    log::warn("cloud.upload.failed",
+              {{"batch", std::to_string(b.size())},
+               {"first_seq", seq_or_dash(b, true)},
+               {"last_seq", seq_or_dash(b, false)},
+               {"outcome", outcome.empty() ? std::string("outbox") : std::string(outcome)},
+               {"status", http_status ? std::to_string(http_status) : std::string("-")},
+               {"error", error},
+               {"attempt", std::to_string(failures_)},
+               {"retry_in_ms", std::to_string(delay)},
+               {"ms", std::to_string(ms)}});
+}
+
+/// Counts one failed attempt on each message of `b` (fire and forget: status shows attempts).
+void uploader::impl::note_attempt(const batch& b) {
+    if (b.empty() || detached_)
+        return;
+    std::vector<std::string> ids;
+    for (const auto& p : b)
+        ids.push_back(p.id);
+    // Nothing waits for it; the completion runs on the strand.
+    db_.note_attempt(std::move(ids), net::bind_executor(strand_, [](outbox::count_outcome o) {
+                         if (!o.ok)
+                             log::warn("cloud.note_attempt.failed", {{"error", o.error}});
+                     }));
+}
+
+} // namespace lanesync::cloud

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 
 namespace lanesync::conf::detail {
 namespace {
@@ -186,21 +185,6 @@ bool is_ip_literal(std::string_view s) {
     return inet_pton(AF_INET, t.c_str(), &a4) == 1 || inet_pton(AF_INET6, t.c_str(), &a6) == 1;
 }
 
-bool is_loopback_host(std::string_view host) {
-    std::string t(host);
-    std::transform(t.begin(), t.end(), t.begin(),
-                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; });
-    if (t == "localhost")
-        return true;
-    in_addr a4{};
-    if (inet_pton(AF_INET, t.c_str(), &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    in6_addr a6{};
-    if (inet_pton(AF_INET6, t.c_str(), &a6) == 1)
-        return std::memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
-    return false;
-}
-
 std::optional<peer_url> parse_peer_url_why(std::string_view text, std::string& why) {
     url_parts parts;
     if (!split_url(text, parts, why)) {
@@ -232,27 +216,6 @@ std::optional<peer_url> parse_peer_url_why(std::string_view text, std::string& w
     return u;
 }
 
-std::optional<std::string> parse_cloud_url_why(std::string_view text, std::string& why,
-                                               bool& loopback) {
-    url_parts parts;
-    if (!split_url(text, parts, why)) {
-        if (why == "missing scheme")
-            why = "missing scheme (expected https://host[:port])";
-        return std::nullopt;
-    }
-    if (parts.scheme != "http" && parts.scheme != "https") {
-        why = "scheme must be http:// or https://";
-        return std::nullopt;
-    }
-    if (!parts.rest.empty() && parts.rest != "/") {
-        why = "must not have a path, query or fragment (lanesync appends "
-              "/functions/v1/<SUPABASE_FUNCTION> itself)";
-        return std::nullopt;
-    }
-    loopback = is_loopback_host(parts.host);
-    return parts.scheme + "://" + parts.authority;
-}
-
 } // namespace lanesync::conf::detail
 
 namespace lanesync::conf {
@@ -260,6 +223,41 @@ namespace lanesync::conf {
 std::optional<peer_url> parse_peer_url(const std::string& text) {
     std::string why;
     return detail::parse_peer_url_why(text, why);
+}
+
+std::optional<cloud_url> parse_cloud_url(std::string_view text, std::string* why_out) {
+    std::string why;
+    auto fail = [&](std::string reason) -> std::optional<cloud_url> {
+        if (why_out)
+            *why_out = std::move(reason);
+        return std::nullopt;
+    };
+    detail::url_parts parts;
+    if (!detail::split_url(text, parts, why))
+        return fail(why == "missing scheme" ? "missing scheme (expected https://host[:port])"
+                                            : why);
+    if (parts.scheme != "http" && parts.scheme != "https")
+        return fail("scheme must be http:// or https://");
+    if (!parts.rest.empty() && parts.rest != "/")
+        return fail("must not have a path, query or fragment (lanesync appends "
+                    "/functions/v1/<SUPABASE_FUNCTION> itself)");
+    cloud_url u;
+    u.text = parts.scheme + "://" + parts.authority;
+    u.tls = parts.scheme == "https";
+    u.host = parts.host;
+    u.host_is_ip = detail::is_ip_literal(parts.host);
+    u.port = parts.port.value_or(u.tls ? 443 : 80);
+    return u;
+}
+
+std::optional<cloud_url> cloud_url_of(const config& cfg, std::string& why) {
+    if (cfg.supabase_url.empty()) {
+        why = "the cloud is off (SUPABASE_URL is not set)";
+        return std::nullopt;
+    }
+    if (cfg.cloud && cfg.cloud->text == cfg.supabase_url)
+        return cfg.cloud;
+    return parse_cloud_url(cfg.supabase_url, &why);
 }
 
 } // namespace lanesync::conf

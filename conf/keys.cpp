@@ -319,7 +319,7 @@ const key_def table[] = {
     {"OUTBOX_PATH", [] { return std::string("data/<TERMINAL_ID>.db"); }, false,
      "the SQLite file", set_outbox_path},
     {"SUPABASE_URL", no_default, true,
-     "Empty = peer-only mode", set_supabase_url},
+     "`http://host[:port]` or `https://host[:port]`", set_supabase_url},
     {"SUPABASE_SERVICE_KEY", no_default, true,
      "sent as `Authorization: Bearer` and `apikey`", set_supabase_service_key},
     {"SUPABASE_FUNCTION", shown_default<&C::supabase_function>, false,

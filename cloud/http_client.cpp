@@ -284,19 +284,28 @@ http_client::exchange(const request& req, clock_type::time_point deadline) {
 }
 
 net::awaitable<http_result> http_client::post(std::string body) {
+    auto op = send("POST", ep_.target, std::move(body)); // a named awaitable (GCC 12)
+    co_return co_await std::move(op);
+}
+
+net::awaitable<http_result> http_client::send(std::string method, std::string target,
+                                              std::string body) {
     if (cancelled_)
         co_return failure(net::error::operation_aborted, "");
 
     request req;
-    req.method(http::verb::post);
-    req.target(ep_.target);
+    req.method(http::string_to_verb(method));
+    req.target(target);
     req.version(11);
     req.set(http::field::host, ep_.host_header);
     req.set(http::field::user_agent, "lanesync/0.1.0");
-    req.set(http::field::content_type, "application/json");
+    if (!body.empty())
+        req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "application/json");
-    req.set(http::field::authorization, "Bearer " + key_);
-    req.set("apikey", key_);
+    if (!key_.empty()) {
+        req.set(http::field::authorization, "Bearer " + key_);
+        req.set("apikey", key_);
+    }
     req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();

@@ -1,6 +1,7 @@
 #pragma once
-/// One keep-alive HTTP/1.1 connection to the edge function, plain or TLS. Private to cloud/:
-/// only uploader.cpp includes it (it pulls in Asio headers).
+/// One keep-alive HTTP/1.1 connection to the edge function, plain or TLS. Used by the uploader
+/// and by the CLI (agent/cli_http.cpp, against a running agent's local API); it pulls in Asio
+/// headers, so nothing else includes it.
 ///
 /// Not thread-safe: every call, cancel() included, runs on the uploader's strand, and one
 /// post() is in flight at a time. The connection is opened on first use and kept while the
@@ -57,6 +58,13 @@ public:
 
     /// POSTs `body` (JSON) to the endpoint. Never throws for network conditions.
     boost::asio::awaitable<http_result> post(std::string body);
+
+    /// One `method` ("GET", "POST", ...) request to `target` on the endpoint's host, with the
+    /// same connection, timeout and retry rules as post(); `body` (JSON) may be empty (no
+    /// Content-Type then), and an empty key sends no Authorization/apikey header. The CLI uses
+    /// it against a running agent's local API (agent/cli_http.cpp).
+    boost::asio::awaitable<http_result> send(std::string method, std::string target,
+                                             std::string body);
 
     /// Aborts the request in flight (it completes with failure::cancelled) and closes the
     /// connection. Sticky: later posts fail at once.

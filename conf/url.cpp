@@ -84,45 +84,8 @@ bool parse_port(std::string_view s, std::uint16_t& out, std::string& why) {
     return true;
 }
 
-bool split_url(std::string_view text, url_parts& out, std::string& why) {
-    if (text.empty()) {
-        why = "empty URL";
-        return false;
-    }
-    for (char c : text) {
-        auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7F) {
-            why = "URL contains a blank, a control or a non-ASCII character";
-            return false;
-        }
-    }
-    auto sep = text.find("://");
-    if (sep == std::string_view::npos || sep == 0) {
-        why = "missing scheme";
-        return false;
-    }
-    out.scheme.clear();
-    for (char c : text.substr(0, sep)) {
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
-            why = "malformed scheme";
-            return false;
-        }
-        out.scheme += static_cast<char>(c | 0x20); // ASCII lowercase
-    }
-    std::string_view after = text.substr(sep + 3);
-    auto end = after.find_first_of("/?#");
-    std::string_view auth = after.substr(0, end);
-    out.rest = end == std::string_view::npos ? std::string() : std::string(after.substr(end));
-    out.authority = std::string(auth);
-    out.port.reset();
-    if (auth.empty()) {
-        why = "missing host";
-        return false;
-    }
-    if (auth.find('@') != std::string_view::npos) {
-        why = "user info (user@ or user:password@) is not allowed in the URL";
-        return false;
-    }
+/// `host[:port]` or `[v6][:port]` (user info already refused) into out.host and out.port.
+bool split_authority(std::string_view auth, url_parts& out, std::string& why) {
     std::string_view port_text;
     bool has_port = false;
     if (auth.front() == '[') {
@@ -174,6 +137,48 @@ bool split_url(std::string_view text, url_parts& out, std::string& why) {
         out.port = p;
     }
     return true;
+}
+
+bool split_url(std::string_view text, url_parts& out, std::string& why) {
+    if (text.empty()) {
+        why = "empty URL";
+        return false;
+    }
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7F) {
+            why = "URL contains a blank, a control or a non-ASCII character";
+            return false;
+        }
+    }
+    auto sep = text.find("://");
+    if (sep == std::string_view::npos || sep == 0) {
+        why = "missing scheme";
+        return false;
+    }
+    out.scheme.clear();
+    for (char c : text.substr(0, sep)) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
+            why = "malformed scheme";
+            return false;
+        }
+        out.scheme += static_cast<char>(c | 0x20); // ASCII lowercase
+    }
+    std::string_view after = text.substr(sep + 3);
+    auto end = after.find_first_of("/?#");
+    std::string_view auth = after.substr(0, end);
+    out.rest = end == std::string_view::npos ? std::string() : std::string(after.substr(end));
+    out.authority = std::string(auth);
+    out.port.reset();
+    if (auth.empty()) {
+        why = "missing host";
+        return false;
+    }
+    if (auth.find('@') != std::string_view::npos) {
+        why = "user info (user@ or user:password@) is not allowed in the URL";
+        return false;
+    }
+    return split_authority(auth, out, why);
 }
 
 } // namespace

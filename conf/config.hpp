@@ -38,6 +38,9 @@ struct cloud_url {
                              ///< (SUPABASE_URL takes no path)
 };
 
+/// The validated values. The member initializers are the defaults: the key table
+/// (conf/keys.cpp, each key's parser and description) shows them from here, and
+/// tests/conf/doc_test.cpp holds docs/configuration.md to the table.
 struct config {
     std::string source;                 ///< the env file path (for messages)
     std::string terminal_id;            ///< TERMINAL_ID

@@ -1,6 +1,7 @@
 #pragma once
-/// The `lanesync` command line (SPEC section 6, docs/cli.md). The pieces below the entry point
-/// are exposed for unit tests.
+/// The `lanesync` command line (SPEC section 6, docs/cli.md): agent/cli.cpp dispatches, one
+/// agent/cli_*.cpp file per command or group of commands. The pieces below the entry point are
+/// exposed for unit tests.
 
 #include <chrono>
 #include <cstdint>
@@ -26,8 +27,8 @@ struct http_reply {
     std::string error;
 };
 
-/// One HTTP/1.1 request to 127.0.0.1:`port` (Connection: close), all of it within `timeout`.
-/// Blocking; runs its own io_context. Never throws.
+/// One HTTP/1.1 request to 127.0.0.1:`port`, within `timeout`, on the one HTTP client
+/// (cloud::http_client, agent/cli_http.cpp). Blocking; runs its own io_context. Never throws.
 http_reply local_http(std::uint16_t port, std::string_view method, std::string_view target,
                       std::chrono::milliseconds timeout, std::string_view body = {});
 

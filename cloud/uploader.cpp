@@ -56,9 +56,10 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
     byte_cap_ = std::max<std::size_t>(lim_.max_request_bytes, 1);
     if (enabled_) {
         std::string why;
-        ep_ = wire::parse_endpoint(cfg_.supabase_url, cfg_.supabase_function, why);
-        if (!ep_)
+        auto url = conf::cloud_url_of(cfg_, why);
+        if (!url)
             throw std::runtime_error("SUPABASE_URL: " + why);
+        ep_ = wire::make_endpoint(*url, cfg_.supabase_function);
         if (cfg_.supabase_service_key.empty())
             throw std::runtime_error("SUPABASE_SERVICE_KEY is required when SUPABASE_URL is set");
         if (ep_->tls) {

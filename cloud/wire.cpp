@@ -4,10 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <charconv>
 #include <map>
 
 namespace lanesync::cloud::wire {
@@ -19,32 +16,6 @@ std::string lower(std::string_view s) {
         if (c >= 'A' && c <= 'Z')
             c = static_cast<char>(c - 'A' + 'a');
     return out;
-}
-
-bool name_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
-}
-
-bool function_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_';
-}
-
-bool path_char(char c) {
-    // RFC 3986 pchar plus '/', without '%' decoding: a path prefix is copied as written.
-    return c > 0x20 && c < 0x7f && c != '?' && c != '#' && c != '"' && c != '<' && c != '>' &&
-           c != '\\' && c != '^' && c != '`' && c != '{' && c != '|' && c != '}';
-}
-
-bool is_ipv4(const std::string& s) {
-    in_addr a{};
-    return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ipv6(const std::string& s) {
-    in6_addr a{};
-    return inet_pton(AF_INET6, s.c_str(), &a) == 1;
 }
 
 std::string one_line(std::string s, std::size_t max) {
@@ -73,109 +44,15 @@ std::string endpoint::origin() const {
     return out;
 }
 
-std::optional<endpoint> parse_endpoint(std::string_view url, std::string_view function,
-                                       std::string& why) {
+endpoint make_endpoint(const conf::cloud_url& url, std::string_view function) {
     endpoint ep;
-    std::string_view rest;
-    std::string scheme_part = lower(url.substr(0, std::min<std::size_t>(url.size(), 8)));
-    if (scheme_part.starts_with("https://")) {
-        ep.tls = true;
-        ep.port = 443;
-        rest = url.substr(8);
-    } else if (scheme_part.starts_with("http://")) {
-        ep.port = 80;
-        rest = url.substr(7);
-    } else {
-        why = "must start with http:// or https://";
-        return std::nullopt;
-    }
-    if (rest.find_first_of("?#") != std::string_view::npos) {
-        why = "must not contain a query or fragment";
-        return std::nullopt;
-    }
-    auto slash = rest.find('/');
-    std::string_view authority = rest.substr(0, slash);
-    std::string_view path =
-        slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
-    if (authority.find('@') != std::string_view::npos) {
-        why = "must not contain user info (put the key in SUPABASE_SERVICE_KEY)";
-        return std::nullopt;
-    }
-
-    std::string_view port_text;
-    bool bracketed = false;
-    if (authority.starts_with("[")) {
-        auto close = authority.find(']');
-        if (close == std::string_view::npos) {
-            why = "unterminated [IPv6] host";
-            return std::nullopt;
-        }
-        ep.host = std::string(authority.substr(1, close - 1));
-        auto after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after[0] != ':') {
-                why = "unexpected text after the [IPv6] host";
-                return std::nullopt;
-            }
-            port_text = after.substr(1);
-            if (port_text.empty()) {
-                why = "empty port";
-                return std::nullopt;
-            }
-        }
-        bracketed = true;
-    } else {
-        auto colon = authority.find(':');
-        ep.host = std::string(authority.substr(0, colon));
-        if (colon != std::string_view::npos) {
-            port_text = authority.substr(colon + 1);
-            if (port_text.empty()) {
-                why = "empty port";
-                return std::nullopt;
-            }
-        }
-    }
-    if (ep.host.empty()) {
-        why = "has no host";
-        return std::nullopt;
-    }
-    if (bracketed) {
-        if (!is_ipv6(ep.host)) {
-            why = "invalid IPv6 address";
-            return std::nullopt;
-        }
-        ep.host_is_ip = true;
-    } else {
-        if (!std::all_of(ep.host.begin(), ep.host.end(), name_char)) {
-            why = "invalid host name";
-            return std::nullopt;
-        }
-        ep.host_is_ip = is_ipv4(ep.host);
-    }
-    if (!port_text.empty()) {
-        unsigned value = 0;
-        auto [p, ec] =
-            std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-        if (ec != std::errc{} || p != port_text.data() + port_text.size() || value == 0 ||
-            value > 65535) {
-            why = "invalid port";
-            return std::nullopt;
-        }
-        ep.port = static_cast<std::uint16_t>(value);
-    }
-    if (!std::all_of(path.begin(), path.end(), path_char)) {
-        why = "invalid character in the path";
-        return std::nullopt;
-    }
-    while (path.ends_with("/"))
-        path.remove_suffix(1);
-    if (function.empty() || !std::all_of(function.begin(), function.end(), function_char)) {
-        why = "SUPABASE_FUNCTION must be [A-Za-z0-9_-]+";
-        return std::nullopt;
-    }
-    ep.target = std::string(path) + "/functions/v1/" + std::string(function);
-
-    std::string host_text = bracketed ? "[" + ep.host + "]" : ep.host;
+    ep.tls = url.tls;
+    ep.host = url.host;
+    ep.port = url.port;
+    ep.host_is_ip = url.host_is_ip;
+    ep.target = url.base_path + "/functions/v1/" + std::string(function);
+    bool v6 = url.host.find(':') != std::string::npos;
+    std::string host_text = v6 ? "[" + url.host + "]" : url.host;
     bool default_port = ep.port == (ep.tls ? 443 : 80);
     ep.host_header = default_port ? host_text : host_text + ":" + std::to_string(ep.port);
     return ep;

@@ -1,8 +1,9 @@
 #pragma once
 /// The uploader's side of the cloud wire contract (SPEC section 8), as pure functions: the
-/// endpoint from SUPABASE_URL, the request body, and the reading of the answer. No Asio, no
-/// sockets: tests call these directly. Private to cloud/ (the uploader and its tests).
+/// endpoint from the parsed SUPABASE_URL, the request body, and the reading of the answer. No Asio,
+/// no sockets: tests call these directly. Private to cloud/ (the uploader and its tests).
 
+#include "conf/config.hpp"
 #include "outbox/outbox.hpp"
 
 #include <cstddef>
@@ -24,14 +25,13 @@ struct endpoint {
     bool host_is_ip = false; ///< no SNI for IP literals (RFC 6066 section 3)
 
     /// "https://host:port" without the target, for messages (the URL never holds a secret:
-    /// user info is refused by parse_endpoint).
+    /// conf::parse_cloud_url refuses user info).
     std::string origin() const;
 };
 
-/// Splits SUPABASE_URL (http:// or https://, optional port, optional path prefix, no user
-/// info, query or fragment). On failure returns nullopt and sets `why`.
-std::optional<endpoint> parse_endpoint(std::string_view url, std::string_view function,
-                                       std::string& why);
+/// The endpoint for SUPABASE_URL, parsed once by conf (conf::cloud_url), and
+/// SUPABASE_FUNCTION (validated by conf as well).
+endpoint make_endpoint(const conf::cloud_url& url, std::string_view function);
 
 /// One message as the JSON object the function expects, compact text. nullopt when the stored
 /// data is not a JSON object (the cloud could never accept it).

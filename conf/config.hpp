@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lanesync::conf {
@@ -25,6 +26,21 @@ struct peer_url {
     std::string target = "/v1/peer";
 };
 
+/// SUPABASE_URL, parsed once here and handed to cloud/ (cloud::wire::make_endpoint):
+/// http(s)://host[:port], an optional trailing '/' dropped.
+struct cloud_url {
+    std::string text;        ///< normalized for display: lowercase scheme, authority as written
+    bool tls = false;        ///< https://
+    std::string host;        ///< name or IP literal, IPv6 without brackets
+    bool host_is_ip = false; ///< an IPv4 or IPv6 literal (no SNI for those, RFC 6066 section 3)
+    std::uint16_t port = 0;  ///< as written, else the scheme's default (443 or 80)
+    std::string base_path;   ///< path prefix before /functions/v1/...; always empty today
+                             ///< (SUPABASE_URL takes no path)
+};
+
+/// The validated values. The member initializers are the defaults: the key table
+/// (conf/keys.cpp, each key's parser and description) shows them from here, and
+/// tests/conf/doc_test.cpp holds docs/configuration.md to the table.
 struct config {
     std::string source;                 ///< the env file path (for messages)
     std::string terminal_id;            ///< TERMINAL_ID
@@ -39,7 +55,8 @@ struct config {
     std::string peer_ca_file;         ///< PEER_CA_FILE: verifies wss:// peers; empty = system store
     std::uint16_t local_api_port = 0; ///< LOCAL_API_PORT (default TERMINAL_PORT + 1000)
     std::string outbox_path;          ///< OUTBOX_PATH (default data/<TERMINAL_ID>.db)
-    std::string supabase_url;         ///< SUPABASE_URL, no trailing slash; empty = cloud off
+    std::string supabase_url;         ///< SUPABASE_URL as cloud_url::text; empty = cloud off
+    std::optional<cloud_url> cloud;   ///< SUPABASE_URL parsed (load() sets both; see cloud_url_of)
     std::string supabase_service_key; ///< SUPABASE_SERVICE_KEY (never log)
     std::string supabase_function = "sync-pos-message";
     std::string supabase_ca_file;                    ///< SUPABASE_CA_FILE, empty = system store
@@ -85,5 +102,14 @@ const std::vector<std::string>& known_keys();
 
 /// Parses one ws:// or wss:// URL; empty path means /v1/peer. nullopt when malformed.
 std::optional<peer_url> parse_peer_url(const std::string& text);
+
+/// Parses SUPABASE_URL's form (docs/configuration.md). nullopt when malformed, with the reason
+/// in `*why` when given (the reason never repeats the URL).
+std::optional<cloud_url> parse_cloud_url(std::string_view text, std::string* why = nullptr);
+
+/// The cloud URL of `cfg`: `cfg.cloud` when it is the parse of `cfg.supabase_url` (as load()
+/// leaves it), else `cfg.supabase_url` parsed now (a config built or edited in code). nullopt
+/// when the cloud is off or the text does not parse (then `why` says why).
+std::optional<cloud_url> cloud_url_of(const config& cfg, std::string& why);
 
 } // namespace lanesync::conf

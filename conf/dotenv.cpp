@@ -154,6 +154,59 @@ void check_after_quote(std::string_view after, const std::string& source, std::s
                  "unexpected text after the closing quote (only a # comment may follow)");
 }
 
+/// Throws for a key outside [A-Za-z_][A-Za-z0-9_]*, naming the first bad character.
+void check_key_name(std::string_view key, const std::string& source, std::size_t number) {
+    if (valid_key_name(key))
+        return;
+    // Show the key only up to the first bad character: past it may be a value
+    // typed with the wrong separator (PEER_SECRET:value=...).
+    std::size_t bad = 0;
+    while (bad < key.size() && valid_key_name(key.substr(0, bad + 1)))
+        ++bad;
+    std::string why = "invalid key name";
+    if (bad > 0)
+        why += " starting " + quote_for_message(key.substr(0, bad));
+    unsigned char c = static_cast<unsigned char>(key[bad]);
+    if (bad == 0 && c >= '0' && c <= '9')
+        why += ": a key must not start with a digit";
+    else if (c >= 0x21 && c < 0x7F)
+        why += std::string(": '") + key[bad] + "' is not allowed";
+    else if (c == ' ' || c == '\t')
+        why += ": blanks are not allowed inside a key";
+    why += " (keys match [A-Za-z_][A-Za-z0-9_]*)";
+    fail_line(source, number, why);
+}
+
+/// The value of a line from the text after '=' (leading blanks kept): quoted or unquoted.
+std::string parse_value(std::string_view raw, const std::string& source, std::size_t number,
+                        std::string_view key) {
+    std::string_view rest = trim(raw);
+    if (!rest.empty() && rest.front() == '\'') {
+        auto close = rest.find('\'', 1);
+        if (close == std::string_view::npos)
+            fail_key(source, number, key,
+                     "unterminated single quote (the closing ' must be on the same line)");
+        check_after_quote(rest.substr(close + 1), source, number, key);
+        return std::string(rest.substr(1, close - 1));
+    }
+    if (!rest.empty() && rest.front() == '"') {
+        std::string_view after;
+        std::string value = parse_double_quoted(rest.substr(1), after, source, number, key);
+        check_after_quote(after, source, number, key);
+        return value;
+    }
+    // Unquoted: a '#' after a blank starts a comment; a '#' inside a word is kept
+    // (KEY=a#b is "a#b"; KEY=a #b is "a").
+    std::size_t cut = raw.size();
+    for (std::size_t i = 1; i < raw.size(); ++i) {
+        if (raw[i] == '#' && is_blank(raw[i - 1])) {
+            cut = i;
+            break;
+        }
+    }
+    return std::string(trim(raw.substr(0, cut)));
+}
+
 } // namespace
 
 bool is_secret_key(std::string_view key) {
@@ -237,53 +290,10 @@ std::vector<entry> parse_dotenv(std::string_view text, const std::string& source
         std::string_view key = trim(line.substr(0, eq));
         if (key.empty())
             fail_line(source, number, "missing key name before '='");
-        if (!valid_key_name(key)) {
-            // Show the key only up to the first bad character: past it may be a value
-            // typed with the wrong separator (PEER_SECRET:value=...).
-            std::size_t bad = 0;
-            while (bad < key.size() && valid_key_name(key.substr(0, bad + 1)))
-                ++bad;
-            std::string why = "invalid key name";
-            if (bad > 0)
-                why += " starting " + quote_for_message(key.substr(0, bad));
-            unsigned char c = static_cast<unsigned char>(key[bad]);
-            if (bad == 0 && c >= '0' && c <= '9')
-                why += ": a key must not start with a digit";
-            else if (c >= 0x21 && c < 0x7F)
-                why += std::string(": '") + key[bad] + "' is not allowed";
-            else if (c == ' ' || c == '\t')
-                why += ": blanks are not allowed inside a key";
-            why += " (keys match [A-Za-z_][A-Za-z0-9_]*)";
-            fail_line(source, number, why);
-        }
+        check_key_name(key, source, number);
 
-        std::string_view raw = line.substr(eq + 1); // the value as written, leading blanks kept
-        std::string_view rest = trim(raw);
-        std::string value;
-        if (!rest.empty() && rest.front() == '\'') {
-            auto close = rest.find('\'', 1);
-            if (close == std::string_view::npos)
-                fail_key(source, number, key,
-                         "unterminated single quote (the closing ' must be on the same line)");
-            value = std::string(rest.substr(1, close - 1));
-            check_after_quote(rest.substr(close + 1), source, number, key);
-        } else if (!rest.empty() && rest.front() == '"') {
-            std::string_view after;
-            value = parse_double_quoted(rest.substr(1), after, source, number, key);
-            check_after_quote(after, source, number, key);
-        } else {
-            // Unquoted: a '#' after a blank starts a comment; a '#' inside a word is kept
-            // (KEY=a#b is "a#b"; KEY=a #b is "a").
-            std::size_t cut = raw.size();
-            for (std::size_t i = 1; i < raw.size(); ++i) {
-                if (raw[i] == '#' && is_blank(raw[i - 1])) {
-                    cut = i;
-                    break;
-                }
-            }
-            value = std::string(trim(raw.substr(0, cut)));
-        }
-
+        // The value as written after '=', leading blanks kept.
+        std::string value = parse_value(line.substr(eq + 1), source, number, key);
         std::string k(key);
         auto [it, inserted] = first_line.emplace(k, number);
         if (!inserted)

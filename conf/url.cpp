@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 
 namespace lanesync::conf::detail {
 namespace {
@@ -85,45 +84,8 @@ bool parse_port(std::string_view s, std::uint16_t& out, std::string& why) {
     return true;
 }
 
-bool split_url(std::string_view text, url_parts& out, std::string& why) {
-    if (text.empty()) {
-        why = "empty URL";
-        return false;
-    }
-    for (char c : text) {
-        auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7F) {
-            why = "URL contains a blank, a control or a non-ASCII character";
-            return false;
-        }
-    }
-    auto sep = text.find("://");
-    if (sep == std::string_view::npos || sep == 0) {
-        why = "missing scheme";
-        return false;
-    }
-    out.scheme.clear();
-    for (char c : text.substr(0, sep)) {
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
-            why = "malformed scheme";
-            return false;
-        }
-        out.scheme += static_cast<char>(c | 0x20); // ASCII lowercase
-    }
-    std::string_view after = text.substr(sep + 3);
-    auto end = after.find_first_of("/?#");
-    std::string_view auth = after.substr(0, end);
-    out.rest = end == std::string_view::npos ? std::string() : std::string(after.substr(end));
-    out.authority = std::string(auth);
-    out.port.reset();
-    if (auth.empty()) {
-        why = "missing host";
-        return false;
-    }
-    if (auth.find('@') != std::string_view::npos) {
-        why = "user info (user@ or user:password@) is not allowed in the URL";
-        return false;
-    }
+/// `host[:port]` or `[v6][:port]` (user info already refused) into out.host and out.port.
+bool split_authority(std::string_view auth, url_parts& out, std::string& why) {
     std::string_view port_text;
     bool has_port = false;
     if (auth.front() == '[') {
@@ -177,6 +139,48 @@ bool split_url(std::string_view text, url_parts& out, std::string& why) {
     return true;
 }
 
+bool split_url(std::string_view text, url_parts& out, std::string& why) {
+    if (text.empty()) {
+        why = "empty URL";
+        return false;
+    }
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7F) {
+            why = "URL contains a blank, a control or a non-ASCII character";
+            return false;
+        }
+    }
+    auto sep = text.find("://");
+    if (sep == std::string_view::npos || sep == 0) {
+        why = "missing scheme";
+        return false;
+    }
+    out.scheme.clear();
+    for (char c : text.substr(0, sep)) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
+            why = "malformed scheme";
+            return false;
+        }
+        out.scheme += static_cast<char>(c | 0x20); // ASCII lowercase
+    }
+    std::string_view after = text.substr(sep + 3);
+    auto end = after.find_first_of("/?#");
+    std::string_view auth = after.substr(0, end);
+    out.rest = end == std::string_view::npos ? std::string() : std::string(after.substr(end));
+    out.authority = std::string(auth);
+    out.port.reset();
+    if (auth.empty()) {
+        why = "missing host";
+        return false;
+    }
+    if (auth.find('@') != std::string_view::npos) {
+        why = "user info (user@ or user:password@) is not allowed in the URL";
+        return false;
+    }
+    return split_authority(auth, out, why);
+}
+
 } // namespace
 
 bool is_ip_literal(std::string_view s) {
@@ -184,21 +188,6 @@ bool is_ip_literal(std::string_view s) {
     in_addr a4{};
     in6_addr a6{};
     return inet_pton(AF_INET, t.c_str(), &a4) == 1 || inet_pton(AF_INET6, t.c_str(), &a6) == 1;
-}
-
-bool is_loopback_host(std::string_view host) {
-    std::string t(host);
-    std::transform(t.begin(), t.end(), t.begin(),
-                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; });
-    if (t == "localhost")
-        return true;
-    in_addr a4{};
-    if (inet_pton(AF_INET, t.c_str(), &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    in6_addr a6{};
-    if (inet_pton(AF_INET6, t.c_str(), &a6) == 1)
-        return std::memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
-    return false;
 }
 
 std::optional<peer_url> parse_peer_url_why(std::string_view text, std::string& why) {
@@ -232,27 +221,6 @@ std::optional<peer_url> parse_peer_url_why(std::string_view text, std::string& w
     return u;
 }
 
-std::optional<std::string> parse_cloud_url_why(std::string_view text, std::string& why,
-                                               bool& loopback) {
-    url_parts parts;
-    if (!split_url(text, parts, why)) {
-        if (why == "missing scheme")
-            why = "missing scheme (expected https://host[:port])";
-        return std::nullopt;
-    }
-    if (parts.scheme != "http" && parts.scheme != "https") {
-        why = "scheme must be http:// or https://";
-        return std::nullopt;
-    }
-    if (!parts.rest.empty() && parts.rest != "/") {
-        why = "must not have a path, query or fragment (lanesync appends "
-              "/functions/v1/<SUPABASE_FUNCTION> itself)";
-        return std::nullopt;
-    }
-    loopback = is_loopback_host(parts.host);
-    return parts.scheme + "://" + parts.authority;
-}
-
 } // namespace lanesync::conf::detail
 
 namespace lanesync::conf {
@@ -260,6 +228,41 @@ namespace lanesync::conf {
 std::optional<peer_url> parse_peer_url(const std::string& text) {
     std::string why;
     return detail::parse_peer_url_why(text, why);
+}
+
+std::optional<cloud_url> parse_cloud_url(std::string_view text, std::string* why_out) {
+    std::string why;
+    auto fail = [&](std::string reason) -> std::optional<cloud_url> {
+        if (why_out)
+            *why_out = std::move(reason);
+        return std::nullopt;
+    };
+    detail::url_parts parts;
+    if (!detail::split_url(text, parts, why))
+        return fail(why == "missing scheme" ? "missing scheme (expected https://host[:port])"
+                                            : why);
+    if (parts.scheme != "http" && parts.scheme != "https")
+        return fail("scheme must be http:// or https://");
+    if (!parts.rest.empty() && parts.rest != "/")
+        return fail("must not have a path, query or fragment (lanesync appends "
+                    "/functions/v1/<SUPABASE_FUNCTION> itself)");
+    cloud_url u;
+    u.text = parts.scheme + "://" + parts.authority;
+    u.tls = parts.scheme == "https";
+    u.host = parts.host;
+    u.host_is_ip = detail::is_ip_literal(parts.host);
+    u.port = parts.port.value_or(u.tls ? 443 : 80);
+    return u;
+}
+
+std::optional<cloud_url> cloud_url_of(const config& cfg, std::string& why) {
+    if (cfg.supabase_url.empty()) {
+        why = "the cloud is off (SUPABASE_URL is not set)";
+        return std::nullopt;
+    }
+    if (cfg.cloud && cfg.cloud->text == cfg.supabase_url)
+        return cfg.cloud;
+    return parse_cloud_url(cfg.supabase_url, &why);
 }
 
 } // namespace lanesync::conf

@@ -3,6 +3,7 @@
 // rules for an answer are policy.cpp.
 
 #include "base/log.hpp"
+#include "base/text.hpp"
 #include "base/tls.hpp"
 #include "cloud/uploader_impl.hpp"
 
@@ -21,10 +22,6 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
-
-bool is_loopback(const std::string& host) {
-    return host == "localhost" || host.starts_with("127.") || host == "::1";
-}
 
 /// The cloud's trust roots (STYLE TLS checklist, base/tls.hpp): the system store plus
 /// SUPABASE_CA_FILE when set. SNI and the host check are set per connection (http_client.cpp).
@@ -67,7 +64,7 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
         } else {
             if (!cfg_.supabase_ca_file.empty())
                 log::warn("cloud.tls.ca_file_unused", {{"reason", "SUPABASE_URL is http://"}});
-            if (!is_loopback(ep_->host))
+            if (!text::is_loopback_host(ep_->host))
                 log::warn("cloud.plaintext", {{"url", ep_->origin()},
                                               {"reason", "the service key is sent unencrypted"}});
         }
@@ -112,15 +109,8 @@ void uploader::impl::on_start() {
     auto self = shared_from_this();
     net::co_spawn(strand_, run(self), net::bind_executor(strand_, [self](std::exception_ptr e) {
                       self->running_ = false;
-                      if (e) {
-                          try {
-                              std::rethrow_exception(e);
-                          } catch (const std::exception& ex) {
-                              log::error("cloud.uploader.crashed", {{"error", ex.what()}});
-                          } catch (...) {
-                              log::error("cloud.uploader.crashed", {{"error", "unknown"}});
-                          }
-                      }
+                      if (e)
+                          log::error("cloud.uploader.crashed", {{"error", text::what(e)}});
                       log::info("cloud.stopped");
                       self->finish_stop();
                   }));

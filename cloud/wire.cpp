@@ -1,5 +1,6 @@
 #include "cloud/wire.hpp"
 
+#include "base/text.hpp"
 #include "protocol/message.hpp"
 
 #include <nlohmann/json.hpp>
@@ -9,14 +10,6 @@
 
 namespace lanesync::cloud::wire {
 namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out)
-        if (c >= 'A' && c <= 'Z')
-            c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 std::string one_line(std::string s, std::size_t max) {
     for (auto& c : s)
@@ -128,7 +121,7 @@ decoded decode_results(std::string_view body, const std::vector<std::string>& ba
     // Batch ids by their lowercase form (Postgres prints uuids in lowercase; ours are too).
     std::map<std::string, std::string> wanted;
     for (const auto& id : batch_ids)
-        wanted.emplace(lower(id), id);
+        wanted.emplace(text::lower(id), id);
 
     auto doc = nlohmann::json::parse(body, nullptr, false);
     if (doc.is_discarded() || !doc.is_object() || !doc.contains("results") ||
@@ -158,7 +151,7 @@ decoded decode_results(std::string_view body, const std::vector<std::string>& ba
             ++out.malformed;
             continue;
         }
-        auto key = lower(r["messageId"].get<std::string>());
+        auto key = text::lower(r["messageId"].get<std::string>());
         auto it = wanted.find(key);
         if (it == wanted.end()) {
             ++out.unknown_ids;
@@ -179,7 +172,7 @@ decoded decode_results(std::string_view body, const std::vector<std::string>& ba
         }
     }
     for (const auto& id : batch_ids) {
-        auto it = seen.find(lower(id));
+        auto it = seen.find(text::lower(id));
         if (it == seen.end() || !it->second) {
             out.missing.push_back(id);
             continue;

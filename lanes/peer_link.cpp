@@ -2,6 +2,7 @@
 
 #include "base/backoff.hpp"
 #include "base/log.hpp"
+#include "base/text.hpp"
 #include "base/tls.hpp"
 #include "lanes/peer_session.hpp"
 #include "lanes/streams.hpp"
@@ -39,14 +40,9 @@ public:
                 self->wake();
         });
         net::co_spawn(strand_, run(), [self = shared_from_this()](std::exception_ptr e) {
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    log::error("peer.link_crashed",
-                               {{"url", self->url_.text}, {"error", ex.what()}});
-                }
-            }
+            if (e)
+                log::error("peer.link_crashed",
+                           {{"url", self->url_.text}, {"error", text::what(e)}});
             self->finished_ = true;
         });
     }

@@ -9,11 +9,18 @@
 //   inflight  C independent chains: each completion issues that chain's next publish (a
 //             closed loop, like C HTTP clients each waiting for its 201). Default.
 //   threads   C OS threads, each calling publish_sync in a loop.
+//   async     C chains like inflight, through outbox::async_store on one io_context thread
+//             (what the local API does): each completion runs on the io thread.
 //
-//   outbox_bench [--messages N] [--concurrency 1,8,64,256] [--mode inflight|threads|both]
-//                [--payload BYTES] [--dir DIR] [--smoke]
+//   outbox_bench [--messages N] [--concurrency 1,8,64,256]
+//                [--mode inflight|threads|async|both|all] [--payload BYTES] [--dir DIR] [--smoke]
+//   (both = inflight + threads; all = the three)
 
+#include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +48,7 @@ struct config {
     std::vector<std::size_t> concurrency = {1, 8, 64, 256};
     bool inflight = true;
     bool threads = false;
+    bool async = false;
     std::size_t payload = 200;
     std::string dir;
 };
@@ -58,7 +66,7 @@ struct result {
 [[noreturn]] void usage(const std::string& why) {
     std::cerr << "outbox_bench: " << why << "\n"
               << "usage: outbox_bench [--messages N] [--concurrency 1,8,64,256]\n"
-              << "                    [--mode inflight|threads|both] [--payload BYTES]\n"
+              << "                    [--mode inflight|threads|async|both|all] [--payload BYTES]\n"
               << "                    [--dir DIR] [--smoke]\n";
     std::exit(2);
 }
@@ -93,10 +101,11 @@ config parse_args(int argc, char** argv) {
             }
         } else if (a == "--mode") {
             auto m = value();
-            if (m != "inflight" && m != "threads" && m != "both")
+            if (m != "inflight" && m != "threads" && m != "async" && m != "both" && m != "all")
                 usage("bad --mode");
-            c.inflight = m != "threads";
-            c.threads = m != "inflight";
+            c.inflight = m == "inflight" || m == "both" || m == "all";
+            c.threads = m == "threads" || m == "both" || m == "all";
+            c.async = m == "async" || m == "all";
         } else if (a == "--payload") {
             c.payload = parse_size(value(), "--payload");
         } else if (a == "--dir") {
@@ -161,6 +170,34 @@ void run_inflight(outbox::store& s, const config& cfg, std::size_t c, std::vecto
     failed = st.failed;
 }
 
+/// C chains through outbox::async_store; completions (and the next publish) on one io thread.
+void run_async(outbox::store& s, const config& cfg, std::size_t c, std::vector<double>& lat,
+               std::size_t& failed) {
+    boost::asio::io_context ioc(1);
+    outbox::async_store as(ioc.get_executor(), s);
+    std::size_t issued = 0, bad = 0; // io thread only
+    lat.assign(cfg.messages, 0.0);
+    std::function<void()> issue;
+    issue = [&] {
+        auto i = issued++;
+        if (i >= cfg.messages)
+            return;
+        auto t0 = clock_type::now();
+        as.publish(make_request(cfg.payload, i), [&, i, t0](outbox::publish_outcome o) {
+            lat[i] = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+            if (o.k != outbox::publish_outcome::created)
+                ++bad;
+            issue();
+        });
+    };
+    boost::asio::post(ioc, [&] {
+        for (std::size_t k = 0; k < c; ++k)
+            issue();
+    });
+    ioc.run(); // returns once every chain ended (the adapter keeps work while one is pending)
+    failed = bad;
+}
+
 /// C threads, each publishing synchronously in a loop.
 void run_threads(outbox::store& s, const config& cfg, std::size_t c, std::vector<double>& lat,
                  std::size_t& failed) {
@@ -205,6 +242,8 @@ result run_one(const config& cfg, const fs::path& dir, const std::string& mode, 
     auto t0 = clock_type::now();
     if (mode == "inflight")
         run_inflight(*s, cfg, c, lat, r.failed);
+    else if (mode == "async")
+        run_async(*s, cfg, c, lat, r.failed);
     else
         run_threads(*s, cfg, c, lat, r.failed);
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -248,6 +287,8 @@ int main(int argc, char** argv) {
             modes.push_back("inflight");
         if (cfg.threads)
             modes.push_back("threads");
+        if (cfg.async)
+            modes.push_back("async");
         for (const auto& mode : modes)
             for (auto c : cfg.concurrency) {
                 auto r = run_one(cfg, dir, mode, c);

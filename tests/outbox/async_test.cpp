@@ -103,35 +103,54 @@ TEST_CASE("bind_executor(strand, cb) completes on the strand") {
 TEST_CASE("use_awaitable and as_tuple(use_awaitable) work for writes and reads") {
     fixture f;
     bool finished = false;
+    // GCC 12: every awaitable is built into a named local before the co_await, so no
+    // temporary lives inside a co_await expression (they would be destroyed twice).
     auto body = [&]() -> net::awaitable<void> {
-        auto r1 = req(R"({"a":1})");
-        auto o = co_await f.as.publish(std::move(r1), net::use_awaitable);
+        auto pub = f.as.publish(req(R"({"a":1})"), net::use_awaitable);
+        auto o = co_await std::move(pub);
         REQUIRE(o.k == publish_outcome::created);
         CHECK(f.ioc.get_executor().running_in_this_thread());
-        auto id = o.rec.msg.id;
-        auto got = co_await f.as.get(id, net::use_awaitable);
+        auto get = f.as.get(o.rec.msg.id, net::use_awaitable);
+        auto got = co_await std::move(get);
         REQUIRE(got);
         CHECK(got->msg.data == R"({"a":1})");
-        auto c = co_await f.as.counts(net::use_awaitable);
+        auto counts = f.as.counts(net::use_awaitable);
+        auto c = co_await std::move(counts);
         CHECK(c.pending == 1);
-        auto marks = co_await f.as.peer_marks(net::use_awaitable);
+        auto peer_marks = f.as.peer_marks(net::use_awaitable);
+        auto marks = co_await std::move(peer_marks);
         CHECK(marks.empty());
-        auto ack = co_await f.as.peer_acked("L2", 1, 1, net::use_awaitable);
+        auto peer_acked = f.as.peer_acked("L2", 1, 1, net::use_awaitable);
+        auto ack = co_await std::move(peer_acked);
         CHECK(ack.quorum_through == 1);
-        auto batch = co_await f.as.next_for_peer("L3", {}, 10, 1 << 20, net::use_awaitable);
+        auto next_for_peer = f.as.next_for_peer("L3", {}, 10, 1 << 20, net::use_awaitable);
+        auto batch = co_await std::move(next_for_peer);
         CHECK(batch.messages.size() == 1);
-        auto up = co_await f.as.next_for_cloud(10, false, net::use_awaitable);
+        auto next_for_cloud = f.as.next_for_cloud(10, false, net::use_awaitable);
+        auto up = co_await std::move(next_for_cloud);
         CHECK(up.size() == 1);
-        auto listed = co_await f.as.list(state::peer_ack, 10, net::use_awaitable);
+        auto list = f.as.list(state::peer_ack, 10, net::use_awaitable);
+        auto listed = co_await std::move(list);
         CHECK(listed.size() == 1);
-        auto h = co_await f.as.hwm(net::use_awaitable);
+        auto hwm = f.as.hwm(net::use_awaitable);
+        auto h = co_await std::move(hwm);
         CHECK(h.at("L1") == 1);
-        auto [e, n] = co_await f.as.read([](store& s) { return s.get_counts().peer_ack; },
-                                         net::as_tuple(net::use_awaitable));
+        auto read = f.as.read([](store& s) { return s.get_counts().peer_ack; },
+                              net::as_tuple(net::use_awaitable));
+        auto [e, n] = co_await std::move(read);
         CHECK_FALSE(e);
         CHECK(n == 1);
-        auto health = co_await f.as.health(net::use_awaitable);
+        auto health_op = f.as.health(net::use_awaitable);
+        auto health = co_await std::move(health_op);
         CHECK(health.writable);
+        auto failing = f.as.read([](store&) -> int { throw error("inside"); }, net::use_awaitable);
+        bool thrown = false;
+        try {
+            co_await std::move(failing);
+        } catch (const error& ex) {
+            thrown = std::string(ex.what()) == "inside"; // use_awaitable rethrows
+        }
+        CHECK(thrown);
         finished = true;
     };
     net::co_spawn(f.ioc, body(), net::detached);

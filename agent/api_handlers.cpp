@@ -1,0 +1,207 @@
+// What a complete request does: route it, validate it (api_routes, pure), read or write the
+// outbox through outbox::async_store (reads on the outbox reader thread, writes on its writer;
+// the answer is sent from the completion, on this session's strand).
+#include "agent/api_session.hpp"
+
+#include "agent/status.hpp"
+#include "base/log.hpp"
+#include "protocol/message.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+
+#include <exception>
+#include <utility>
+#include <variant>
+
+namespace lanesync::agent {
+
+template <class F> void http_session::guarded(F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        log::error("api.handler_failed", {{"path", path_}, {"error", e.what()}});
+        send(api::error_response(500, "internal error"), true);
+    }
+}
+
+template <class Read, class Answer>
+void http_session::read_then(api::route rt, Read read, Answer answer) {
+    state_->outbox().read(
+        std::move(read),
+        net::bind_executor(stream_.get_executor(),
+                           [self = shared_from_this(), rt,
+                            answer = std::move(answer)](std::exception_ptr e, auto result) {
+                               self->guarded([&] {
+                                   auto r = e ? api::storage_failure(e) : answer(std::move(result));
+                                   self->send(self->with_cors(std::move(r), rt));
+                               });
+                           }));
+}
+
+void http_session::handle() {
+    auto& req = parser_->get();
+    auto t = api::parse_target(req.target());
+    if (!t) {
+        path_ = "(malformed)";
+        return send(api::error_response(400, "malformed request target"));
+    }
+    path_ = t->path.size() > 200 ? t->path.substr(0, 200) + "..." : t->path;
+    std::optional<std::string_view> host, origin;
+    if (auto it = req.find(http::field::host); it != req.end())
+        host = it->value();
+    if (auto it = req.find(http::field::origin); it != req.end())
+        origin = it->value();
+    if (auto why = api::foreign_request(host, origin); !why.empty())
+        return send(api::error_response(403, why));
+    auto m = api::route_request(req.method_string(), t->path);
+    switch (m.r) {
+    case api::route::publish:
+        return start_publish();
+    case api::route::list_messages:
+        return start_list(*t);
+    case api::route::get_message:
+        return start_get(m.id);
+    case api::route::status:
+        return start_status();
+    case api::route::metrics:
+        return start_metrics();
+    case api::route::healthz:
+        return start_healthz();
+    case api::route::root:
+        return send(api::root_page());
+    case api::route::sync:
+    case api::route::cloud_pause:
+    case api::route::cloud_resume:
+        return cloud_control(m.r);
+    case api::route::wrong_method: {
+        auto r = api::error_response(405, "method " + method_ +
+                                              " is not allowed here; allowed: " + m.allow);
+        r.allow = m.allow;
+        return send(std::move(r));
+    }
+    case api::route::not_found:
+        break;
+    }
+    send(api::error_response(404, "no such route: " + method_ + " " + path_));
+}
+
+// GET /v1/messages/{id}
+void http_session::start_get(const std::string& raw_id) {
+    auto checked = api::check_message_id(raw_id);
+    if (auto* r = std::get_if<api::response>(&checked))
+        return send(std::move(*r));
+    auto id = std::get<std::string>(std::move(checked));
+    read_then(
+        api::route::get_message, [id](outbox::store& s) { return s.get(id); },
+        [id](std::optional<outbox::record> rec) { return api::message_answer(id, rec); });
+}
+
+// GET /v1/messages?state=...&limit=...: the count and the records in one read job.
+void http_session::start_list(const api::target& t) {
+    auto checked = api::check_list(t);
+    if (auto* r = std::get_if<api::response>(&checked))
+        return send(std::move(*r));
+    auto q = std::get<api::list_query>(checked);
+    read_then(
+        api::route::list_messages,
+        [q](outbox::store& s) {
+            auto c = s.get_counts();
+            std::vector<outbox::record> recs;
+            if (q.limit > 0)
+                recs = s.list(q.st, q.limit);
+            return std::make_pair(std::move(c), std::move(recs));
+        },
+        [q](std::pair<outbox::counts, std::vector<outbox::record>> r) {
+            return api::list_answer(q, r.first, r.second);
+        });
+}
+
+// GET /v1/status: gossip's and the uploader's status and the outbox counts, read together
+// (gossip's status reads the outbox too).
+void http_session::start_status() {
+    const auto& deps = state_->deps();
+    read_then(
+        api::route::status,
+        [cfg = deps.cfg, gossip = deps.gossip, uploader = deps.uploader](outbox::store& s) {
+            return status_json(*cfg, read_status_inputs(s, gossip, uploader), true,
+                               protocol::now_ms());
+        },
+        [](nlohmann::json doc) { return api::status_answer(doc); });
+}
+
+// GET /metrics: the collectors read the outbox, so the rendering runs on the reader thread.
+void http_session::start_metrics() {
+    state_->outbox().read(
+        [](outbox::store&) { return api::metrics_text(); },
+        net::bind_executor(stream_.get_executor(),
+                           [self = shared_from_this()](std::exception_ptr e, api::response r) {
+                               self->guarded([&] {
+                                   if (e)
+                                       std::rethrow_exception(e); // a bug: 500, as before
+                                   self->send(self->with_cors(std::move(r), api::route::metrics));
+                               });
+                           }));
+}
+
+// GET /healthz: the outbox's health snapshot, which never waits on the write lock.
+void http_session::start_healthz() {
+    state_->outbox().health(net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
+                                                                           outbox::health h) {
+        self->guarded([&] { self->send(self->with_cors(api::healthz(h), api::route::healthz)); });
+    }));
+}
+
+void http_session::cloud_control(api::route r) {
+    const auto& deps = state_->deps();
+    const bool configured = deps.uploader && deps.cfg->cloud_enabled();
+    if (configured) {
+        if (r == api::route::sync)
+            deps.uploader->sync_now();
+        else if (r == api::route::cloud_pause)
+            deps.uploader->pause();
+        else
+            deps.uploader->resume();
+    }
+    send(api::cloud_control(configured));
+}
+
+api::response http_session::with_cors(api::response r, api::route rt) {
+    auto& req = parser_->get();
+    std::optional<std::string_view> origin;
+    if (auto it = req.find(http::field::origin); it != req.end())
+        origin = it->value();
+    api::add_cors(r, rt, origin);
+    return r;
+}
+
+void http_session::start_publish() {
+    auto& req = parser_->get();
+    std::optional<std::string_view> ct;
+    if (auto it = req.find(http::field::content_type); it != req.end())
+        ct = it->value();
+    auto checked = api::check_publish(ct, req.body(), state_->max_message_bytes());
+    if (auto* r = std::get_if<api::response>(&checked))
+        return send(std::move(*r));
+    auto& pr = std::get<protocol::publish_request>(checked);
+    topic_ = pr.topic;
+    // Group-committed on the outbox writer; completes on this session's strand.
+    state_->outbox().publish(
+        std::move(pr), net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
+                                                                      outbox::publish_outcome o) {
+            self->guarded([&] { self->on_published(std::move(o)); });
+        }));
+}
+
+void http_session::on_published(outbox::publish_outcome o) {
+    if (o.k == outbox::publish_outcome::created)
+        am().accepted.inc();
+    if (o.k == outbox::publish_outcome::created || o.k == outbox::publish_outcome::existing) {
+        am().publish_seconds.observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+        published_id_ = o.rec.msg.id;
+        published_seq_ = o.rec.msg.seq;
+    }
+    send(api::publish_answer(o));
+}
+
+} // namespace lanesync::agent

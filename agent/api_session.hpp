@@ -1,0 +1,271 @@
+#pragma once
+/// Private to the local API (agent/api_server.cpp, api_session.cpp, api_handlers.cpp): the
+/// state shared by the listener and every session, and one connection's session.
+///   api_session.cpp   moving bytes: read, 100-continue, answer, keep-alive, lingering close
+///   api_handlers.cpp  what a complete request does: route, validate, read or write the outbox
+///                     through outbox::async_store, answer (pure parts in api_routes.cpp)
+/// Heavy Beast headers stay out of api_server.hpp.
+
+#include "agent/api_routes.hpp"
+#include "agent/api_server.hpp"
+#include "base/metrics.hpp"
+#include "base/tuning.hpp"
+#include "outbox/async.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace lanesync::agent {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+/// tuning::api_request_timeout, or the test override (api_test_hooks.hpp).
+std::chrono::milliseconds request_timeout();
+
+struct api_metrics {
+    metrics::counter& accepted = metrics::global().get_counter(
+        "lanesync_accepted_total", "Messages accepted (newly stored) through the local API");
+    metrics::counter& refused = metrics::global().get_counter(
+        "lanesync_api_connections_refused_total",
+        "Local API connections closed at accept (too many connections)");
+    metrics::histogram& publish_seconds = metrics::global().get_histogram(
+        "lanesync_api_publish_seconds",
+        "POST /v1/messages from request read to answer, durable commit included");
+    std::map<unsigned, metrics::counter*> by_code;
+
+    api_metrics() {
+        for (unsigned c : {200u, 201u, 202u, 400u, 404u, 405u, 409u, 413u, 415u, 431u, 500u, 503u})
+            by_code[c] = &series(c);
+    }
+    static metrics::counter& series(unsigned code) {
+        return metrics::global().get_counter("lanesync_api_requests_total",
+                                             "Local API requests by HTTP status",
+                                             "code=\"" + std::to_string(code) + "\"");
+    }
+    metrics::counter& code(unsigned c) {
+        auto it = by_code.find(c); // read-only after construction
+        return it != by_code.end() ? *it->second : series(c);
+    }
+};
+
+/// The API series, registered once.
+api_metrics& am();
+
+class http_session;
+
+/// What the listener and every session share: the dependencies, limits, and the registry of
+/// live sessions used by stop(). Thread-safe (a mutex: sessions live on different strands).
+class api_shared_state {
+public:
+    api_shared_state(net::io_context& ioc, api_deps deps)
+        : ioc_(ioc), deps_(deps), timeout_(request_timeout()),
+          max_message_bytes_(deps.cfg->max_message_bytes),
+          // A little room for the envelope around `data`; check_publish() then enforces
+          // MAX_MESSAGE_BYTES on the body exactly.
+          body_limit_(deps.cfg->max_message_bytes + 4096) {
+        if (!deps_.outbox_async) {
+            own_async_.emplace(ioc.get_executor(), *deps_.store);
+            deps_.outbox_async = &*own_async_;
+        }
+    }
+
+    const api_deps& deps() const { return deps_; }
+    outbox::async_store& outbox() const { return *deps_.outbox_async; }
+    std::chrono::milliseconds timeout() const { return timeout_; }
+    std::size_t max_message_bytes() const { return max_message_bytes_; }
+    std::size_t body_limit() const { return body_limit_; }
+
+    /// Registers a new session; false when stopping or at api_max_connections.
+    bool join(const std::shared_ptr<http_session>& s) {
+        std::lock_guard lk(mutex_);
+        if (stopping_ || sessions_.size() >= tuning::api_max_connections)
+            return false;
+        sessions_.emplace(s.get(), s);
+        return true;
+    }
+
+    void leave(const http_session* s) {
+        std::unique_lock lk(mutex_);
+        if (sessions_.erase(s))
+            maybe_done(lk);
+    }
+
+    /// Marks the server stopping and returns the live sessions to close. `done` runs (posted)
+    /// once the listener is closed and every session has ended.
+    std::vector<std::shared_ptr<http_session>> begin_stop(std::function<void()> done) {
+        std::lock_guard lk(mutex_);
+        stopping_ = true;
+        if (done) {
+            if (finished_)
+                net::post(ioc_, std::move(done));
+            else
+                done_.push_back(std::move(done));
+        }
+        std::vector<std::shared_ptr<http_session>> live;
+        for (auto& [p, w] : sessions_)
+            if (auto s = w.lock())
+                live.push_back(std::move(s));
+        return live;
+    }
+
+    void listener_closed() {
+        std::unique_lock lk(mutex_);
+        listener_closed_ = true;
+        maybe_done(lk);
+    }
+
+    bool stopping() const {
+        std::lock_guard lk(mutex_);
+        return stopping_;
+    }
+
+private:
+    void maybe_done(std::unique_lock<std::mutex>& lk) {
+        if (!stopping_ || !listener_closed_ || !sessions_.empty() || finished_)
+            return;
+        finished_ = true;
+        auto done = std::move(done_);
+        done_.clear();
+        lk.unlock();
+        for (auto& d : done)
+            net::post(ioc_, std::move(d));
+    }
+
+    net::io_context& ioc_;
+    std::optional<outbox::async_store> own_async_; ///< when deps.outbox_async was null
+    api_deps deps_;
+    const std::chrono::milliseconds timeout_;
+    const std::size_t max_message_bytes_;
+    const std::size_t body_limit_;
+
+    mutable std::mutex mutex_;
+    std::unordered_map<const http_session*, std::weak_ptr<http_session>> sessions_;
+    bool stopping_ = false;
+    bool listener_closed_ = false;
+    bool finished_ = false;
+    std::vector<std::function<void()>> done_;
+};
+
+/// One local API connection (keep-alive): reads a request, answers it, reads the next.
+/// Everything runs on the stream's strand; exactly one write is in flight (requests are
+/// handled one at a time, in order).
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+    http_session(tcp::socket&& socket, std::shared_ptr<api_shared_state> state)
+        : stream_(std::move(socket)), state_(std::move(state)),
+          buffer_(tuning::api_header_limit + state_->body_limit() + 8192) {}
+
+    ~http_session() { state_->leave(this); }
+
+    /// Thread-safe: dispatches to the session strand.
+    void run();
+
+    /// Closes the connection if it is waiting for (or reading) a request; a request being
+    /// handled is answered first, with Connection: close. Thread-safe: posts to the strand.
+    void stop();
+
+private:
+    enum class phase { reading, handling, writing, lingering, closed };
+
+    // Read the next request's header, with the whole request under one deadline.
+    void do_read();
+
+    void on_read_header(error_code ec, std::size_t);
+
+    void on_continue_sent(error_code ec, std::size_t);
+
+    // Read the body, still under the deadline set in do_read().
+    void do_read_body();
+
+    void on_read(error_code ec, std::size_t);
+
+    void on_read_error(const error_code& ec);
+
+    /// Routes one complete request.
+    void handle();
+
+    // ---- routes that read the outbox: the read runs on the outbox reader thread, the answer
+    // is sent from its completion, on this session's strand (outbox::async_store).
+
+    /// Runs `read(store&)` on the reader thread, then sends `answer(result)` from here (503
+    /// when the read threw), with the CORS headers of route `rt`.
+    template <class Read, class Answer> void read_then(api::route rt, Read read, Answer answer);
+
+    /// A completion must cost one request, not the agent (as on_read() does for handle()).
+    template <class F> void guarded(F&& f);
+
+    // GET /v1/messages/{id}
+    void start_get(const std::string& raw_id);
+
+    // GET /v1/messages?state=...&limit=...: the count and the records in one read job.
+    void start_list(const api::target& t);
+
+    // GET /v1/status: gossip's and the uploader's status and the outbox counts, read together
+    // (gossip's status reads the outbox too).
+    void start_status();
+
+    // GET /metrics: the collectors read the outbox, so the rendering runs on the reader thread.
+    void start_metrics();
+
+    // GET /healthz: the outbox's health snapshot, which never waits on the write lock.
+    void start_healthz();
+
+    /// POST /v1/sync, /v1/cloud/pause, /v1/cloud/resume (the uploader only posts).
+    void cloud_control(api::route r);
+
+    /// The dashboard of another loopback lane may read this answer (api::add_cors).
+    api::response with_cors(api::response r, api::route rt);
+
+    /// POST /v1/messages: validate, then hand to the outbox writer; the answer is sent from
+    /// on_published() after the durable commit.
+    void start_publish();
+
+    void on_published(outbox::publish_outcome o);
+
+    /// Writes one answer; `close` ends the connection after it (with a lingering close).
+    void send(api::response r, bool close = false);
+
+    void on_write(error_code ec, std::size_t);
+
+    // Lingering close: stop sending, then read and discard what the client still sends.
+    void do_linger();
+
+    void do_drain();
+
+    void do_close();
+
+    void log_request(unsigned status);
+
+    beast::tcp_stream stream_;
+    std::shared_ptr<api_shared_state> state_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<http::response<http::empty_body>> continue_;
+    http::response<http::string_body> res_;
+    phase phase_ = phase::reading;
+    bool stopping_ = false;
+    bool linger_ = false;
+    std::size_t lingered_ = 0;
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    // For the request log line.
+    std::string method_, path_, topic_, published_id_;
+    std::uint64_t published_seq_ = 0;
+};
+
+} // namespace lanesync::agent

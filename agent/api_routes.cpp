@@ -3,6 +3,7 @@
 #include "agent/dashboard.hpp"
 #include "agent/views.hpp"
 #include "base/metrics.hpp"
+#include "base/text.hpp"
 #include "base/tuning.hpp"
 #include "protocol/message.hpp"
 
@@ -16,13 +17,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view messages_prefix = "/v1/messages/";
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
@@ -92,7 +86,7 @@ response error_response(unsigned status, std::string_view message, nlohmann::jso
 
 bool is_json_media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
-    auto type = lower(trim(content_type.substr(0, semi)));
+    auto type = text::lower(trim(content_type.substr(0, semi)));
     if (type == "application/json")
         return true;
     auto slash = type.find('/');
@@ -200,14 +194,7 @@ response publish_answer(const outbox::publish_outcome& o) {
 }
 
 response storage_failure(std::exception_ptr e) {
-    std::string why = "unknown";
-    try {
-        if (e)
-            std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        why = ex.what();
-    } catch (...) {
-    }
+    const std::string why = e ? text::what(e) : std::string("unknown");
     return error_response(503, "storage failure: " + why);
 }
 

@@ -30,13 +30,12 @@ constexpr auto prune_interval = std::chrono::hours(1);
 /// Everything a running lane owns, in construction order; destroyed in reverse.
 /// One io thread runs everything here; the outbox is reached through one async_store (reads on
 /// the outbox reader thread, writes on its writer), never by a blocking call on the io thread.
-/// gossip and the uploader still take the blocking store until lanes/ and cloud/ switch to the
-/// adapter (`outbox_`).
+/// The API and the uploader share `outbox_`; gossip builds its adapter over the same store.
 class node {
 public:
     node(const conf::config& cfg, std::unique_ptr<outbox::store> store)
         : cfg_(cfg), ioc_(1), store_(std::move(store)), outbox_(ioc_.get_executor(), *store_),
-          gossip_(ioc_, *store_, cfg_), uploader_(ioc_, *store_, cfg_),
+          gossip_(ioc_, *store_, cfg_), uploader_(ioc_, outbox_, cfg_),
           api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_}),
           signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_) {}
 

@@ -195,6 +195,107 @@ std::string dump(const json& j) {
 
 } // namespace
 
+namespace {
+
+// One decoder per frame type; each checks every field and refuses unknown ones.
+
+decode_result decode_hello_or_challenge(const json& j, bool challenge) {
+    std::string err;
+    int v = 0;
+    if (!get_version(j, v, err))
+        return policy(err);
+    const std::string* store = get_string(j, "store", err);
+    const std::string* term = store ? get_string(j, "terminal", err) : nullptr;
+    const std::string* nonce = term ? get_string(j, "nonce", err) : nullptr;
+    if (!nonce)
+        return policy(err);
+    if (!valid_store_id(*store))
+        return policy("invalid store id");
+    if (!valid_terminal_id(*term))
+        return policy("invalid terminal id");
+    if (!valid_hex(*nonce, 32, 128))
+        return policy("nonce must be 16-64 bytes of lowercase hex");
+    if (!challenge) {
+        if (j.size() != 5)
+            return policy("hello has unknown fields");
+        return frame{hello_frame{v, *store, *term, *nonce}};
+    }
+    const std::string* mac = get_string(j, "mac", err);
+    if (!mac)
+        return policy(err);
+    if (!valid_hex(*mac, 64, 64))
+        return policy("mac must be 32 bytes of lowercase hex");
+    if (j.size() != 6)
+        return policy("challenge has unknown fields");
+    return frame{challenge_frame{v, *store, *term, *nonce, *mac}};
+}
+
+decode_result decode_auth(const json& j) {
+    std::string err;
+    const std::string* mac = get_string(j, "mac", err);
+    if (!mac)
+        return policy(err);
+    if (!valid_hex(*mac, 64, 64))
+        return policy("mac must be 32 bytes of lowercase hex");
+    if (j.size() != 2)
+        return policy("auth has unknown fields");
+    return frame{auth_frame{*mac}};
+}
+
+decode_result decode_ready(const json& j, const frame_limits& lim) {
+    std::string err;
+    ready_frame f;
+    if (!get_hwm(j, "hwm", lim, f.hwm, err))
+        return policy(err);
+    if (j.size() != 2)
+        return policy("ready has unknown fields");
+    return frame{std::move(f)};
+}
+
+decode_result decode_batch(const json& j, const frame_limits& lim) {
+    std::string err;
+    batch_frame f;
+    if (!get_u64(j, "n", f.n, err))
+        return policy(err);
+    if (f.n == 0)
+        return policy("batch n must be >= 1");
+    auto ms = j.find("messages");
+    if (ms == j.end() || !ms->is_array())
+        return policy("batch messages must be an array");
+    if (ms->empty())
+        return policy("batch is empty");
+    if (ms->size() > lim.max_messages)
+        return policy("batch has too many messages");
+    f.messages.reserve(ms->size());
+    for (const auto& m : *ms) {
+        message out;
+        if (!decode_message(m, lim, out, err))
+            return policy(err);
+        f.messages.push_back(std::move(out));
+    }
+    if (j.contains("floor") && !get_hwm(j, "floor", lim, f.floor, err))
+        return policy(err);
+    if (j.size() != 3u + (j.contains("floor") ? 1u : 0u))
+        return policy("batch has unknown fields");
+    return frame{std::move(f)};
+}
+
+decode_result decode_ack(const json& j, const frame_limits& lim) {
+    std::string err;
+    ack_frame f;
+    if (!get_u64(j, "n", f.n, err))
+        return policy(err);
+    if (f.n == 0)
+        return policy("ack n must be >= 1");
+    if (!get_hwm(j, "hwm", lim, f.hwm, err))
+        return policy(err);
+    if (j.size() != 3)
+        return policy("ack has unknown fields");
+    return frame{std::move(f)};
+}
+
+} // namespace
+
 decode_result decode_frame(std::string_view text, const frame_limits& lim) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded())
@@ -205,93 +306,16 @@ decode_result decode_frame(std::string_view text, const frame_limits& lim) {
     const std::string* type = get_string(j, "type", err);
     if (!type)
         return policy("frame has no type");
-
-    if (*type == "hello" || *type == "challenge") {
-        bool challenge = *type == "challenge";
-        int v = 0;
-        if (!get_version(j, v, err))
-            return policy(err);
-        const std::string* store = get_string(j, "store", err);
-        const std::string* term = store ? get_string(j, "terminal", err) : nullptr;
-        const std::string* nonce = term ? get_string(j, "nonce", err) : nullptr;
-        if (!nonce)
-            return policy(err);
-        if (!valid_store_id(*store))
-            return policy("invalid store id");
-        if (!valid_terminal_id(*term))
-            return policy("invalid terminal id");
-        if (!valid_hex(*nonce, 32, 128))
-            return policy("nonce must be 16-64 bytes of lowercase hex");
-        if (!challenge) {
-            if (j.size() != 5)
-                return policy("hello has unknown fields");
-            return frame{hello_frame{v, *store, *term, *nonce}};
-        }
-        const std::string* mac = get_string(j, "mac", err);
-        if (!mac)
-            return policy(err);
-        if (!valid_hex(*mac, 64, 64))
-            return policy("mac must be 32 bytes of lowercase hex");
-        if (j.size() != 6)
-            return policy("challenge has unknown fields");
-        return frame{challenge_frame{v, *store, *term, *nonce, *mac}};
-    }
-    if (*type == "auth") {
-        const std::string* mac = get_string(j, "mac", err);
-        if (!mac)
-            return policy(err);
-        if (!valid_hex(*mac, 64, 64))
-            return policy("mac must be 32 bytes of lowercase hex");
-        if (j.size() != 2)
-            return policy("auth has unknown fields");
-        return frame{auth_frame{*mac}};
-    }
-    if (*type == "ready") {
-        ready_frame f;
-        if (!get_hwm(j, "hwm", lim, f.hwm, err))
-            return policy(err);
-        if (j.size() != 2)
-            return policy("ready has unknown fields");
-        return frame{std::move(f)};
-    }
-    if (*type == "batch") {
-        batch_frame f;
-        if (!get_u64(j, "n", f.n, err))
-            return policy(err);
-        if (f.n == 0)
-            return policy("batch n must be >= 1");
-        auto ms = j.find("messages");
-        if (ms == j.end() || !ms->is_array())
-            return policy("batch messages must be an array");
-        if (ms->empty())
-            return policy("batch is empty");
-        if (ms->size() > lim.max_messages)
-            return policy("batch has too many messages");
-        f.messages.reserve(ms->size());
-        for (const auto& m : *ms) {
-            message out;
-            if (!decode_message(m, lim, out, err))
-                return policy(err);
-            f.messages.push_back(std::move(out));
-        }
-        if (j.contains("floor") && !get_hwm(j, "floor", lim, f.floor, err))
-            return policy(err);
-        if (j.size() != 3u + (j.contains("floor") ? 1u : 0u))
-            return policy("batch has unknown fields");
-        return frame{std::move(f)};
-    }
-    if (*type == "ack") {
-        ack_frame f;
-        if (!get_u64(j, "n", f.n, err))
-            return policy(err);
-        if (f.n == 0)
-            return policy("ack n must be >= 1");
-        if (!get_hwm(j, "hwm", lim, f.hwm, err))
-            return policy(err);
-        if (j.size() != 3)
-            return policy("ack has unknown fields");
-        return frame{std::move(f)};
-    }
+    if (*type == "hello" || *type == "challenge")
+        return decode_hello_or_challenge(j, *type == "challenge");
+    if (*type == "auth")
+        return decode_auth(j);
+    if (*type == "ready")
+        return decode_ready(j, lim);
+    if (*type == "batch")
+        return decode_batch(j, lim);
+    if (*type == "ack")
+        return decode_ack(j, lim);
     return policy("unknown frame type");
 }
 

@@ -18,9 +18,11 @@ inline constexpr std::size_t group_commit_max_requests = 1024;
 inline constexpr int sqlite_busy_timeout_ms = 10'000;
 
 // ---- peer protocol ------------------------------------------------------------------------
-/// Version spoken in the hello frame; a peer with another version is refused
-/// (close_code::policy_violation, a permanent ending).
-inline constexpr int peer_protocol_version = 1;
+/// Highest peer protocol version this lane speaks, offered in the hello frame
+/// (protocol/version.hpp; docs/protocol.md "Versions").
+inline constexpr int peer_protocol_version = 2;
+/// Lowest version this lane still serves and falls back to (a v1 lane's hello is served as v1).
+inline constexpr int peer_protocol_min_version = 1;
 /// Largest WebSocket message accepted from a peer (a batch frame).
 inline constexpr std::size_t peer_max_frame_bytes = 16u << 20;
 /// Most messages in one batch frame.

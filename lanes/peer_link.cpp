@@ -4,6 +4,7 @@
 #include "base/log.hpp"
 #include "base/text.hpp"
 #include "base/tls.hpp"
+#include "base/tuning.hpp"
 #include "lanes/peer_session.hpp"
 #include "lanes/streams.hpp"
 #include "protocol/message.hpp"
@@ -81,7 +82,22 @@ private:
                 r = co_await attempt_once<ws_plain>();
             if (stopping_)
                 break;
-            auto e = protocol::classify_ending(r.stage, r.close_code, r.close_reason, r.who);
+            const protocol::version_offer offer{
+                version_, {tuning::peer_protocol_min_version, tuning::peer_protocol_version}};
+            auto e = protocol::classify_ending(r.stage, r.close_code, r.close_reason, r.who, offer);
+            if (e.retry_version > 0) {
+                // The peer speaks an older version we also speak: again at once with that one,
+                // and keep it for this link (docs/protocol.md "Versions"). At once only once in
+                // a row, so a peer that keeps changing its mind cannot make a hot loop.
+                log::info("peer.version_fallback", {{"url", url_.text},
+                                                    {"from", std::to_string(version_)},
+                                                    {"to", std::to_string(e.retry_version)}});
+                version_ = e.retry_version;
+                if (!std::exchange(fell_back_, true))
+                    continue;
+            } else {
+                fell_back_ = false;
+            }
             // Start over from the shortest delay only after a session that lived a while: one
             // that is refused right after authenticating (e.g. an id conflict) must back off
             // like a failed connect instead of reconnecting in a hot loop.
@@ -126,7 +142,7 @@ private:
         bool up = co_await connect(ws, r.reason);
         if (!up)
             co_return r;
-        auto session = run_session<WS>(std::move(ws), hub_, true, url_.text);
+        auto session = run_session<WS>(std::move(ws), hub_, true, url_.text, version_);
         r = co_await std::move(session);
         co_return r;
     }
@@ -202,6 +218,8 @@ private:
     bool stopping_ = false;
     bool waiting_ = false;
     bool woken_ = false;
+    int version_ = tuning::peer_protocol_version; ///< offered in the hello; lowered by a fallback
+    bool fell_back_ = false; ///< the last attempt was an immediate version fallback
     std::atomic<bool> finished_{false};
 };
 

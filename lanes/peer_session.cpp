@@ -35,12 +35,14 @@ peer_metrics& pm() {
     return m;
 }
 
-protocol::peer_machine_config machine_config(const conf::config& cfg) {
+protocol::peer_machine_config machine_config(const conf::config& cfg, int offer_version) {
     protocol::peer_machine_config c;
     c.store_id = cfg.store_id;
     c.terminal_id = cfg.terminal_id;
     c.secret = cfg.peer_secret;
     c.version = tuning::peer_protocol_version;
+    c.min_version = tuning::peer_protocol_min_version;
+    c.offer_version = offer_version;
     c.window = tuning::peer_inflight_batches;
     c.batch_max_messages = tuning::peer_batch_max_messages;
     c.batch_max_bytes = tuning::peer_batch_max_bytes;
@@ -64,9 +66,9 @@ protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
 template <class WS>
 class peer_session : public session_handle, public std::enable_shared_from_this<peer_session<WS>> {
 public:
-    peer_session(WS ws, std::shared_ptr<hub> h, bool outbound, std::string url)
+    peer_session(WS ws, std::shared_ptr<hub> h, bool outbound, std::string url, int offer_version)
         : ws_(std::move(ws)), hub_(std::move(h)), outbound_(outbound), url_(std::move(url)),
-          machine_(machine_config(hub_->cfg()),
+          machine_(machine_config(hub_->cfg(), offer_version),
                    outbound ? protocol::peer_role::client : protocol::peer_role::server),
           auth_deadline_(ws_.get_executor()) {}
 
@@ -185,6 +187,7 @@ private:
         r.close_code = r.who == protocol::decided_by::transport ? 0 : close_code_;
         r.close_reason = close_reason_text_;
         r.claimed_id = machine_.claimed_id();
+        r.version = machine_.version();
         return r;
     }
 
@@ -229,10 +232,31 @@ private:
         apply(machine_.on_stored(n, to_protocol(std::move(o))));
     }
 
-    void on_action(protocol::read_hwm&) {
-        hub_->outbox().hwm(on_strand([](peer_session& s, protocol::hwm_map h) {
-            s.apply(s.machine_.on_hwm(std::move(h)));
+    void on_action(protocol::read_hwm& a) {
+        if (!a.ids) {
+            hub_->outbox().hwm(on_strand([](peer_session& s, protocol::hwm_map h) {
+                s.apply(s.machine_.on_hwm(std::move(h)));
+            }));
+            return;
+        }
+        hub_->outbox().tips(on_strand([](peer_session& s, outbox::tips t) {
+            s.apply(s.machine_.on_hwm(std::move(t.hwm), std::move(t.ids)));
         }));
+    }
+
+    void on_action(protocol::read_tip_ids& a) {
+        auto n = a.n;
+        hub_->outbox().ids_at(std::move(a.at),
+                              on_strand([n](peer_session& s, protocol::tip_ids ids) {
+                                  s.apply(s.machine_.on_ack_ids(n, std::move(ids)));
+                              }));
+    }
+
+    void on_action(protocol::read_own_mark& a) {
+        auto seq = a.seq;
+        hub_->outbox().own_mark(seq, on_strand([seq](peer_session& s, outbox::own_mark m) {
+                                    s.apply(s.machine_.on_own_mark(seq, m.hwm, m.id));
+                                }));
     }
 
     void on_action(protocol::read_next_batch& a) {
@@ -290,7 +314,9 @@ private:
         else if (a.cause == close_cause::outbox_lost)
             log::error("peer.outbox_behind_peer", {{"peer", peer},
                                                    {"peer_holds_seq", detail(a, "peer_holds_seq")},
-                                                   {"local_seq", detail(a, "local_seq")}});
+                                                   {"local_seq", detail(a, "local_seq")},
+                                                   {"peer_tip_id", detail(a, "peer_tip_id")},
+                                                   {"local_id", detail(a, "local_id")}});
         else if (a.cause == close_cause::id_conflict)
             log::error("peer.id_conflict", {{"peer", peer}, {"conflict", detail(a, "conflict")}});
         else if (a.cause == close_cause::storage_failure)
@@ -408,17 +434,17 @@ private:
 
 template <class WS>
 net::awaitable<session_result> run_session(WS ws, std::shared_ptr<hub> h, bool outbound,
-                                           std::string url) {
-    auto s =
-        std::make_shared<peer_session<WS>>(std::move(ws), std::move(h), outbound, std::move(url));
+                                           std::string url, int offer_version) {
+    auto s = std::make_shared<peer_session<WS>>(std::move(ws), std::move(h), outbound,
+                                                std::move(url), offer_version);
     auto r = co_await s->run();
     co_return r;
 }
 
 template net::awaitable<session_result> run_session<ws_plain>(ws_plain, std::shared_ptr<hub>, bool,
-                                                              std::string);
+                                                              std::string, int);
 template net::awaitable<session_result> run_session<ws_tls>(ws_tls, std::shared_ptr<hub>, bool,
-                                                            std::string);
+                                                            std::string, int);
 
 void register_peer_metrics() {
     pm();

@@ -26,14 +26,17 @@ struct session_result {
     std::uint16_t close_code = 0; ///< the close code sent (who == us) or received (peer)
     std::string close_reason;     ///< the reason sent with it, or received
     std::string claimed_id;       ///< the peer's terminal id as it claimed it, verified or not
+    int version = 0;              ///< the protocol version offered (client) or served (server)
     bool authenticated() const { return stage == protocol::session_stage::authenticated; }
 };
 
 /// Runs one session over an upgraded WebSocket (client role when `outbound`) to its end.
 /// `url` names the link in logs and status (empty for an accepted connection).
+/// `offer_version`: the protocol version an outbound session offers in its hello (0: the
+/// highest, tuning::peer_protocol_version); an inbound session serves what the hello offers.
 template <class WS>
 boost::asio::awaitable<session_result> run_session(WS ws, std::shared_ptr<hub> h, bool outbound,
-                                                   std::string url);
+                                                   std::string url, int offer_version = 0);
 
 /// Registers the peer metric series (so /metrics lists them at 0 before any session).
 void register_peer_metrics();

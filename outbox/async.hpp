@@ -146,6 +146,38 @@ public:
                                              [](store& s) { return s.hwm(); });
     }
 
+    /// Every origin's hwm with the id at each mark, from one read transaction.
+    template <class Token> auto tips(Token&& token) {
+        return named_read<outbox::tips>("tips", std::forward<Token>(token), [](store& s) {
+            outbox::tips t;
+            t.hwm = s.hwm();
+            t.ids = s.ids_at(t.hwm);
+            return t;
+        });
+    }
+
+    /// The ids held at these marks.
+    template <class Token> auto ids_at(protocol::hwm_map at, Token&& token) {
+        return named_read<protocol::tip_ids>(
+            "ids_at", std::forward<Token>(token),
+            [at = std::move(at)](store& s) { return s.ids_at(at); });
+    }
+
+    /// This lane's own hwm and the id of its own message at `seq`.
+    template <class Token> auto own_mark(std::uint64_t seq, Token&& token) {
+        return named_read<outbox::own_mark>("own_mark", std::forward<Token>(token),
+                                            [seq](store& s) {
+                                                const auto& own = s.terminal_id();
+                                                outbox::own_mark m;
+                                                auto h = s.hwm();
+                                                m.hwm = h.count(own) ? h.at(own) : 0;
+                                                auto ids = s.ids_at({{own, seq}});
+                                                if (ids.count(own))
+                                                    m.id = ids.at(own);
+                                                return m;
+                                            });
+    }
+
     template <class Token> auto cloud_through(Token&& token) {
         return named_read<protocol::hwm_map>("cloud_through", std::forward<Token>(token),
                                              [](store& s) { return s.cloud_through(); });

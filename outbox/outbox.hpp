@@ -27,7 +27,7 @@
 ///   set_commit_listener               before traffic starts     listener on the writer thread
 ///   close                             any thread but a callback blocks until the writer drained
 ///                                     (from one: only marks)
-///   get, get_counts, hwm,             CLI, tests, and jobs on   the caller's thread (blocks on
+///   get, get_counts, hwm, ids_at,     CLI, tests, and jobs on   the caller's thread (blocks on
 ///   cloud_through, next_for_peer,     the reader thread         the read connection's mutex)
 ///   next_for_cloud, list, peer_marks,
 ///   integrity_check, changed_elsewhere
@@ -150,6 +150,18 @@ struct counts {
     std::uint64_t own_last_seq = 0;                    ///< highest own seq handed out
 };
 
+/// Every origin's mark and the id of the message at it (protocol v2 ready and ack frames).
+struct tips {
+    protocol::hwm_map hwm;
+    protocol::tip_ids ids;
+};
+
+/// This lane's own hwm and the id of its own message at one seq (checking a peer's mark).
+struct own_mark {
+    std::uint64_t hwm = 0;
+    std::string id; ///< empty when that seq is not held
+};
+
 struct peer_mark {
     std::string terminal_id;
     std::uint64_t acked_through = 0; ///< highest own seq this peer confirmed holding
@@ -241,6 +253,10 @@ public:
     virtual counts get_counts() = 0;
     /// Every origin's high-water mark (contiguous seq held from 1), own origin included.
     virtual protocol::hwm_map hwm() = 0;
+    /// The id of the message held at each (origin, seq) of `at` (protocol v2 marks: the tips
+    /// of a hwm map, or the own message a peer's mark names). An entry with seq 0, or whose
+    /// message is not held (never stored, or pruned after cloud_ack), gets no id.
+    virtual protocol::tip_ids ids_at(const protocol::hwm_map& at) = 0;
     /// Highest own seq with cloud_ack contiguous from 1 (for floor / prune gossip).
     virtual protocol::hwm_map cloud_through() = 0;
 

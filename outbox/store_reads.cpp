@@ -81,6 +81,21 @@ protocol::hwm_map sqlite_store::hwm() {
     return out;
 }
 
+protocol::tip_ids sqlite_store::ids_at(const protocol::hwm_map& at) {
+    protocol::tip_ids out;
+    std::lock_guard lk(read_mutex_);
+    read_transaction rt(*read_db_);
+    for (const auto& [origin, seq] : at) {
+        if (seq == 0)
+            continue;
+        use u(r_->id_at_seq);
+        u.bind(1, origin).bind(2, seq);
+        if (u.step())
+            out[origin] = u.text(0);
+    }
+    return out;
+}
+
 protocol::hwm_map sqlite_store::cloud_through() {
     protocol::hwm_map out;
     std::lock_guard lk(read_mutex_);

@@ -24,14 +24,14 @@ struct permanent_rule {
 constexpr permanent_rule permanent_rules[] = {
     {"authentication failed",        "wrong PEER_SECRET"},
     {"store mismatch",               "other store"},
-    {"unsupported protocol version", "no protocol version in common"},
+    {"no version in common",         "no protocol version in common"},
 };
 // clang-format on
 
 } // namespace
 
 ending classify_ending(session_stage stage, std::uint16_t code, std::string_view reason,
-                       decided_by who) {
+                       decided_by who, const version_offer& offer) {
     // Only a policy refusal by one of the two lanes can be permanent; a connect failure, a
     // network error or a storage failure may clear by itself.
     if (stage == session_stage::connecting || who == decided_by::transport ||
@@ -40,10 +40,18 @@ ending classify_ending(session_stage stage, std::uint16_t code, std::string_view
     for (const auto& r : permanent_rules)
         if (starts_with(reason, r.prefix))
             return {ending_class::permanent, r.text};
+    if (starts_with(reason, "unsupported protocol version")) {
+        // The peer names the versions it speaks: reconnect at once with the highest one we
+        // share. None (or we refused the peer's): no version in common.
+        int v = who == decided_by::peer ? retry_version(reason, offer.offered, offer.ours) : 0;
+        if (v > 0)
+            return {ending_class::transient, {}, v};
+        return {ending_class::permanent, "no protocol version in common"};
+    }
     // "peer holds seq N of L1 but this lane only M: outbox lost or replaced"; the suffix may
     // be cut on the wire when the ids are long, the prefix never is.
     if (contains(reason, "outbox lost or replaced") ||
-        (starts_with(reason, "peer holds seq ") && contains(reason, " but this lane only")))
+        (starts_with(reason, "peer holds seq ") && contains(reason, " but this lane")))
         return {ending_class::permanent, "outbox lost or replaced"};
     return {};
 }

@@ -5,6 +5,8 @@
 /// (tuning::peer_reconnect_permanent) after a permanent one, and status and /metrics show
 /// which it was. No Asio here.
 
+#include "protocol/version.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -32,17 +34,29 @@ struct ending {
     /// A short operator-facing name of the cause, e.g. "wrong PEER_SECRET"; empty when the
     /// ending is an ordinary transient one (network, shutdown, timeout).
     std::string text;
+    /// The peer refused our protocol version but speaks one we do: reconnect at once (no
+    /// backoff) offering this version, and keep offering it on this link. 0 otherwise.
+    int retry_version = 0;
     bool permanent() const { return cls == ending_class::permanent; }
+};
+
+/// What a link offered in its hello and the versions this lane speaks (for version endings).
+struct version_offer {
+    int offered = 0;
+    version_range ours;
 };
 
 /// Classifies one ending from where the session was, the close code sent or received (0 when
 /// there was no close frame), the close reason (ours or the peer's, as sent on the wire) and
-/// who decided. Permanent: wrong PEER_SECRET, other store, no protocol version in common,
-/// outbox lost or replaced — none of them clears without an operator. Everything else is
-/// transient, including a duplicate terminal id (it clears when the old session dies), an
-/// id conflict, a storage failure, a malformed frame and every network error.
+/// who decided. Permanent: wrong PEER_SECRET, other store, no protocol version in common
+/// ("no version in common", or an "unsupported protocol version" refusal naming no version we
+/// speak), outbox lost or replaced — none of them clears without an operator. A peer's
+/// "unsupported protocol version" refusal naming a version both speak is transient with
+/// `retry_version` set. Everything else is transient, including a duplicate terminal id (it
+/// clears when the old session dies), an id conflict, a storage failure, a malformed frame and
+/// every network error.
 ending classify_ending(session_stage stage, std::uint16_t close_code, std::string_view reason,
-                       decided_by who);
+                       decided_by who, const version_offer& offer = {});
 
 const char* to_string(ending_class c);
 

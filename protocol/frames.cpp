@@ -81,6 +81,53 @@ bool get_hwm(const json& obj, const char* key, const frame_limits& lim, hwm_map&
     return true;
 }
 
+/// One v2 mark: {"seq": N, "id": "<uuid>"}; id omitted only when nothing is held there.
+bool get_mark(const json& e, std::uint64_t& seq, std::string& id, std::string& err) {
+    if (!e.is_object() || !get_u64(e, "seq", seq, err)) {
+        err = "marks must be objects with a non-negative integer seq";
+        return false;
+    }
+    auto it = e.find("id");
+    if (it != e.end()) {
+        if (!it->is_string() || !valid_uuid(it->get_ref<const std::string&>()) || seq == 0) {
+            err = "mark id must be a UUID (and seq at least 1)";
+            return false;
+        }
+        id = normalize_uuid(it->get_ref<const std::string&>());
+    }
+    if (e.size() != (it == e.end() ? 1u : 2u)) {
+        err = "mark has unknown fields";
+        return false;
+    }
+    return true;
+}
+
+/// A ready/ack mark map in either form: v1 numbers or v2 mark objects, never mixed.
+bool get_marks(const json& obj, const frame_limits& lim, hwm_map& seqs, tip_ids& ids, bool& v2,
+               std::string& err) {
+    auto it = obj.find("hwm");
+    v2 = it != obj.end() && it->is_object() && !it->empty() && it->begin()->is_object();
+    if (!v2)
+        return get_hwm(obj, "hwm", lim, seqs, err);
+    if (it->size() > lim.max_origins) {
+        err = "field hwm has too many origins";
+        return false;
+    }
+    for (auto e = it->begin(); e != it->end(); ++e) {
+        if (!valid_terminal_id(e.key()) || !e->is_object()) {
+            err = e->is_object() ? "field hwm has an invalid origin id"
+                                 : "field hwm mixes v1 and v2 marks";
+            return false;
+        }
+        std::string id;
+        if (!get_mark(*e, seqs[e.key()], id, err))
+            return false;
+        if (!id.empty())
+            ids[e.key()] = std::move(id);
+    }
+    return true;
+}
+
 bool get_version(const json& obj, int& out, std::string& err) {
     auto it = obj.find("v");
     if (it == obj.end() || !it->is_number_integer()) {
@@ -189,6 +236,20 @@ json hwm_json(const hwm_map& h) {
     return j;
 }
 
+/// Marks in the frame's form: v1 numbers, or v2 objects naming the tip id.
+json marks_json(const hwm_map& h, const tip_ids& ids, bool v2) {
+    if (!v2)
+        return hwm_json(h);
+    json j = json::object();
+    for (const auto& [k, v] : h) {
+        json m{{"seq", v}};
+        if (auto it = ids.find(k); it != ids.end() && v > 0)
+            m["id"] = it->second;
+        j[k] = std::move(m);
+    }
+    return j;
+}
+
 std::string dump(const json& j) {
     return j.dump(-1, ' ', false, json::error_handler_t::strict);
 }
@@ -245,7 +306,7 @@ decode_result decode_auth(const json& j) {
 decode_result decode_ready(const json& j, const frame_limits& lim) {
     std::string err;
     ready_frame f;
-    if (!get_hwm(j, "hwm", lim, f.hwm, err))
+    if (!get_marks(j, lim, f.hwm, f.ids, f.v2, err))
         return policy(err);
     if (j.size() != 2)
         return policy("ready has unknown fields");
@@ -287,7 +348,7 @@ decode_result decode_ack(const json& j, const frame_limits& lim) {
         return policy(err);
     if (f.n == 0)
         return policy("ack n must be >= 1");
-    if (!get_hwm(j, "hwm", lim, f.hwm, err))
+    if (!get_marks(j, lim, f.hwm, f.ids, f.v2, err))
         return policy(err);
     if (j.size() != 3)
         return policy("ack has unknown fields");
@@ -341,7 +402,7 @@ std::string encode(const auth_frame& f) {
 }
 
 std::string encode(const ready_frame& f) {
-    return dump(json{{"type", "ready"}, {"hwm", hwm_json(f.hwm)}});
+    return dump(json{{"type", "ready"}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}});
 }
 
 std::string encode(const batch_frame& f) {
@@ -355,7 +416,7 @@ std::string encode(const batch_frame& f) {
 }
 
 std::string encode(const ack_frame& f) {
-    return dump(json{{"type", "ack"}, {"n", f.n}, {"hwm", hwm_json(f.hwm)}});
+    return dump(json{{"type", "ack"}, {"n", f.n}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}});
 }
 
 std::size_t encoded_size(const message& m) {

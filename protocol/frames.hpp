@@ -17,6 +17,9 @@ namespace lanesync::protocol {
 
 /// Per-origin high-water marks: origin terminal id -> highest seq held contiguously from 1.
 using hwm_map = std::map<std::string, std::uint64_t>;
+/// Protocol v2: the id of the message held at each origin's mark (its tip), origin -> id. An
+/// origin without an entry has no tip id (nothing held, or the tip was pruned after cloud_ack).
+using tip_ids = std::map<std::string, std::string>;
 
 /// Client -> server, first frame: who I am and my nonce.
 struct hello_frame {
@@ -37,9 +40,12 @@ struct challenge_frame {
 struct auth_frame {
     std::string mac;
 };
-/// Both directions once authenticated: what I hold (anti-entropy starts from here).
+/// Both directions once authenticated: what I hold (anti-entropy starts from here). `v2`: the
+/// marks are v2 objects `{"seq": N, "id": "<tip id>"}` (ids in `ids`), else v1 numbers.
 struct ready_frame {
     hwm_map hwm;
+    tip_ids ids = {};
+    bool v2 = false;
 };
 /// Messages the other side lacks. `floor[o] = f` says every message of origin o below seq f is
 /// known to be in the cloud and was pruned here, so the receiver may treat it as held.
@@ -53,6 +59,8 @@ struct batch_frame {
 struct ack_frame {
     std::uint64_t n = 0;
     hwm_map hwm;
+    tip_ids ids = {}; ///< v2: the tip id of each mark
+    bool v2 = false;
 };
 
 using frame =

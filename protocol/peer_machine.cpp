@@ -3,15 +3,6 @@
 #include <algorithm>
 
 namespace lanesync::protocol {
-namespace {
-
-std::uint64_t seq_of(const hwm_map& h, const std::string& origin) {
-    auto it = h.find(origin);
-    return it == h.end() ? 0 : it->second;
-}
-
-} // namespace
-
 peer_machine::peer_machine(peer_machine_config cfg, peer_role role)
     : cfg_(std::move(cfg)), role_(role) {}
 
@@ -20,8 +11,9 @@ peer_actions peer_machine::start() {
     if (role_ != peer_role::client || stage_ != stage::idle)
         return out;
     nonce_c_ = random_hex(cfg_.nonce_bytes);
+    version_ = cfg_.offer_version > 0 ? cfg_.offer_version : cfg_.version;
     out.push_back(
-        send_frame{encode(hello_frame{cfg_.version, cfg_.store_id, cfg_.terminal_id, nonce_c_})});
+        send_frame{encode(hello_frame{version_, cfg_.store_id, cfg_.terminal_id, nonce_c_})});
     stage_ = stage::hello_sent;
     return out;
 }
@@ -55,9 +47,12 @@ peer_actions peer_machine::on_frame(frame f) {
 
 std::string peer_machine::check_identity(int version, const std::string& store,
                                          const std::string& terminal) const {
-    if (version != cfg_.version)
-        return "unsupported protocol version " + std::to_string(version) + " (this lane speaks " +
-               std::to_string(cfg_.version) + ")";
+    // The server serves any version it speaks; the client wants the one it offered back.
+    const version_range ours = role_ == peer_role::server
+                                   ? version_range{cfg_.min_version, cfg_.version}
+                                   : version_range{version_, version_};
+    if (serve_version(version, ours) == 0)
+        return version_refusal(version, ours);
     if (store != cfg_.store_id)
         return "store mismatch: peer is in store " + store + ", this lane in " + cfg_.store_id;
     if (terminal == cfg_.terminal_id)
@@ -125,6 +120,7 @@ peer_actions peer_machine::on_hello(hello_frame& h) {
     if (auto why = check_identity(h.version, h.store, h.terminal); !why.empty()) {
         return refuse(close_code::policy_violation, why, close_cause::identity, true);
     }
+    version_ = h.version;
     nonce_c_ = h.nonce;
     nonce_s_ = random_hex(cfg_.nonce_bytes);
     auto mac = peer_mac(cfg_.secret, peer_role::server, cfg_.store_id, h.terminal, cfg_.terminal_id,
@@ -132,7 +128,7 @@ peer_actions peer_machine::on_hello(hello_frame& h) {
     stage_ = stage::challenge_sent;
     peer_actions out;
     out.push_back(send_frame{encode(
-        challenge_frame{cfg_.version, cfg_.store_id, cfg_.terminal_id, nonce_s_, std::move(mac)})});
+        challenge_frame{version_, cfg_.store_id, cfg_.terminal_id, nonce_s_, std::move(mac)})});
     return out;
 }
 
@@ -153,8 +149,10 @@ peer_actions peer_machine::on_auth(auth_frame& a) {
 
 /// Client: the server accepted us; join the hub, then answer with our own ready.
 peer_actions peer_machine::on_ready(ready_frame& r) {
+    if (auto why = check_marks_form(r.v2, r.hwm); !why.empty())
+        return refuse(close_code::policy_violation, why, close_cause::malformed);
     got_ready_ = true;
-    peer_ready_ = std::move(r.hwm);
+    peer_ready_ = std::move(r);
     stage_ = stage::joining;
     peer_actions out;
     out.push_back(join_hub{peer_id_});
@@ -173,52 +171,23 @@ peer_actions peer_machine::on_join(const std::string& refusal) {
     peer_actions out;
     if (!hwm_reading_) {
         hwm_reading_ = true;
-        out.push_back(read_hwm{});
+        out.push_back(read_hwm{v2()});
     }
     return out;
 }
 
-peer_actions peer_machine::on_hwm(hwm_map own) {
+peer_actions peer_machine::on_hwm(hwm_map own, tip_ids ids) {
     hwm_reading_ = false;
     peer_actions out;
     if (closing_)
         return out;
     if (ready_to_send_) {
         ready_to_send_ = false;
-        out.push_back(send_frame{encode(ready_frame{own})});
+        out.push_back(send_frame{encode(ready_frame{own, std::move(ids), v2()})});
     }
     if (peer_ready_)
         check_peer_ready(own, out);
     return out;
-}
-
-/// The peer's ready against our own hwm: the outbox-lost rule, then the sender starts.
-void peer_machine::check_peer_ready(const hwm_map& own, peer_actions& out) {
-    hwm_map peer = std::move(*peer_ready_);
-    peer_ready_.reset();
-    cursor_ = peer;
-    cursor_.erase(peer_id_); // never send a lane its own messages
-    std::uint64_t peer_holds = seq_of(peer, cfg_.terminal_id);
-    std::uint64_t we_hold = seq_of(own, cfg_.terminal_id);
-    // A peer holding more of our own messages than we do means our outbox was lost or
-    // replaced (e.g. a wiped disk): our new seqs would collide with the ones it holds, and its
-    // acks would promote messages it never saw. Refuse loudly instead.
-    if (peer_holds > we_hold) {
-        close(close_link{close_code::policy_violation,
-                         "peer holds seq " + std::to_string(peer_holds) + " of " +
-                             cfg_.terminal_id + " but this lane only " + std::to_string(we_hold) +
-                             ": outbox lost or replaced",
-                         close_cause::outbox_lost,
-                         true,
-                         false,
-                         {{"peer_holds_seq", std::to_string(peer_holds)},
-                          {"local_seq", std::to_string(we_hold)}}},
-              out);
-        return;
-    }
-    ready_checked_ = true;
-    out.push_back(peer_acked{peer_id_, peer_holds});
-    pump(out);
 }
 
 // ---- data phase -----------------------------------------------------------------------------
@@ -238,12 +207,14 @@ peer_actions peer_machine::on_data_frame(frame& f) {
         if (got_ready_)
             return refuse(close_code::policy_violation, "malformed frame: second ready frame",
                           close_cause::malformed);
+        if (auto why = check_marks_form(r->v2, r->hwm); !why.empty())
+            return refuse(close_code::policy_violation, why, close_cause::malformed);
         got_ready_ = true;
-        peer_ready_ = std::move(r->hwm);
+        peer_ready_ = std::move(*r);
         peer_actions out;
         if (!hwm_reading_) {
             hwm_reading_ = true;
-            out.push_back(read_hwm{});
+            out.push_back(read_hwm{v2()});
         }
         return out;
     }
@@ -299,27 +270,12 @@ peer_actions peer_machine::on_stored(std::uint64_t n, stored_outcome o) {
               out);
         return out;
     }
-    out.push_back(send_frame{encode(ack_frame{n, std::move(o.hwm)})});
-    return out;
-}
-
-peer_actions peer_machine::on_ack(ack_frame& a) {
-    if (a.n != next_ack_in_ || inflight_ == 0)
-        return refuse(close_code::policy_violation,
-                      "malformed frame: ack " + std::to_string(a.n) + " does not match a batch",
-                      close_cause::malformed);
-    ++next_ack_in_;
-    --inflight_;
-    for (const auto& [origin, seq] : a.hwm) {
-        if (origin == peer_id_)
-            continue;
-        auto& c = cursor_[origin];
-        c = std::max(c, seq);
+    if (v2()) { // the ack names the tip ids: read them first (acks stay in batch order)
+        acks_waiting_.emplace_back(n, o.hwm);
+        out.push_back(read_tip_ids{n, std::move(o.hwm)});
+        return out;
     }
-    peer_actions out;
-    if (auto it = a.hwm.find(cfg_.terminal_id); it != a.hwm.end())
-        out.push_back(peer_acked{peer_id_, it->second});
-    pump(out);
+    out.push_back(send_frame{encode(ack_frame{n, std::move(o.hwm)})});
     return out;
 }
 

@@ -5,10 +5,15 @@
 /// feeds their answers back here.
 ///
 /// Life of a session:
-///   client: start() sends hello -> challenge (checked) -> auth -> ready (join, read hwm,
-///           send our ready, check the peer's) -> data phase
-///   server: hello (checked) -> challenge -> auth (checked; join, read hwm, send ready) ->
-///           the peer's ready (read hwm, check) -> data phase
+///   client: start() sends hello (the offered version) -> challenge (checked) -> auth ->
+///           ready (join, read hwm, send our ready, check the peer's) -> data phase
+///   server: hello (checked; served in the version it offers when we speak it) -> challenge ->
+///           auth (checked; join, read hwm, send ready) -> the peer's ready (read hwm, check)
+///           -> data phase
+/// Protocol v2 (docs/protocol.md): ready and ack marks name the tip id they confirm. The
+/// peer's mark of our own origin is trusted only when our own message at that seq has that
+/// id (read_own_mark, at the peer's ready and on every ack); otherwise the peer holds other
+/// messages of our origin and is refused as "outbox lost or replaced", never promoted.
 /// Data phase, both roles at once: a sender (cursor per origin, at most `window` batches in
 /// flight, one outbox read at a time, paused while the write queue is full) and a receiver
 /// (batches in order, at most `window` commits pending, an ack per stored batch, in order).
@@ -17,8 +22,10 @@
 
 #include "protocol/close_code.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/version.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,7 +39,9 @@ struct peer_machine_config {
     std::string store_id;
     std::string terminal_id; ///< this lane's id
     std::string secret;      ///< PEER_SECRET
-    int version = 1;         ///< tuning::peer_protocol_version
+    int version = 2;         ///< highest version spoken: tuning::peer_protocol_version
+    int min_version = 1;     ///< lowest version served: tuning::peer_protocol_min_version
+    int offer_version = 0;   ///< client: the version to offer (0: `version`); the link's choice
     std::size_t window = 4;  ///< tuning::peer_inflight_batches, both directions
     std::size_t batch_max_messages = 256;
     std::size_t batch_max_bytes = 4u << 20;
@@ -66,8 +75,21 @@ struct store_batch {
     std::vector<message> messages;
     hwm_map floor;
 };
-/// Read this lane's hwm map; answer with on_hwm().
-struct read_hwm {};
+/// Read this lane's hwm map (v2: and the tip id at each mark); answer with on_hwm().
+struct read_hwm {
+    bool ids = false;
+};
+/// v2, after a commit: read the ids of the messages held at these marks (this lane's tips) for
+/// the ack of batch `n`; answer with on_ack_ids(n, ...).
+struct read_tip_ids {
+    std::uint64_t n = 0;
+    hwm_map at;
+};
+/// v2: read this lane's own hwm and the id of its own message at `seq`, to check the peer's
+/// mark of our origin; answer with on_own_mark(seq, ...).
+struct read_own_mark {
+    std::uint64_t seq = 0;
+};
 /// Read what the peer lacks above `after`; answer with on_next_batch().
 struct read_next_batch {
     std::string peer;
@@ -100,8 +122,8 @@ struct abort_link {
     std::string reason;
 };
 
-using peer_action = std::variant<send_frame, store_batch, read_hwm, read_next_batch, peer_acked,
-                                 join_hub, close_link, abort_link>;
+using peer_action = std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark,
+                                 read_next_batch, peer_acked, join_hub, close_link, abort_link>;
 using peer_actions = std::vector<peer_action>;
 
 /// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
@@ -130,7 +152,10 @@ public:
 
     /// Answers to the actions above.
     peer_actions on_join(const std::string& refusal);
-    peer_actions on_hwm(hwm_map own);
+    peer_actions on_hwm(hwm_map own, tip_ids ids = {});
+    peer_actions on_ack_ids(std::uint64_t n, tip_ids ids);
+    /// `id`: our own message at `seq`, empty when not held (never handed out, or pruned).
+    peer_actions on_own_mark(std::uint64_t seq, std::uint64_t own_hwm, const std::string& id);
     peer_actions on_next_batch(std::vector<message> messages, hwm_map floor);
     peer_actions on_stored(std::uint64_t n, stored_outcome o);
 
@@ -144,6 +169,8 @@ public:
     peer_actions on_close_request(std::uint16_t code, std::string reason);
 
     peer_role role() const { return role_; }
+    /// The version this session speaks (offered by the client, served by the server).
+    int version() const { return version_; }
     /// Joined the hub (the session counts as authenticated from here).
     bool authenticated() const { return joined_; }
     /// A close or abort was requested: the session stops feeding frames and drains.
@@ -159,8 +186,10 @@ public:
 private:
     enum class stage { idle, hello_sent, challenge_sent, auth_sent, joining, open };
 
+    bool v2() const { return version_ >= 2; }
     std::string check_identity(int version, const std::string& store,
                                const std::string& terminal) const;
+    std::string check_marks_form(bool frame_v2, const hwm_map& marks) const;
     peer_actions on_handshake_frame(frame& f);
     peer_actions on_data_frame(frame& f);
     peer_actions on_challenge(challenge_frame& ch);
@@ -170,6 +199,11 @@ private:
     peer_actions on_batch(batch_frame& b);
     peer_actions on_ack(ack_frame& a);
     void check_peer_ready(const hwm_map& own, peer_actions& out);
+    void ready_passed(peer_actions& out);
+    void check_own_mark(std::uint64_t seq, std::string id, bool at_ready, peer_actions& out);
+    void refuse_outbox_lost(std::string why, std::uint64_t peer_holds, std::uint64_t we_hold,
+                            std::vector<std::pair<std::string, std::string>> ids,
+                            peer_actions& out);
     void pump(peer_actions& out);
 
     peer_actions refuse(std::uint16_t code, std::string why, close_cause cause,
@@ -184,13 +218,14 @@ private:
     std::string peer_id_;
     std::string nonce_c_, nonce_s_;
     std::string claimed_id_;
+    int version_ = 0; ///< negotiated: offered (client) or served (server)
 
     // own hwm reads: one at a time; its answer serves whatever waits for it
     bool hwm_reading_ = false;
-    bool ready_to_send_ = false;        ///< joined: our ready frame waits for the hwm
-    std::optional<hwm_map> peer_ready_; ///< the peer's ready waits for the hwm
-    bool got_ready_ = false;            ///< the peer's ready frame arrived
-    bool ready_checked_ = false;        ///< ... and passed the outbox-lost check
+    bool ready_to_send_ = false;            ///< joined: our ready frame waits for the hwm
+    std::optional<ready_frame> peer_ready_; ///< the peer's ready waits for the hwm
+    bool got_ready_ = false;                ///< the peer's ready frame arrived
+    bool ready_checked_ = false;            ///< ... and passed the outbox-lost check
 
     // sender side
     bool sender_ = false;
@@ -202,7 +237,18 @@ private:
     std::uint64_t next_batch_out_ = 1;
     std::uint64_t next_ack_in_ = 1;
 
+    // v2: the peer's marks of our own origin waiting for read_own_mark, in order
+    struct own_mark_check {
+        std::uint64_t seq = 0;
+        std::string id;
+        bool at_ready = false;
+    };
+    std::deque<own_mark_check> checks_;
+    std::uint64_t trusted_seq_ = 0; ///< the highest mark of ours found true so far
+    std::string trusted_id_;
+
     // receiver side
+    std::deque<std::pair<std::uint64_t, hwm_map>> acks_waiting_; ///< v2: acks waiting for ids
     std::uint64_t next_batch_in_ = 1;
     std::size_t commits_pending_ = 0;
 };

@@ -47,6 +47,7 @@ public:
     counts get_counts() override;
     protocol::hwm_map hwm() override;
     protocol::hwm_map cloud_through() override;
+    protocol::tip_ids ids_at(const protocol::hwm_map& at) override;
     peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
                              std::size_t limit, std::size_t max_bytes) override;
     std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) override;

@@ -60,10 +60,10 @@ struct sqlite_store::read_statements {
         : get_by_id(db, sql::get_by_id), by_state(db, sql::by_state), after_seq(db, sql::after_seq),
           oldest_in_state(db, sql::oldest_in_state), all_counts(db, sql::all_counts),
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
-          data_version(db, sql::data_version) {}
+          id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version) {}
 
     statement get_by_id, by_state, after_seq, oldest_in_state, all_counts, all_origins, all_peers,
-        data_version;
+        id_at_seq, data_version;
 };
 
 } // namespace lanesync::outbox::detail

@@ -34,17 +34,20 @@ class PeerEndpoint(StoreTestCase):
         ws.send_json({"type": "hello", "v": v, "store": store, "terminal": terminal, "nonce": nonce})
         return nonce
 
-    def authenticate(self, terminal="PY"):
+    def authenticate(self, terminal="PY", v=1, send_ready=True):
         ws = self.ws()
-        nc = self.hello(ws, terminal)
+        nc = self.hello(ws, terminal, v=v)
         ch = ws.recv()
         self.assertEqual(ch["type"], "challenge")
+        self.assertEqual(ch["v"], v)  # served in the version the hello offered
         self.assertEqual(ch["terminal"], "L1")
         self.assertEqual(ch["mac"], mac(SECRET, "server", "store-test", terminal, "L1", nc, ch["nonce"]))
         ws.send_json({"type": "auth", "mac": mac(SECRET, "client", "store-test", terminal, "L1", nc, ch["nonce"])})
         ready = ws.recv()
         self.assertEqual(ready["type"], "ready")
-        ws.send_json({"type": "ready", "hwm": {}})
+        self.ready = ready
+        if send_ready:
+            ws.send_json({"type": "ready", "hwm": {}})
         return ws
 
     def still_serving(self):
@@ -78,6 +81,44 @@ class PeerEndpoint(StoreTestCase):
         c = ws.expect_close()
         self.assertEqual(c.code, 1008)
         self.assertIn("version", c.reason)
+
+    def test_v1_frame_script_is_served_as_v1_with_v1_rules(self):
+        # A v1 lane (plain-number marks) against this v2 lane: served, and its plain-number
+        # acks promote as they always did.
+        sent = [self.l1.publish("transaction", {"i": i}).json()["id"] for i in range(3)]
+        ws = self.authenticate("PY", v=1)
+        self.assertEqual(self.ready["hwm"], {"L1": 3})  # v1 marks: numbers, no ids
+        batch = ws.recv()
+        self.assertEqual(batch["type"], "batch")
+        self.assertEqual([m["seq"] for m in batch["messages"]], [1, 2, 3])
+        ws.send_json({"type": "ack", "n": batch["n"], "hwm": {"L1": 3}})
+        wait_for(lambda: self.l1.counts()["peer_ack"] == 3, 20, what="v1 ack promotes")
+        self.assertEqual(self.l1.message(sent[0]).json()["state"], "peer_ack")
+        mid = "0190a0b0-0000-7000-8000-0000000000a1"
+        ws.send_json({"type": "batch", "n": 1, "messages": [
+            {"id": mid, "origin": "PY", "seq": 1, "topic": "t", "priority": "low",
+             "data": {}, "created_at": 1}]})
+        ack = ws.recv()
+        self.assertEqual(ack, {"type": "ack", "n": 1, "hwm": {"L1": 3, "PY": 1}})
+
+    def test_v2_marks_name_their_tip_and_a_wrong_tip_is_refused(self):
+        mid = self.l1.publish("transaction", {"i": 1}).json()["id"]
+        ws = self.authenticate("PY", v=2, send_ready=False)
+        self.assertEqual(self.ready["hwm"], {"L1": {"seq": 1, "id": mid}})
+        # This peer claims to hold L1:1 as another message: refused, never promoted.
+        other = "0190a0b0-0000-7000-8000-0000000000b2"
+        ws.send_json({"type": "ready", "hwm": {"L1": {"seq": 1, "id": other}}})
+        c = ws.expect_close()
+        self.assertEqual(c.code, 1008)
+        self.assertIn("peer holds seq 1 of L1 as", c.reason)
+        self.assertIn("outbox lost or replaced", c.reason)
+        self.assertEqual(self.l1.counts()["peer_ack"], 0)
+
+    def test_v2_matching_tip_promotes(self):
+        mid = self.l1.publish("transaction", {"i": 1}).json()["id"]
+        ws = self.authenticate("PY", v=2, send_ready=False)
+        ws.send_json({"type": "ready", "hwm": {"L1": {"seq": 1, "id": mid}}})
+        wait_for(lambda: self.l1.counts()["peer_ack"] == 1, 20, what="matching tip promotes")
 
     def test_wrong_mac_is_refused(self):
         ws = self.ws()

@@ -171,3 +171,16 @@ TEST_CASE("next_for_peer sends what the peer lacks, own messages first, never it
     auto sized = s->next_for_peer("L9", {}, 100, protocol::encoded_size(b.messages[0]) * 2);
     CHECK(sized.messages.size() == 2);
 }
+
+TEST_CASE("ids_at names the message held at each mark (protocol v2 tips)") {
+    temp_dir dir;
+    auto s = store::open(opts(dir.file("L1.db")));
+    auto own = publish_n(*s, 3);
+    REQUIRE(own.size() == 3);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2)}).ok);
+    auto ids = s->ids_at(s->hwm());
+    CHECK(ids == protocol::tip_ids{{"L1", own[2].msg.id}, {"L2", uuid(2, 2)}});
+    // One own seq; seq 0, a seq not held and an unknown origin get no id.
+    CHECK(s->ids_at({{"L1", 2}}) == protocol::tip_ids{{"L1", own[1].msg.id}});
+    CHECK(s->ids_at({{"L1", 0}, {"L2", 9}, {"L7", 1}}).empty());
+}

@@ -24,13 +24,39 @@ TEST_SUITE("ending") {
         CHECK(classify("authentication failed", decided_by::peer).permanent());
     }
 
-    TEST_CASE("another store and an unsupported version are permanent") {
+    TEST_CASE("another store is permanent") {
         auto s = classify("store mismatch: peer is in store a, this lane in b", decided_by::peer);
         CHECK(s.permanent());
         CHECK(s.text == "other store");
-        auto v = classify("unsupported protocol version 2 (this lane speaks 1)");
-        CHECK(v.permanent());
-        CHECK(v.text == "no protocol version in common");
+    }
+
+    TEST_CASE("a v1 lane's version refusal: transient, reconnect at once with v1") {
+        auto v = classify_ending(session_stage::authenticating, close_code::policy_violation,
+                                 "unsupported protocol version 2 (this lane speaks 1)",
+                                 decided_by::peer, {2, {1, 2}});
+        CHECK_FALSE(v.permanent());
+        CHECK(v.retry_version == 1);
+        CHECK(v.text.empty());
+    }
+
+    TEST_CASE("no version in common is the only permanent version ending") {
+        auto none = classify("no version in common: peer offered 0, this lane speaks 1-2",
+                             decided_by::peer);
+        CHECK(none.permanent());
+        CHECK(none.text == "no protocol version in common");
+        CHECK(classify("no version in common: peer offered 0, this lane speaks 1-2").permanent());
+        // A peer that speaks neither 1 nor 2.
+        auto other = classify_ending(session_stage::authenticating, close_code::policy_violation,
+                                     "unsupported protocol version 2 (this lane speaks 5)",
+                                     decided_by::peer, {2, {1, 2}});
+        CHECK(other.permanent());
+        CHECK(other.text == "no protocol version in common");
+        CHECK(other.retry_version == 0);
+        // Refused again with the version we fell back to: no loop.
+        CHECK(classify_ending(session_stage::authenticating, close_code::policy_violation,
+                              "unsupported protocol version 1 (this lane speaks 1)",
+                              decided_by::peer, {1, {1, 2}})
+                  .permanent());
     }
 
     TEST_CASE("outbox lost or replaced is permanent, also when the reason was cut") {
@@ -41,6 +67,14 @@ TEST_SUITE("ending") {
         CHECK(full.text == "outbox lost or replaced");
         CHECK(classify("peer holds seq 30 of L1-with-a-long-id but this lane only 5: outb",
                        decided_by::peer, session_stage::authenticated)
+                  .permanent());
+        // v2: the peer holds another message at a seq we handed out (the tip ids differ).
+        CHECK(classify("peer holds seq 100 of L1 as 0a1b2c3d4e5f but this lane's is 0f1e2d3c4b5a "
+                       "(hwm 150): outbox lost or replaced",
+                       decided_by::peer, session_stage::authenticated)
+                  .permanent());
+        CHECK(classify("peer holds seq 100 of L1-long as 0a1b2c3d4e5f but this lane's is 0f1e2",
+                       decided_by::us, session_stage::authenticated)
                   .permanent());
     }
 

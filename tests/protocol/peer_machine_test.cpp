@@ -1,148 +1,10 @@
 // Unit tests for protocol/peer_machine.hpp: every rule a peer session enforces, without
 // sockets. A "wire" helper plays the other lane by hand (frames built with encode() and macs
-// with peer_mac()), or connects two machines to each other.
+// with peer_mac()), or connects two machines to each other. The machine is a v2 lane; the
+// hand-played lanes here speak v1 (a v1 frame script against a v2 lane), the v2 rules are in
+// peer_machine_v2_test.cpp.
 
-#include "protocol/peer_machine.hpp"
-
-#include <doctest/doctest.h>
-
-#include <string>
-#include <variant>
-#include <vector>
-
-using namespace lanesync::protocol;
-
-namespace {
-
-const std::string secret = "a-shared-secret-0123";
-const std::string store = "store-t";
-const std::string nonce_peer = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-peer_machine_config config(const std::string& me, const std::string& key = secret) {
-    peer_machine_config c;
-    c.store_id = store;
-    c.terminal_id = me;
-    c.secret = key;
-    return c;
-}
-
-template <class A> std::vector<A> all(const peer_actions& out) {
-    std::vector<A> r;
-    for (const auto& a : out)
-        if (auto* x = std::get_if<A>(&a))
-            r.push_back(*x);
-    return r;
-}
-
-template <class A> bool has(const peer_actions& out) {
-    return !all<A>(out).empty();
-}
-
-template <class A> A only(const peer_actions& out) {
-    auto r = all<A>(out);
-    REQUIRE(r.size() == 1);
-    return r[0];
-}
-
-/// The frames a list of actions sends, decoded.
-std::vector<frame> frames(const peer_actions& out) {
-    std::vector<frame> r;
-    for (const auto& s : all<send_frame>(out)) {
-        auto d = decode_frame(s.text, frame_limits{});
-        REQUIRE(std::holds_alternative<frame>(d));
-        r.push_back(std::get<frame>(d));
-    }
-    return r;
-}
-
-template <class F> F sent_one(const peer_actions& out) {
-    auto fs = frames(out);
-    REQUIRE(fs.size() == 1);
-    REQUIRE(std::holds_alternative<F>(fs[0]));
-    return std::get<F>(fs[0]);
-}
-
-close_link closed(const peer_actions& out) {
-    return only<close_link>(out);
-}
-
-message msg(const std::string& origin, std::uint64_t seq) {
-    message m;
-    m.id = "0190a5d3-ac96-7f4b-bcce-" + std::string(12 - std::to_string(seq).size(), '0') +
-           std::to_string(seq);
-    m.origin = origin;
-    m.seq = seq;
-    m.topic = "transaction";
-    m.data = "{}";
-    m.created_at_ms = 1;
-    return m;
-}
-
-/// A server machine "L1" driven through a hand-played client "PY" up to the data phase.
-struct server_side {
-    peer_machine m{config("L1"), peer_role::server};
-    std::string nonce_s;
-
-    /// hello -> challenge; returns the challenge.
-    challenge_frame hello(const std::string& term = "PY", int v = 1,
-                          const std::string& st = store) {
-        auto out = m.on_text(encode(hello_frame{v, st, term, nonce_peer}));
-        auto ch = sent_one<challenge_frame>(out);
-        nonce_s = ch.nonce;
-        return ch;
-    }
-    std::string client_mac(const std::string& key = secret, const std::string& term = "PY") {
-        return peer_mac(key, peer_role::client, store, term, "L1", nonce_peer, nonce_s);
-    }
-    /// Through auth, join and our ready; `own` is L1's hwm.
-    void open(const hwm_map& own = {}) {
-        hello();
-        auto out = m.on_text(encode(auth_frame{client_mac()}));
-        CHECK(only<join_hub>(out).peer == "PY");
-        out = m.on_join("");
-        CHECK(has<read_hwm>(out));
-        out = m.on_hwm(own);
-        CHECK(sent_one<ready_frame>(out).hwm == own);
-        CHECK(m.authenticated());
-    }
-    /// The client's ready; answers the hwm read with `own`. Returns what followed.
-    peer_actions ready(const hwm_map& peer_hwm, const hwm_map& own = {}) {
-        auto out = m.on_text(encode(ready_frame{peer_hwm}));
-        REQUIRE(has<read_hwm>(out));
-        return m.on_hwm(own);
-    }
-};
-
-/// A client machine "L2" driven through a hand-played server "L1".
-struct client_side {
-    peer_machine m{config("L2"), peer_role::client};
-    std::string nonce_c;
-
-    hello_frame start() {
-        auto h = sent_one<hello_frame>(m.start());
-        nonce_c = h.nonce;
-        return h;
-    }
-    challenge_frame challenge(const std::string& key = secret, int v = 1,
-                              const std::string& st = store, const std::string& term = "L1") {
-        return challenge_frame{
-            v, st, term, nonce_peer,
-            peer_mac(key, peer_role::server, store, "L2", term, nonce_c, nonce_peer)};
-    }
-    /// Through challenge, auth, ready, join, hwm: the data phase with the server's hwm.
-    peer_actions open(const hwm_map& server_hwm = {}, const hwm_map& own = {}) {
-        start();
-        auto a = sent_one<auth_frame>(m.on_text(encode(challenge())));
-        CHECK(a.mac == peer_mac(secret, peer_role::client, store, "L2", "L1", nonce_c, nonce_peer));
-        auto out = m.on_text(encode(ready_frame{server_hwm}));
-        CHECK(only<join_hub>(out).peer == "L1");
-        out = m.on_join("");
-        REQUIRE(has<read_hwm>(out));
-        return m.on_hwm(own);
-    }
-};
-
-} // namespace
+#include "peer_machine_util.hpp"
 
 TEST_SUITE("peer_machine") {
 
@@ -241,7 +103,7 @@ TEST_SUITE("peer_machine") {
         auto out = s.m.on_text(encode(hello_frame{99, store, "PY", nonce_peer}));
         auto c = closed(out);
         CHECK(c.code == close_code::policy_violation);
-        CHECK(c.reason == "unsupported protocol version 99 (this lane speaks 1)");
+        CHECK(c.reason == "unsupported protocol version 99 (this lane speaks 1-2)");
         CHECK(c.cause == close_cause::identity);
         CHECK(c.auth_failure); // counted on the server
         CHECK(all<send_frame>(out).empty());

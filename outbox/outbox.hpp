@@ -101,13 +101,14 @@ struct publish_outcome {
 struct replicas_outcome {
     bool ok = false;
     std::size_t inserted = 0;   ///< new copies stored
-    std::size_t duplicates = 0; ///< already held (same id, same content)
-    std::size_t refused = 0; ///< conflicting (same id other content, or same origin/seq other id)
-    std::string error;       ///< when !ok: a storage failure (nothing was written) or a gap
-    bool gap = false;        ///< a message did not extend the contiguous prefix of its origin
-    std::string conflict;    ///< first id conflict (same id held with other content);
-                             ///< the batch is then not ok: the link must not ack it
-    protocol::hwm_map hwm;   ///< every origin's high-water mark after the commit
+    std::size_t duplicates = 0; ///< already held (same id and origin, same seq and content)
+    std::size_t refused = 0;    ///< conflicting (same id and origin with other content or seq,
+                                ///< or same origin/seq other id)
+    std::string error;          ///< when !ok: a storage failure (nothing was written) or a gap
+    bool gap = false;           ///< a message did not extend the contiguous prefix of its origin
+    std::string conflict;       ///< first id conflict (same id and origin, other content/seq);
+                                ///< the batch is then not ok: the link must not ack it
+    protocol::hwm_map hwm;      ///< every origin's high-water mark after the commit
 };
 
 /// Outcome of peer_acked().
@@ -202,8 +203,9 @@ public:
     // ---- asynchronous writes: group-committed; callbacks run on the writer thread -----------
     // (io code: outbox::async_store, which posts the completion to the caller's executor)
 
-    /// Accepts a new own message: assigns seq and created_at, or answers existing/conflict for
-    /// a known id. The callback runs after the commit (durable) or on failure.
+    /// Accepts a new own message: assigns seq and created_at, or answers existing (same topic
+    /// and data) / conflict for an id this lane accepted before; an id held only as a replica
+    /// is accepted as a new own message. The callback runs after the commit or on failure.
     virtual void publish(protocol::publish_request req,
                          std::function<void(publish_outcome)> done) = 0;
 
@@ -248,6 +250,8 @@ public:
     // ---- reads: blocking, serialized on the read connection. CLI, tests and reader-thread jobs
     // only (io code: outbox::async_store runs them on the reader thread) ---------------------
 
+    /// The own copy of `id` if this lane accepted it, else a replica (the same id may be held
+    /// under several origins: a POS that retried on another lane with its idempotency key).
     virtual std::optional<record> get(std::string_view id) = 0;
     /// Own-message counts, replica counts and ages. Exact (maintained by triggers).
     virtual counts get_counts() = 0;

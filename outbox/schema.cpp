@@ -11,6 +11,26 @@ namespace {
 
 // ---- migrations: one function per step, each in its own write transaction -----------------
 
+/// The triggers that keep `counts` exact. Versions 1 and 2 create the same ones (version 2
+/// rebuilds `messages`, which drops them); a change to them is a new migration step.
+constexpr const char* count_triggers = R"sql(
+CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
+        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
+    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
+END;
+
+CREATE TRIGGER messages_count_update AFTER UPDATE OF origin, state ON messages
+    WHEN OLD.state IS NOT NEW.state OR OLD.origin IS NOT NEW.origin BEGIN
+    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
+    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
+        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
+END;
+)sql";
+
 /// 0 -> 1: the whole first schema.
 void migrate_to_1(write_transaction& tx) {
     tx.db().exec(R"sql(
@@ -58,35 +78,58 @@ CREATE TABLE peers (
     last_ack_at   INTEGER
 ) WITHOUT ROWID;
 
--- Exact message counts per (origin, state), kept by the triggers below: status never scans.
+-- Exact message counts per (origin, state), kept by count_triggers: status never scans.
 CREATE TABLE counts (
     origin TEXT NOT NULL,
     state  INTEGER NOT NULL,
     n      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (origin, state)
 ) WITHOUT ROWID;
-
-CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
-        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
-END;
-
-CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
-    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
-END;
-
-CREATE TRIGGER messages_count_update AFTER UPDATE OF origin, state ON messages
-    WHEN OLD.state IS NOT NEW.state OR OLD.origin IS NOT NEW.origin BEGIN
-    UPDATE counts SET n = n - 1 WHERE origin = OLD.origin AND state = OLD.state;
-    INSERT INTO counts (origin, state, n) VALUES (NEW.origin, NEW.state, 1)
-        ON CONFLICT (origin, state) DO UPDATE SET n = n + 1;
-END;
 )sql");
+    tx.db().exec(count_triggers);
+}
+
+/// 1 -> 2: one message id may be held under two origins (a POS that retried a sale on another
+/// lane with its idempotency key: both lanes accepted it as their own). A row is identified by
+/// (origin, seq); (id, origin) stays unique. SQLite cannot change a table's keys in place, so
+/// the table is rebuilt: copy every row as is, drop the old table (its index and triggers go
+/// with it; DROP fires no trigger, so `counts` is untouched and stays exact), rename, and
+/// create the index and the count triggers again.
+void migrate_to_2(write_transaction& tx) {
+    tx.db().exec(R"sql(
+CREATE TABLE messages_v2 (
+    id             TEXT NOT NULL,
+    origin         TEXT NOT NULL REFERENCES origins (origin),
+    seq            INTEGER NOT NULL CHECK (seq >= 1),
+    topic          TEXT NOT NULL,
+    priority       INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+    data           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    stored_at      INTEGER NOT NULL,
+    state          INTEGER NOT NULL CHECK (state BETWEEN 0 AND 3),
+    peer_acked_at  INTEGER,
+    cloud_acked_at INTEGER,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (origin, seq),         -- next_for_peer, gap/conflict checks
+    UNIQUE (id, origin)                -- get, publish idempotency, replica duplicates
+);
+INSERT INTO messages_v2 (id, origin, seq, topic, priority, data, created_at, stored_at, state,
+                         peer_acked_at, cloud_acked_at, attempts, last_error)
+    SELECT id, origin, seq, topic, priority, data, created_at, stored_at, state,
+           peer_acked_at, cloud_acked_at, attempts, last_error
+    FROM messages ORDER BY origin, seq;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+-- list(state), next_for_cloud, oldest pending, promotion, prune: range scans per state.
+CREATE INDEX messages_state ON messages (origin, state, seq);
+)sql");
+    tx.db().exec(count_triggers);
 }
 
 using migration = void (*)(write_transaction&);
 /// steps[v] migrates from user_version v to v + 1.
-constexpr std::array<migration, schema_version> steps = {&migrate_to_1};
+constexpr std::array<migration, schema_version> steps = {&migrate_to_1, &migrate_to_2};
 
 [[noreturn]] void newer(const std::string& path, std::int64_t v) {
     throw error("outbox " + path + " has schema version " + std::to_string(v) +

@@ -12,7 +12,16 @@ namespace lanesync::outbox::detail {
 // ---- reads ----------------------------------------------------------------------------------
 
 std::optional<record> sqlite_store::get(std::string_view id) {
+    // The own copy if this lane accepted the id, else a replica (the same id may be held under
+    // several origins when a POS retried on another lane with its idempotency key).
     std::lock_guard lk(read_mutex_);
+    read_transaction rt(*read_db_);
+    {
+        use u(r_->get_by_id_origin);
+        u.bind(1, id).bind(2, terminal_id_);
+        if (u.step())
+            return read_record(u, terminal_id_);
+    }
     use u(r_->get_by_id);
     u.bind(1, id);
     if (!u.step())

@@ -14,13 +14,20 @@ std::int64_t latency(std::int64_t now, std::int64_t since) {
     return std::max<std::int64_t>(0, now - since);
 }
 
+/// Content of a message is its topic and data (canonical JSON); origin, seq, priority and
+/// timestamps are not. The same rule answers publish (200 / 409) and compares replicas.
+bool same_content(const protocol::message& held, std::string_view topic, std::string_view data) {
+    return held.topic == topic && held.data == data;
+}
+
 } // namespace
 
 // ---- write steps (writer thread, inside the group's transaction) ----------------------------
 
-std::optional<record> sqlite_store::find(write_transaction&, const std::string& id) {
-    use u(w_->get_by_id);
-    u.bind(1, id);
+std::optional<record> sqlite_store::find(write_transaction&, const std::string& id,
+                                         const std::string& origin) {
+    use u(w_->get_by_id_origin);
+    u.bind(1, id).bind(2, origin);
     if (!u.step())
         return std::nullopt;
     return read_record(u, terminal_id_);
@@ -79,10 +86,12 @@ publish_outcome sqlite_store::do_publish(write_transaction& tx,
     std::string id;
     if (req.id) {
         id = protocol::normalize_uuid(*req.id);
-        if (auto held = find(tx, id)) {
-            // Idempotency key seen before (own message, or a replica of another lane's).
-            bool same = held->msg.topic == req.topic && held->msg.prio == req.prio &&
-                        held->msg.data == req.data;
+        if (auto held = find(tx, id, terminal_id_)) {
+            // Idempotency key this lane accepted before. Content is topic and data (canonical
+            // JSON); priority and timestamps are not. An id held only as a replica of another
+            // lane (the POS retried here after that lane failed to answer) is accepted below as
+            // a new own message: the cloud applies the event once (docs/outbox.md).
+            bool same = same_content(held->msg, req.topic, req.data);
             out.k = same ? publish_outcome::existing : publish_outcome::conflict;
             out.rec = std::move(*held);
             return out;
@@ -148,13 +157,15 @@ void sqlite_store::store_replica(write_transaction& tx, const protocol::message&
             "outbox.replica_refused",
             {{"id", m.id}, {"origin", m.origin}, {"seq", std::to_string(m.seq)}, {"why", why}});
     };
-    if (auto held = find(tx, m.id)) {
-        if (held->msg == m) {
+    // Only a copy under the same origin matters: the same id held under another origin (own or
+    // a third lane's) is another lane's acceptance of the same event, stored as its own row.
+    if (auto held = find(tx, m.id, m.origin)) {
+        if (held->msg.seq == m.seq && same_content(held->msg, m.topic, m.data)) {
             ++out.duplicates;
         } else {
-            refuse("same id, other content");
-            // The same id accepted on two lanes (a POS retrying elsewhere with its id):
-            // name it, so the link's close reason and status say what blocks replication.
+            refuse("same id and origin, other content or seq");
+            // One origin cannot hold an id twice: name it, so the link's close reason and
+            // status say what blocks replication of that origin.
             if (out.conflict.empty())
                 out.conflict = "message id " + m.id + " of " + m.origin + ":" +
                                std::to_string(m.seq) + " is already held as " + held->msg.origin +
@@ -283,7 +294,7 @@ count_outcome sqlite_store::do_note_attempt(write_transaction&,
     count_outcome out;
     for (const auto& id : ids) {
         use u(w_->note_attempt);
-        u.bind(1, id).run();
+        u.bind(1, id).bind(2, terminal_id_).run();
         out.count += static_cast<std::size_t>(u.changes());
     }
     out.ok = true;

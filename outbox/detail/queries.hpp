@@ -17,13 +17,19 @@ namespace lanesync::outbox::detail::sql {
 
 // ---- reads ----------------------------------------------------------------------------------
 
+/// One origin's copy of an id (UNIQUE(id, origin)): get() asks for the own copy first, the
+/// store for the copy of the origin it writes.
+inline constexpr std::string_view get_by_id_origin =
+    "SELECT " LANESYNC_RECORD_COLUMNS " FROM messages WHERE id = ?1 AND origin = ?2";
+/// get() without an own copy: the replica (of the first origin by name when several lanes
+/// accepted the same id).
 inline constexpr std::string_view get_by_id =
-    "SELECT " LANESYNC_RECORD_COLUMNS " FROM messages WHERE id = ?1";
+    "SELECT " LANESYNC_RECORD_COLUMNS " FROM messages WHERE id = ?1 ORDER BY origin LIMIT 1";
 /// list(state), next_for_cloud: one origin, one state, lowest seq first (index messages_state).
 inline constexpr std::string_view by_state =
     "SELECT " LANESYNC_RECORD_COLUMNS
     " FROM messages WHERE origin = ?1 AND state = ?2 ORDER BY seq LIMIT ?3";
-/// next_for_peer: one origin after a seq, in seq order (the UNIQUE(origin, seq) index).
+/// next_for_peer: one origin after a seq, in seq order (the PRIMARY KEY(origin, seq) index).
 inline constexpr std::string_view after_seq =
     "SELECT " LANESYNC_RECORD_COLUMNS
     " FROM messages WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
@@ -87,7 +93,7 @@ inline constexpr std::string_view cloud_reject_one =
     "UPDATE messages SET state = 3, last_error = ?3 "
     "WHERE id = ?1 AND origin = ?2 AND state IN (0, 1)";
 inline constexpr std::string_view note_attempt =
-    "UPDATE messages SET attempts = attempts + 1 WHERE id = ?1";
+    "UPDATE messages SET attempts = attempts + 1 WHERE id = ?1 AND origin = ?2";
 inline constexpr std::string_view retry_one =
     "UPDATE messages SET state = CASE WHEN peer_acked_at IS NULL THEN 0 ELSE 1 END, "
     "last_error = '' WHERE id = ?1 AND origin = ?2 AND state = 3 RETURNING state";

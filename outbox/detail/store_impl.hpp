@@ -125,7 +125,9 @@ private:
     count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
                                           std::uint64_t through);
 
-    std::optional<record> find(write_transaction& tx, const std::string& id);
+    /// The copy of `id` held under `origin` (an id may be held under several origins).
+    std::optional<record> find(write_transaction& tx, const std::string& id,
+                               const std::string& origin);
     origin_marks read_origin(write_transaction& tx, const std::string& origin);
     void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
     std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);

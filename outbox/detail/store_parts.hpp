@@ -36,7 +36,7 @@ inline record read_record(const use& u, const std::string& own_origin) {
 /// Prepared once per connection, reused with a reset guard (`use`).
 struct sqlite_store::write_statements {
     explicit write_statements(connection& db)
-        : get_by_id(db, sql::get_by_id), insert_message(db, sql::insert_message),
+        : get_by_id_origin(db, sql::get_by_id_origin), insert_message(db, sql::insert_message),
           id_at_seq(db, sql::id_at_seq), ensure_origin(db, sql::ensure_origin),
           origin_row(db, sql::origin_row), set_origin(db, sql::set_origin),
           all_origins(db, sql::all_origins), first_seq_in_state(db, sql::first_seq_in_state),
@@ -49,7 +49,7 @@ struct sqlite_store::write_statements {
           first_young_replica(db, sql::first_young_replica), delete_prefix(db, sql::delete_prefix),
           data_version(db, sql::data_version) {}
 
-    statement get_by_id, insert_message, id_at_seq, ensure_origin, origin_row, set_origin,
+    statement get_by_id_origin, insert_message, id_at_seq, ensure_origin, origin_row, set_origin,
         all_origins, first_seq_in_state, upsert_peer, kth_peer_mark, promote_to_peer_ack,
         cloud_ack_one, cloud_reject_one, note_attempt, retry_one, retry_all, replicas_cloud_acked,
         first_young_own, first_young_replica, delete_prefix, data_version;
@@ -57,13 +57,14 @@ struct sqlite_store::write_statements {
 
 struct sqlite_store::read_statements {
     explicit read_statements(connection& db)
-        : get_by_id(db, sql::get_by_id), by_state(db, sql::by_state), after_seq(db, sql::after_seq),
+        : get_by_id_origin(db, sql::get_by_id_origin), get_by_id(db, sql::get_by_id),
+          by_state(db, sql::by_state), after_seq(db, sql::after_seq),
           oldest_in_state(db, sql::oldest_in_state), all_counts(db, sql::all_counts),
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
           id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version) {}
 
-    statement get_by_id, by_state, after_seq, oldest_in_state, all_counts, all_origins, all_peers,
-        id_at_seq, data_version;
+    statement get_by_id_origin, get_by_id, by_state, after_seq, oldest_in_state, all_counts,
+        all_origins, all_peers, id_at_seq, data_version;
 };
 
 } // namespace lanesync::outbox::detail

@@ -31,7 +31,8 @@ def _uuid(rng):
 
 class Msg:
     __slots__ = ("lane", "index", "id", "topic", "data", "priority", "poison", "repost",
-                 "conflict", "seq", "created_at", "accepted", "ambiguous_tries", "answered_id")
+                 "conflict", "seq", "created_at", "accepted", "ambiguous_tries", "answered_id",
+                 "tried", "elsewhere")
 
     def __init__(self, lane, index, mid, topic, data, priority, poison, repost, conflict):
         self.lane = lane
@@ -48,6 +49,8 @@ class Msg:
         self.accepted = False
         self.ambiguous_tries = 0
         self.answered_id = None
+        self.tried = set()       # lanes where an attempt got no answer (it may be stored there)
+        self.elsewhere = None    # "same" / "other": after the 201, post it on another lane too
 
     def body(self, with_id=True):
         b = {"topic": self.topic, "data": self.data}
@@ -111,6 +114,19 @@ def make_plan(rng, lane, count, start_index, payload, poison_frac=0.0, repost_fr
     return msgs
 
 
+class Copy:
+    """A second own copy of an accepted id on another lane (a POS that retried there with its
+    idempotency key): the lane's seq and the content it accepted."""
+    __slots__ = ("id", "lane", "seq", "topic", "data")
+
+    def __init__(self, mid, lane, seq, topic, data):
+        self.id = mid
+        self.lane = lane
+        self.seq = seq
+        self.topic = topic
+        self.data = data
+
+
 class Ledger:
     """Everything the clients learned, shared across threads."""
 
@@ -122,6 +138,8 @@ class Ledger:
         self.dups_suppressed = 0     # re-posts answered 200 with the same seq
         self.conflicts_refused = 0   # re-posts with other data answered 409
         self.retries = 0             # publish attempts repeated after a failure
+        self.copies = {}             # id -> [Copy] on lanes other than the accepted one
+        self.suspects = []           # (id, lane): an unanswered attempt there may have stored it
         self.violations = []
 
     def accept(self, m):
@@ -132,6 +150,16 @@ class Ledger:
                 return
             self.msgs[m.id] = m
             self.by_lane.setdefault(m.lane, []).append(m)
+
+    def add_copy(self, mid, lane, seq, topic, data):
+        with self.lock:
+            known = self.copies.setdefault(mid, [])
+            if not any(c.lane == lane for c in known):
+                known.append(Copy(mid, lane, seq, topic, data))
+
+    def copies_on(self, lane):
+        with self.lock:
+            return [c for cs in self.copies.values() for c in cs if c.lane == lane]
 
     def violation(self, text):
         with self.lock:
@@ -229,6 +257,8 @@ class LoadRun:
                     self._repost(http, lane, m, rng)
                 if m.accepted and m.conflict and m.lane == lane_id:
                     self._conflict(http, lane, m, rng)
+                if m.accepted and m.elsewhere and m.lane == lane_id:
+                    self._elsewhere(lane, m, rng)
         finally:
             http.close()
 
@@ -246,6 +276,8 @@ class LoadRun:
                     st, ans = conn.request("POST", "/v1/messages", m.body())
                 except Exception as e:  # noqa: BLE001 - refused, reset, timeout: down/paused
                     failed_before = True
+                    if m.id is not None and not isinstance(e, ConnectionRefusedError):
+                        m.tried.add(target.id)
                     if m.id is None and not isinstance(e, ConnectionRefusedError):
                         # Without an idempotency key the attempt may have been stored.
                         with self.ledger.lock:
@@ -285,6 +317,11 @@ class LoadRun:
                     m.created_at = ans.get("created_at")
                     m.accepted = True
                     self.ledger.accept(m)
+                    if self.failover:
+                        # an unanswered attempt on another lane may have been stored there as
+                        # that lane's own message: the checks look (verify.resolve_suspects)
+                        with self.ledger.lock:
+                            self.ledger.suspects.extend((m.id, t) for t in m.tried if t != m.lane)
                     return
                 if st == 503:
                     # storage failure or the lane is stopping: nothing stored, retry later
@@ -324,6 +361,43 @@ class LoadRun:
                 self.ledger.violation(f"duplicate publish of {m.id} on {m.lane}: expected 200 "
                                       f"with seq {m.seq}, got {st} {ans!r}")
             return
+
+    def _elsewhere(self, lane, m, rng):
+        """The POS did not get the answer and retried on the next lane with the same id: that
+        lane accepts it as its own (201), with the same data or, for "other", other data."""
+        other = self.lanes[rng.choice(sorted(k for k in self.lanes if k != m.lane))]
+        body = m.body()
+        if m.elsewhere == "other":
+            body["data"] = dict(m.data, retried_on=other.id)
+        http = other.client(self.client_timeout)
+        unanswered = False
+        try:
+            for _ in range(20):
+                try:
+                    st, ans = http.request("POST", "/v1/messages", body)
+                except Exception as e:  # noqa: BLE001
+                    if not isinstance(e, ConnectionRefusedError) and not unanswered:
+                        unanswered = True
+                        with self.ledger.lock:
+                            self.ledger.suspects.append((m.id, other.id))
+                    if self.abort.is_set():
+                        return
+                    time.sleep(0.3)
+                    continue
+                if st == 201 and isinstance(ans, dict) and ans.get("origin") == other.id and \
+                        ans.get("id") == m.id and isinstance(ans.get("seq"), int):
+                    self.ledger.add_copy(m.id, other.id, ans["seq"], m.topic, body["data"])
+                elif st == 503:
+                    time.sleep(0.2)
+                    continue
+                elif st in (200, 409) and unanswered:
+                    pass  # the unanswered attempt stored it there: a suspect, resolved later
+                else:
+                    self.ledger.violation(f"retry of {m.id} (own on {m.lane}) on {other.id}: "
+                                          f"expected 201 as {other.id}'s own, got {st} {ans!r}")
+                return
+        finally:
+            http.close()
 
     def _conflict(self, http, lane, m, rng):
         body = m.body()

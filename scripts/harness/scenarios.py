@@ -94,11 +94,11 @@ class Context:
                                 l.id, count, start, self.opts.payload, poison_frac=poison)
                 for l in lanes}
 
-    def load(self, plans, rate=None):
+    def load(self, plans, rate=None, failover=False):
         run = LoadRun(self.ledger, plans, {l.id: l for l in self.lanes}, self.opts.clients,
                       self.opts.rate if rate is None else rate,
                       retry_deadline=max(120.0, self.opts.deadline),
-                      seed=f"{self.seed}:{self.name}", failover=self.opts.failover)
+                      seed=f"{self.seed}:{self.name}", failover=self.opts.failover or failover)
         pace = f"at {run.rate:g}/s per lane" if run.rate else "unpaced"
         log(f"  load: {sum(len(p) for p in plans.values())} messages on {', '.join(plans)} "
             f"{pace}, {self.opts.clients} clients per lane")
@@ -447,6 +447,47 @@ def poison(ctx):
         ctx.fault("poison message", n)
 
 
+def failover(ctx):
+    """One id on two lanes: POS clients whose lane does not answer retry on another lane with
+    the same idempotency key (`--failover` always on here) while random lanes are killed -9,
+    and a fraction of sales is retried on the next lane although the first lane stored it (the
+    answer was lost): 3 % with the same data, 1 % with other data. Both lanes accept the id as
+    their own, replication of both origins goes on, and the cloud applies each event once:
+    same content -> the later copy is a duplicate (both lanes cloud_ack), other content -> a
+    conflict (that copy failed on its lane); every seq of every lane is accounted for."""
+    if ctx.opts.lanes < 2:
+        raise Skip("needs two lanes")
+    ctx.make_lanes(ctx.opts.lanes)
+    start_all(ctx)
+    plans = ctx.plans(ctx.lanes, ctx.opts.messages)
+    pick = random.Random(f"{ctx.seed}:{ctx.name}:elsewhere")
+    for plan in plans.values():
+        for m in plan:
+            r = pick.random()
+            if m.id is not None and not m.poison and r < 0.04:
+                m.elsewhere = "same" if r < 0.03 else "other"
+    dur = ctx.load_seconds(ctx.opts.messages)
+    kills = 2 if ctx.opts.quick else 6
+    times = sorted(ctx.rng.uniform(0.15 * dur, 0.8 * dur) for _ in range(kills))
+    run = ctx.load(plans, failover=True)
+    t0 = run.started_at
+    for t in times:
+        ctx.at(t0, t)
+        if run.done.is_set():
+            break
+        v = ctx.rng.choice(ctx.lanes)
+        down = ctx.rng.uniform(0.5, 2.5)
+        log(f"  kill -9 {v.id} at {time.monotonic() - t0:.1f}s (load {run.progress():.0%}), "
+            f"down for {down:.1f}s; its POS clients retry on other lanes")
+        v.kill9()
+        ctx.fault("kill -9")
+        time.sleep(down)  # the outage itself
+        v.start()
+    ctx.finish_load(run)
+    n = sum(len(c) for c in ctx.ledger.copies.values())
+    ctx.notes.append(f"{n} sales retried on the next lane after their 201 (own on both)")
+
+
 class Skip(Exception):
     pass
 
@@ -461,4 +502,5 @@ SCENARIOS = {
     "rolling-restart": rolling_restart,
     "late-joiner": late_joiner,
     "poison": poison,
+    "failover": failover,
 }

@@ -4,6 +4,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
+import copies
 from lanes import Http, log
 from measure import json_equal, parse_iso_ms, percentile
 
@@ -37,15 +38,22 @@ def missing(ctx):
     last = {lid: st["outbox"]["last_seq"] for lid, st in sts.items()}
     poison = ctx.poison_counts()
     cloud_counts = None
+    conflicts = {}
     if ctx.cloud_enabled:
         try:
+            # A lane's seqs in the cloud: its messages plus its later copies of an id another
+            # lane got first; copies with other content were rejected (failed on the lane).
+            sid = _sql_str(ctx.store_id)
             rows = ctx.cloud.psql(
-                "select terminal_id, count(*) from pos_messages where store_id = "
-                f"{_sql_str(ctx.store_id)} group by 1")
+                "select terminal_id, count(*), count(*) filter (where not coalesce(same, true)) "
+                f"from (select terminal_id, null::boolean as same from pos_messages "
+                f"where store_id = {sid} union all select terminal_id, same_content "
+                f"from pos_message_copies where store_id = {sid}) s group by 1")
             cloud_counts = {}
             for line in rows.splitlines():
-                t, n = line.split("|")
+                t, n, x = line.split("|")
                 cloud_counts[t] = int(n)
+                conflicts[t] = int(x)
         except Exception as e:  # noqa: BLE001
             out.append(f"cloud: query failed ({str(e)[:200]})")
     for lid, st in sts.items():
@@ -56,13 +64,16 @@ def missing(ctx):
         if ctx.cloud_enabled:
             if ob["peer_ack"]:
                 out.append(f"{lid}: {ob['peer_ack']} at peer_ack (not yet in the cloud)")
-            if ob["failed"] != p:
-                out.append(f"{lid}: {ob['failed']} failed, expected {p} (poison)")
+            x = conflicts.get(lid, 0)
+            if ob["failed"] != p + x:
+                out.append(f"{lid}: {ob['failed']} failed, expected {p + x} (poison {p}, "
+                           f"rejected copies {x})")
             want = last[lid] - p
-            if ob["cloud_ack"] != want:
-                out.append(f"{lid}: {ob['cloud_ack']} cloud_ack, expected {want}")
+            if ob["cloud_ack"] != want - x:
+                out.append(f"{lid}: {ob['cloud_ack']} cloud_ack, expected {want - x}")
             if cloud_counts is not None and cloud_counts.get(lid, 0) != want:
-                out.append(f"cloud: {cloud_counts.get(lid, 0)} rows of {lid}, expected {want}")
+                out.append(f"cloud: {cloud_counts.get(lid, 0)} seqs of {lid} (messages and "
+                           f"copies), expected {want}")
         else:
             if ob["failed"]:
                 out.append(f"{lid}: {ob['failed']} failed")
@@ -136,6 +147,9 @@ def check(ctx, sts):
     ledger = ctx.ledger
     msgs = list(ledger.msgs.values())
     last = {lid: st["outbox"]["last_seq"] for lid, st in sts.items()}
+    copies.resolve_suspects(ctx, fetch_all)
+    copy_rows, winners = copies.fetch(ctx) if ctx.cloud_enabled else ([], {})
+    states = copies.expected_states(ctx, winners)
 
     # ---- lane processes ------------------------------------------------------------------
     for lane in ctx.lanes:
@@ -148,12 +162,13 @@ def check(ctx, sts):
 
     # ---- accepted vs. outbox seqs ----------------------------------------------------------
     for lane in ctx.lanes:
-        n = ledger.count(lane.id)
+        n = ledger.count(lane.id) + len(ledger.copies_on(lane.id))
         amb = ledger.ambiguous.get(lane.id, 0)
         if not (n <= last[lane.id] <= n + amb):
             V.append(f"{lane.id}: last_seq {last[lane.id]} but the harness got {n} accepts "
                      f"(+{amb} ambiguous attempts): messages lost or invented")
-        seqs = sorted(m.seq for m in ledger.by_lane.get(lane.id, []))
+        seqs = sorted([m.seq for m in ledger.by_lane.get(lane.id, [])] +
+                      [c.seq for c in ledger.copies_on(lane.id)])
         dup = [s for s, c in Counter(seqs).items() if c > 1]
         if dup:
             V.append(f"{lane.id}: seq handed out twice to different ids: {dup[:10]}")
@@ -167,6 +182,18 @@ def check(ctx, sts):
     lanes_by_id = {lane.id: lane for lane in ctx.lanes}
     got, errs = fetch_all([(lanes_by_id[lid], ids) for lid, ids in by_lane.items()])
     V.extend(errs[:20])
+    # the other own copies of an id, on their lanes: GET answers the own copy
+    cgot, errs = fetch_all([(lanes_by_id[lane.id], [c.id for c in ledger.copies_on(lane.id)])
+                            for lane in ctx.lanes])
+    V.extend(errs[:20])
+    for (lid, mid), (st, body) in cgot.items():
+        c = next(c for c in ledger.copies[mid] if c.lane == lid)
+        want = states.get((lid, mid))
+        if st != 200 or body.get("origin") != lid or body.get("seq") != c.seq:
+            V.append(f"{lid}: its own copy of {mid} (seq {c.seq}) answered {st} "
+                     f"{body.get('origin') if isinstance(body, dict) else ''}")
+        elif body.get("state") != want:
+            V.append(f"{lid}: its copy of {mid} is {body.get('state')}, expected {want}")
     peer_lat, cloud_lat = [], []
     bad_state = Counter()
     examples = defaultdict(list)
@@ -180,6 +207,7 @@ def check(ctx, sts):
                      "an accepted message is gone")
             continue
         want = ("failed" if m.poison else "cloud_ack") if ctx.cloud_enabled else "peer_ack"
+        want = states.get((m.lane, m.id), want)
         if body.get("state") != want:
             key = f"{m.lane}: {body.get('state')} instead of {want}"
             bad_state[key] += 1
@@ -190,7 +218,7 @@ def check(ctx, sts):
                      f"{body.get('seq')}, the 201 said {m.lane}/{m.seq}")
         if not json_equal(body.get("data"), m.data):
             V.append(f"{m.lane}: message {m.id} data differs from what was published")
-        if m.poison and ctx.cloud_enabled and not body.get("last_error"):
+        if want == "failed" and ctx.cloud_enabled and not body.get("last_error"):
             V.append(f"{m.lane}: failed message {m.id} has no last_error")
         c = parse_iso_ms(body.get("created_at"))
         pa = parse_iso_ms(body.get("peer_acked_at"))
@@ -217,6 +245,8 @@ def check(ctx, sts):
                 V.append(f"{lane.id}: GET /v1/messages?state=failed: {e!r}")
                 continue
             poison_ids = {m.id for m in ledger.by_lane.get(lane.id, []) if m.poison}
+            poison_ids |= {mid for (lid, mid), s in states.items()
+                           if lid == lane.id and s == "failed"}
             if failed_ids != poison_ids:
                 extra = failed_ids - poison_ids
                 lost = poison_ids - failed_ids
@@ -234,7 +264,8 @@ def check(ctx, sts):
         for other in ctx.lanes:
             if other is lane:
                 continue
-            pool = [m for m in ledger.by_lane.get(other.id, [])]
+            # (an id with copies answers the asking lane's own copy where it has one)
+            pool = [m for m in ledger.by_lane.get(other.id, []) if m.id not in ledger.copies]
             pick = pool if len(pool) <= ctx.replica_sample else rng.sample(pool, ctx.replica_sample)
             ids.extend(m.id for m in pick)
         sample[lane.id] = ids
@@ -259,7 +290,8 @@ def check(ctx, sts):
 
     # ---- the cloud -----------------------------------------------------------------------------
     if ctx.cloud_enabled:
-        check_cloud(ctx, last)
+        check_cloud(ctx, last, copy_rows)
+        copies.check_cloud(ctx, copy_rows, winners)
 
     ctx.metrics.update(
         peer_p50=percentile(peer_lat, 50), peer_p99=percentile(peer_lat, 99),
@@ -297,7 +329,7 @@ def own_ids_in_state(lane, state, limit=10000):
     return [m["id"] for m in body.get("messages", [])]
 
 
-def check_cloud(ctx, last):
+def check_cloud(ctx, last, copy_rows):
     V = ctx.violations
     ledger = ctx.ledger
     sid = _sql_str(ctx.store_id)
@@ -318,6 +350,8 @@ def check_cloud(ctx, last):
     lost, wrong, poison_in = [], [], []
     for m in ledger.msgs.values():
         r = by_id.get(m.id)
+        if m.id in ledger.copies and not m.poison:
+            continue  # the winner among its copies: copies.check_cloud
         if m.poison:
             if r is not None:
                 poison_in.append(m.id)
@@ -352,8 +386,12 @@ def check_cloud(ctx, last):
                              f"(id-less, {allow} ambiguous attempts)")
     # seq contiguous from 1 (rejected poison seqs are the only allowed holes)
     seqs = defaultdict(set)
-    for r in rows:
+    for r in rows + copy_rows:
         seqs[r["t"]].add(r["seq"])
+    both = {(r["t"], r["seq"]) for r in rows} & {(r["t"], r["seq"]) for r in copy_rows}
+    if both:
+        V.append(f"cloud: {len(both)} seqs both in pos_messages and pos_message_copies, "
+                 f"e.g. {sorted(both)[:3]}")
     for lane in ctx.lanes:
         have = seqs.get(lane.id, set())
         pseq = {m.seq for m in ledger.by_lane.get(lane.id, []) if m.poison}

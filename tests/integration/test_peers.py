@@ -213,26 +213,29 @@ class LostOutbox(StoreTestCase):
 
 
 class IdConflict(StoreTestCase):
-    def test_same_id_accepted_on_two_lanes_is_named_in_logs_and_status(self):
+    def test_same_id_accepted_on_two_lanes_replicates_both_origins(self):
         # A POS that retried on another lane with its idempotency key: both lanes hold the id
-        # as their own. Replication of those origins stops at the conflict; it must say so
-        # (not "malformed frame") and the links must back off rather than spin.
+        # as their own (here with other data on L2). Each lane stores the other's copy as a
+        # row of that origin; replication of both origins goes on past it (docs/outbox.md).
         l1, l2 = self.pair()
         mid = "11111111-2222-4333-8444-555555555555"
-        for lane in (l1, l2):
+        for lane, data in ((l1, '{"sale":1}'), (l2, '{"sale":2}')):
             lane.write_env()
-            lane.cli("publish", "--env", lane.env_path, "--topic", "pos.note", "--data", '{"sale":1}',
+            lane.cli("publish", "--env", lane.env_path, "--topic", "pos.note", "--data", data,
                      "--id", mid, check=0)
-        l2.cli("publish", "--env", l2.env_path, "--topic", "pos.note", "--data", '{"n":2}', check=0)
+            lane.cli("publish", "--env", lane.env_path, "--topic", "pos.note", "--data", '{"n":2}',
+                     check=0)
         l1.start()
         l2.start()
-        wait_for(lambda: "id conflict" in l1.log_text() + l2.log_text(), 20, what="conflict named")
-        self.assertEqual(l1.counts()["peer_ack"] + l2.counts()["peer_ack"], 0,
-                         "no message behind the conflict is reported as replicated")
-        self.assertNotIn("malformed frame", l1.log_text() + l2.log_text())
-        wait_for(lambda: any("id conflict" in (p.get("last_error") or "")
-                             for p in l1.status()["peers"] + l2.status()["peers"]), 20,
-                 what="conflict shown in status")
+        wait_for(lambda: l1.counts()["peer_ack"] == 2 and l2.counts()["peer_ack"] == 2, 20,
+                 what="both origins replicated past the shared id")
+        for lane, other in ((l1, l2), (l2, l1)):
+            self.assertEqual(lane.status()["replicas"].get(other.id), 2)
+            got = lane.message(mid).json()
+            self.assertEqual((got["origin"], got["own"]), (lane.id, True), "GET: the own copy")
+        self.assertNotIn("id conflict", l1.log_text() + l2.log_text())
+        self.assertEqual(l1.message(mid).json()["data"], {"sale": 1})
+        self.assertEqual(l2.message(mid).json()["data"], {"sale": 2})
 
 
 class Refusals(StoreTestCase):

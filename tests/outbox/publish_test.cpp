@@ -46,7 +46,7 @@ TEST_CASE("publish assigns seq 1, 2, 3 without gaps and stores the record") {
     CHECK(s->integrity_check().empty());
 }
 
-TEST_CASE("publish with a known id answers existing for the same content, conflict otherwise") {
+TEST_CASE("publish with a known id: existing for the same topic and data, conflict otherwise") {
     temp_dir dir;
     auto s = store::open(opts(dir.file("L1.db")));
     const std::string id = "0190F3A2-1111-7000-8000-000000000001"; // upper case: normalized
@@ -63,9 +63,11 @@ TEST_CASE("publish with a known id answers existing for the same content, confli
     CHECK(other_data.rec.msg.data == R"({"a":1})");
     auto other_topic = publish_sync(*s, req(R"({"a":1})", id, "stock"));
     CHECK(other_topic.k == publish_outcome::conflict);
+    // Content is topic and data: another priority is the same message.
     auto other_prio =
         publish_sync(*s, req(R"({"a":1})", id, "transaction", protocol::priority::low));
-    CHECK(other_prio.k == publish_outcome::conflict);
+    CHECK(other_prio.k == publish_outcome::existing);
+    CHECK(other_prio.rec.msg.prio == protocol::priority::normal);
 
     // Nothing new was written; the next message gets seq 2.
     CHECK(s->get_counts().pending == 1);

@@ -32,11 +32,101 @@ Deno.test("the same message id with other content is rejected as a conflict", as
   const [r] = await sync([{ ...m, data: { text: "changed" } }]);
   assert.equal(r.status, "rejected");
   assert.match(r.error!, /^conflict: .*data/);
-  const [r2] = await sync([{ ...m, seq: 2 }]);
-  assert.equal(r2.status, "rejected");
-  assert.match(r2.error!, /^conflict: .*seq/);
+  // Priority and timestamps are not content: the same message.
+  const [r2] = await sync([{ ...m, priority: "low", timestamp: "2026-11-23T00:00:00Z" }]);
+  assert.equal(r2.status, "duplicate");
   const rows = await withDb((sql) => sql`select data from pos_messages where store_id = ${store}`);
   assert.deepEqual(rows.map((r) => r.data), [m.data]);
+});
+
+/** Every (terminal, seq) the cloud accounts for: messages and later copies together. */
+async function slots(store: string): Promise<string[]> {
+  const rows = await withDb((sql) =>
+    sql`select terminal_id || ':' || seq as slot, 'm' as kind from pos_messages where store_id = ${store}
+    union all
+    select terminal_id || ':' || seq, case when same_content then 'c' else 'x' end
+    from pos_message_copies where store_id = ${store}
+    order by 1`
+  );
+  return rows.map((r) => `${r.slot}${r.kind}`);
+}
+
+Deno.test("one id from two lanes takes effect once: the same content is a duplicate copy", async () => {
+  const store = newStore();
+  const m = message(store, 1, { topic: "transaction", data: { total: 10, transaction_id: "T-1" } });
+  assert.deepEqual(statuses(await sync([m])), ["stored"]);
+  // The POS retried on L2, which accepted it as its own at its seq 5 (other priority and time).
+  const copy = { ...m, terminalId: "L2", seq: 5, priority: "high", timestamp: "2026-11-22T04:00:00Z" };
+  const next = message(store, 6, { terminalId: "L2" });
+  assert.deepEqual(await sync([copy, next]), [
+    { messageId: m.messageId, status: "duplicate" },
+    { messageId: next.messageId, status: "stored" },
+  ]);
+  // Redelivered, the copy gets the same answer and is recorded once; the first lane's
+  // redelivery is still the stored message.
+  assert.deepEqual(statuses(await sync([copy, m])), ["duplicate", "duplicate"]);
+  assert.deepEqual(await slots(store), ["L1:1m", "L2:5c", "L2:6m"]);
+  await withDb(async (sql) => {
+    const [{ n }] = await sql`select count(*)::int as n from sales where store_id = ${store}`;
+    assert.equal(n, 1, "applied once");
+    const log = await sql`select terminal_id, stored, duplicate, rejected, min_seq, max_seq
+      from sync_log where store_id = ${store} and terminal_id = 'L2' order by id limit 1`;
+    assert.deepEqual(
+      log.map((r) => [r.stored, r.duplicate, r.rejected, Number(r.min_seq), Number(r.max_seq)]),
+      [[1, 1, 0, 5, 6]],
+    );
+  });
+  // The copy's seq is taken: another id there is a seq conflict, on either table's side.
+  const [taken] = await sync([message(store, 5, { terminalId: "L2" })]);
+  assert.equal(taken.status, "rejected");
+  assert.match(taken.error!, /^seq conflict: seq 5 of .*\/L2 is already used by message /);
+  const [takenToo] = await sync([{ ...m, terminalId: "L2", seq: 6 }]);
+  assert.equal(takenToo.status, "rejected");
+  assert.match(takenToo.error!, /^seq conflict: seq 6 of /);
+  assert.deepEqual(await slots(store), ["L1:1m", "L2:5c", "L2:6m"]);
+});
+
+Deno.test("one id from two lanes with other content: the later copy is a rejected conflict", async () => {
+  const store = newStore();
+  const m = message(store, 3);
+  await sync([m]);
+  const other = { ...m, terminalId: "L2", seq: 1, data: { text: "another sale" } };
+  const [r] = await sync([other]);
+  assert.equal(r.status, "rejected");
+  assert.match(r.error!, /^conflict: message .* is already stored from L1 seq 3 with different data/);
+  const [again] = await sync([other]);
+  assert.deepEqual(again, r, "the same answer when redelivered");
+  const [topic] = await sync([{ ...m, terminalId: "L3", seq: 1, topic: "pos.note" }]);
+  assert.match(topic.error!, /different topic$/);
+  // Another store never shares an event, whatever the content.
+  const elsewhere = newStore();
+  const [foreign] = await sync([{ ...m, storeId: elsewhere, seq: 1 }]);
+  assert.equal(foreign.status, "rejected");
+  assert.match(foreign.error!, /by another store/);
+  assert.deepEqual(await slots(store), ["L1:3m", "L2:1x", "L3:1x"]);
+  assert.deepEqual(await slots(elsewhere), ["L1:1x"]);
+  const rows = await withDb((sql) => sql`select data from pos_messages where message_id = ${m.messageId}`);
+  assert.deepEqual(rows.map((x) => x.data), [m.data]);
+});
+
+Deno.test("two lanes uploading the same ids concurrently: once each, every seq accounted", async () => {
+  const store = newStore();
+  const base = Array.from({ length: 30 }, (_, i) => message(store, i + 1, { data: { n: i } }));
+  // L2 accepted the same 30 ids in the opposite order, at its own seqs.
+  const l2 = [...base].reverse().map((m, i) => ({ ...m, terminalId: "L2", seq: i + 1 }));
+  const [a, b] = await Promise.all([sync(base), sync(l2)]);
+  b.reverse();
+  for (let i = 0; i < base.length; i++) {
+    assert.deepEqual([a[i].status, b[i].status].sort(), ["duplicate", "stored"], `message ${i + 1}`);
+  }
+  const all = await slots(store);
+  assert.equal(all.length, 60);
+  assert.equal(all.filter((x) => x.endsWith("m")).length, 30);
+  assert.equal(all.filter((x) => x.endsWith("x")).length, 0);
+  for (const lane of ["L1", "L2"]) {
+    const seqs = all.filter((x) => x.startsWith(`${lane}:`)).map((x) => Number(x.slice(3, -1)));
+    assert.deepEqual(seqs.sort((p, q) => p - q), Array.from({ length: 30 }, (_, i) => i + 1), lane);
+  }
 });
 
 Deno.test("another message id at a used (store, terminal, seq) is a seq conflict", async () => {
@@ -337,6 +427,7 @@ Deno.test("RLS is enabled on every public table, with store-scoped reads", async
         "customer_conflicts",
         "customers",
         "inventory_movements",
+        "pos_message_copies",
         "pos_messages",
         "sales",
         "stock_levels",

@@ -245,9 +245,10 @@ peer_actions peer_machine::on_stored(std::uint64_t n, stored_outcome o) {
         return out;
     if (!o.ok) {
         if (!o.conflict.empty()) {
-            // Not a malformed frame: the same message id was accepted on two lanes. The lanes
-            // cannot both hold it under this schema, so replication of that origin stops here
-            // until an operator resolves it (docs/protocol.md).
+            // Not a malformed frame: the receiver holds this id under the same origin with other
+            // content or at another seq (one id under two origins is stored, outbox schema 2).
+            // Replication of that origin stops here until an operator resolves it
+            // (docs/protocol.md).
             close(close_link{close_code::policy_violation,
                              "id conflict: " + o.conflict,
                              close_cause::id_conflict,

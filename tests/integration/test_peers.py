@@ -202,7 +202,9 @@ class LostOutbox(StoreTestCase):
             return None
         peer = wait_for(refusal, 30, what="L1's status shows the refusal", interval=0.2)
         self.assertEqual(peer["failure"], "outbox lost or replaced")
-        time.sleep(3)  # several reconnects' worth: still nothing promoted
+        # More than one session refused (a reconnect, or L2's own link to L1): still nothing promoted.
+        wait_for(lambda: l1.log_text().count("peer.outbox_behind_peer") >= 2, 30,
+                 what="a second refused session", interval=0.2)
         c = l1.counts()
         self.assertEqual(c["peer_ack"], 0, c)
         self.assertEqual(c["pending"], 150, c)

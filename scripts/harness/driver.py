@@ -125,6 +125,25 @@ def summary_table(results):
             f"{fmt_ms(m.get('cloud_p50'))} / {fmt_ms(m.get('cloud_p99'))}",
             "-" if conv is None else f"{conv:.1f}s",
             r["result"]])
+    return _table(head, rows)
+
+
+def accounting_table(results):
+    """Per scenario: what happened to the accepted messages (see docs/harness.md, "Loss
+    accounting")."""
+    head = ["scenario", "accepted", "seen peer_ack", "in cloud once", "lost (pending only)",
+            "lost after peer_ack"]
+    rows = []
+    for r in results:
+        a = r.get("accounting") or {}
+        once = a.get("in_cloud_once")
+        rows.append([r["name"], str(a.get("accepted", "-")), str(a.get("peer_ack_seen", "-")),
+                     "-" if once is None else str(once),
+                     str(a.get("lost_pending", "-")), str(a.get("lost_after_peer_ack", "-"))])
+    return _table(head, rows)
+
+
+def _table(head, rows):
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(head)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
@@ -155,6 +174,7 @@ def run_scenario(name, opts, root, cloud):
             log(f"  converged in {conv:.1f}s")
         if ctx.after_converge:
             ctx.after_converge()
+        verify.account_losses(ctx)
         sts = {lane.id: lane.status() for lane in ctx.lanes}
         verify.check(ctx, sts)
     except Skip as e:
@@ -202,6 +222,7 @@ def run_scenario(name, opts, root, cloud):
         "conflicts_409": ctx.ledger.conflicts_refused, "retried_publishes": ctx.ledger.retries,
         "ambiguous": dict(ctx.ledger.ambiguous), "faults": ctx.faults,
         "metrics": ctx.metrics, "notes": ctx.notes, "violations": ctx.violations,
+        "accounting": verify.accounting(ctx),
         "result": result, "elapsed_s": round(elapsed, 1), "folder": ctx.folder,
     }
 
@@ -312,6 +333,9 @@ def main(argv):
           f"{opts.lanes} lanes (quorum {opts.quorum}), {opts.messages} messages/lane"
           + ("" if cloud else " (peer-only, no cloud)"))
     print(summary_table(results))
+    if results:
+        print()
+        print(accounting_table(results))
     for r in results:
         extra = []
         if r["faults"]:

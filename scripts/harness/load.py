@@ -32,7 +32,7 @@ def _uuid(rng):
 class Msg:
     __slots__ = ("lane", "index", "id", "topic", "data", "priority", "poison", "repost",
                  "conflict", "seq", "created_at", "accepted", "ambiguous_tries", "answered_id",
-                 "tried", "elsewhere")
+                 "tried", "elsewhere", "epoch", "peer_ack_seen", "reaccepted")
 
     def __init__(self, lane, index, mid, topic, data, priority, poison, repost, conflict):
         self.lane = lane
@@ -51,6 +51,9 @@ class Msg:
         self.answered_id = None
         self.tried = set()       # lanes where an attempt got no answer (it may be stored there)
         self.elsewhere = None    # "same" / "other": after the 201, post it on another lane too
+        self.epoch = 0           # the lane's disk epoch when the accepting attempt was sent
+        self.peer_ack_seen = False  # the AckWatcher saw it at peer_ack on its lane
+        self.reaccepted = 0      # re-posts answered 201 after its lane lost its disk
 
     def body(self, with_id=True):
         b = {"topic": self.topic, "data": self.data}
@@ -141,6 +144,56 @@ class Ledger:
         self.copies = {}             # id -> [Copy] on lanes other than the accepted one
         self.suspects = []           # (id, lane): an unanswered attempt there may have stored it
         self.violations = []
+        # Disk events (disk-loss, backup-restore): a lane's epoch rises each time its outbox
+        # is deleted or replaced (between the kill and the restart).
+        self.epochs = {}             # lane -> number of disk events so far
+        self.disk_events = []        # (lane, what, monotonic time)
+        self.lost = []               # Msg: accepted, then gone with a destroyed disk
+        self.lost_reposted = []      # per re-post answered 201 after a loss: was it peer_ack?
+        self.watcher = None          # lanes.AckWatcher: which 201s reached peer_ack
+
+    def epoch(self, lane):
+        with self.lock:
+            return self.epochs.get(lane, 0)
+
+    def disk_event(self, lane, what):
+        """The scenario destroys or replaces `lane`'s outbox: call it after the lane is killed
+        or stopped and before it starts again, so that every answer of the old process came
+        from an attempt sent at the old epoch and every answer of the new one at the new."""
+        with self.lock:
+            self.epochs[lane] = self.epochs.get(lane, 0) + 1
+            self.disk_events.append((lane, what, time.monotonic()))
+
+    def watch(self, lanes_by_id, m):
+        """Has the AckWatcher (if any) learn whether m reaches peer_ack on its lane."""
+        if self.watcher is None or m.lane not in lanes_by_id:
+            return
+
+        def seen(mid, body, m=m, seq=m.seq):
+            if m.seq == seq:
+                m.peer_ack_seen = True
+        self.watcher.watch(lanes_by_id[m.lane], m.id, m.seq, seen)
+
+    def seen_at_peer_ack(self):
+        with self.lock:
+            return sum(1 for m in list(self.msgs.values()) + self.lost if m.peer_ack_seen)
+
+    def reaccept(self, m, ans, data=None):
+        """A re-post of m answered 201 on its lane: the lane no longer held m (its disk was
+        lost or replaced since), and has stored the re-post as a new message. Legitimate only
+        if m never reached peer_ack; the message now is the new one."""
+        with self.lock:
+            self.lost_reposted.append(m.peer_ack_seen)
+            if m.peer_ack_seen:
+                self.violations.append(
+                    f"{m.lane}: lost after peer_ack: {m.id} (seq {m.seq}) was peer_ack, its "
+                    f"disk was replaced, and a re-post of it answered 201 as seq {ans['seq']}")
+            m.reaccepted += 1
+            m.seq = ans["seq"]
+            m.created_at = ans.get("created_at")
+            m.peer_ack_seen = False
+            if data is not None:
+                m.data = data
 
     def accept(self, m):
         with self.lock:
@@ -235,6 +288,7 @@ class LoadRun:
         rng = random.Random(f"{self.seed}:{lane_id}:{c}")
         http = lane.client(self.client_timeout)
         last_seq = 0
+        last_epoch = 0
         try:
             while not self.abort.is_set():
                 i = self._take(lane_id, plan)
@@ -248,7 +302,10 @@ class LoadRun:
                 m = plan[i]
                 self._publish(http, lane, m, rng)
                 if m.accepted and m.lane == lane_id:
-                    # One client publishes one after the other: its seqs must increase.
+                    # One client publishes one after the other: its seqs must increase (a lane
+                    # rebuilt after losing its disk may hand out again seqs it lost).
+                    if m.epoch != last_epoch:
+                        last_epoch, last_seq = m.epoch, 0
                     if m.seq <= last_seq:
                         self.ledger.violation(f"{lane_id}: client {c} got seq {m.seq} after "
                                               f"seq {last_seq} (order of acceptance broken)")
@@ -272,6 +329,7 @@ class LoadRun:
         try:
             while not self.abort.is_set():
                 attempt += 1
+                epoch = self.ledger.epoch(target.id)
                 try:
                     st, ans = conn.request("POST", "/v1/messages", m.body())
                 except Exception as e:  # noqa: BLE001 - refused, reset, timeout: down/paused
@@ -315,8 +373,10 @@ class LoadRun:
                     m.id = ans["id"]
                     m.seq = ans["seq"]
                     m.created_at = ans.get("created_at")
+                    m.epoch = epoch if m.lane == target.id else self.ledger.epoch(m.lane)
                     m.accepted = True
                     self.ledger.accept(m)
+                    self.ledger.watch(self.lanes, m)
                     if self.failover:
                         # an unanswered attempt on another lane may have been stored there as
                         # that lane's own message: the checks look (verify.resolve_suspects)
@@ -354,6 +414,8 @@ class LoadRun:
                     ans.get("seq") == m.seq and ans.get("origin") == m.lane:
                 with self.ledger.lock:
                     self.ledger.dups_suppressed += 1
+            elif self._lost_and_restored(m, st, ans):
+                pass
             elif st == 503:
                 time.sleep(0.2)
                 continue
@@ -413,6 +475,8 @@ class LoadRun:
             if st == 409:
                 with self.ledger.lock:
                     self.ledger.conflicts_refused += 1
+            elif self._lost_and_restored(m, st, ans, body["data"]):
+                pass
             elif st == 503:
                 time.sleep(0.2)
                 continue
@@ -420,3 +484,16 @@ class LoadRun:
                 self.ledger.violation(f"same id {m.id} with other data on {m.lane}: expected "
                                       f"409, got {st} {ans!r}")
             return
+
+    def _lost_and_restored(self, m, st, ans, data=None):
+        """A re-post of m answered 201 by its lane after that lane's disk was lost or replaced:
+        the lane no longer held m and stored the re-post (with `data`) as a new message."""
+        epoch = self.ledger.epoch(m.lane)
+        if st != 201 or epoch == m.epoch or not isinstance(ans, dict) or \
+                ans.get("id") != m.id or ans.get("origin") != m.lane or \
+                not isinstance(ans.get("seq"), int):
+            return False
+        self.ledger.reaccept(m, ans, data)
+        m.epoch = epoch
+        self.ledger.watch(self.lanes, m)
+        return True

@@ -11,7 +11,7 @@ import time
 
 from faultproxy import Proxy
 from flakyproxy import FlakyProxy
-from lanes import Deadline, Store, free_port, log, wait_for
+from lanes import AckWatcher, Deadline, Store, free_port, log, wait_for
 from load import Ledger, LoadRun, make_plan
 import verify
 
@@ -33,6 +33,8 @@ class Context:
                            binary=binary, label="harness")
         self.lanes = self.store.lanes
         self.ledger = Ledger()
+        # which 201s reached peer_ack (the loss accounting of verify.accounting)
+        self.ledger.watcher = self.watcher = AckWatcher()
         self.faults = {}
         self.violations = []
         self.notes = []
@@ -150,6 +152,7 @@ class Context:
             self.cloud_down = False
 
     def close(self):
+        self.watcher.close()
         if self.proxy is not None:
             self.proxy.close()
             self.proxy = None
@@ -492,6 +495,9 @@ class Skip(Exception):
     pass
 
 
+from survival import backup_restore, disk_loss, lane_dead  # noqa: E402 (uses Skip, start_all)
+
+
 SCENARIOS = {
     "steady": steady,
     "lane-crash": lane_crash,
@@ -503,4 +509,7 @@ SCENARIOS = {
     "late-joiner": late_joiner,
     "poison": poison,
     "failover": failover,
+    "disk-loss": disk_loss,
+    "backup-restore": backup_restore,
+    "lane-dead": lane_dead,
 }

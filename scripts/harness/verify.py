@@ -141,6 +141,70 @@ def fetch_all(pairs):
     return out, errors
 
 
+def account_losses(ctx):
+    """Loss accounting for lanes whose outbox was destroyed or replaced (disk-loss,
+    backup-restore), after convergence. A message such a lane accepted before its disk event
+    and no longer holds is lost unless the cloud has it. Lost while only `pending` (it never
+    reached a peer): an expected loss, counted apart and removed from the ledger so the other
+    checks hold the lane to what survived. Lost after the AckWatcher saw it at `peer_ack`: a
+    violation (guarantee 2: a peer_ack'd message survives the loss of its lane)."""
+    ledger = ctx.ledger
+    lanes_by_id = {lane.id: lane for lane in ctx.lanes}
+    cand = {}
+    for lid, epoch in ledger.epochs.items():
+        if epoch and lid in lanes_by_id:
+            cand[lid] = [m for m in ledger.by_lane.get(lid, []) if m.epoch < epoch]
+    if not cand:
+        return
+    got, errs = fetch_all([(lanes_by_id[lid], [m.id for m in ms]) for lid, ms in cand.items()])
+    ctx.violations.extend(errs[:10])
+    gone = [m for lid, ms in cand.items() for m in ms if got.get((lid, m.id), (None,))[0] == 404]
+    in_cloud = set()
+    if gone and ctx.cloud_enabled:
+        ids = ", ".join(_sql_str(m.id) for m in gone)
+        in_cloud = {r[0] for r in ctx.cloud.sql(
+            f"select message_id::text from pos_messages where store_id = {_sql_str(ctx.store_id)}"
+            f" and message_id::text in ({ids})")}
+    after_ack = []
+    kept_in_cloud = 0
+    with ledger.lock:
+        for m in gone:
+            if m.id in in_cloud:
+                kept_in_cloud += 1
+                continue
+            if m.peer_ack_seen:
+                after_ack.append(m)
+            del ledger.msgs[m.id]
+            ledger.by_lane[m.lane].remove(m)
+            ledger.lost.append(m)
+    if after_ack:
+        ctx.violations.append(
+            f"lost after peer_ack: {len(after_ack)} messages were seen at peer_ack on their lane "
+            f"and are on no lane and not in the cloud after its disk was lost or replaced, e.g. "
+            + ", ".join(f"{m.lane}/seq {m.seq} ({m.id})" for m in after_ack[:5]))
+    if kept_in_cloud:
+        ctx.notes.append(f"{kept_in_cloud} messages of a lost disk are not back on their lane "
+                         "but in the cloud")
+
+
+def accounting(ctx):
+    """The loss accounting every scenario reports: accepted, seen at peer_ack, in the cloud
+    exactly once, lost while only pending (expected), lost after peer_ack (violation)."""
+    ledger = ctx.ledger
+    lost = ledger.lost
+    return {
+        "accepted": ledger.count() + len(lost),
+        "peer_ack_seen": ledger.seen_at_peer_ack(),
+        "in_cloud_once": ctx.metrics.get("in_cloud_once"),
+        # (a message lost and then stored again by a re-post of the POS counts as lost too)
+        "lost_pending": sum(1 for m in lost if not m.peer_ack_seen) +
+        sum(1 for seen in ledger.lost_reposted if not seen),
+        "lost_after_peer_ack": sum(1 for m in lost if m.peer_ack_seen) +
+        sum(1 for seen in ledger.lost_reposted if seen),
+        "reposted_after_loss": len(ledger.lost_reposted),
+    }
+
+
 def check(ctx, sts):
     """Every end-of-scenario check; appends to ctx.violations, fills ctx.metrics."""
     V = ctx.violations
@@ -223,7 +287,10 @@ def check(ctx, sts):
         c = parse_iso_ms(body.get("created_at"))
         pa = parse_iso_ms(body.get("peer_acked_at"))
         ca = parse_iso_ms(body.get("cloud_acked_at"))
-        if ca is not None and (pa is None or pa > ca):
+        restored = m.epoch < ledger.epochs.get(m.lane, 0)
+        if ca is not None and (pa is None or pa > ca) and not restored:
+            # (a message restored from the peers after a disk loss may learn cloud_ack from
+            # their news before a peer acks it again: its first peer_acked_at was on the disk)
             key = f"{m.lane}: cloud_acked_at without an earlier peer_acked_at"
             bad_state[key] += 1
             if len(examples[key]) < 3:
@@ -365,6 +432,8 @@ def check_cloud(ctx, last, copy_rows):
                          f"published {m.lane}/{m.seq}/{m.topic}/{prio}")
         elif not json_equal(r["data"], m.data):
             wrong.append(f"{m.id}: data differs")
+    ctx.metrics["in_cloud_once"] = sum(1 for m in ledger.msgs.values()
+                                       if not m.poison and counts.get(m.id) == 1)
     if lost:
         V.append(f"cloud: {len(lost)} accepted messages missing from pos_messages, e.g. {lost[:5]}")
     if wrong:

@@ -293,7 +293,7 @@ class Lane:
         return self.env_path
 
     # ---- process ---------------------------------------------------------------------------
-    def start(self, wait=True, timeout=30):
+    def start(self, wait=True, timeout=30, rebuilding_ok=False):
         assert not self.running(), f"lane {self.id} already running"
         self.write_env()
         main = threading.current_thread() is threading.main_thread()
@@ -312,16 +312,28 @@ class Lane:
             self.expected_down = False
         self.paused = False
         if wait:
-            self.wait_healthy(timeout)
+            self.wait_healthy(timeout, rebuilding_ok)
         return self
 
-    def wait_healthy(self, timeout=30):
+    def wait_healthy(self, timeout=30, rebuilding_ok=False):
+        """Until /healthz answers 200 (or, with `rebuilding_ok`, 503 "rebuilding": a lane that
+        restores its outbox from its peers is up, it only refuses publishes meanwhile)."""
         def ok():
             if self.proc.poll() is not None:
                 raise Deadline(f"lane {self.id} exited with {self.proc.returncode} while "
                                f"starting; log tail:\n{self.log_tail()}")
-            return http("GET", self.api + "/healthz", timeout=1).status == 200
+            st, body = self.health()
+            return st == 200 or (rebuilding_ok and st == 503 and
+                                 isinstance(body, dict) and body.get("status") == "rebuilding")
         wait_for(ok, timeout, f"lane {self.id} healthy")
+
+    def health(self, timeout=1.0):
+        """GET /healthz: (status, parsed JSON or None)."""
+        r = http("GET", self.api + "/healthz", timeout=timeout)
+        try:
+            return r.status, r.json()
+        except ValueError:
+            return r.status, None
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -421,6 +433,49 @@ class Lane:
             pass
         return out[-limit:]
 
+    # ---- the outbox file (a lost disk, a restored backup) -----------------------------------
+    @property
+    def outbox_path(self):
+        return self.env["OUTBOX_PATH"]
+
+    def outbox_files(self):
+        """The outbox and its SQLite companions (-wal, -shm, -journal) that exist now."""
+        p = self.outbox_path
+        return [f for f in (p, p + "-wal", p + "-shm", p + "-journal") if os.path.exists(f)]
+
+    def wipe_outbox(self):
+        """Deletes the outbox with its -wal/-shm: the disk is lost. The lane must be down.
+        Returns the files removed."""
+        assert not self.running(), f"lane {self.id}: wipe_outbox while it runs"
+        files = self.outbox_files()
+        for f in files:
+            os.remove(f)
+        return files
+
+    def backup_outbox(self, dest):
+        """A consistent copy of the outbox in the single file `dest` (no -wal), taken with
+        SQLite's online backup: safe while the agent runs (it reads one snapshot; the agent's
+        writes go on). Returns dest."""
+        import sqlite3  # standard library; only the backup helpers need it
+        if os.path.exists(dest):
+            os.remove(dest)
+        src = sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True, timeout=30)
+        try:
+            dst = sqlite3.connect(dest)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        return dest
+
+    def restore_outbox(self, backup):
+        """Replaces the outbox (and its -wal/-shm) with the copy `backup` made by
+        backup_outbox(): an old copy of the disk put back. The lane must be down."""
+        self.wipe_outbox()
+        shutil.copyfile(backup, self.outbox_path)
+
     # ---- local API and CLI -----------------------------------------------------------------
     def publish(self, topic="transaction", data=None, id=None, priority=None):
         body = {"topic": topic, "data": data if data is not None else {"total": 1}}
@@ -442,6 +497,58 @@ class Lane:
 
     def message(self, mid):
         return http("GET", self.api + f"/v1/messages/{mid}")
+
+    def metric(self, name, **labels):
+        """The value of one sample of GET /metrics (the sum of every sample of `name` whose
+        labels include `labels`), or None when there is none."""
+        r = http("GET", self.api + "/metrics", timeout=5)
+        if r.status != 200:
+            raise RuntimeError(f"GET /metrics on {self.id} answered {r.status}")
+        total = None
+        want = [f'{k}="{v}"' for k, v in labels.items()]
+        for line in r.body.decode(errors="replace").splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            key, _, value = line.rpartition(" ")
+            base, _, lab = key.partition("{")
+            if base != name or not all(w in lab for w in want):
+                continue
+            total = (total or 0.0) + float(value)
+        return total
+
+    def own_ids(self, state, limit=10000, timeout=10.0):
+        """Ids of this lane's own messages in `state` (GET /v1/messages?state=), lowest seq
+        first; raises unless it answers 200."""
+        r = http("GET", self.api + f"/v1/messages?state={state}&limit={limit}", timeout=timeout)
+        if r.status != 200:
+            raise RuntimeError(f"GET /v1/messages?state={state} on {self.id} answered "
+                               f"{r.status}: {r.body[:200]!r}")
+        return [m["id"] for m in r.json().get("messages", [])]
+
+    def rebuild_state(self):
+        """status.rebuild: {"active": false, "incarnation": ...} or the rebuild in progress."""
+        return self.status().get("rebuild") or {}
+
+    def origin_row(self, origin):
+        """This lane's status.origins entry for `origin` (held, cloud_through, covered_by,
+        last_seen_ms ...), or None when it knows nothing of that origin."""
+        return next((o for o in self.status().get("origins", []) if o.get("origin") == origin),
+                    None)
+
+    def wait_rebuilt(self, own_seq, timeout=60):
+        """Until this lane has restored its own origin through `own_seq` (what its peers
+        held), finished its rebuild and accepts publishes again (healthz 200). Returns the
+        status document."""
+        def done():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise Deadline(f"lane {self.id} exited with {self.proc.returncode} while "
+                               f"rebuilding; log tail:\n{self.log_tail()}")
+            st = self.status(timeout=2)
+            if (st.get("rebuild") or {}).get("active") or st["outbox"]["last_seq"] < own_seq:
+                return None
+            return st if self.health()[0] == 200 else None
+        return wait_for(done, timeout, f"lane {self.id} rebuilt through seq {own_seq}",
+                        interval=0.05)
 
     def client(self, timeout=5.0):
         """A keep-alive connection to this lane's local API (close it when done)."""
@@ -480,6 +587,86 @@ class Monitor:
     def close(self):
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+class AckWatcher:
+    """Learns which accepted messages reached peer_ack on their lane, by polling: one thread
+    per lane, each round (every `interval` s) one `GET /v1/messages?state=pending` (the ids
+    still pending are skipped) and one `GET /v1/messages/{id}` per other watched id. An id is
+    reported to its callback once the lane's own copy (same origin and seq) is `peer_ack` or
+    `cloud_ack`, or carries `peer_acked_at`: the harness then knows that message was promised
+    to survive the loss of its lane. Ids the lane answers 404 for `gone_after` times are
+    dropped (its disk was lost). Paused or stopped lanes are skipped; nothing is ever
+    inferred from a missing answer."""
+
+    def __init__(self, interval=0.2, gone_after=3):
+        self.interval = interval
+        self.gone_after = gone_after
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.watched = {}      # lane id -> {msg id: [seq, callback, 404 count]}
+        self.threads = {}
+        self.seen = 0
+
+    def watch(self, lane, mid, seq, on_acked):
+        with self.lock:
+            self.watched.setdefault(lane.id, {})[mid] = [seq, on_acked, 0]
+            if lane.id not in self.threads:
+                t = threading.Thread(target=self._run, args=(lane,), name=f"ackwatch-{lane.id}",
+                                     daemon=True)
+                self.threads[lane.id] = t
+                t.start()
+
+    def pending(self, lane_id=None):
+        with self.lock:
+            return sum(len(w) for k, w in self.watched.items() if lane_id in (None, k))
+
+    def _run(self, lane):
+        h = Http(lane.api_port, timeout=2.0)
+        try:
+            while not self.stop.wait(self.interval):
+                if not lane.running() or lane.paused:
+                    h.close()
+                    continue
+                try:
+                    self._round(lane, h)
+                except Exception:  # noqa: BLE001 - the lane is restarting: next round
+                    h.close()
+        finally:
+            h.close()
+
+    def _round(self, lane, h):
+        with self.lock:
+            todo = dict(self.watched.get(lane.id, {}))
+        if not todo:
+            return
+        st, body = h.request("GET", "/v1/messages?state=pending&limit=10000")
+        still = {m["id"] for m in body.get("messages", [])} if st == 200 else set()
+        for mid, (seq, cb, _) in todo.items():
+            if mid in still or self.stop.is_set():
+                continue
+            st, m = h.request("GET", f"/v1/messages/{mid}")
+            if st == 404:
+                with self.lock:
+                    w = self.watched[lane.id].get(mid)
+                    if w is not None:
+                        w[2] += 1
+                        if w[2] >= self.gone_after:
+                            del self.watched[lane.id][mid]
+                continue
+            if st != 200 or not isinstance(m, dict) or m.get("origin") != lane.id or \
+                    m.get("seq") != seq:
+                continue
+            if m.get("state") in ("peer_ack", "cloud_ack") or m.get("peer_acked_at"):
+                with self.lock:
+                    self.watched[lane.id].pop(mid, None)
+                    self.seen += 1
+                cb(mid, m)
+
+    def close(self):
+        self.stop.set()
+        for t in list(self.threads.values()):
+            t.join(timeout=5)
 
 
 class Store:
@@ -572,6 +759,11 @@ class StoreTestCase(unittest.TestCase):
 
 
 # ---- the local cloud ------------------------------------------------------------------------
+def sql_str(s):
+    """A SQL string literal."""
+    return "'" + str(s).replace("'", "''") + "'"
+
+
 class Cloud:
     """The local cloud (scripts/cloud-up.sh: PostgreSQL + the edge function on Deno) in its own
     CLOUD_DIR on free ports, never the default ones. `folder` None: a new temporary folder,
@@ -665,6 +857,22 @@ class Cloud:
     def psql_json(self, sql):
         out = self.psql(sql).strip()
         return json.loads(out) if out else None
+
+    def origin_rows(self, store_id, terminal_id):
+        """How many pos_messages rows the cloud holds of lane `terminal_id` of `store_id`."""
+        out = self.psql("select count(*) from pos_messages where store_id = "
+                        f"{sql_str(store_id)} and terminal_id = {sql_str(terminal_id)}")
+        return int(out.strip() or 0)
+
+    def uploads_by(self, store_id, terminal_id):
+        """sync_log of one lane, by uploader: {uploaded_by (None = the lane itself):
+        {"stored", "duplicate", "rejected", "requests"}} (issue 9: a peer covering a dead
+        lane uploads its messages with uploadedBy)."""
+        rows = self.sql("select coalesce(uploaded_by, ''), sum(stored), sum(duplicate), "
+                        "sum(rejected), count(*) from sync_log where store_id = "
+                        f"{sql_str(store_id)} and terminal_id = {sql_str(terminal_id)} group by 1")
+        return {(r[0] or None): {"stored": int(r[1]), "duplicate": int(r[2]),
+                                 "rejected": int(r[3]), "requests": int(r[4])} for r in rows}
 
     def sql(self, query, timeout=60):
         """Rows of a query as lists of strings."""

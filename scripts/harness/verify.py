@@ -267,8 +267,10 @@ def check(ctx, sts):
             continue
         st, body = r
         if st != 200:
-            V.append(f"{m.lane}: GET /v1/messages/{m.id} (seq {m.seq}) answered {st}: "
-                     "an accepted message is gone")
+            key = f"{m.lane}: GET /v1/messages/{{id}} answered {st}: accepted messages gone"
+            bad_state[key] += 1
+            if len(examples[key]) < 3:
+                examples[key].append(f"seq {m.seq} id {m.id}")
             continue
         want = ("failed" if m.poison else "cloud_ack") if ctx.cloud_enabled else "peer_ack"
         want = states.get((m.lane, m.id), want)

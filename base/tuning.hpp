@@ -49,6 +49,9 @@ inline constexpr auto peer_reconnect_permanent = 60s;
 inline constexpr auto peer_session_proven = 10s;
 /// Length of the random nonce each side puts in its hello frame.
 inline constexpr std::size_t peer_nonce_bytes = 32;
+/// A v2 session sends a news frame (liveness, cloud_through, cover) on change and at least
+/// this often (docs/protocol.md "News").
+inline constexpr auto peer_news_interval = 2s;
 
 // ---- local HTTP API -----------------------------------------------------------------------
 /// Header block limit for a local API request.

@@ -419,6 +419,16 @@ std::string encode(const ack_frame& f) {
     return dump(json{{"type", "ack"}, {"n", f.n}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}});
 }
 
+std::string encode(const news_frame& f) {
+    json cover = json::array();
+    for (const auto& o : f.cover)
+        cover.push_back(o);
+    return dump(json{{"type", "news"},
+                     {"seen", hwm_json(f.seen)},
+                     {"cloud", hwm_json(f.cloud)},
+                     {"cover", std::move(cover)}});
+}
+
 std::size_t encoded_size(const message& m) {
     // id(36) origin topic priority data plus the fixed keys and numbers; exact enough for a cap
     // because data dominates and it is embedded verbatim (canonical form round-trips).

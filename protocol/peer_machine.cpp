@@ -220,6 +220,8 @@ peer_actions peer_machine::on_data_frame(frame& f) {
     }
     if (auto* b = std::get_if<batch_frame>(&f))
         return on_batch(*b);
+    if (auto* n = std::get_if<news_frame>(&f))
+        return on_news_frame(*n);
     return on_ack(std::get<ack_frame>(f));
 }
 

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,19 +48,28 @@ struct peer_machine_config {
     std::size_t batch_max_bytes = 4u << 20;
     std::size_t nonce_bytes = 32;
     frame_limits limits;
+    /// This lane is rebuilding its own origin from its peers (outbox meta.rebuild_reason set):
+    /// the ready says `rebuild: true` and the rules of "Rebuilding side" apply (v2 only).
+    bool rebuilding = false;
+    /// This lane's incarnation (outbox meta.incarnation), sent as the ready's `inc` in v2.
+    std::string incarnation;
+    /// terminal -> trust cap: that lane was excluded from this lane's rebuild when the own
+    /// hwm was the cap, so its marks of our origin above the cap are never trusted.
+    std::map<std::string, std::uint64_t> trust_caps;
 };
 
 /// What a close is about, so the session logs and counts it the way it always did.
 enum class close_cause {
-    malformed,       ///< bad frame, wrong frame in the data phase, order, window, gap
-    wrong_frame,     ///< a valid frame the handshake did not expect at this point
-    identity,        ///< version, store or own id refused
-    wrong_secret,    ///< a mac did not verify
-    hub_refused,     ///< the hub refused to join (duplicate terminal id)
-    outbox_lost,     ///< the peer holds more of our own origin than we do
-    id_conflict,     ///< the receiver's outbox found the same id with other content
-    storage_failure, ///< the receiver's outbox could not commit
-    requested,       ///< the lane asked (shutdown)
+    malformed,            ///< bad frame, wrong frame in the data phase, order, window, gap
+    wrong_frame,          ///< a valid frame the handshake did not expect at this point
+    identity,             ///< version, store or own id refused
+    wrong_secret,         ///< a mac did not verify
+    hub_refused,          ///< the hub refused to join (duplicate terminal id)
+    outbox_lost,          ///< the peer holds more of our own origin than we do: rebuild
+    incarnation_mismatch, ///< the peer holds other messages of an origin than that origin
+    id_conflict,          ///< the receiver's outbox found the same id with other content
+    storage_failure,      ///< the receiver's outbox could not commit
+    requested,            ///< the lane asked (shutdown)
 };
 
 // ---- actions (what the session must do, in order) -------------------------------------------
@@ -74,6 +84,8 @@ struct store_batch {
     std::uint64_t n = 0;
     std::vector<message> messages;
     hwm_map floor;
+    /// This lane is rebuilding: messages of its own origin are stored as own (restored).
+    bool restore = false;
 };
 /// Read this lane's hwm map (v2: and the tip id at each mark); answer with on_hwm().
 struct read_hwm {
@@ -96,6 +108,8 @@ struct read_next_batch {
     hwm_map after;
     std::size_t limit = 0;
     std::size_t max_bytes = 0;
+    /// Serving a rebuild: the peer's own origin too (from its cursor in `after`).
+    bool include_peer_origin = false;
 };
 /// The peer confirmed holding this lane's own messages 1..through.
 struct peer_acked {
@@ -117,13 +131,37 @@ struct close_link {
     bool auth_failure = false; ///< counted in lanesync_peer_auth_failures_total
     std::vector<std::pair<std::string, std::string>> log;
 };
+/// Rebuilding side, once per session at the peer's ready: what the peer holds of our origin
+/// (its mark {seq, id}; seq 0 and no id when it holds nothing), for protocol::rebuild_progress.
+struct own_reported {
+    std::string peer;
+    std::uint64_t seq = 0;
+    std::string id;
+};
+/// Serving a rebuild: read our replica's id of `origin` (the rebuilding peer) at `seq`; answer
+/// with on_origin_mark(origin, seq, id), id empty when not held.
+struct read_origin_mark {
+    std::string origin;
+    std::uint64_t seq = 0;
+};
+/// The peer's news, after its ready was checked. `cloud` never holds our own origin:
+/// `own_cloud_through` is the peer's cloud[our id] capped at the peer's last verified mark of
+/// our origin (0 when none), the only part of it this lane may apply.
+struct news_received {
+    std::string peer;
+    std::map<std::string, std::uint64_t> seen;
+    hwm_map cloud;
+    std::vector<std::string> cover;
+    std::uint64_t own_cloud_through = 0;
+};
 /// Drop the connection without a close frame (authentication timed out).
 struct abort_link {
     std::string reason;
 };
 
 using peer_action = std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark,
-                                 read_next_batch, peer_acked, join_hub, close_link, abort_link>;
+                                 read_next_batch, peer_acked, join_hub, close_link, abort_link,
+                                 own_reported, read_origin_mark, news_received>;
 using peer_actions = std::vector<peer_action>;
 
 /// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
@@ -156,6 +194,9 @@ public:
     peer_actions on_ack_ids(std::uint64_t n, tip_ids ids);
     /// `id`: our own message at `seq`, empty when not held (never handed out, or pruned).
     peer_actions on_own_mark(std::uint64_t seq, std::uint64_t own_hwm, const std::string& id);
+    /// Serving a rebuild: our replica's id of `origin` at `seq`, empty when not held.
+    peer_actions on_origin_mark(const std::string& origin, std::uint64_t seq,
+                                const std::string& id);
     peer_actions on_next_batch(std::vector<message> messages, hwm_map floor);
     peer_actions on_stored(std::uint64_t n, stored_outcome o);
 
@@ -165,6 +206,9 @@ public:
     peer_actions on_sender(bool on);
     /// The write queue is full (true) or has room again (false): back-pressure on the sender.
     peer_actions on_write_queue(bool full);
+    /// Send this news (v2 only): a news frame once our ready went out. Before that the latest
+    /// news given is kept and sent right after our ready; in a v1 session nothing, ever.
+    peer_actions on_news(news n);
     /// The lane wants the link closed (shutdown).
     peer_actions on_close_request(std::uint16_t code, std::string reason);
 
@@ -182,6 +226,10 @@ public:
     std::size_t in_flight() const { return inflight_; }
     std::size_t commits_pending() const { return commits_pending_; }
     const hwm_map& cursor() const { return cursor_; }
+    /// The peer's `inc` from its ready (for status); empty before it or when it sent none.
+    const std::string& incarnation_of_peer() const { return peer_inc_; }
+    /// The peer's ready said `rebuild: true` and passed: this session serves its rebuild.
+    bool serving_rebuild() const { return serving_rebuild_; }
 
 private:
     enum class stage { idle, hello_sent, challenge_sent, auth_sent, joining, open };
@@ -198,6 +246,7 @@ private:
     peer_actions on_ready(ready_frame& r);
     peer_actions on_batch(batch_frame& b);
     peer_actions on_ack(ack_frame& a);
+    peer_actions on_news_frame(news_frame& n);
     void check_peer_ready(const hwm_map& own, peer_actions& out);
     void ready_passed(peer_actions& out);
     void check_own_mark(std::uint64_t seq, std::string id, bool at_ready, peer_actions& out);
@@ -219,6 +268,7 @@ private:
     std::string nonce_c_, nonce_s_;
     std::string claimed_id_;
     int version_ = 0; ///< negotiated: offered (client) or served (server)
+    std::string peer_inc_;
 
     // own hwm reads: one at a time; its answer serves whatever waits for it
     bool hwm_reading_ = false;
@@ -226,6 +276,14 @@ private:
     std::optional<ready_frame> peer_ready_; ///< the peer's ready waits for the hwm
     bool got_ready_ = false;                ///< the peer's ready frame arrived
     bool ready_checked_ = false;            ///< ... and passed the outbox-lost check
+    bool ready_sent_ = false;               ///< our ready frame went out
+    std::optional<news> news_out_;          ///< news waiting for our ready
+    std::optional<news_frame> news_in_;     ///< the peer's news waiting for its ready's check
+
+    // the peer's ready between its checks (serving a rebuild: the origin mark first)
+    ready_frame checking_;
+    hwm_map checking_own_;
+    bool serving_rebuild_ = false;
 
     // sender side
     bool sender_ = false;

@@ -165,6 +165,11 @@ void uploader::impl::on_resume() {
     wake_.cancel();
 }
 
+void uploader::impl::on_set_cover(std::function<std::vector<std::string>()> origins) {
+    cover_ = std::move(origins);
+    work_hint_ = true;
+}
+
 // ---- the loop (strand) -----------------------------------------------------------------------
 
 bool uploader::impl::due(clock_type::time_point now) const {
@@ -269,6 +274,11 @@ void uploader::pause() {
 
 void uploader::resume() {
     net::post(impl_->strand_, [i = impl_] { i->on_resume(); });
+}
+
+void uploader::set_cover(std::function<std::vector<std::string>()> origins) {
+    net::post(impl_->strand_,
+              [i = impl_, o = std::move(origins)]() mutable { i->on_set_cover(std::move(o)); });
 }
 
 status uploader::get_status() const {

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
@@ -86,6 +87,13 @@ public:
     void sync_now();
     void pause();  ///< Thread-safe.
     void resume(); ///< Thread-safe.
+
+    /// The origins this lane uploads for (replica takeover, issue 9 item 4): called on the
+    /// uploader's strand before each round. When the batch has room after the own messages,
+    /// replicas of those origins (outbox `next_replicas_for_cloud`) fill it, sent with
+    /// `terminalId` = their origin and `uploadedBy` = this lane. Unset or empty = own only.
+    /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
+    void set_cover(std::function<std::vector<std::string>()> origins);
 
     /// Thread-safe snapshot.
     status get_status() const;

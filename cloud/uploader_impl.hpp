@@ -50,6 +50,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_sync_now();
     void on_pause();
     void on_resume();
+    void on_set_cover(std::function<std::vector<std::string>()> origins);
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
     bool due(clock_type::time_point now) const;
@@ -106,6 +107,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::size_t byte_cap_ = 0;              ///< request body cap; lowered after a 413
     std::size_t changed_ = 0;               ///< outbox rows changed by the current upload()
     std::vector<std::function<void()>> stop_waiters_;
+    std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
     std::atomic<bool> detached_{false}; ///< the uploader object is gone: touch no store
 
     mutable std::mutex status_mutex_;

@@ -74,6 +74,17 @@ inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
 /// Retry delay floor when the function is not deployed (HTTP 404).
 inline constexpr auto cloud_not_found_retry = 30s;
 
+// ---- agent (the lane: rebuild, start check, liveness) --------------------------------------
+/// After a start, a lane with PEER_TERMINALS holds POST /v1/messages until every configured
+/// link answered once (a peer's ready, or a failed attempt), at most this long (the start
+/// check: a wiped outbox is found before it hands out a seq).
+inline constexpr auto start_peer_check = 3s;
+/// Retry-After of the 503 that POST /v1/messages answers while the lane rebuilds.
+inline constexpr auto rebuild_retry_after = 2s;
+/// How often the lane notes its live sessions (liveness), recomputes the origins it covers
+/// for the cloud (takeover) and sends news to its peers when something changed.
+inline constexpr auto lane_tick = 1s;
+
 // ---- shutdown -----------------------------------------------------------------------------
 /// After SIGTERM, sessions get this long to close cleanly before the io_context is stopped.
 inline constexpr auto shutdown_grace = 5s;

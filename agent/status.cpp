@@ -55,7 +55,8 @@ json peer_row(const lanes::peer_status& p) {
             {"permanent_failure", p.permanent_failure},
             {"failure", text_or_null(p.failure)},
             {"batches_sent", p.batches_sent},
-            {"batches_received", p.batches_received}};
+            {"batches_received", p.batches_received},
+            {"incarnation", text_or_null(p.incarnation)}};
 }
 
 json cloud_live(const conf::config& cfg, const cloud::status& c) {

@@ -238,6 +238,8 @@ private:
     std::string check_identity(int version, const std::string& store,
                                const std::string& terminal) const;
     std::string check_marks_form(bool frame_v2, const hwm_map& marks) const;
+    std::string check_ready_form(const ready_frame& r) const;
+    void send_ready(const hwm_map& own, tip_ids ids, peer_actions& out);
     peer_actions on_handshake_frame(frame& f);
     peer_actions on_data_frame(frame& f);
     peer_actions on_challenge(challenge_frame& ch);
@@ -248,6 +250,14 @@ private:
     peer_actions on_ack(ack_frame& a);
     peer_actions on_news_frame(news_frame& n);
     void check_peer_ready(const hwm_map& own, peer_actions& out);
+    void check_own_origin(const ready_frame& peer, const hwm_map& own, peer_actions& out);
+    bool serve_rebuild(ready_frame& peer, const hwm_map& own, peer_actions& out);
+    void check_rebuilding_ready(std::uint64_t peer_holds, std::uint64_t we_hold, std::string id,
+                                peer_actions& out);
+    bool over_trust_cap(std::uint64_t seq, peer_actions& out);
+    void refuse_mismatch(std::string why, std::vector<std::pair<std::string, std::string>> log,
+                         peer_actions& out);
+    void deliver_news(peer_actions& out);
     void ready_passed(peer_actions& out);
     void check_own_mark(std::uint64_t seq, std::string id, bool at_ready, peer_actions& out);
     void refuse_outbox_lost(std::string why, std::uint64_t peer_holds, std::uint64_t we_hold,
@@ -284,6 +294,7 @@ private:
     ready_frame checking_;
     hwm_map checking_own_;
     bool serving_rebuild_ = false;
+    bool origin_checking_ = false; ///< a read_origin_mark is out
 
     // sender side
     bool sender_ = false;

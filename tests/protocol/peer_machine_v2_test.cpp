@@ -115,16 +115,18 @@ TEST_SUITE("peer_machine v2") {
         CHECK(t.l1.acked_through == 0); // no new message of L1 becomes peer_ack
         REQUIRE(t.l1.closes.size() == 1);
         CHECK(t.l1.closes[0].cause == close_cause::outbox_lost);
-        CHECK(t.l1.closes[0].reason == "peer holds seq 100 of L1 as " +
+        CHECK(t.l1.closes[0].code == close_code::going_away);
+        CHECK(t.l1.closes[0].reason == "rebuilding: peer holds seq 100 of L1 as " +
                                            id_of("L1", 100, 0).substr(24) + " but this lane's is " +
-                                           id_of("L1", 100, 1).substr(24) +
-                                           " (hwm 150): outbox lost or replaced");
+                                           id_of("L1", 100, 1).substr(24) + " (hwm 150)");
         CHECK(t.l2.held["L1"].size() == 100); // L2 never took L1's new 101..150
         CHECK(t.l2.held["L1"][99].id == id_of("L1", 100, 0));
+        // Both lanes reconnect at once, L1 in rebuild mode (peer_machine_rebuild_test.cpp).
         auto e = classify_ending(session_stage::authenticated, t.l1.closes[0].code,
-                                 t.l1.closes[0].reason, decided_by::peer);
-        CHECK(e.permanent());
-        CHECK(e.text == "outbox lost or replaced");
+                                 t.l1.closes[0].reason, decided_by::peer, {2, {1, 2}});
+        CHECK_FALSE(e.permanent());
+        CHECK(e.retry_version == 2);
+        CHECK(e.text == "rebuilding");
     }
 
     TEST_CASE("issue 9, the same two lanes under v1 rules: the false peer_ack v2 removes") {
@@ -192,7 +194,7 @@ TEST_SUITE("peer_machine v2") {
         auto c = closed(out);
         CHECK(c.cause == close_cause::outbox_lost);
         CHECK(c.refusal);
-        CHECK(c.reason.find("peer holds seq 5 of L1 as ") == 0);
+        CHECK(c.reason.find("rebuilding: peer holds seq 5 of L1 as ") == 0);
         CHECK(c.log.at(2) == std::pair<std::string, std::string>{"peer_tip_id", id_of("L1", 5, 3)});
         CHECK_FALSE(has<peer_acked>(out));
         CHECK_FALSE(has<read_next_batch>(out));
@@ -203,8 +205,7 @@ TEST_SUITE("peer_machine v2") {
         s.v = 2;
         s.open({{"L1", 5}});
         auto out = s.ready({{"L1", 30}}, {{"L1", 5}}, {{"L1", id_of("L1", 30)}});
-        CHECK(closed(out).reason ==
-              "peer holds seq 30 of L1 but this lane only 5: outbox lost or replaced");
+        CHECK(closed(out).reason == "rebuilding: peer holds seq 30 of L1 but this lane only 5");
         CHECK_FALSE(has<read_own_mark>(out));
     }
 
@@ -258,7 +259,7 @@ TEST_SUITE("peer_machine v2") {
         sending t;
         t.ack(1, 12, id_of("L1", 12));
         auto c = closed(t.s.m.on_own_mark(12, 8, ""));
-        CHECK(c.reason == "peer holds seq 12 of L1 but this lane only 8: outbox lost or replaced");
+        CHECK(c.reason == "rebuilding: peer holds seq 12 of L1 but this lane only 8");
     }
 
     TEST_CASE("marks of the other version are malformed") {

@@ -3,94 +3,10 @@
 // negotiation against a v1 lane. The two-lane regression of issue 9 runs two machines over
 // in-memory outboxes.
 
-#include "peer_machine_util.hpp"
+#include "peer_machine_lanes.hpp"
 #include "protocol/ending.hpp"
 
-#include <deque>
-#include <map>
-
 namespace {
-
-/// An in-memory outbox and the machine it serves: answers every action the way
-/// lanes/peer_session.cpp does against outbox::async_store (contiguous prefix per origin).
-struct lane {
-    std::string id;
-    std::map<std::string, std::vector<message>> held; ///< origin -> messages 1..n
-    peer_machine m;
-    std::uint64_t acked_through = 0; ///< the highest peer_acked the machine reported
-    std::vector<close_link> closes;
-
-    lane(const std::string& me, peer_role role, int version)
-        : lane(me, role, offer_config(me, version)) {}
-    lane(const std::string& me, peer_role role, peer_machine_config cfg)
-        : id(me), m(std::move(cfg), role) {}
-
-    hwm_map hwm() const {
-        hwm_map h;
-        for (const auto& [o, ms] : held)
-            h[o] = ms.size();
-        return h;
-    }
-    tip_ids ids_at(const hwm_map& at) const {
-        tip_ids ids;
-        for (const auto& [o, s] : at)
-            if (auto it = held.find(o); s > 0 && it != held.end() && s <= it->second.size())
-                ids[o] = it->second[s - 1].id;
-        return ids;
-    }
-    void publish(std::uint64_t n, int incarnation) {
-        auto& ms = held[id];
-        for (std::uint64_t i = 0; i < n; ++i)
-            ms.push_back(msg(id, ms.size() + 1, incarnation));
-    }
-};
-
-/// Runs both machines' actions against each other until both are quiet.
-void run(lane& a, lane& b, peer_actions first) {
-    std::deque<std::pair<lane*, peer_actions>> work{{&a, std::move(first)}};
-    while (!work.empty()) {
-        auto [self, out] = std::move(work.front());
-        work.pop_front();
-        lane* other = self == &a ? &b : &a;
-        for (auto& act : out) {
-            peer_actions next;
-            if (auto* f = std::get_if<send_frame>(&act)) {
-                work.push_back({other, other->m.on_text(f->text)});
-                continue;
-            }
-            if (std::holds_alternative<join_hub>(act))
-                next = self->m.on_join("");
-            else if (auto* r = std::get_if<read_hwm>(&act))
-                next = self->m.on_hwm(self->hwm(), r->ids ? self->ids_at(self->hwm()) : tip_ids{});
-            else if (auto* t = std::get_if<read_tip_ids>(&act))
-                next = self->m.on_ack_ids(t->n, self->ids_at(t->at));
-            else if (auto* o = std::get_if<read_own_mark>(&act)) {
-                auto ids = self->ids_at({{self->id, o->seq}});
-                next = self->m.on_own_mark(o->seq, self->hwm()[self->id], ids[self->id]);
-            } else if (auto* s = std::get_if<store_batch>(&act)) {
-                for (auto& mm : s->messages) {
-                    auto& kept = self->held[mm.origin];
-                    if (mm.seq == kept.size() + 1)
-                        kept.push_back(mm); // extends the prefix (held ones are duplicates)
-                }
-                next = self->m.on_stored(s->n, stored_outcome{true, "", false, "", 0, self->hwm()});
-            } else if (auto* rn = std::get_if<read_next_batch>(&act)) {
-                std::vector<message> batch;
-                for (const auto& [origin, list] : self->held) {
-                    std::uint64_t q = rn->after.count(origin) ? rn->after.at(origin) : 0;
-                    for (; origin != rn->peer && q < list.size() && batch.size() < 50; ++q)
-                        batch.push_back(list[q]);
-                }
-                next = self->m.on_next_batch(std::move(batch), {});
-            } else if (auto* p = std::get_if<peer_acked>(&act))
-                self->acked_through = std::max(self->acked_through, p->through);
-            else if (auto* c = std::get_if<close_link>(&act))
-                self->closes.push_back(*c);
-            if (!next.empty())
-                work.push_back({self, std::move(next)});
-        }
-    }
-}
 
 /// Issue 9: L2 holds 100 old messages of L1; L1 was wiped and handed out 150 new seqs.
 struct two_lanes {

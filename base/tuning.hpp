@@ -43,7 +43,8 @@ inline constexpr auto peer_idle_timeout = 10s;
 inline constexpr auto peer_reconnect_base = 200ms;
 inline constexpr auto peer_reconnect_max = 5s;
 /// ... and with this cap instead after a permanent one (protocol/ending.hpp: wrong secret,
-/// other store, no protocol version in common, outbox lost), which needs an operator.
+/// other store, no protocol version in common, incarnation mismatch, a v1 lane's outbox
+/// lost), which needs an operator.
 inline constexpr auto peer_reconnect_permanent = 60s;
 /// A session must last this long before the reconnect backoff starts over from the base.
 inline constexpr auto peer_session_proven = 10s;

@@ -12,8 +12,15 @@
 ///           -> data phase
 /// Protocol v2 (docs/protocol.md): ready and ack marks name the tip id they confirm. The
 /// peer's mark of our own origin is trusted only when our own message at that seq has that
-/// id (read_own_mark, at the peer's ready and on every ack); otherwise the peer holds other
-/// messages of our origin and is refused as "outbox lost or replaced", never promoted.
+/// id (read_own_mark, at the peer's ready and on every ack); otherwise (or when the mark is
+/// above our hwm, in v1 too) our outbox lost messages the peer holds: the session closes 1001
+/// "rebuilding: ..." and the lane rebuilds; nothing is promoted. Lane rebuild
+/// (peer_machine_rebuild.cpp): a rebuilding lane's ready says so, it reports the peer's mark
+/// of its origin (own_reported) and restores what the peer sends of it (store_batch.restore);
+/// a peer serving it checks its replica at the rebuilding lane's mark (read_origin_mark) and
+/// then sends that origin too. A lane left out of our rebuild (trust_caps) is refused above
+/// its cap as "incarnation mismatch". News (v2, data phase): sent on request (on_news),
+/// delivered after the peer's ready passed (news_received).
 /// Data phase, both roles at once: a sender (cursor per origin, at most `window` batches in
 /// flight, one outbox read at a time, paused while the write queue is full) and a receiver
 /// (batches in order, at most `window` commits pending, an ack per stored batch, in order).

@@ -207,9 +207,10 @@ void sqlite_store::store_replica(write_transaction& tx, const protocol::message&
 
 replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
                                                  const std::vector<protocol::message>& msgs,
-                                                 const protocol::hwm_map& floor,
+                                                 const protocol::hwm_map& floor, bool restore_own,
                                                  commit_info& info) {
     replicas_outcome out;
+    (void)restore_own; // TODO(stub)
     const auto now = protocol::now_ms();
     origin_map marks; // touched origins, written at the end
     apply_floor(tx, floor, marks, now);

@@ -28,8 +28,11 @@ public:
     ~sqlite_store() override;
 
     void publish(protocol::publish_request req, std::function<void(publish_outcome)> done) override;
+    using store::next_for_peer;
+    using store::store_replicas;
+
     void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
-                        std::function<void(replicas_outcome)> done) override;
+                        bool restore_own, std::function<void(replicas_outcome)> done) override;
     void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
                     std::function<void(peer_ack_outcome)> done) override;
     void cloud_acked(std::vector<cloud_result> results,
@@ -40,6 +43,9 @@ public:
     void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) override;
     void origin_cloud_through(std::string origin, std::uint64_t through,
                               std::function<void(count_outcome)> done) override;
+    void begin_rebuild(std::string reason, std::function<void(count_outcome)> done) override;
+    void finish_rebuild(std::vector<std::string> excluded_terminals,
+                        std::function<void(count_outcome)> done) override;
     void set_commit_listener(std::function<void(const commit_info&)> listener) override;
     void close() override;
 
@@ -49,8 +55,14 @@ public:
     protocol::hwm_map cloud_through() override;
     protocol::tip_ids ids_at(const protocol::hwm_map& at) override;
     peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
-                             std::size_t limit, std::size_t max_bytes) override;
+                             std::size_t limit, std::size_t max_bytes,
+                             bool include_peer_origin) override;
     std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) override;
+    std::vector<record> next_replicas_for_cloud(const std::vector<std::string>& origins,
+                                                std::size_t limit) override;
+    std::vector<origin_summary> origin_summaries() override;
+    std::string incarnation() override;
+    rebuild_state get_rebuild_state() override;
     std::vector<record> list(state st, std::size_t limit) override;
     std::vector<peer_mark> peer_marks() override;
     bool changed_elsewhere() override;
@@ -113,7 +125,8 @@ private:
                                commit_info& info);
     replicas_outcome do_store_replicas(write_transaction& tx,
                                        const std::vector<protocol::message>& msgs,
-                                       const protocol::hwm_map& floor, commit_info& info);
+                                       const protocol::hwm_map& floor, bool restore_own,
+                                       commit_info& info);
     peer_ack_outcome do_peer_acked(write_transaction& tx, const std::string& peer,
                                    std::uint64_t acked_through, std::size_t quorum,
                                    commit_info& info);
@@ -124,6 +137,9 @@ private:
     count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms);
     count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
                                           std::uint64_t through);
+    count_outcome do_begin_rebuild(write_transaction& tx, const std::string& reason);
+    count_outcome do_finish_rebuild(write_transaction& tx,
+                                    const std::vector<std::string>& excluded);
 
     /// The copy of `id` held under `origin` (an id may be held under several origins).
     std::optional<record> find(write_transaction& tx, const std::string& id,

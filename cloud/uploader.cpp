@@ -167,7 +167,7 @@ void uploader::impl::on_resume() {
 
 void uploader::impl::on_set_cover(std::function<std::vector<std::string>()> origins) {
     cover_ = std::move(origins);
-    work_hint_ = true;
+    on_notify();
 }
 
 // ---- the loop (strand) -----------------------------------------------------------------------
@@ -213,11 +213,7 @@ net::awaitable<void> uploader::impl::step() {
         stopping_ = true;
         co_return;
     }
-    // Read on the outbox reader thread, resume on the strand. A read failure is rethrown here
-    // (read() completes with its exception_ptr) and shown by run().
-    auto reading = db_.read([limit = cfg_.cloud_batch_size, pending = include_pending_](
-                                outbox::store& s) { return s.next_for_cloud(limit, pending); },
-                            net::use_awaitable);
+    auto reading = read_round();
     auto recs = co_await std::move(reading);
     if (detached_) { // the uploader was destroyed during the read
         stopping_ = true;
@@ -230,6 +226,26 @@ net::awaitable<void> uploader::impl::step() {
     auto op = upload(std::move(recs)); // argument temporaries stay out of the co_await
     if (co_await std::move(op))
         work_hint_ = true;
+}
+
+/// This round's batch: own messages as today, then replicas of the covered origins while the
+/// batch has room (compose_round, policy.hpp). Read on the outbox reader thread, resumed on the
+/// strand; a read failure is rethrown here (read() completes with its exception_ptr) and shown
+/// by run(). cover() runs here, on the strand, once per round.
+net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
+    auto origins =
+        covered_origins(cover_ ? cover_() : std::vector<std::string>{}, cfg_.terminal_id);
+    auto reading = db_.read(
+        [limit = cfg_.cloud_batch_size, pending = include_pending_,
+         origins = std::move(origins)](outbox::store& s) {
+            auto own = s.next_for_cloud(limit, pending);
+            if (origins.empty() || own.size() >= limit)
+                return own;
+            auto replicas = s.next_replicas_for_cloud(origins, limit - own.size());
+            return compose_round(std::move(own), std::move(replicas), limit);
+        },
+        net::use_awaitable);
+    co_return co_await std::move(reading);
 }
 
 // ---- public face -----------------------------------------------------------------------------

@@ -47,6 +47,8 @@ struct status {
     std::int64_t current_backoff_ms = 0;
     std::uint32_t consecutive_failures = 0;
     std::uint64_t requests_ok = 0, requests_failed = 0, messages_acked = 0, messages_rejected = 0;
+    /// Replicas uploaded on their origin's behalf (set_cover) that the cloud confirmed.
+    std::uint64_t messages_covered = 0;
 };
 
 /// Engineering limits of the uploader; the defaults are base/tuning.hpp. Tests shrink them
@@ -92,6 +94,7 @@ public:
     /// uploader's strand before each round. When the batch has room after the own messages,
     /// replicas of those origins (outbox `next_replicas_for_cloud`) fill it, sent with
     /// `terminalId` = their origin and `uploadedBy` = this lane. Unset or empty = own only.
+    /// Wakes the uploader like notify(); call notify() when the set changes later.
     /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
     void set_cover(std::function<std::vector<std::string>()> origins);
 

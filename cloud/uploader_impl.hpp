@@ -35,6 +35,7 @@ struct piece {
     std::string id;
     std::uint64_t seq = 0;
     std::string json;
+    std::string origin = {}; ///< empty: own; else a replica of that origin (covered upload)
 };
 using batch = std::vector<piece>;
 
@@ -53,6 +54,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_set_cover(std::function<std::vector<std::string>()> origins);
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
+    boost::asio::awaitable<std::vector<outbox::record>> read_round();
     bool due(clock_type::time_point now) const;
     clock_type::time_point wake_at(clock_type::time_point now) const;
     void finish_stop();
@@ -74,6 +76,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void failed(const batch& b, int http_status, std::string error, std::int64_t ms,
                 std::string_view outcome, std::chrono::milliseconds floor = {});
     void note_attempt(const batch& b);
+    void count_covered(const std::vector<outbox::cloud_result>& applied);
     void count_request(std::string_view outcome);
 
     template <class F> void edit_status(F&& f) {
@@ -119,6 +122,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     metrics::counter* failed_ = nullptr;
     metrics::gauge* backoff_ = nullptr;
     metrics::histogram* latency_ = nullptr;
+    /// lanesync_cloud_covered_messages_total{origin}, registered on first use per origin.
+    std::map<std::string, metrics::counter*, std::less<>> covered_;
 };
 
 } // namespace lanesync::cloud

@@ -214,6 +214,8 @@ TEST_CASE("hot queries are index range scans, never a full SCAN of messages") {
         {"prune own", q::first_young_own},
         {"prune replica", q::first_young_replica},
         {"prune delete", q::delete_prefix},
+        {"own in cloud", q::own_cloud_acked},
+        {"replicas for cloud", q::pending_by_priority},
     };
     for (const auto& [name, text] : queries) {
         CAPTURE(name);

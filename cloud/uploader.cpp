@@ -82,10 +82,13 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
                              std::string("outcome=\"") + o + "\"");
     retries_ = &reg.get_counter("lanesync_upload_retries_total",
                                 "Cloud upload requests sent after a failed one.");
+    // Both count what the outbox changed: own messages and covered replicas (takeover).
     acked_ = &reg.get_counter("lanesync_cloud_acked_total",
-                              "Own messages the cloud confirmed (stored or duplicate).");
+                              "Messages the cloud confirmed (stored or duplicate): own ones and "
+                              "replicas uploaded on their origin's behalf.");
     failed_ = &reg.get_counter("lanesync_cloud_failed_total",
-                               "Own messages the cloud rejected (now failed).");
+                               "Messages the cloud rejected (now failed): own ones and covered "
+                               "replicas.");
     backoff_ = &reg.get_gauge("lanesync_cloud_backoff_seconds",
                               "Current cloud retry delay; 0 when not backing off.");
     latency_ = &reg.get_histogram("lanesync_peer_ack_to_cloud_ack_seconds",

@@ -147,24 +147,12 @@ std::string who_all(const std::vector<nlohmann::json>& ms) {
     return out;
 }
 
-/// TEMPORARY (until s9b-outbox's implementation is merged): the outbox API commit has stub
-/// reads; the tests that need replicas from next_replicas_for_cloud return early with a
-/// warning instead of failing.
-bool outbox_serves_replicas(lane& l) {
-    if (!l.store->next_replicas_for_cloud({"L3"}, 1).empty())
-        return true;
-    WARN_MESSAGE(false, "outbox::next_replicas_for_cloud is a stub here: test skipped");
-    return false;
-}
-
 } // namespace
 
 TEST_CASE("covered replicas go up after the own messages, priority first, with uploadedBy") {
     lane l([](const seen_request& q) { return ack_all(q); });
     l.publish(2);
     l.hold("L3", {P::normal, P::critical, P::normal});
-    if (!outbox_serves_replicas(l))
-        return;
     auto before = covered_metric("L3");
     std::atomic<int> calls{0};
     l.start([&] {
@@ -180,6 +168,9 @@ TEST_CASE("covered replicas go up after the own messages, priority first, with u
     for (std::uint64_t seq = 1; seq <= 3; ++seq)
         CHECK(l.replica_state("L3", seq) == state::cloud_ack);
     CHECK(l.store->get_counts().cloud_ack == 2); // own counts are own messages only
+    for (const auto& o : l.store->origin_summaries())
+        if (o.origin == "L3")
+            CHECK(o.cloud_through == 3);
     CHECK(covered_metric("L3") - before == 3);
     CHECK(calls >= 1);
     auto m = l.sent()[2];
@@ -226,8 +217,6 @@ TEST_CASE("a full batch of own messages leaves the replicas for the next round")
     l.publish(4);
     l.hold("L3", {P::low, P::critical});
     l.hold("L4", {P::critical});
-    if (!outbox_serves_replicas(l))
-        return;
     l.start([] { return std::vector<std::string>{"L4", "L3"}; });
     REQUIRE(l.wait([&] { return l.up->get_status().messages_covered == 3; }));
     REQUIRE(l.cloud->requests().size() == 3);
@@ -254,8 +243,6 @@ TEST_CASE(
             "seq conflict: seq 2 of store-1/L3 is already used");
     });
     l.hold("L3", {P::normal, P::normal, P::normal});
-    if (!outbox_serves_replicas(l))
-        return;
     auto before = covered_metric("L3");
     l.start([] { return std::vector<std::string>{"L3"}; });
     REQUIRE(l.wait([&] { return l.replica_state("L3", 2) == state::failed; }));
@@ -273,8 +260,6 @@ TEST_CASE("an id held as own and as a replica goes up once per request") {
     l.publish(1);
     // A POS retry: L3 accepted the same id as its own (its seq 1); L1 holds L3's copy too.
     l.hold("L3", {P::normal}, l.own[0].msg.id);
-    if (!outbox_serves_replicas(l))
-        return;
     l.start([] { return std::vector<std::string>{"L3"}; });
     REQUIRE(l.wait([&] { return l.up->get_status().messages_covered == 1; }));
     REQUIRE(l.cloud->requests().size() == 2);
@@ -282,4 +267,43 @@ TEST_CASE("an id held as own and as a replica goes up once per request") {
         CHECK(q.ids().size() == 1);
     CHECK(who_all(l.sent()) == "L1:1 L3:1@L1");
     CHECK(l.store->get_counts().cloud_ack == 1);
+}
+
+TEST_CASE("cover() is asked every round: a lane taken over later is covered from then on") {
+    lane l([](const seen_request& q) { return ack_all(q); });
+    l.publish(1);
+    l.hold("L3", {P::normal});
+    l.hold("L4", {P::normal});
+    std::mutex m;
+    std::vector<std::string> now; // what the lane's takeover rule says at the moment
+    l.start([&] {
+        std::lock_guard lock(m);
+        return now;
+    });
+    REQUIRE(l.wait([&] { return l.store->get_counts().cloud_ack == 1; }));
+    CHECK(who_all(l.sent()) == "L1:1");
+    {
+        std::lock_guard lock(m);
+        now = {"L4"};
+    }
+    l.up->notify(); // the lane tells the uploader when the set changes
+    REQUIRE(l.wait([&] { return l.replica_state("L4", 1) == state::cloud_ack; }));
+    CHECK(who_all(l.sent()) == "L1:1 L4:1@L1");
+    CHECK(l.replica_state("L3", 1) == state::pending);
+}
+
+TEST_CASE("with peers configured: own peer_ack messages and covered replicas in one batch") {
+    lane l([](const seen_request& q) { return ack_all(q); });
+    l.cfg.peers.push_back(conf::peer_url{"ws://127.0.0.1:1/v1/peer", false, "127.0.0.1", 1});
+    l.publish(2);
+    l.hold("L3", {P::high});
+    std::promise<outbox::peer_ack_outcome> p;
+    l.store->peer_acked("L2", 1, 1, [&](outbox::peer_ack_outcome o) { p.set_value(o); });
+    REQUIRE(p.get_future().get().ok);
+    l.start([] { return std::vector<std::string>{"L3"}; });
+    REQUIRE(l.wait([&] { return l.replica_state("L3", 1) == state::cloud_ack; }));
+    CHECK(who_all(l.sent()) == "L1:1 L3:1@L1"); // L1:2 is still pending: not uploaded
+    auto sent = l.sent();
+    CHECK(sent[0]["peerAckedAt"].is_string());
+    CHECK(l.store->get_counts().pending == 1);
 }

@@ -70,6 +70,9 @@ inline constexpr auto cloud_request_timeout = 30s;
 inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
 /// Retry delay floor when the function is not deployed (HTTP 404).
 inline constexpr auto cloud_not_found_retry = 30s;
+/// While set_cover() is set, the uploader asks it this often between rounds, so a lane taken
+/// over (or no longer) is seen without waiting for the idle poll (CLOUD_SYNC_INTERVAL_MS).
+inline constexpr auto cloud_cover_check = 1s;
 
 // ---- shutdown -----------------------------------------------------------------------------
 /// After SIGTERM, sessions get this long to close cleanly before the io_context is stopped.

@@ -23,6 +23,14 @@ namespace {
 
 constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
 
+/// "L3,L4" ("-" when empty), for log lines.
+std::string joined(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v)
+        out += (out.empty() ? "" : ",") + s;
+    return out.empty() ? "-" : out;
+}
+
 /// The cloud's trust roots (STYLE TLS checklist, base/tls.hpp): the system store plus
 /// SUPABASE_CA_FILE when set. SNI and the host check are set per connection (http_client.cpp).
 std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
@@ -182,7 +190,23 @@ bool uploader::impl::due(clock_type::time_point now) const {
 clock_type::time_point uploader::impl::wake_at(clock_type::time_point now) const {
     if (paused_)
         return clock_type::time_point::max();
-    return now < next_attempt_ ? next_attempt_ : next_poll_;
+    if (now < next_attempt_)
+        return next_attempt_; // backing off: a changed cover set waits like everything else
+    return cover_ ? std::min(next_poll_, next_cover_check_) : next_poll_;
+}
+
+/// Asks set_cover()'s function which origins this lane covers now (on the strand). A change
+/// is logged once and starts a round at once.
+std::vector<std::string> uploader::impl::ask_cover(clock_type::time_point now) {
+    next_cover_check_ = now + lim_.cover_check;
+    auto origins =
+        covered_origins(cover_ ? cover_() : std::vector<std::string>{}, cfg_.terminal_id);
+    if (origins != last_cover_) {
+        log::info("cloud.cover", {{"origins", joined(origins)}, {"before", joined(last_cover_)}});
+        last_cover_ = origins;
+        work_hint_ = true; // replicas of a newly covered origin may be waiting
+    }
+    return origins;
 }
 
 net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
@@ -205,6 +229,8 @@ net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
 /// One turn: wait until due, then read a batch and upload it.
 net::awaitable<void> uploader::impl::step() {
     auto now = clock_type::now();
+    if (cover_ && !paused_ && now >= next_cover_check_ && now >= next_attempt_)
+        ask_cover(now);
     if (!due(now)) {
         // Sleep until the retry time or the idle poll; notify/sync_now/resume/stop cut it short.
         wake_.expires_at(wake_at(now));
@@ -236,8 +262,7 @@ net::awaitable<void> uploader::impl::step() {
 /// strand; a read failure is rethrown here (read() completes with its exception_ptr) and shown
 /// by run(). cover() runs here, on the strand, once per round.
 net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
-    auto origins =
-        covered_origins(cover_ ? cover_() : std::vector<std::string>{}, cfg_.terminal_id);
+    auto origins = ask_cover(clock_type::now());
     auto reading = db_.read(
         [limit = cfg_.cloud_batch_size, pending = include_pending_,
          origins = std::move(origins)](outbox::store& s) {

@@ -58,6 +58,7 @@ struct limits {
     std::chrono::milliseconds not_found_retry = tuning::cloud_not_found_retry;
     std::size_t max_request_bytes = tuning::cloud_max_request_bytes;
     std::size_t max_response_bytes = tuning::cloud_max_response_bytes;
+    std::chrono::milliseconds cover_check = tuning::cloud_cover_check;
 };
 
 class uploader {
@@ -94,7 +95,9 @@ public:
     /// uploader's strand before each round. When the batch has room after the own messages,
     /// replicas of those origins (outbox `next_replicas_for_cloud`) fill it, sent with
     /// `terminalId` = their origin and `uploadedBy` = this lane. Unset or empty = own only.
-    /// Wakes the uploader like notify(); call notify() when the set changes later.
+    /// Wakes the uploader like notify(). Between rounds it is asked again every
+    /// `limits::cover_check` (1 s), and a changed answer starts a round at once (unless backing
+    /// off); notify() makes that immediate.
     /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
     void set_cover(std::function<std::vector<std::string>()> origins);
 

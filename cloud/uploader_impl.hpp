@@ -55,6 +55,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
     boost::asio::awaitable<std::vector<outbox::record>> read_round();
+    std::vector<std::string> ask_cover(clock_type::time_point now);
     bool due(clock_type::time_point now) const;
     clock_type::time_point wake_at(clock_type::time_point now) const;
     void finish_stop();
@@ -111,6 +112,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::size_t changed_ = 0;               ///< outbox rows changed by the current upload()
     std::vector<std::function<void()>> stop_waiters_;
     std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
+    std::vector<std::string> last_cover_;             ///< covered_origins at the last ask
+    clock_type::time_point next_cover_check_{};       ///< ask cover_ again from then on
     std::atomic<bool> detached_{false}; ///< the uploader object is gone: touch no store
 
     mutable std::mutex status_mutex_;

@@ -34,6 +34,7 @@ struct lane {
     std::unique_ptr<outbox::store> store;
     std::unique_ptr<fake_cloud> cloud;
     conf::config cfg;
+    cloud::limits lim;
     std::unique_ptr<cloud::uploader> up;
     std::vector<outbox::record> own;
     std::map<std::string, std::vector<protocol::message>> replicas; ///< by origin, seq order
@@ -106,7 +107,7 @@ struct lane {
     }
 
     cloud::uploader& start(std::function<std::vector<std::string>()> cover) {
-        up = std::make_unique<cloud::uploader>(ioc, *store, cfg);
+        up = std::make_unique<cloud::uploader>(ioc, *store, cfg, lim);
         if (cover)
             up->set_cover(std::move(cover));
         up->start();
@@ -286,10 +287,35 @@ TEST_CASE("cover() is asked every round: a lane taken over later is covered from
         std::lock_guard lock(m);
         now = {"L4"};
     }
-    l.up->notify(); // the lane tells the uploader when the set changes
+    l.up->notify(); // the lane may tell the uploader at once when the set changes
     REQUIRE(l.wait([&] { return l.replica_state("L4", 1) == state::cloud_ack; }));
     CHECK(who_all(l.sent()) == "L1:1 L4:1@L1");
     CHECK(l.replica_state("L3", 1) == state::pending);
+}
+
+TEST_CASE("a changed cover set is seen between rounds without notify() or the idle poll") {
+    lane l([](const seen_request& q) { return ack_all(q); });
+    l.lim.cover_check = 50ms; // the idle poll stays at 60 s
+    l.hold("L3", {P::normal, P::normal});
+    std::mutex m;
+    std::vector<std::string> now;
+    std::atomic<int> asked{0};
+    l.start([&] {
+        ++asked;
+        std::lock_guard lock(m);
+        return now;
+    });
+    REQUIRE(l.wait([&] { return asked >= 3; })); // asked again and again while idle
+    CHECK(l.cloud->requests().empty());
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        std::lock_guard lock(m);
+        now = {"L3"};
+    }
+    REQUIRE(l.wait([&] { return l.replica_state("L3", 2) == state::cloud_ack; }));
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    REQUIRE(l.cloud->requests().size() == 1);
+    CHECK(who_all(l.sent()) == "L3:1@L1 L3:2@L1");
 }
 
 TEST_CASE("with peers configured: own peer_ack messages and covered replicas in one batch") {

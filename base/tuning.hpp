@@ -43,7 +43,8 @@ inline constexpr auto peer_idle_timeout = 10s;
 inline constexpr auto peer_reconnect_base = 200ms;
 inline constexpr auto peer_reconnect_max = 5s;
 /// ... and with this cap instead after a permanent one (protocol/ending.hpp: wrong secret,
-/// other store, no protocol version in common, outbox lost), which needs an operator.
+/// other store, no protocol version in common, incarnation mismatch, a v1 lane's outbox
+/// lost), which needs an operator.
 inline constexpr auto peer_reconnect_permanent = 60s;
 /// A session must last this long before the reconnect backoff starts over from the base.
 inline constexpr auto peer_session_proven = 10s;
@@ -73,6 +74,9 @@ inline constexpr auto cloud_request_timeout = 30s;
 inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
 /// Retry delay floor when the function is not deployed (HTTP 404).
 inline constexpr auto cloud_not_found_retry = 30s;
+/// While set_cover() is set, the uploader asks it this often between rounds, so a lane taken
+/// over (or no longer) is seen without waiting for the idle poll (CLOUD_SYNC_INTERVAL_MS).
+inline constexpr auto cloud_cover_check = 1s;
 
 // ---- agent (the lane: rebuild, start check, liveness) --------------------------------------
 /// After a start, a lane with PEER_TERMINALS holds POST /v1/messages until every configured

@@ -59,8 +59,8 @@
 
 namespace lanesync::outbox {
 
-/// State of one of this lane's own messages (SPEC section 3). Replicas (copies of other lanes'
-/// messages) are `pending` while held, `cloud_ack` once the origin reported them in the cloud.
+/// State of one of this lane's own messages (SPEC section 3). Replicas: `pending` while held,
+/// `cloud_ack` once known in the cloud, `failed` if the cloud refused our upload on their behalf.
 enum class state : std::uint8_t { pending = 0, peer_ack = 1, cloud_ack = 2, failed = 3 };
 std::string_view to_string(state s);
 std::optional<state> parse_state(std::string_view text);
@@ -253,7 +253,7 @@ public:
     virtual void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
                             std::function<void(peer_ack_outcome)> done) = 0;
 
-    /// Applies the cloud's answers: stored/duplicate -> cloud_ack, rejected -> failed.
+    /// Cloud answers: stored/duplicate -> cloud_ack, rejected -> failed (`origin` set: replica).
     virtual void cloud_acked(std::vector<cloud_result> results,
                              std::function<void(cloud_outcome)> done) = 0;
 

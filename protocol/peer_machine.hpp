@@ -12,8 +12,15 @@
 ///           -> data phase
 /// Protocol v2 (docs/protocol.md): ready and ack marks name the tip id they confirm. The
 /// peer's mark of our own origin is trusted only when our own message at that seq has that
-/// id (read_own_mark, at the peer's ready and on every ack); otherwise the peer holds other
-/// messages of our origin and is refused as "outbox lost or replaced", never promoted.
+/// id (read_own_mark, at the peer's ready and on every ack); otherwise (or when the mark is
+/// above our hwm, in v1 too) our outbox lost messages the peer holds: the session closes 1001
+/// "rebuilding: ..." and the lane rebuilds; nothing is promoted. Lane rebuild
+/// (peer_machine_rebuild.cpp): a rebuilding lane's ready says so, it reports the peer's mark
+/// of its origin (own_reported) and restores what the peer sends of it (store_batch.restore);
+/// a peer serving it checks its replica at the rebuilding lane's mark (read_origin_mark) and
+/// then sends that origin too. A lane left out of our rebuild (trust_caps) is refused above
+/// its cap as "incarnation mismatch". News (v2, data phase): sent on request (on_news),
+/// delivered after the peer's ready passed (news_received).
 /// Data phase, both roles at once: a sender (cursor per origin, at most `window` batches in
 /// flight, one outbox read at a time, paused while the write queue is full) and a receiver
 /// (batches in order, at most `window` commits pending, an ack per stored batch, in order).
@@ -238,6 +245,8 @@ private:
     std::string check_identity(int version, const std::string& store,
                                const std::string& terminal) const;
     std::string check_marks_form(bool frame_v2, const hwm_map& marks) const;
+    std::string check_ready_form(const ready_frame& r) const;
+    void send_ready(const hwm_map& own, tip_ids ids, peer_actions& out);
     peer_actions on_handshake_frame(frame& f);
     peer_actions on_data_frame(frame& f);
     peer_actions on_challenge(challenge_frame& ch);
@@ -248,6 +257,14 @@ private:
     peer_actions on_ack(ack_frame& a);
     peer_actions on_news_frame(news_frame& n);
     void check_peer_ready(const hwm_map& own, peer_actions& out);
+    void check_own_origin(const ready_frame& peer, const hwm_map& own, peer_actions& out);
+    bool serve_rebuild(ready_frame& peer, const hwm_map& own, peer_actions& out);
+    void check_rebuilding_ready(std::uint64_t peer_holds, std::uint64_t we_hold, std::string id,
+                                peer_actions& out);
+    bool over_trust_cap(std::uint64_t seq, peer_actions& out);
+    void refuse_mismatch(std::string why, std::vector<std::pair<std::string, std::string>> log,
+                         peer_actions& out);
+    void deliver_news(peer_actions& out);
     void ready_passed(peer_actions& out);
     void check_own_mark(std::uint64_t seq, std::string id, bool at_ready, peer_actions& out);
     void refuse_outbox_lost(std::string why, std::uint64_t peer_holds, std::uint64_t we_hold,
@@ -284,6 +301,7 @@ private:
     ready_frame checking_;
     hwm_map checking_own_;
     bool serving_rebuild_ = false;
+    bool origin_checking_ = false; ///< a read_origin_mark is out
 
     // sender side
     bool sender_ = false;

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace lanesync::outbox::detail {
@@ -137,6 +138,8 @@ private:
     count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms);
     count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
                                           std::uint64_t through);
+    /// origin_cloud_through for the own origin (store_rebuild.cpp).
+    count_outcome do_own_cloud_through(write_transaction& tx, std::uint64_t through);
     count_outcome do_begin_rebuild(write_transaction& tx, const std::string& reason);
     count_outcome do_finish_rebuild(write_transaction& tx,
                                     const std::vector<std::string>& excluded);
@@ -147,15 +150,30 @@ private:
     origin_marks read_origin(write_transaction& tx, const std::string& origin);
     void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
     std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);
+    /// Just below the lowest seq of `origin` held and not cloud_ack (hwm when there is none).
+    std::uint64_t contiguous_cloud_through(write_transaction& tx, const std::string& origin,
+                                           std::uint64_t hwm);
     origin_marks& touched_origin(write_transaction& tx, origin_map& marks,
                                  const std::string& origin);
-    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, origin_map& marks,
-                     std::int64_t now);
+    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, bool restore_own,
+                     origin_map& marks, std::int64_t now);
     /// One message of store_replicas(): duplicate, refused, gap, or stored (extends `om`).
     void store_replica(write_transaction& tx, const protocol::message& m, origin_marks& om,
                        replicas_outcome& out, std::string& gap_text, std::int64_t now);
-    std::size_t mark_replicas_in_cloud(write_transaction& tx, const std::string& origin,
-                                       std::uint64_t through, std::int64_t now);
+    /// Messages of `origin` up to `through` become cloud_ack: replicas in state pending; own
+    /// messages in state pending or peer_ack. Returns how many changed.
+    std::size_t mark_in_cloud(write_transaction& tx, const std::string& origin,
+                              std::uint64_t through, std::int64_t now);
+    /// An own-origin floor of a restore: own hwm and cloud_through rise to f - 1.
+    void apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
+                         std::int64_t now);
+    /// One cloud answer for a replica (result.origin set): cloud_ack or failed.
+    void apply_replica_result(write_transaction& tx, const cloud_result& r, std::int64_t now,
+                              cloud_outcome& out, std::set<std::string>& touched);
+    /// A replica origin's cloud_through after cloud answers: rises contiguously, never falls.
+    void raise_replica_cloud_through(write_transaction& tx, const std::string& origin);
+    std::optional<std::string> meta(write_transaction& tx, std::string_view key);
+    void put_meta(write_transaction& tx, std::string_view key, const std::string& value);
     protocol::hwm_map all_hwm(write_transaction& tx);
 
     std::string path_;

@@ -66,7 +66,7 @@ inline protocol::publish_request req(const std::string& data = R"({"n":1})",
 
 /// A deterministic UUID for message `seq` of lane number `lane`.
 inline std::string uuid(unsigned lane, std::uint64_t seq) {
-    char buf[40];
+    char buf[48];
     std::snprintf(buf, sizeof buf, "%08x-0000-7000-8000-%012llx", lane,
                   static_cast<unsigned long long>(seq));
     return buf;

@@ -69,6 +69,8 @@ void http_session::handle() {
         return start_healthz();
     case api::route::root:
         return send(api::root_page());
+    case api::route::rebuild:
+        return start_rebuild();
     case api::route::sync:
     case api::route::cloud_pause:
     case api::route::cloud_resume:
@@ -143,12 +145,33 @@ void http_session::start_metrics() {
                            }));
 }
 
-// GET /healthz: the outbox's health snapshot, which never waits on the write lock.
+// GET /healthz: 503 while the lane rebuilds, else the outbox's health snapshot, which never
+// waits on the write lock.
 void http_session::start_healthz() {
+    if (const auto* g = state_->deps().gossip) {
+        auto v = g->rebuild();
+        if (v.active)
+            return send(with_cors(api::healthz_rebuilding(v), api::route::healthz));
+    }
     state_->outbox().health(net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
                                                                            outbox::health h) {
         self->guarded([&] { self->send(self->with_cors(api::healthz(h), api::route::healthz)); });
     }));
+}
+
+// POST /v1/rebuild: the answer comes from the lane's rebuild controller (no outbox call).
+void http_session::start_rebuild() {
+    auto checked = api::check_rebuild_body(parser_->get().body());
+    if (auto* r = std::get_if<api::response>(&checked))
+        return send(std::move(*r));
+    auto* g = state_->deps().gossip;
+    if (!g)
+        return send(api::error_response(409, "not rebuilding"));
+    auto without = std::get<std::vector<std::string>>(std::move(checked));
+    auto res = g->rebuild_without(without);
+    if (res.status == 200 && !without.empty())
+        log::info("api.rebuild_without", {{"peers", std::to_string(without.size())}});
+    send(api::rebuild_answer(res, g->rebuild()));
 }
 
 void http_session::cloud_control(api::route r) {
@@ -184,6 +207,23 @@ void http_session::start_publish() {
         return send(std::move(*r));
     auto& pr = std::get<protocol::publish_request>(checked);
     topic_ = pr.topic;
+    auto* g = state_->deps().gossip;
+    if (!g)
+        return publish_admitted(std::move(pr), std::nullopt);
+    // The answer may come from another strand (the start check ending): back to ours.
+    g->admit([self = shared_from_this(),
+              pr = std::move(pr)](std::optional<lanes::rebuild_view> no) mutable {
+        net::post(self->stream_.get_executor(),
+                  [self, pr = std::move(pr), no = std::move(no)]() mutable {
+                      self->guarded([&] { self->publish_admitted(std::move(pr), std::move(no)); });
+                  });
+    });
+}
+
+void http_session::publish_admitted(protocol::publish_request pr,
+                                    std::optional<lanes::rebuild_view> no) {
+    if (no)
+        return send(api::rebuilding_answer(*no));
     // Group-committed on the outbox writer; completes on this session's strand.
     state_->outbox().publish(
         std::move(pr), net::bind_executor(stream_.get_executor(), [self = shared_from_this()](

@@ -1,6 +1,7 @@
 #include "agent/api_routes.hpp"
 
 #include "agent/dashboard.hpp"
+#include "agent/status.hpp"
 #include "agent/views.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
@@ -128,6 +129,8 @@ match route_request(std::string_view method, std::string_view path) {
         return only("POST", route::cloud_pause);
     if (path == "/v1/cloud/resume")
         return only("POST", route::cloud_resume);
+    if (path == "/v1/rebuild")
+        return only("POST", route::rebuild);
     return {route::not_found, {}, {}};
 }
 
@@ -287,6 +290,55 @@ response healthz(const outbox::health& h) {
         return json_response(200, {{"ok", true}});
     return json_response(503,
                          {{"ok", false}, {"error", "outbox is not writable"}, {"reason", h.error}});
+}
+
+response healthz_rebuilding(const lanes::rebuild_view& v) {
+    json waiting = json::array();
+    for (const auto& w : v.waiting_for)
+        waiting.push_back(w);
+    return json_response(503, {{"ok", false},
+                               {"status", "rebuilding"},
+                               {"reason", v.reason},
+                               {"progress", v.progress},
+                               {"waiting_for", std::move(waiting)}});
+}
+
+response rebuilding_answer(const lanes::rebuild_view& v) {
+    auto r = error_response(503, "rebuilding: " + v.reason, {{"rebuild", rebuild_json(v)}});
+    r.headers.emplace_back(
+        "Retry-After",
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>(tuning::rebuild_retry_after).count()));
+    return r;
+}
+
+std::variant<std::vector<std::string>, response> check_rebuild_body(std::string_view body) {
+    std::vector<std::string> out;
+    if (trim(body).empty())
+        return out;
+    auto j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return error_response(400, "body must be a JSON object: {\"without\": [\"L3\"]}");
+    for (auto it = j.begin(); it != j.end(); ++it)
+        if (it.key() != "without")
+            return error_response(400, "unknown field: " + echo(it.key()));
+    if (!j.contains("without"))
+        return out;
+    const auto& w = j["without"];
+    if (!w.is_array() || w.size() > 1024)
+        return error_response(400, "without must be an array of terminal ids or peer URLs");
+    for (const auto& x : w) {
+        if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>().size() > 1024)
+            return error_response(400, "without must be an array of terminal ids or peer URLs");
+        out.push_back(x.get<std::string>());
+    }
+    return out;
+}
+
+response rebuild_answer(const lanes::exclude_result& r, const lanes::rebuild_view& v) {
+    if (r.status != 200)
+        return error_response(r.status, r.error);
+    return json_response(200, rebuild_json(v));
 }
 
 response root_page() {

@@ -5,6 +5,7 @@
 /// reader thread) and calls these with what it read; tests call them directly too.
 /// See docs/api.md for the contract.
 
+#include "lanes/gossip.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/publish.hpp"
 
@@ -47,6 +48,7 @@ enum class route {
     sync,          ///< POST /v1/sync
     cloud_pause,   ///< POST /v1/cloud/pause
     cloud_resume,  ///< POST /v1/cloud/resume
+    rebuild,       ///< POST /v1/rebuild
     not_found,     ///< no such path (404)
     wrong_method,  ///< known path, other method (405 with `allow`)
 };
@@ -109,6 +111,20 @@ response metrics_text();
 /// GET /healthz from the outbox's health snapshot: 200 {"ok":true} when writable, else
 /// 503 {"ok":false,"error":"outbox is not writable","reason":<why>}.
 response healthz(const outbox::health& h);
+
+/// GET /healthz while the lane rebuilds: 503 {"ok": false, "status": "rebuilding", "reason",
+/// "progress", "waiting_for"}.
+response healthz_rebuilding(const lanes::rebuild_view& v);
+
+/// POST /v1/messages while the lane rebuilds: 503 {"error": "rebuilding: <reason>",
+/// "rebuild": {...}} with Retry-After (tuning::rebuild_retry_after).
+response rebuilding_answer(const lanes::rebuild_view& v);
+
+/// POST /v1/rebuild, before anything changes: the peers to leave out (`{"without": [...]}`,
+/// each a non-empty string; an empty body or `{}` means none), or 400.
+std::variant<std::vector<std::string>, response> check_rebuild_body(std::string_view body);
+/// ... after: 200 with the rebuild object, 409 {"error": "not rebuilding"}, 400 unknown peer.
+response rebuild_answer(const lanes::exclude_result& r, const lanes::rebuild_view& v);
 
 /// GET /: the live dashboard (agent/dashboard.html) with its Content-Security-Policy.
 response root_page();

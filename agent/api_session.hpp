@@ -238,6 +238,13 @@ private:
 
     void on_published(outbox::publish_outcome o);
 
+    /// ... once the lane admits it (gossip::admit: held during the start check, refused with
+    /// the rebuild 503 while rebuilding).
+    void publish_admitted(protocol::publish_request pr, std::optional<lanes::rebuild_view> no);
+
+    /// POST /v1/rebuild {"without": [...]}: leave peers out of the rebuild.
+    void start_rebuild();
+
     /// Writes one answer; `close` ends the connection after it (with a lingering close).
     void send(api::response r, bool close = false);
 

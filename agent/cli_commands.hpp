@@ -35,6 +35,7 @@ command add_resume(CLI::App& app);       // cli_control.cpp
 command add_prune(CLI::App& app);        // cli_outbox.cpp
 command add_check_config(CLI::App& app); // cli_agent.cpp
 command add_check_db(CLI::App& app);     // cli_outbox.cpp
+command add_rebuild(CLI::App& app);      // cli_rebuild.cpp
 
 // ---- shared (cli_common.cpp) --------------------------------------------------------------
 

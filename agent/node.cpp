@@ -14,8 +14,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <memory>
+#include <vector>
 
 namespace lanesync::agent {
 namespace {
@@ -56,6 +58,8 @@ public:
             store_->close();
             return 1;
         }
+        // Takeover: the uploader asks before each round which origins to upload for.
+        uploader_.set_cover([this] { return gossip_.covering(); });
         uploader_.start();
         register_gauges();
         log::info("agent.started",
@@ -188,6 +192,40 @@ private:
                 up += p.connected ? 1 : 0;
             connected.set(static_cast<double>(up));
         });
+        register_origin_gauges();
+    }
+
+    /// The rebuild and per-origin gauges (docs/api.md "/metrics"). A covered series that is no
+    /// longer covered is set to 0, not removed.
+    void register_origin_gauges() {
+        auto& reg = metrics::global();
+        auto& rebuilding = reg.get_gauge("lanesync_rebuilding",
+                                         "1 while this lane rebuilds its outbox from peers");
+        reg.add_collector([&reg, &rebuilding, this] {
+            rebuilding.set(gossip_.rebuild().active ? 1 : 0);
+            auto views = gossip_.origins(store_->origin_summaries());
+            for (auto* g : covered_series_)
+                g->set(0);
+            for (const auto& o : views) {
+                const std::string label = "origin=\"" + o.origin + "\"";
+                reg.get_gauge("lanesync_origin_held", "Messages held per origin (own and replicas)",
+                              label)
+                    .set(static_cast<double>(o.held));
+                reg.get_gauge("lanesync_origin_cloud_through",
+                              "Highest seq per origin known committed in the cloud", label)
+                    .set(static_cast<double>(o.cloud_through));
+                if (o.covered_by.empty())
+                    continue;
+                auto& g =
+                    reg.get_gauge("lanesync_origin_covered",
+                                  "1 while a lane uploads this origin's messages on its behalf",
+                                  label + ",by=\"" + o.covered_by + "\"");
+                g.set(1);
+                if (std::find(covered_series_.begin(), covered_series_.end(), &g) ==
+                    covered_series_.end())
+                    covered_series_.push_back(&g);
+            }
+        });
     }
 
     const conf::config& cfg_;
@@ -203,6 +241,8 @@ private:
     net::steady_timer prune_timer_;
     net::steady_timer hard_stop_;
     bool stopping_ = false; ///< io thread only
+    /// lanesync_origin_covered series set so far (the collector's, on the reader thread).
+    std::vector<metrics::gauge*> covered_series_;
 };
 
 } // namespace

@@ -55,7 +55,8 @@ json peer_row(const lanes::peer_status& p) {
             {"permanent_failure", p.permanent_failure},
             {"failure", text_or_null(p.failure)},
             {"batches_sent", p.batches_sent},
-            {"batches_received", p.batches_received}};
+            {"batches_received", p.batches_received},
+            {"incarnation", text_or_null(p.incarnation)}};
 }
 
 json cloud_live(const conf::config& cfg, const cloud::status& c) {
@@ -192,7 +193,53 @@ std::string cloud_word(const json& s) {
     return "ok";
 }
 
+std::string joined(const json& a) {
+    std::string out;
+    if (a.is_array())
+        for (const auto& x : a)
+            out += (out.empty() ? "" : ", ") + str(x);
+    return out;
+}
+
 } // namespace
+
+std::string rebuild_lines(const json& s) {
+    std::string out;
+    const json& rb = at(s, "rebuild");
+    if (at(rb, "active") == true) {
+        out += "REBUILD   " + str(at(rb, "progress")) + "\n";
+        out += "          reason: " + str(at(rb, "reason")) + "\n";
+        if (!joined(at(rb, "excluded")).empty())
+            out += "          excluded: " + joined(at(rb, "excluded")) + "\n";
+        if (at(rb, "conflicts").is_array())
+            for (const auto& c : at(rb, "conflicts"))
+                out += "          conflict: " + str(c) + "\n";
+        out += "\n";
+    } else if (at(rb, "start_check") == true) {
+        out += "REBUILD   start check: waiting for every peer to answer once (POSTs wait)\n\n";
+    }
+    const json& origins = at(s, "origins");
+    bool others = false;
+    if (origins.is_array())
+        for (const auto& o : origins)
+            others = others || at(o, "own") != true;
+    if (!others)
+        return out;
+    std::vector<std::vector<std::string>> rows{
+        {"ORIGIN", "HWM", "HELD", "CLOUD THROUGH", "COVERED BY", "LAST SEEN"}};
+    for (const auto& o : origins) {
+        const json& seen = at(o, "last_seen_ms");
+        std::string last = "-";
+        if (at(o, "own") == true)
+            last = "(this lane)";
+        else if (seen.is_number_integer())
+            last = when(protocol::format_time_ms(seen.get<std::int64_t>()), s);
+        rows.push_back({str(at(o, "origin")), str(at(o, "hwm")), str(at(o, "held")),
+                        str(at(o, "cloud_through")), str(at(o, "covered_by")), last});
+    }
+    out += "ORIGINS\n" + table(rows, "  ") + "\n";
+    return out;
+}
 
 std::string format_age(const json& seconds) {
     if (!seconds.is_number())
@@ -235,6 +282,8 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
         in.marks = store.peer_marks();
     if (cloud)
         in.cloud = *cloud;
+    in.stored_rebuild = store.get_rebuild_state();
+    in.summaries = store.origin_summaries();
     return status_json(cfg, in, agent_running, now_ms);
 }
 
@@ -248,6 +297,12 @@ status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* goss
     in.counts = store.get_counts();
     if (!gossip)
         in.marks = store.peer_marks();
+    in.stored_rebuild = store.get_rebuild_state();
+    in.summaries = store.origin_summaries();
+    if (gossip) {
+        in.rebuild = gossip->rebuild();
+        in.origins = gossip->origins(in.summaries);
+    }
     return in;
 }
 
@@ -306,6 +361,19 @@ nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, boo
     }
     j["peers"] = std::move(rows);
     j["cloud"] = in.cloud ? cloud_live(cfg, *in.cloud) : cloud_unknown(cfg);
+    auto rv = in.rebuild ? *in.rebuild : rebuild_view_of(in.stored_rebuild);
+    if (rv.incarnation.empty())
+        rv.incarnation = in.stored_rebuild.incarnation;
+    j["incarnation"] = text_or_null(rv.incarnation);
+    j["rebuild"] = rebuild_json(rv);
+    if (in.origins) {
+        j["origins"] = origins_json(*in.origins);
+    } else {
+        std::vector<lanes::origin_view> views;
+        for (const auto& o : in.summaries)
+            views.push_back({o.origin, o.own, o.hwm, o.held, o.cloud_through, {}, std::nullopt});
+        j["origins"] = origins_json(views);
+    }
     return j;
 }
 
@@ -331,6 +399,8 @@ std::string status_table(const nlohmann::json& s) {
         for (auto it = r.begin(); it != r.end(); ++it)
             reps += (reps.empty() ? "" : ", ") + it.key() + " " + str(it.value());
     out += "REPLICAS  " + (reps.empty() ? std::string("none") : reps) + "\n\n";
+
+    out += rebuild_lines(s);
 
     const json& peers = at(s, "peers");
     if (!peers.is_array() || peers.empty()) {

@@ -27,6 +27,12 @@ struct status_inputs {
     std::vector<outbox::peer_mark> marks;
     std::optional<std::vector<lanes::peer_status>> peers;
     std::optional<cloud::status> cloud;
+    /// The rebuild as persisted (always read) and as the running lane sees it (with gossip).
+    outbox::rebuild_state stored_rebuild;
+    std::optional<lanes::rebuild_view> rebuild;
+    /// The origins held, and with gossip who covers each and when it was last seen.
+    std::vector<outbox::origin_summary> summaries;
+    std::optional<std::vector<lanes::origin_view>> origins;
 };
 
 /// Reads the inputs: the outbox's counts (and peer marks when `gossip` is null), gossip's and
@@ -51,6 +57,22 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
 nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
                            const std::vector<lanes::peer_status>* peers, const cloud::status* cloud,
                            bool agent_running, std::int64_t now_ms);
+
+/// The `rebuild` object of the status document (docs/api.md): {"active": true, "reason",
+/// "since_ms", "restored", "target", "from", "waiting_for", "excluded", "conflicts",
+/// "progress", "incarnation", "trust_caps"}, or {"active": false, "incarnation", ...}.
+nlohmann::json rebuild_json(const lanes::rebuild_view& v);
+/// What a stopped lane's outbox says of its rebuild (no progress is known without the agent).
+lanes::rebuild_view rebuild_view_of(const outbox::rebuild_state& st);
+/// The `origins` array of the status document.
+nlohmann::json origins_json(const std::vector<lanes::origin_view>& origins);
+/// The status table's lines for the rebuild and the origins (empty when there is nothing to
+/// say): "REBUILD   rebuilding from L2: 3,200 of 10,000 (waiting for L3)" and an ORIGINS table.
+std::string rebuild_lines(const nlohmann::json& status);
+
+/// What `lanesync rebuild --env F` prints for a rebuild object: the progress, reason, what it
+/// waits for, exclusions and conflicts; or "not rebuilding (incarnation …)". Ends with "\n".
+std::string rebuild_text(const nlohmann::json& rebuild);
 
 /// A human rendering of one status document: counts by state, ages, replicas, one row per
 /// peer (connected, acked through seq, lag), the cloud line. Ends with a newline.

@@ -43,12 +43,16 @@ inline constexpr auto peer_idle_timeout = 10s;
 inline constexpr auto peer_reconnect_base = 200ms;
 inline constexpr auto peer_reconnect_max = 5s;
 /// ... and with this cap instead after a permanent one (protocol/ending.hpp: wrong secret,
-/// other store, no protocol version in common, outbox lost), which needs an operator.
+/// other store, no protocol version in common, incarnation mismatch, a v1 lane's outbox
+/// lost), which needs an operator.
 inline constexpr auto peer_reconnect_permanent = 60s;
 /// A session must last this long before the reconnect backoff starts over from the base.
 inline constexpr auto peer_session_proven = 10s;
 /// Length of the random nonce each side puts in its hello frame.
 inline constexpr std::size_t peer_nonce_bytes = 32;
+/// A v2 session sends a news frame (liveness, cloud_through, cover) on change and at least
+/// this often (docs/protocol.md "News").
+inline constexpr auto peer_news_interval = 2s;
 
 // ---- local HTTP API -----------------------------------------------------------------------
 /// Header block limit for a local API request.
@@ -70,6 +74,20 @@ inline constexpr auto cloud_request_timeout = 30s;
 inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
 /// Retry delay floor when the function is not deployed (HTTP 404).
 inline constexpr auto cloud_not_found_retry = 30s;
+/// While set_cover() is set, the uploader asks it this often between rounds, so a lane taken
+/// over (or no longer) is seen without waiting for the idle poll (CLOUD_SYNC_INTERVAL_MS).
+inline constexpr auto cloud_cover_check = 1s;
+
+// ---- agent (the lane: rebuild, start check, liveness) --------------------------------------
+/// After a start, a lane with PEER_TERMINALS holds POST /v1/messages until every configured
+/// link answered once (a peer's ready, or a failed attempt), at most this long (the start
+/// check: a wiped outbox is found before it hands out a seq).
+inline constexpr auto start_peer_check = 3s;
+/// Retry-After of the 503 that POST /v1/messages answers while the lane rebuilds.
+inline constexpr auto rebuild_retry_after = 2s;
+/// How often the lane notes its live sessions (liveness), recomputes the origins it covers
+/// for the cloud (takeover) and sends news to its peers when something changed.
+inline constexpr auto lane_tick = 1s;
 
 // ---- shutdown -----------------------------------------------------------------------------
 /// After SIGTERM, sessions get this long to close cleanly before the io_context is stopped.

@@ -1,8 +1,10 @@
 #include "cloud/policy.hpp"
 
 #include "cloud/wire.hpp"
+#include "protocol/message.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace lanesync::cloud {
 
@@ -138,6 +140,30 @@ decision decide(const http_result& res, const sent_batch& sent) {
     else
         out.k = kind::retry;
     return out;
+}
+
+// ---- covered uploads ---------------------------------------------------------------------------
+
+std::vector<std::string> covered_origins(std::vector<std::string> cover, std::string_view self) {
+    std::erase_if(
+        cover, [&](const std::string& o) { return o == self || !protocol::valid_terminal_id(o); });
+    std::sort(cover.begin(), cover.end());
+    cover.erase(std::unique(cover.begin(), cover.end()), cover.end());
+    return cover;
+}
+
+std::vector<outbox::record> compose_round(std::vector<outbox::record> own,
+                                          std::vector<outbox::record> covered, std::size_t limit) {
+    std::set<std::string> ids;
+    for (const auto& r : own)
+        ids.insert(r.msg.id);
+    for (auto& r : covered) {
+        if (own.size() >= limit)
+            break;
+        if (ids.insert(r.msg.id).second)
+            own.push_back(std::move(r));
+    }
+    return own;
 }
 
 } // namespace lanesync::cloud

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lanesync::cloud {
@@ -55,5 +56,20 @@ struct decision {
 
 /// The rules for one request's result (docs/uploader.md, "Reading the answer").
 decision decide(const http_result& res, const sent_batch& sent);
+
+// ---- covered uploads (replica takeover, docs/uploader.md "Covered uploads") -----------------
+
+/// The origins to ask the outbox for, from what `set_cover` returned: valid terminal ids other
+/// than `self`, each once, sorted (byte order).
+std::vector<std::string> covered_origins(std::vector<std::string> cover, std::string_view self);
+
+/// One round's batch: this lane's `own` messages as the outbox gave them (they always come
+/// first and are never dropped), then the `covered` replicas in their order (priority, origin,
+/// seq: outbox::store::next_replicas_for_cloud) while the batch holds fewer than `limit`.
+/// A replica is left for a later round when its id is already in the batch (the same id held
+/// as own and as another origin's replica, or under two origins): the cloud answers by id, so
+/// one request never carries an id twice.
+std::vector<outbox::record> compose_round(std::vector<outbox::record> own,
+                                          std::vector<outbox::record> covered, std::size_t limit);
 
 } // namespace lanesync::cloud

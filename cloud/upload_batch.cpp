@@ -10,7 +10,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <string_view>
 
 namespace lanesync::cloud {
 
@@ -18,6 +20,21 @@ namespace net = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
+
+/// The origin of each id of `b` (ids are unique in a batch: compose_round).
+void set_origins(std::vector<outbox::cloud_result>& results, const batch& b) {
+    std::map<std::string_view, const std::string*> origin_of;
+    for (const auto& p : b)
+        origin_of.emplace(p.id, &p.origin);
+    for (auto& r : results)
+        if (auto it = origin_of.find(r.id); it != origin_of.end())
+            r.origin = *it->second;
+}
+
+std::size_t covered_in(const batch& b) {
+    return static_cast<std::size_t>(
+        std::count_if(b.begin(), b.end(), [](const piece& p) { return !p.origin.empty(); }));
+}
 
 std::string seq_or_dash(const batch& b, bool first) {
     if (b.empty())
@@ -66,15 +83,20 @@ net::awaitable<bool> uploader::impl::upload(std::vector<outbox::record> recs) {
     co_return changed_ > 0;
 }
 
-/// Encodes the records; those that cannot be encoded go to `unencodable` (id and seq only).
+/// Encodes the records; those that cannot be encoded go to `unencodable` (id, seq, origin).
+/// A replica of another origin (a covered upload) keeps its origin's terminalId and carries
+/// uploadedBy = this lane.
 batch uploader::impl::encode(const std::vector<outbox::record>& recs, batch& unencodable) const {
     batch out;
     for (const auto& r : recs) {
-        auto json = wire::encode_message(r, cfg_.store_id);
+        bool covered = !r.msg.origin.empty() && r.msg.origin != cfg_.terminal_id;
+        std::string origin = covered ? r.msg.origin : std::string();
+        auto json = wire::encode_message(r, cfg_.store_id,
+                                         covered ? std::string_view(cfg_.terminal_id) : "");
         if (json)
-            out.push_back({r.msg.id, r.msg.seq, std::move(*json)});
+            out.push_back({r.msg.id, r.msg.seq, std::move(*json), std::move(origin)});
         else
-            unencodable.push_back({r.msg.id, r.msg.seq, {}});
+            unencodable.push_back({r.msg.id, r.msg.seq, {}, std::move(origin)});
     }
     return out;
 }
@@ -179,6 +201,7 @@ net::awaitable<bool> uploader::impl::record_answer(decision d, const batch& b, s
     outbox::cloud_outcome out;
     out.ok = true;
     if (!d.results.empty()) {
+        set_origins(d.results, b);
         auto applying = apply(std::move(d.results));
         out = co_await std::move(applying);
         if (!out.ok) {
@@ -229,7 +252,7 @@ void uploader::impl::split(const decision& d, batch b, std::deque<batch>& todo) 
 net::awaitable<bool> uploader::impl::reject(const batch& b, const std::string& reason) {
     std::vector<outbox::cloud_result> results;
     for (const auto& p : b)
-        results.push_back({p.id, outbox::cloud_result::rejected, log::redact(reason)});
+        results.push_back({p.id, outbox::cloud_result::rejected, log::redact(reason), p.origin});
     auto op = apply(std::move(results));
     auto out = co_await std::move(op);
     if (!out.ok) {
@@ -242,9 +265,20 @@ net::awaitable<bool> uploader::impl::reject(const batch& b, const std::string& r
 /// Records the cloud's answers in the outbox (writer thread) and waits for the commit.
 net::awaitable<outbox::cloud_outcome>
 uploader::impl::apply(std::vector<outbox::cloud_result> results) {
-    for (const auto& r : results)
-        if (r.k == outbox::cloud_result::rejected)
+    for (const auto& r : results) {
+        if (r.k != outbox::cloud_result::rejected)
+            continue;
+        if (r.origin.empty())
             log::warn("cloud.message.rejected", {{"id", r.id}, {"reason", r.error}});
+        else
+            log::warn("cloud.message.rejected",
+                      {{"id", r.id}, {"origin", r.origin}, {"reason", r.error}});
+    }
+    // The covered results, kept for the metric once the commit is known good.
+    std::vector<outbox::cloud_result> covered;
+    for (const auto& r : results)
+        if (!r.origin.empty() && r.k != outbox::cloud_result::rejected)
+            covered.push_back({r.id, r.k, {}, r.origin});
     // Build the operation first and await a named object: GCC 12 mishandles class temporaries
     // that live across a co_await suspension. The write commits on the writer thread; the
     // coroutine resumes on the strand.
@@ -260,10 +294,30 @@ uploader::impl::apply(std::vector<outbox::cloud_result> results) {
             s.messages_acked += out.acked;
             s.messages_rejected += out.failed;
         });
+        count_covered(covered);
     } else {
         log::error("cloud.outbox.write_failed", {{"error", out.error}});
     }
     co_return out;
+}
+
+/// lanesync_cloud_covered_messages_total{origin} and status: replicas the cloud confirmed.
+void uploader::impl::count_covered(const std::vector<outbox::cloud_result>& applied) {
+    if (applied.empty())
+        return;
+    for (const auto& r : applied) {
+        auto it = covered_.find(r.origin);
+        if (it == covered_.end()) {
+            // The origin is a valid terminal id (covered_origins), safe in a label value.
+            auto* c = &metrics::global().get_counter(
+                "lanesync_cloud_covered_messages_total",
+                "Replicas uploaded on their origin's behalf (takeover) that the cloud confirmed.",
+                "origin=\"" + r.origin + "\"");
+            it = covered_.emplace(r.origin, c).first;
+        }
+        it->second->inc();
+    }
+    edit_status([&](status& s) { s.messages_covered += applied.size(); });
 }
 
 void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
@@ -281,6 +335,7 @@ void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
         ++s.requests_ok;
     });
     log::info("cloud.upload.ok", {{"batch", std::to_string(b.size())},
+                                  {"covered", std::to_string(covered_in(b))},
                                   {"first_seq", std::to_string(b.front().seq)},
                                   {"last_seq", std::to_string(b.back().seq)},
                                   {"ms", std::to_string(ms)},
@@ -325,13 +380,17 @@ void uploader::impl::failed(const batch& b, int http_status, std::string error, 
                {"ms", std::to_string(ms)}});
 }
 
-/// Counts one failed attempt on each message of `b` (fire and forget: status shows attempts).
+/// Counts one failed attempt on each own message of `b` (fire and forget: status shows
+/// attempts; note_attempt names own messages by id, so covered replicas are left out).
 void uploader::impl::note_attempt(const batch& b) {
     if (b.empty() || detached_)
         return;
     std::vector<std::string> ids;
     for (const auto& p : b)
-        ids.push_back(p.id);
+        if (p.origin.empty())
+            ids.push_back(p.id);
+    if (ids.empty())
+        return;
     // Nothing waits for it; the completion runs on the strand.
     db_.note_attempt(std::move(ids), net::bind_executor(strand_, [](outbox::count_outcome o) {
                          if (!o.ok)

@@ -23,6 +23,14 @@ namespace {
 
 constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
 
+/// "L3,L4" ("-" when empty), for log lines.
+std::string joined(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v)
+        out += (out.empty() ? "" : ",") + s;
+    return out.empty() ? "-" : out;
+}
+
 /// The cloud's trust roots (STYLE TLS checklist, base/tls.hpp): the system store plus
 /// SUPABASE_CA_FILE when set. SNI and the host check are set per connection (http_client.cpp).
 std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
@@ -82,10 +90,13 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
                              std::string("outcome=\"") + o + "\"");
     retries_ = &reg.get_counter("lanesync_upload_retries_total",
                                 "Cloud upload requests sent after a failed one.");
+    // Both count what the outbox changed: own messages and covered replicas (takeover).
     acked_ = &reg.get_counter("lanesync_cloud_acked_total",
-                              "Own messages the cloud confirmed (stored or duplicate).");
+                              "Messages the cloud confirmed (stored or duplicate): own ones and "
+                              "replicas uploaded on their origin's behalf.");
     failed_ = &reg.get_counter("lanesync_cloud_failed_total",
-                               "Own messages the cloud rejected (now failed).");
+                               "Messages the cloud rejected (now failed): own ones and covered "
+                               "replicas.");
     backoff_ = &reg.get_gauge("lanesync_cloud_backoff_seconds",
                               "Current cloud retry delay; 0 when not backing off.");
     latency_ = &reg.get_histogram("lanesync_peer_ack_to_cloud_ack_seconds",
@@ -165,6 +176,11 @@ void uploader::impl::on_resume() {
     wake_.cancel();
 }
 
+void uploader::impl::on_set_cover(std::function<std::vector<std::string>()> origins) {
+    cover_ = std::move(origins);
+    on_notify();
+}
+
 // ---- the loop (strand) -----------------------------------------------------------------------
 
 bool uploader::impl::due(clock_type::time_point now) const {
@@ -174,7 +190,23 @@ bool uploader::impl::due(clock_type::time_point now) const {
 clock_type::time_point uploader::impl::wake_at(clock_type::time_point now) const {
     if (paused_)
         return clock_type::time_point::max();
-    return now < next_attempt_ ? next_attempt_ : next_poll_;
+    if (now < next_attempt_)
+        return next_attempt_; // backing off: a changed cover set waits like everything else
+    return cover_ ? std::min(next_poll_, next_cover_check_) : next_poll_;
+}
+
+/// Asks set_cover()'s function which origins this lane covers now (on the strand). A change
+/// is logged once and starts a round at once.
+std::vector<std::string> uploader::impl::ask_cover(clock_type::time_point now) {
+    next_cover_check_ = now + lim_.cover_check;
+    auto origins =
+        covered_origins(cover_ ? cover_() : std::vector<std::string>{}, cfg_.terminal_id);
+    if (origins != last_cover_) {
+        log::info("cloud.cover", {{"origins", joined(origins)}, {"before", joined(last_cover_)}});
+        last_cover_ = origins;
+        work_hint_ = true; // replicas of a newly covered origin may be waiting
+    }
+    return origins;
 }
 
 net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
@@ -197,6 +229,8 @@ net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
 /// One turn: wait until due, then read a batch and upload it.
 net::awaitable<void> uploader::impl::step() {
     auto now = clock_type::now();
+    if (cover_ && !paused_ && now >= next_cover_check_ && now >= next_attempt_)
+        ask_cover(now);
     if (!due(now)) {
         // Sleep until the retry time or the idle poll; notify/sync_now/resume/stop cut it short.
         wake_.expires_at(wake_at(now));
@@ -208,11 +242,7 @@ net::awaitable<void> uploader::impl::step() {
         stopping_ = true;
         co_return;
     }
-    // Read on the outbox reader thread, resume on the strand. A read failure is rethrown here
-    // (read() completes with its exception_ptr) and shown by run().
-    auto reading = db_.read([limit = cfg_.cloud_batch_size, pending = include_pending_](
-                                outbox::store& s) { return s.next_for_cloud(limit, pending); },
-                            net::use_awaitable);
+    auto reading = read_round();
     auto recs = co_await std::move(reading);
     if (detached_) { // the uploader was destroyed during the read
         stopping_ = true;
@@ -225,6 +255,25 @@ net::awaitable<void> uploader::impl::step() {
     auto op = upload(std::move(recs)); // argument temporaries stay out of the co_await
     if (co_await std::move(op))
         work_hint_ = true;
+}
+
+/// This round's batch: own messages as today, then replicas of the covered origins while the
+/// batch has room (compose_round, policy.hpp). Read on the outbox reader thread, resumed on the
+/// strand; a read failure is rethrown here (read() completes with its exception_ptr) and shown
+/// by run(). cover() runs here, on the strand, once per round.
+net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
+    auto origins = ask_cover(clock_type::now());
+    auto reading = db_.read(
+        [limit = cfg_.cloud_batch_size, pending = include_pending_,
+         origins = std::move(origins)](outbox::store& s) {
+            auto own = s.next_for_cloud(limit, pending);
+            if (origins.empty() || own.size() >= limit)
+                return own;
+            auto replicas = s.next_replicas_for_cloud(origins, limit - own.size());
+            return compose_round(std::move(own), std::move(replicas), limit);
+        },
+        net::use_awaitable);
+    co_return co_await std::move(reading);
 }
 
 // ---- public face -----------------------------------------------------------------------------
@@ -269,6 +318,11 @@ void uploader::pause() {
 
 void uploader::resume() {
     net::post(impl_->strand_, [i = impl_] { i->on_resume(); });
+}
+
+void uploader::set_cover(std::function<std::vector<std::string>()> origins) {
+    net::post(impl_->strand_,
+              [i = impl_, o = std::move(origins)]() mutable { i->on_set_cover(std::move(o)); });
 }
 
 status uploader::get_status() const {

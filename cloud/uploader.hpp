@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
@@ -46,6 +47,8 @@ struct status {
     std::int64_t current_backoff_ms = 0;
     std::uint32_t consecutive_failures = 0;
     std::uint64_t requests_ok = 0, requests_failed = 0, messages_acked = 0, messages_rejected = 0;
+    /// Replicas uploaded on their origin's behalf (set_cover) that the cloud confirmed.
+    std::uint64_t messages_covered = 0;
 };
 
 /// Engineering limits of the uploader; the defaults are base/tuning.hpp. Tests shrink them
@@ -55,6 +58,7 @@ struct limits {
     std::chrono::milliseconds not_found_retry = tuning::cloud_not_found_retry;
     std::size_t max_request_bytes = tuning::cloud_max_request_bytes;
     std::size_t max_response_bytes = tuning::cloud_max_response_bytes;
+    std::chrono::milliseconds cover_check = tuning::cloud_cover_check;
 };
 
 class uploader {
@@ -86,6 +90,16 @@ public:
     void sync_now();
     void pause();  ///< Thread-safe.
     void resume(); ///< Thread-safe.
+
+    /// The origins this lane uploads for (replica takeover, issue 9 item 4): called on the
+    /// uploader's strand before each round. When the batch has room after the own messages,
+    /// replicas of those origins (outbox `next_replicas_for_cloud`) fill it, sent with
+    /// `terminalId` = their origin and `uploadedBy` = this lane. Unset or empty = own only.
+    /// Wakes the uploader like notify(). Between rounds it is asked again every
+    /// `limits::cover_check` (1 s), and a changed answer starts a round at once (unless backing
+    /// off); notify() makes that immediate.
+    /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
+    void set_cover(std::function<std::vector<std::string>()> origins);
 
     /// Thread-safe snapshot.
     status get_status() const;

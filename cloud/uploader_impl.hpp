@@ -35,6 +35,7 @@ struct piece {
     std::string id;
     std::uint64_t seq = 0;
     std::string json;
+    std::string origin = {}; ///< empty: own; else a replica of that origin (covered upload)
 };
 using batch = std::vector<piece>;
 
@@ -50,8 +51,11 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_sync_now();
     void on_pause();
     void on_resume();
+    void on_set_cover(std::function<std::vector<std::string>()> origins);
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
+    boost::asio::awaitable<std::vector<outbox::record>> read_round();
+    std::vector<std::string> ask_cover(clock_type::time_point now);
     bool due(clock_type::time_point now) const;
     clock_type::time_point wake_at(clock_type::time_point now) const;
     void finish_stop();
@@ -73,6 +77,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void failed(const batch& b, int http_status, std::string error, std::int64_t ms,
                 std::string_view outcome, std::chrono::milliseconds floor = {});
     void note_attempt(const batch& b);
+    void count_covered(const std::vector<outbox::cloud_result>& applied);
     void count_request(std::string_view outcome);
 
     template <class F> void edit_status(F&& f) {
@@ -106,6 +111,9 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::size_t byte_cap_ = 0;              ///< request body cap; lowered after a 413
     std::size_t changed_ = 0;               ///< outbox rows changed by the current upload()
     std::vector<std::function<void()>> stop_waiters_;
+    std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
+    std::vector<std::string> last_cover_;             ///< covered_origins at the last ask
+    clock_type::time_point next_cover_check_{};       ///< ask cover_ again from then on
     std::atomic<bool> detached_{false}; ///< the uploader object is gone: touch no store
 
     mutable std::mutex status_mutex_;
@@ -117,6 +125,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     metrics::counter* failed_ = nullptr;
     metrics::gauge* backoff_ = nullptr;
     metrics::histogram* latency_ = nullptr;
+    /// lanesync_cloud_covered_messages_total{origin}, registered on first use per origin.
+    std::map<std::string, metrics::counter*, std::less<>> covered_;
 };
 
 } // namespace lanesync::cloud

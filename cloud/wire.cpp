@@ -51,7 +51,8 @@ endpoint make_endpoint(const conf::cloud_url& url, std::string_view function) {
     return ep;
 }
 
-std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id) {
+std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id,
+                                          std::string_view uploaded_by) {
     const auto& m = rec.msg;
     auto data = nlohmann::json::parse(m.data, nullptr, false);
     if (data.is_discarded() || !data.is_object())
@@ -69,6 +70,8 @@ std::optional<std::string> encode_message(const outbox::record& rec, std::string
                             ? nlohmann::json(protocol::format_time_ms(*rec.peer_acked_at_ms))
                             : nlohmann::json(nullptr)},
     };
+    if (!uploaded_by.empty())
+        j["uploadedBy"] = std::string(uploaded_by);
     // Invalid UTF-8 cannot come from the outbox (data is canonical JSON); replace, never throw.
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

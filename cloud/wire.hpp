@@ -34,8 +34,11 @@ struct endpoint {
 endpoint make_endpoint(const conf::cloud_url& url, std::string_view function);
 
 /// One message as the JSON object the function expects, compact text. nullopt when the stored
-/// data is not a JSON object (the cloud could never accept it).
-std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id);
+/// data is not a JSON object (the cloud could never accept it). `uploaded_by` non-empty: a
+/// replica uploaded on its origin's behalf (takeover); `terminalId` stays the origin and the
+/// object gains `"uploadedBy": uploaded_by`. Empty: the field is left out (own messages).
+std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id,
+                                          std::string_view uploaded_by = {});
 
 /// `{"messages":[<parts joined by commas>]}`.
 std::string wrap_messages(const std::vector<std::string>& parts);

@@ -66,6 +66,8 @@ namespace {
 constexpr std::uint64_t max_delay_ms = 86'400'000;
 /// OUTBOX_RETENTION_DAYS upper bound (100 years), so day arithmetic cannot overflow.
 constexpr std::uint64_t max_retention_days = 36'500;
+/// CLOUD_TAKEOVER_AFTER_S upper bound (one day, like the *_MS keys).
+constexpr std::uint64_t max_takeover_s = 86'400;
 /// PEER_SECRET minimum length in characters.
 constexpr std::size_t min_peer_secret_chars = 16;
 /// MAX_MESSAGE_BYTES upper bound (16 MiB).
@@ -110,7 +112,8 @@ template <auto Field> std::string shown_default() {
     using T = std::remove_cvref_t<decltype(v)>;
     if constexpr (std::is_same_v<T, std::string>)
         return v;
-    else if constexpr (std::is_same_v<T, std::chrono::milliseconds>)
+    else if constexpr (std::is_same_v<T, std::chrono::milliseconds> ||
+                       std::is_same_v<T, std::chrono::seconds>)
         return std::to_string(v.count());
     else
         return std::to_string(v);
@@ -138,6 +141,12 @@ template <auto Field, std::uint64_t Lo>
 void set_ms(key_state& st, std::string_view key, const std::string& v) {
     st.cfg.*Field = std::chrono::milliseconds(
         static_cast<std::int64_t>(st.chk.number(key, v, Lo, max_delay_ms)));
+}
+
+/// A delay in whole seconds, Lo to Hi.
+template <auto Field, std::uint64_t Lo, std::uint64_t Hi>
+void set_seconds(key_state& st, std::string_view key, const std::string& v) {
+    st.cfg.*Field = std::chrono::seconds(static_cast<std::int64_t>(st.chk.number(key, v, Lo, Hi)));
 }
 
 template <auto Field> void set_ca_file(key_state& st, std::string_view key, const std::string& v) {
@@ -334,6 +343,9 @@ const key_def table[] = {
      "idle poll", set_ms<&C::cloud_interval, 100>},
     {"CLOUD_BATCH_SIZE", shown_default<&C::cloud_batch_size>, false,
      "messages per upload request", set_number<&C::cloud_batch_size, 1, 1000>},
+    {"CLOUD_TAKEOVER_AFTER_S", shown_default<&C::cloud_takeover_after>, false,
+     "a lane no lane has seen for this long has its messages uploaded by a peer",
+     set_seconds<&C::cloud_takeover_after, 1, max_takeover_s>},
     {"OUTBOX_RETENTION_DAYS", shown_default<&C::retention_days>, false,
      "`cloud_ack` messages older than this are pruned",
      set_number<&C::retention_days, 1, max_retention_days>},

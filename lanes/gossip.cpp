@@ -1,5 +1,6 @@
 #include "lanes/gossip.hpp"
 
+#include "base/log.hpp"
 #include "base/tls.hpp"
 #include "base/tuning.hpp"
 #include "lanes/hub.hpp"
@@ -7,6 +8,7 @@
 #include "lanes/peer_link.hpp"
 #include "lanes/peer_session.hpp"
 #include "protocol/close_code.hpp"
+#include "protocol/message.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -23,12 +25,14 @@ namespace net = boost::asio;
 struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg)
         : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(ioc.get_executor(), store, cfg)),
-          listener_(make_listener(ioc, hub_, cfg)), stop_timer_(ioc) {
+          listener_(make_listener(ioc, hub_, cfg)), stop_timer_(ioc), check_timer_(ioc),
+          tick_timer_(ioc) {
         register_peer_metrics(); // so /metrics lists them (at 0) before any session
     }
 
     void start() {
         listener_->start();
+        start_rebuild();
         // Peer links trust PEER_CA_FILE alone when it is set, else the system store.
         tls::trust_roots roots;
         roots.system_store = cfg_.peer_ca_file.empty();
@@ -40,10 +44,61 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             links_.push_back(link);
             link->start();
         }
+        schedule_tick();
+    }
+
+    /// The persisted rebuild state (read once, before the io_context runs): resume a rebuild,
+    /// or begin the start check (tuning::start_peer_check).
+    void start_rebuild() {
+        auto& store = hub_->outbox().sync();
+        auto st = store.get_rebuild_state();
+        auto h = store.hwm();
+        auto own = h.find(cfg_.terminal_id);
+        hub_->rebuild().start(st, own == h.end() ? 0 : own->second, protocol::now_ms());
+        if (hub_->rebuild().view().start_check) {
+            check_timer_.expires_after(tuning::start_peer_check);
+            check_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+                if (!ec)
+                    self->hub_->rebuild().start_check_over();
+            });
+        }
+    }
+
+    /// Every lane_tick: liveness of the live sessions, the origins this lane covers, and news
+    /// to every peer when something changed or peer_news_interval passed.
+    void schedule_tick() {
+        tick_timer_.expires_after(tuning::lane_tick);
+        tick_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec || self->stopping_)
+                return;
+            self->hub_->outbox().origin_summaries(
+                [self](std::vector<outbox::origin_summary> origins) {
+                    self->on_tick(origins);
+                    if (!self->stopping_)
+                        self->schedule_tick();
+                });
+        });
+    }
+
+    void on_tick(const std::vector<outbox::origin_summary>& origins) {
+        auto now = protocol::now_ms();
+        auto c = hub_->cover().tick(hub_->connected_peers(), origins, now);
+        for (const auto& o : c.started)
+            log::warn("lane.cover_started", {{"origin", o}, {"reason", "not seen by any lane"}});
+        for (const auto& o : c.stopped)
+            log::info("lane.cover_stopped", {{"origin", o}});
+        auto since = std::chrono::steady_clock::now() - last_news_;
+        if (c.news_due || since >= tuning::peer_news_interval) {
+            last_news_ = std::chrono::steady_clock::now();
+            hub_->news_all();
+        }
     }
 
     void stop(std::function<void()> done) {
         net::post(ioc_, [self = shared_from_this(), done = std::move(done)]() mutable {
+            self->stopping_ = true;
+            self->check_timer_.cancel();
+            self->tick_timer_.cancel();
             self->listener_->close();
             for (auto& l : self->links_)
                 l->stop();
@@ -74,6 +129,10 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     std::shared_ptr<hub> hub_;
     std::shared_ptr<listener> listener_;
     net::steady_timer stop_timer_;
+    net::steady_timer check_timer_; ///< the start check's deadline
+    net::steady_timer tick_timer_;  ///< lane_tick
+    std::chrono::steady_clock::time_point last_news_{};
+    bool stopping_ = false; ///< io thread only
     std::chrono::steady_clock::time_point stop_deadline_;
     std::vector<std::shared_ptr<peer_link>> links_;
     std::unique_ptr<net::ssl::context> client_tls_; ///< for outgoing wss:// links
@@ -98,6 +157,21 @@ std::uint16_t gossip::port() const {
 }
 std::vector<peer_status> gossip::status() const {
     return impl_->hub_->status();
+}
+void gossip::admit(std::function<void(std::optional<rebuild_view>)> done) {
+    impl_->hub_->rebuild().admit(std::move(done));
+}
+rebuild_view gossip::rebuild() const {
+    return impl_->hub_->rebuild().view();
+}
+exclude_result gossip::rebuild_without(const std::vector<std::string>& without) {
+    return impl_->hub_->rebuild().exclude(without);
+}
+std::vector<std::string> gossip::covering() const {
+    return impl_->hub_->cover().covering();
+}
+std::vector<origin_view> gossip::origins(const std::vector<outbox::origin_summary>& held) const {
+    return impl_->hub_->cover().origins(held);
 }
 
 } // namespace lanesync::lanes

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,41 @@ struct peer_status {
     bool permanent_failure = false;
     std::string failure; ///< the permanent ending's name, e.g. "wrong PEER_SECRET"
     std::uint64_t batches_sent = 0, batches_received = 0;
+    std::string incarnation; ///< the peer's incarnation from its last ready (v2), or empty
+};
+
+/// The lane's rebuild as /v1/status, /healthz and the publish 503 show it (docs/api.md).
+struct rebuild_view {
+    bool active = false;      ///< rebuilding: POST /v1/messages answers 503
+    bool start_check = false; ///< the start check runs: POST /v1/messages waits
+    std::string reason;       ///< why the rebuild started (without the "rebuilding: " prefix)
+    std::int64_t since_ms = 0;
+    std::uint64_t restored = 0;           ///< own messages restored so far
+    std::uint64_t target = 0;             ///< the highest own seq a peer reported holding
+    std::string from;                     ///< the peer of that report
+    std::vector<std::string> waiting_for; ///< links that have not reported (terminal or URL)
+    std::vector<std::string> excluded;    ///< peers left out (POST /v1/rebuild)
+    std::vector<std::string> conflicts;   ///< incarnation mismatches seen
+    std::string progress;                 ///< "rebuilding from L2: 3,200 of 10,000 (...)"
+    std::string incarnation;              ///< this lane's incarnation (meta)
+    /// Peers excluded from an earlier rebuild: their marks of our origin are never trusted
+    /// above this own seq (terminal -> cap).
+    std::map<std::string, std::uint64_t> trust_caps;
+};
+
+/// One row of /v1/status "origins": what the outbox holds of an origin and who uploads it.
+struct origin_view {
+    std::string origin;
+    bool own = false;
+    std::uint64_t hwm = 0, held = 0, cloud_through = 0;
+    std::string covered_by; ///< the lane uploading it on its behalf now; empty: nobody
+    std::optional<std::int64_t> last_seen_ms; ///< last authenticated session (ours or a peer's)
+};
+
+/// The answer to POST /v1/rebuild {"without": [...]}.
+struct exclude_result {
+    unsigned status = 200; ///< 200, 409 (not rebuilding), 400 (unknown peer)
+    std::string error;
 };
 
 class gossip {
@@ -61,6 +97,23 @@ public:
     std::uint16_t port() const;
     /// Thread-safe snapshot.
     std::vector<peer_status> status() const;
+
+    // ---- rebuild (docs/architecture.md "Rebuild"), thread-safe -------------------------------
+
+    /// POST /v1/messages asks whether it may publish: `done(nullopt)` yes, `done(view)` no, the
+    /// lane rebuilds (answer the 503). During the start check `done` is held until it ends.
+    /// `done` may run on any thread (post it to where it belongs).
+    void admit(std::function<void(std::optional<rebuild_view>)> done);
+    rebuild_view rebuild() const;
+    /// Leaves these peers (terminal ids or PEER_TERMINALS URLs) out of the rebuild.
+    exclude_result rebuild_without(const std::vector<std::string>& without);
+
+    // ---- takeover (docs/architecture.md "Takeover"), thread-safe -----------------------------
+
+    /// The origins this lane uploads on their behalf now (the uploader's cover list).
+    std::vector<std::string> covering() const;
+    /// The status rows of these origins: who covers each, when it was last seen.
+    std::vector<origin_view> origins(const std::vector<outbox::origin_summary>& held) const;
 
 private:
     struct impl;

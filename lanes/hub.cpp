@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "base/metrics.hpp"
+#include "protocol/close_code.hpp"
 #include "protocol/message.hpp"
 
 #include <algorithm>
@@ -38,10 +39,21 @@ std::string label_value(const std::string& s) {
     return r;
 }
 
+std::vector<std::string> link_urls(const conf::config& cfg) {
+    std::vector<std::string> out;
+    for (const auto& p : cfg.peers)
+        out.push_back(p.text);
+    return out;
+}
+
 } // namespace
 
 hub::hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg)
-    : store_(store), async_(std::move(ex), store), cfg_(cfg) {
+    : store_(store), async_(std::move(ex), store), cfg_(cfg),
+      rebuild_(cfg.terminal_id, link_urls(cfg), rebuild_effects_()),
+      cover_(
+          cfg.terminal_id, protocol::now_ms(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(cfg.cloud_takeover_after).count()) {
     for (const auto& p : cfg_.peers) {
         auto& l = links_[p.text];
         l.permanent_gauge = &metrics::global().get_gauge(
@@ -50,6 +62,32 @@ hub::hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::conf
             "peer=\"" + label_value(p.text) + "\"");
     }
     hm(); // register the series now, so /metrics lists them (at 0) before the first ack
+}
+
+rebuild_effects hub::rebuild_effects_() {
+    rebuild_effects fx;
+    // The outbox completions run on the io_context; the hub stays alive while one is pending.
+    fx.begin = [this](std::string reason, std::function<void(std::string)> done) {
+        async_.begin_rebuild(std::move(reason), [self = weak_from_this().lock(),
+                                                 done = std::move(done)](outbox::count_outcome o) {
+            done(o.ok ? std::string() : o.error);
+        });
+    };
+    fx.finish = [this](std::vector<std::string> excluded,
+                       std::function<void(std::string, outbox::rebuild_state)> done) {
+        async_.finish_rebuild(
+            std::move(excluded), [this, self = weak_from_this().lock(),
+                                  done = std::move(done)](outbox::count_outcome o) mutable {
+                if (!o.ok)
+                    return done(o.error, outbox::rebuild_state{});
+                async_.get_rebuild_state(
+                    [self, done = std::move(done)](outbox::rebuild_state st) { done({}, st); });
+            });
+    };
+    fx.close_sessions = [this](std::string reason) {
+        close_all(protocol::close_code::going_away, reason);
+    };
+    return fx;
 }
 
 std::string hub::join(const std::shared_ptr<session_handle>& s, const std::string& peer_id,
@@ -86,6 +124,8 @@ std::string hub::join(const std::shared_ptr<session_handle>& s, const std::strin
                 l.permanent_gauge->set(0);
         }
     }
+    if (outbound && !url.empty())
+        rebuild_.link_terminal(url, peer_id);
     if (make_sender)
         s->set_sender(true);
     hm().sessions.inc();
@@ -94,6 +134,8 @@ std::string hub::join(const std::shared_ptr<session_handle>& s, const std::strin
 
 void hub::leave(const session_handle* s, const std::string& why) {
     std::shared_ptr<session_handle> successor;
+    bool last = false;
+    std::string peer;
     {
         std::lock_guard lock(mutex_);
         auto it = std::find_if(sessions_.begin(), sessions_.end(),
@@ -102,6 +144,9 @@ void hub::leave(const session_handle* s, const std::string& why) {
             return;
         entry gone = *it;
         sessions_.erase(it);
+        peer = gone.peer_id;
+        last = std::none_of(sessions_.begin(), sessions_.end(),
+                            [&](const entry& e) { return e.peer_id == gone.peer_id; });
         peers_[gone.peer_id].last_error = why;
         if (gone.sender) {
             for (auto& e : sessions_) {
@@ -117,6 +162,8 @@ void hub::leave(const session_handle* s, const std::string& why) {
     }
     if (successor)
         successor->set_sender(true);
+    if (last)
+        cover_.peer_gone(peer);
 }
 
 void hub::on_peer_ack(const std::string& peer_id, std::uint64_t acked_through) {
@@ -189,6 +236,36 @@ void hub::wake_all() {
         h->wake();
 }
 
+void hub::news_all() {
+    std::vector<std::shared_ptr<session_handle>> live;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& e : sessions_)
+            if (auto h = e.handle.lock())
+                live.push_back(std::move(h));
+    }
+    for (auto& h : live)
+        h->send_news();
+}
+
+std::vector<std::string> hub::connected_peers() const {
+    std::vector<std::string> out;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& e : sessions_)
+            if (!e.handle.expired())
+                out.push_back(e.peer_id);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+void hub::note_incarnation(const std::string& peer_id, const std::string& inc) {
+    std::lock_guard lock(mutex_);
+    peers_[peer_id].incarnation = inc;
+}
+
 std::size_t hub::close_all(std::uint16_t code, const std::string& reason) {
     std::vector<std::shared_ptr<session_handle>> live;
     {
@@ -229,6 +306,7 @@ std::vector<peer_status> hub::status() const {
             ps.last_ack_at_ms = it->second.last_ack_at_ms;
             ps.batches_sent = it->second.batches_sent;
             ps.batches_received = it->second.batches_received;
+            ps.incarnation = it->second.incarnation;
             if (ps.last_error.empty() && !ps.connected)
                 ps.last_error = it->second.last_error;
         }

@@ -4,7 +4,9 @@
 
 #include "base/metrics.hpp"
 #include "conf/config.hpp"
+#include "lanes/cover.hpp"
 #include "lanes/gossip.hpp"
+#include "lanes/rebuild.hpp"
 #include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/frames.hpp"
@@ -31,6 +33,8 @@ public:
     virtual void set_sender(bool on) = 0;
     /// Close with a WebSocket close code (protocol/close_code.hpp) and reason.
     virtual void close(std::uint16_t code, std::string reason) = 0;
+    /// Send a news frame now (hub::cover()'s news; nothing before the data phase or in v1).
+    virtual void send_news() = 0;
 };
 
 /// Per-session counters shown in status.
@@ -40,7 +44,7 @@ struct session_stats {
 
 /// The registry of live sessions and per-peer status. Thread-safe (mutex; it is not a
 /// session, and its critical sections are a few map operations).
-class hub {
+class hub : public std::enable_shared_from_this<hub> {
 public:
     /// `ex`: where outbox completions without an executor of their own run (the io_context).
     hub(boost::asio::any_io_executor ex, outbox::store& store, const conf::config& cfg);
@@ -50,6 +54,10 @@ public:
     /// thread).
     outbox::async_store& outbox() { return async_; }
     const conf::config& cfg() const { return cfg_; }
+    /// The lane's rebuild and start check (sessions are created in its mode()).
+    rebuild_controller& rebuild() { return rebuild_; }
+    /// Liveness, takeover and cloud_through spread (news frames).
+    cover_state& cover() { return cover_; }
 
     /// An authenticated session asks to join. Returns an empty string when accepted, else the
     /// reason to refuse it with (close_code::policy_violation). A session accepted as the only one
@@ -82,6 +90,12 @@ public:
 
     /// Wake every sender.
     void wake_all();
+    /// Every session sends a news frame now.
+    void news_all();
+    /// The peers with an authenticated session now (sorted, unique).
+    std::vector<std::string> connected_peers() const;
+    /// The peer's incarnation from its ready (for status).
+    void note_incarnation(const std::string& peer_id, const std::string& inc);
     /// Close every session (shutdown). Returns how many were asked to close.
     std::size_t close_all(std::uint16_t code, const std::string& reason);
     std::size_t session_count() const;
@@ -89,6 +103,8 @@ public:
     std::vector<peer_status> status() const;
 
 private:
+    rebuild_effects rebuild_effects_();
+
     struct entry {
         std::weak_ptr<session_handle> handle;
         const session_handle* raw = nullptr;
@@ -102,6 +118,7 @@ private:
         std::optional<std::int64_t> last_ack_at_ms;
         std::uint64_t batches_sent = 0, batches_received = 0;
         std::string last_error;
+        std::string incarnation;
     };
     struct link_info {
         std::string peer_id;    ///< last authenticated id behind this URL
@@ -121,6 +138,8 @@ private:
     std::vector<entry> sessions_;
     std::map<std::string, peer_info> peers_;
     std::map<std::string, link_info> links_;
+    rebuild_controller rebuild_;
+    cover_state cover_;
 };
 
 } // namespace lanesync::lanes

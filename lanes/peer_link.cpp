@@ -82,6 +82,16 @@ private:
                 r = co_await attempt_once<ws_plain>();
             if (stopping_)
                 break;
+            // Any ending answers the start check (a peer's ready was noted by the session).
+            hub_->rebuild().link_answered(url_.text);
+            if (rebuild_switch(r)) {
+                // The lane (or the peer) started or finished a rebuild: again at once, in the
+                // new mode. At once a few times in a row only, so nothing can make a hot loop.
+                if (++switches_ <= max_switches_in_a_row)
+                    continue;
+            } else {
+                switches_ = 0;
+            }
             const protocol::version_offer offer{
                 version_, {tuning::peer_protocol_min_version, tuning::peer_protocol_version}};
             auto e = protocol::classify_ending(r.stage, r.close_code, r.close_reason, r.who, offer);
@@ -108,6 +118,14 @@ private:
                 attempt = 0;
         }
     }
+
+    /// A session closed because a rebuild started or finished (docs/protocol.md "Endings").
+    static bool rebuild_switch(const session_result& r) {
+        std::string_view why = r.close_reason;
+        return r.who != protocol::decided_by::transport &&
+               (why.starts_with("rebuilding:") || why.starts_with("rebuild finished"));
+    }
+    static constexpr int max_switches_in_a_row = 3;
 
     /// The backoff after one ending: short full jitter when transient, the long cap when
     /// permanent (SPEC section 7; docs/protocol.md "Reconnects").
@@ -220,6 +238,7 @@ private:
     bool woken_ = false;
     int version_ = tuning::peer_protocol_version; ///< offered in the hello; lowered by a fallback
     bool fell_back_ = false; ///< the last attempt was an immediate version fallback
+    int switches_ = 0;       ///< immediate reconnects after rebuild switches, in a row
     std::atomic<bool> finished_{false};
 };
 

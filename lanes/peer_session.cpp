@@ -1,9 +1,10 @@
 #include "lanes/peer_session.hpp"
 
 #include "base/log.hpp"
-#include "base/metrics.hpp"
 #include "base/tuning.hpp"
+#include "lanes/session_support.hpp"
 #include "lanes/streams.hpp"
+#include "protocol/message.hpp"
 #include "protocol/peer_machine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,58 +18,15 @@
 namespace lanesync::lanes {
 namespace {
 
-struct peer_metrics {
-    metrics::counter& frames_in = metrics::global().get_counter(
-        "lanesync_peer_frames_total", "Peer protocol frames", "direction=\"in\"");
-    metrics::counter& frames_out = metrics::global().get_counter(
-        "lanesync_peer_frames_total", "Peer protocol frames", "direction=\"out\"");
-    metrics::counter& malformed = metrics::global().get_counter(
-        "lanesync_peer_malformed_frames_total", "Peer frames refused as malformed");
-    metrics::counter& auth_failures = metrics::global().get_counter(
-        "lanesync_peer_auth_failures_total", "Peer connections refused during authentication");
-    metrics::counter& replicas_stored = metrics::global().get_counter(
-        "lanesync_replicas_stored_total", "Copies of other lanes' messages stored");
-};
-
-peer_metrics& pm() {
-    static peer_metrics m;
-    return m;
-}
-
-protocol::peer_machine_config machine_config(const conf::config& cfg, int offer_version) {
-    protocol::peer_machine_config c;
-    c.store_id = cfg.store_id;
-    c.terminal_id = cfg.terminal_id;
-    c.secret = cfg.peer_secret;
-    c.version = tuning::peer_protocol_version;
-    c.min_version = tuning::peer_protocol_min_version;
-    c.offer_version = offer_version;
-    c.window = tuning::peer_inflight_batches;
-    c.batch_max_messages = tuning::peer_batch_max_messages;
-    c.batch_max_bytes = tuning::peer_batch_max_bytes;
-    c.nonce_bytes = tuning::peer_nonce_bytes;
-    c.limits.max_messages = tuning::peer_batch_max_messages;
-    c.limits.max_message_bytes = cfg.max_message_bytes;
-    return c;
-}
-
-protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
-    protocol::stored_outcome s;
-    s.ok = o.ok;
-    s.conflict = std::move(o.conflict);
-    s.gap = o.gap;
-    s.error = std::move(o.error);
-    s.inserted = o.inserted;
-    s.hwm = std::move(o.hwm);
-    return s;
-}
+using detail::pm;
 
 template <class WS>
 class peer_session : public session_handle, public std::enable_shared_from_this<peer_session<WS>> {
 public:
     peer_session(WS ws, std::shared_ptr<hub> h, bool outbound, std::string url, int offer_version)
         : ws_(std::move(ws)), hub_(std::move(h)), outbound_(outbound), url_(std::move(url)),
-          machine_(machine_config(hub_->cfg(), offer_version),
+          mode_(hub_->rebuild().mode()),
+          machine_(detail::machine_config(hub_->cfg(), offer_version, mode_),
                    outbound ? protocol::peer_role::client : protocol::peer_role::server),
           auth_deadline_(ws_.get_executor()) {}
 
@@ -84,6 +42,8 @@ public:
         apply(machine_.start());
         co_await read_loop();
         auth_deadline_.cancel();
+        if (peer_closed_)
+            detail::on_peer_closed(*hub_, machine_.peer_id(), close_reason_text_);
         if (machine_.authenticated()) {
             hub_->leave(this, end_reason_);
             log::info("peer.disconnected", {{"peer", machine_.peer_id()},
@@ -113,6 +73,10 @@ public:
         });
     }
 
+    void send_news() override {
+        net::post(ws_.get_executor(), [self = this->shared_from_this()] { self->news_now(); });
+    }
+
     void close(std::uint16_t code, std::string reason) override {
         net::post(ws_.get_executor(),
                   [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
@@ -122,6 +86,21 @@ public:
 
 private:
     static std::string or_unknown(const std::string& id) { return id.empty() ? "?" : id; }
+
+    void news_now() {
+        if (machine_.closing())
+            return;
+        apply(machine_.on_news(hub_->cover().news(protocol::now_ms())));
+    }
+
+    /// The peer's ready was checked: the first news, the start check's answer, status.
+    void ready_seen() {
+        if (std::exchange(ready_seen_, true))
+            return;
+        if (outbound_)
+            hub_->rebuild().link_answered(url_);
+        hub_->note_incarnation(machine_.peer_id(), machine_.incarnation_of_peer());
+    }
     const char* direction() const { return outbound_ ? "outbound" : "inbound"; }
 
     // ---- reading (one coroutine) ------------------------------------------------------------
@@ -220,16 +199,23 @@ private:
     void on_action(protocol::store_batch& a) {
         hub_->add_batch_stats(machine_.peer_id(), false);
         auto n = a.n;
-        hub_->outbox().store_replicas(std::move(a.messages), std::move(a.floor),
-                                      on_strand([n](peer_session& s, outbox::replicas_outcome o) {
-                                          s.on_stored(n, std::move(o));
-                                      }));
+        bool restore = a.restore;
+        hub_->outbox().store_replicas(
+            std::move(a.messages), std::move(a.floor), restore,
+            on_strand([n, restore](peer_session& s, outbox::replicas_outcome o) {
+                s.on_stored(n, restore, std::move(o));
+            }));
     }
 
-    void on_stored(std::uint64_t n, outbox::replicas_outcome o) {
+    void on_stored(std::uint64_t n, bool restore, outbox::replicas_outcome o) {
         if (o.ok && o.inserted && !machine_.closing())
-            pm().replicas_stored.inc(o.inserted);
-        apply(machine_.on_stored(n, to_protocol(std::move(o))));
+            (restore ? pm().restored : pm().replicas_stored).inc(o.inserted);
+        if (restore && o.ok) {
+            auto own = o.hwm.find(hub_->cfg().terminal_id);
+            if (own != o.hwm.end())
+                hub_->rebuild().own_hwm(own->second);
+        }
+        apply(machine_.on_stored(n, detail::to_protocol(std::move(o))));
     }
 
     void on_action(protocol::read_hwm& a) {
@@ -259,9 +245,27 @@ private:
                                 }));
     }
 
+    void on_action(protocol::read_origin_mark& a) {
+        auto origin = a.origin;
+        auto seq = a.seq;
+        hub_->outbox().ids_at(protocol::hwm_map{{origin, seq}},
+                              on_strand([origin, seq](peer_session& s, protocol::tip_ids ids) {
+                                  auto it = ids.find(origin);
+                                  s.apply(s.machine_.on_origin_mark(
+                                      origin, seq, it == ids.end() ? std::string() : it->second));
+                              }));
+    }
+
+    void on_action(protocol::own_reported& a) {
+        hub_->rebuild().report({outbound_ ? url_ : std::string(), a.peer, a.seq, a.id});
+        ready_seen();
+    }
+
+    void on_action(protocol::news_received& a) { detail::on_news(*hub_, a); }
+
     void on_action(protocol::read_next_batch& a) {
         hub_->outbox().next_for_peer(
-            std::move(a.peer), std::move(a.after), a.limit, a.max_bytes,
+            std::move(a.peer), std::move(a.after), a.limit, a.max_bytes, a.include_peer_origin,
             on_strand([](peer_session& s, outbox::store::peer_batch b) {
                 s.apply(s.machine_.on_next_batch(std::move(b.messages), std::move(b.floor)));
             }));
@@ -269,6 +273,7 @@ private:
 
     void on_action(protocol::peer_acked& a) {
         hub_->on_peer_ack(a.peer, a.through);
+        ready_seen();
         if (!outbound_ && !reachable_noted_) {
             // The peer's ready passed its checks: a link of ours to it may stop waiting.
             reachable_noted_ = true;
@@ -277,8 +282,14 @@ private:
     }
 
     void on_action(protocol::join_hub& a) {
-        auto why = hub_->join(this->shared_from_this(), a.peer, outbound_, url_);
+        // A session made before the lane started or ended a rebuild is in the wrong mode: its
+        // link reconnects at once in the right one.
+        std::string why = hub_->rebuild().current(mode_.generation)
+                              ? hub_->join(this->shared_from_this(), a.peer, outbound_, url_)
+                              : std::string("rebuilding: the lane's mode changed");
         if (why.empty()) {
+            // The machine keeps it until our ready went out (v2), then sends it.
+            news_now();
             auth_deadline_.cancel();
             log::info("peer.connected",
                       {{"peer", a.peer}, {"direction", direction()}, {"url", url_}});
@@ -287,7 +298,7 @@ private:
     }
 
     void on_action(protocol::close_link& a) {
-        log_close(a);
+        detail::on_close_decided(*hub_, a, outbound_, machine_.peer_id(), machine_.claimed_id());
         if (a.refusal) {
             refusal_logged_ = true;
             end_reason_ = a.reason;
@@ -298,39 +309,6 @@ private:
     void on_action(protocol::abort_link& a) {
         end_reason_ = a.reason;
         beast::get_lowest_layer(ws_).cancel();
-    }
-
-    /// The log lines and counters of each kind of close, as the session always wrote them.
-    void log_close(const protocol::close_link& a) {
-        using protocol::close_cause;
-        if (a.auth_failure)
-            pm().auth_failures.inc();
-        if (a.cause == close_cause::malformed)
-            pm().malformed.inc();
-        const std::string peer = or_unknown(machine_.peer_id());
-        if (a.cause == close_cause::wrong_secret && !outbound_)
-            log::warn("peer.auth_failed",
-                      {{"peer", machine_.claimed_id()}, {"reason", "wrong PEER_SECRET"}});
-        else if (a.cause == close_cause::outbox_lost)
-            log::error("peer.outbox_behind_peer", {{"peer", peer},
-                                                   {"peer_holds_seq", detail(a, "peer_holds_seq")},
-                                                   {"local_seq", detail(a, "local_seq")},
-                                                   {"peer_tip_id", detail(a, "peer_tip_id")},
-                                                   {"local_id", detail(a, "local_id")}});
-        else if (a.cause == close_cause::id_conflict)
-            log::error("peer.id_conflict", {{"peer", peer}, {"conflict", detail(a, "conflict")}});
-        else if (a.cause == close_cause::storage_failure)
-            log::error("peer.store_failed", {{"peer", peer}, {"error", detail(a, "error")}});
-        if (a.refusal)
-            log::warn("peer.refused",
-                      {{"peer", peer}, {"code", std::to_string(a.code)}, {"reason", a.reason}});
-    }
-
-    static std::string detail(const protocol::close_link& a, std::string_view key) {
-        for (const auto& [k, v] : a.log)
-            if (k == key)
-                return v;
-        return {};
     }
 
     // ---- writing (one do_write / on_write chain, bounded queue) -----------------------------
@@ -411,12 +389,14 @@ private:
     std::shared_ptr<hub> hub_;
     bool outbound_;
     std::string url_;
+    session_mode mode_; ///< the lane's mode when the session was made
     protocol::peer_machine machine_;
     net::steady_timer auth_deadline_;
     beast::flat_buffer buffer_;
 
     bool refusal_logged_ = false;
     bool reachable_noted_ = false;
+    bool ready_seen_ = false;
     std::string end_reason_;
     bool peer_closed_ = false;
     std::uint16_t close_code_ = 0; ///< sent (close_requested_) or received (peer_closed_)

@@ -73,14 +73,22 @@ public:
                                       });
     }
 
+    /// `restore_own`: a rebuild, own-origin messages are stored as own (store::store_replicas).
+    template <class Token>
+    auto store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
+                        bool restore_own, Token&& token) {
+        return write<replicas_outcome>(
+            std::forward<Token>(token), [msgs = std::move(msgs), floor = std::move(floor),
+                                         restore_own](store& s, auto done) mutable {
+                s.store_replicas(std::move(msgs), std::move(floor), restore_own, std::move(done));
+            });
+    }
+
+    /// The same with restore_own = false.
     template <class Token>
     auto store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
                         Token&& token) {
-        return write<replicas_outcome>(
-            std::forward<Token>(token),
-            [msgs = std::move(msgs), floor = std::move(floor)](store& s, auto done) mutable {
-                s.store_replicas(std::move(msgs), std::move(floor), std::move(done));
-            });
+        return store_replicas(std::move(msgs), std::move(floor), false, std::forward<Token>(token));
     }
 
     template <class Token>
@@ -125,6 +133,22 @@ public:
             std::forward<Token>(token),
             [origin = std::move(origin), through](store& s, auto done) mutable {
                 s.origin_cloud_through(std::move(origin), through, std::move(done));
+            });
+    }
+
+    template <class Token> auto begin_rebuild(std::string reason, Token&& token) {
+        return write<count_outcome>(std::forward<Token>(token),
+                                    [reason = std::move(reason)](store& s, auto done) mutable {
+                                        s.begin_rebuild(std::move(reason), std::move(done));
+                                    });
+    }
+
+    template <class Token>
+    auto finish_rebuild(std::vector<std::string> excluded_terminals, Token&& token) {
+        return write<count_outcome>(
+            std::forward<Token>(token),
+            [excluded = std::move(excluded_terminals)](store& s, auto done) mutable {
+                s.finish_rebuild(std::move(excluded), std::move(done));
             });
     }
 
@@ -183,14 +207,50 @@ public:
                                              [](store& s) { return s.cloud_through(); });
     }
 
+    /// `include_peer_origin`: serving a rebuilding peer, its own origin is sent too.
+    template <class Token>
+    auto next_for_peer(std::string peer, protocol::hwm_map after, std::size_t limit,
+                       std::size_t max_bytes, bool include_peer_origin, Token&& token) {
+        return named_read<store::peer_batch>(
+            "next_for_peer", std::forward<Token>(token),
+            [peer = std::move(peer), after = std::move(after), limit, max_bytes,
+             include_peer_origin](store& s) {
+                return s.next_for_peer(peer, after, limit, max_bytes, include_peer_origin);
+            });
+    }
+
+    /// The same with include_peer_origin = false.
     template <class Token>
     auto next_for_peer(std::string peer, protocol::hwm_map after, std::size_t limit,
                        std::size_t max_bytes, Token&& token) {
-        return named_read<store::peer_batch>(
-            "next_for_peer", std::forward<Token>(token),
-            [peer = std::move(peer), after = std::move(after), limit, max_bytes](store& s) {
-                return s.next_for_peer(peer, after, limit, max_bytes);
-            });
+        return next_for_peer(std::move(peer), std::move(after), limit, max_bytes, false,
+                             std::forward<Token>(token));
+    }
+
+    template <class Token>
+    auto next_replicas_for_cloud(std::vector<std::string> origins, std::size_t limit,
+                                 Token&& token) {
+        return named_read<std::vector<record>>("next_replicas_for_cloud",
+                                               std::forward<Token>(token),
+                                               [origins = std::move(origins), limit](store& s) {
+                                                   return s.next_replicas_for_cloud(origins, limit);
+                                               });
+    }
+
+    template <class Token> auto origin_summaries(Token&& token) {
+        return named_read<std::vector<origin_summary>>(
+            "origin_summaries", std::forward<Token>(token),
+            [](store& s) { return s.origin_summaries(); });
+    }
+
+    template <class Token> auto incarnation(Token&& token) {
+        return named_read<std::string>("incarnation", std::forward<Token>(token),
+                                       [](store& s) { return s.incarnation(); });
+    }
+
+    template <class Token> auto get_rebuild_state(Token&& token) {
+        return named_read<rebuild_state>("get_rebuild_state", std::forward<Token>(token),
+                                         [](store& s) { return s.get_rebuild_state(); });
     }
 
     template <class Token>

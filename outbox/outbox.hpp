@@ -21,8 +21,8 @@
 ///   publish, store_replicas,          any thread                runs on the writer thread; the
 ///   peer_acked, cloud_acked,                                    callback on the writer thread
 ///   note_attempt, retry, prune,                                 after the COMMIT (at once on the
-///   origin_cloud_through                                        caller's thread when closed or
-///                                                               read-only). Callbacks must not
+///   origin_cloud_through,                                       caller's thread when closed or
+///   begin_rebuild, finish_rebuild                               read-only). Callbacks must not
 ///                                                               block: post elsewhere.
 ///   set_commit_listener               before traffic starts     listener on the writer thread
 ///   close                             any thread but a callback blocks until the writer drained
@@ -30,6 +30,9 @@
 ///   get, get_counts, hwm, ids_at,     CLI, tests, and jobs on   the caller's thread (blocks on
 ///   cloud_through, next_for_peer,     the reader thread         the read connection's mutex)
 ///   next_for_cloud, list, peer_marks,
+///   next_replicas_for_cloud,
+///   origin_summaries, incarnation,
+///   get_rebuild_state,
 ///   integrity_check, changed_elsewhere
 ///   writable                          CLI, tests                caller's thread; waits up to
 ///                                                               1 s for the write lock
@@ -56,8 +59,8 @@
 
 namespace lanesync::outbox {
 
-/// State of one of this lane's own messages (SPEC section 3). Replicas (copies of other lanes'
-/// messages) are `pending` while held, `cloud_ack` once the origin reported them in the cloud.
+/// State of one of this lane's own messages (SPEC section 3). Replicas: `pending` while held,
+/// `cloud_ack` once known in the cloud, `failed` if the cloud refused our upload on their behalf.
 enum class state : std::uint8_t { pending = 0, peer_ack = 1, cloud_ack = 2, failed = 3 };
 std::string_view to_string(state s);
 std::optional<state> parse_state(std::string_view text);
@@ -123,7 +126,9 @@ struct peer_ack_outcome {
 struct cloud_result {
     std::string id;
     enum kind { stored, duplicate, rejected } k = stored;
-    std::string error; ///< reason when rejected
+    std::string error;       ///< reason when rejected
+    std::string origin = {}; ///< empty (or this lane): an own message; else a replica of that
+                             ///< origin uploaded on its behalf (takeover)
 };
 
 struct cloud_outcome {
@@ -181,6 +186,25 @@ struct health {
     std::size_t queued = 0;                         ///< write requests waiting for the writer
 };
 
+/// This lane's rebuild state and incarnation, persisted in `meta` (docs/outbox.md, "Rebuild").
+struct rebuild_state {
+    bool active = false;       ///< a rebuild is under way (meta.rebuild_reason non-empty)
+    std::string reason;        ///< why it started (empty when not active)
+    std::int64_t since_ms = 0; ///< when it started (unix ms; 0 when not active)
+    std::string incarnation;   ///< meta.incarnation: 32 lowercase hex, new at each finished rebuild
+    std::map<std::string, std::uint64_t> excluded; ///< terminal -> trust cap (own hwm when a
+                                                   ///< rebuild finished without it)
+};
+
+/// One origin held in this outbox (status, /metrics): from the origins and counts tables.
+struct origin_summary {
+    std::string origin;
+    bool own = false;
+    std::uint64_t hwm = 0;           ///< highest seq held contiguously from 1
+    std::uint64_t cloud_through = 0; ///< highest seq known in the cloud, contiguous from 1
+    std::uint64_t held = 0;          ///< messages of this origin in the file (any state)
+};
+
 /// Information handed to the commit listener after every successful commit.
 struct commit_info {
     bool new_own = false;      ///< own messages were added (gossip should send)
@@ -211,16 +235,25 @@ public:
 
     /// Stores copies received from a peer. Per origin, messages must come in seq order and
     /// extend the contiguous prefix (or be already held); `floor` lets the prefix jump over
-    /// messages pruned at the sender. Messages of this lane's own origin are ignored.
+    /// messages pruned at the sender. Messages of this lane's own origin are ignored, unless
+    /// `restore_own` (a rebuild): then they are stored as own messages (state pending,
+    /// created_at kept, stored_at now) under the same contiguity / duplicate / conflict rules,
+    /// the own hwm rises (publish continues at hwm + 1), and an own-origin floor raises the own
+    /// hwm and the own cloud_through to floor - 1.
     virtual void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
-                                std::function<void(replicas_outcome)> done) = 0;
+                                bool restore_own, std::function<void(replicas_outcome)> done) = 0;
+    /// The same with restore_own = false (callers written before rebuilds).
+    void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
+                        std::function<void(replicas_outcome)> done) {
+        store_replicas(std::move(msgs), std::move(floor), false, std::move(done));
+    }
 
     /// Records that `peer` holds this lane's messages 1..acked_through and promotes pending
     /// messages to peer_ack up to the seq that `quorum` distinct peers hold.
     virtual void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
                             std::function<void(peer_ack_outcome)> done) = 0;
 
-    /// Applies the cloud's answers: stored/duplicate -> cloud_ack, rejected -> failed.
+    /// Cloud answers: stored/duplicate -> cloud_ack, rejected -> failed (`origin` set: replica).
     virtual void cloud_acked(std::vector<cloud_result> results,
                              std::function<void(cloud_outcome)> done) = 0;
 
@@ -236,9 +269,22 @@ public:
     /// (or stored_at for replicas) is older than `older_than_ms` (unix ms).
     virtual void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) = 0;
 
-    /// Replicas of `origin` with seq <= `through` are known to be in the cloud.
+    /// Messages of `origin` with seq <= `through` are known to be in the cloud. Replicas become
+    /// cloud_ack (also ones stored later). The own origin too (a peer uploaded them for us, or
+    /// heard the cloud say so): own pending / peer_ack messages up to `through` become
+    /// cloud_ack; failed ones stay failed. `count` = messages changed.
     virtual void origin_cloud_through(std::string origin, std::uint64_t through,
                                       std::function<void(count_outcome)> done) = 0;
+
+    /// Starts a rebuild: records `reason` and now in meta (rebuild_reason, rebuild_since). A
+    /// no-op (count 0) when a rebuild is already under way; count 1 when one started.
+    virtual void begin_rebuild(std::string reason, std::function<void(count_outcome)> done) = 0;
+
+    /// Ends the rebuild: a new meta.incarnation, the reason cleared, and each of
+    /// `excluded_terminals` recorded as excluded:<terminal> = the own hwm now (its trust cap).
+    /// count 1 when a rebuild ended, 0 when none was under way (nothing changed).
+    virtual void finish_rebuild(std::vector<std::string> excluded_terminals,
+                                std::function<void(count_outcome)> done) = 0;
 
     /// Called on the writer thread after each successful commit. Set before traffic starts.
     virtual void set_commit_listener(std::function<void(const commit_info&)> listener) = 0;
@@ -272,12 +318,36 @@ public:
         std::vector<protocol::message> messages;
         protocol::hwm_map floor;
     };
+    /// `include_peer_origin` (serving a rebuilding peer): the peer's own origin is sent too.
     virtual peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
-                                     std::size_t limit, std::size_t max_bytes) = 0;
+                                     std::size_t limit, std::size_t max_bytes,
+                                     bool include_peer_origin) = 0;
+    /// The same with include_peer_origin = false.
+    peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
+                             std::size_t limit, std::size_t max_bytes) {
+        return next_for_peer(peer, after, limit, max_bytes, false);
+    }
 
     /// Own messages ready for the cloud, lowest seq first: state peer_ack (or pending too when
     /// `include_pending`, single-lane stores). The uploader has one request in flight at a time.
     virtual std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) = 0;
+
+    /// Replicas of `origins` to upload on their behalf (takeover): state pending, seq above the
+    /// origin's cloud_through, ordered by priority (critical first), then origin, then seq; at
+    /// most `limit`. The own origin, if named, is skipped (next_for_cloud serves it).
+    virtual std::vector<record> next_replicas_for_cloud(const std::vector<std::string>& origins,
+                                                        std::size_t limit) = 0;
+
+    /// Every origin held (own first, then by name): hwm, cloud_through and messages held.
+    /// From the origins and counts tables only (no scan of messages).
+    virtual std::vector<origin_summary> origin_summaries() = 0;
+
+    /// meta.incarnation (32 lowercase hex). Empty only for a read-only open of a file that
+    /// never had one (written by an older lanesync and not opened for writing since).
+    virtual std::string incarnation() = 0;
+
+    /// The persisted rebuild state (meta), with the incarnation.
+    virtual rebuild_state get_rebuild_state() = 0;
 
     /// Records of one state, oldest first (own messages).
     virtual std::vector<record> list(state st, std::size_t limit) = 0;

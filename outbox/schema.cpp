@@ -2,6 +2,7 @@
 
 #include "base/tuning.hpp"
 #include "outbox/outbox.hpp"
+#include "protocol/frames.hpp"
 
 #include <array>
 #include <optional>
@@ -127,9 +128,19 @@ CREATE INDEX messages_state ON messages (origin, state, seq);
     tx.db().exec(count_triggers);
 }
 
+/// 2 -> 3: the index of next_replicas_for_cloud (a lane uploading a dead lane's replicas
+/// on its behalf takes them by priority, then seq, per origin).
+void migrate_to_3(write_transaction& tx) {
+    tx.db().exec(R"sql(
+-- next_replicas_for_cloud: pending replicas of one origin and priority, in seq order.
+CREATE INDEX messages_priority ON messages (origin, state, priority, seq);
+)sql");
+}
+
 using migration = void (*)(write_transaction&);
 /// steps[v] migrates from user_version v to v + 1.
-constexpr std::array<migration, schema_version> steps = {&migrate_to_1, &migrate_to_2};
+constexpr std::array<migration, schema_version> steps = {&migrate_to_1, &migrate_to_2,
+                                                         &migrate_to_3};
 
 [[noreturn]] void newer(const std::string& path, std::int64_t v) {
     throw error("outbox " + path + " has schema version " + std::to_string(v) +
@@ -217,15 +228,26 @@ void bind_identity(connection& db, const std::string& path, const std::string& t
     write_transaction tx(db);
     auto term = meta_value(db, "terminal_id");
     auto st = meta_value(db, "store_id");
+    const bool has_incarnation = meta_value(db, "incarnation").has_value();
+    statement put(db, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
     if (term || st) {
         check_meta(path, "terminal", term.value_or(""), terminal_id, "TERMINAL_ID");
         check_meta(path, "store", st.value_or(""), store_id, "STORE_ID");
-        return; // nothing written: the destructor ends the transaction
+        if (has_incarnation)
+            return; // nothing written: the destructor ends the transaction
+        // A file of an older lanesync: it gets its incarnation now (a meta row, no migration).
+        const std::string incarnation = protocol::random_hex(16);
+        use u(put);
+        u.bind(1, std::string_view("incarnation")).bind(2, incarnation).run();
+        tx.commit();
+        return;
     }
-    statement put(db, "INSERT INTO meta(key, value) VALUES (?1, ?2)");
+    // The incarnation names this copy of the origin's history: a rebuild takes a new one.
+    const std::string incarnation = protocol::random_hex(16);
     for (auto [k, v] :
          {std::pair<std::string_view, const std::string*>{"terminal_id", &terminal_id},
-          {"store_id", &store_id}}) {
+          {"store_id", &store_id},
+          {"incarnation", &incarnation}}) {
         use u(put);
         u.bind(1, k).bind(2, *v).run();
     }

@@ -318,11 +318,11 @@ void sqlite_store::publish(protocol::publish_request req,
 }
 
 void sqlite_store::store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
-                                  std::function<void(replicas_outcome)> done) {
+                                  bool restore_own, std::function<void(replicas_outcome)> done) {
     submit<replicas_outcome>(
-        [this, msgs = std::move(msgs), floor = std::move(floor)](write_transaction& tx,
-                                                                 commit_info& info) {
-            return do_store_replicas(tx, msgs, floor, info);
+        [this, msgs = std::move(msgs), floor = std::move(floor), restore_own](write_transaction& tx,
+                                                                              commit_info& info) {
+            return do_store_replicas(tx, msgs, floor, restore_own, info);
         },
         std::move(done));
 }
@@ -376,6 +376,23 @@ void sqlite_store::origin_cloud_through(std::string origin, std::uint64_t throug
     submit<count_outcome>(
         [this, origin = std::move(origin), through](write_transaction& tx, commit_info&) {
             return do_origin_cloud_through(tx, origin, through);
+        },
+        std::move(done));
+}
+
+void sqlite_store::begin_rebuild(std::string reason, std::function<void(count_outcome)> done) {
+    submit<count_outcome>(
+        [this, reason = std::move(reason)](write_transaction& tx, commit_info&) {
+            return do_begin_rebuild(tx, reason);
+        },
+        std::move(done));
+}
+
+void sqlite_store::finish_rebuild(std::vector<std::string> excluded_terminals,
+                                  std::function<void(count_outcome)> done) {
+    submit<count_outcome>(
+        [this, excluded = std::move(excluded_terminals)](write_transaction& tx, commit_info&) {
+            return do_finish_rebuild(tx, excluded);
         },
         std::move(done));
 }

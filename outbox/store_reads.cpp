@@ -115,7 +115,8 @@ protocol::hwm_map sqlite_store::cloud_through() {
 }
 
 store::peer_batch sqlite_store::next_for_peer(std::string_view peer, const protocol::hwm_map& after,
-                                              std::size_t limit, std::size_t max_bytes) {
+                                              std::size_t limit, std::size_t max_bytes,
+                                              bool include_peer_origin) {
     peer_batch b;
     if (limit == 0)
         return b;
@@ -133,7 +134,7 @@ store::peer_batch sqlite_store::next_for_peer(std::string_view peer, const proto
     std::size_t bytes = 0;
     bool full = false;
     for (const auto& [origin, hwm] : origins) {
-        if (origin == peer)
+        if (origin == peer && !include_peer_origin)
             continue;
         auto it = after.find(origin);
         const std::uint64_t from = it == after.end() ? 0 : it->second;

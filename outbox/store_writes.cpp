@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace lanesync::outbox::detail {
 namespace {
@@ -52,22 +53,29 @@ void sqlite_store::write_origin(write_transaction&, const std::string& origin,
     u.bind(1, origin).bind(2, m.hwm).bind(3, m.cloud_through).run();
 }
 
-std::uint64_t sqlite_store::own_cloud_through(write_transaction&, std::uint64_t own_hwm) {
-    // Own seqs 1..hwm all exist or were pruned after cloud_ack, so the own cloud_through is
-    // just below the lowest seq not yet cloud_ack: three index seeks, no scan.
-    std::uint64_t through = own_hwm;
+std::uint64_t sqlite_store::own_cloud_through(write_transaction& tx, std::uint64_t own_hwm) {
+    // Own seqs 1..hwm all exist or were pruned after cloud_ack (or were below an own-origin
+    // floor of a restore), so the own cloud_through is just below the lowest seq not yet
+    // cloud_ack.
+    return contiguous_cloud_through(tx, terminal_id_, own_hwm);
+}
+
+std::uint64_t sqlite_store::contiguous_cloud_through(write_transaction&, const std::string& origin,
+                                                     std::uint64_t hwm) {
+    // Three index seeks, no scan (replicas never are peer_ack: that seek finds nothing).
+    std::uint64_t through = hwm;
     for (state s : {state::pending, state::peer_ack, state::failed}) {
         use u(w_->first_seq_in_state);
-        u.bind(1, terminal_id_).bind(2, state_int(s));
+        u.bind(1, origin).bind(2, state_int(s));
         if (u.step())
             through = std::min(through, u.uint64(0) - 1);
     }
     return through;
 }
 
-std::size_t sqlite_store::mark_replicas_in_cloud(write_transaction&, const std::string& origin,
-                                                 std::uint64_t through, std::int64_t now) {
-    use u(w_->replicas_cloud_acked);
+std::size_t sqlite_store::mark_in_cloud(write_transaction&, const std::string& origin,
+                                        std::uint64_t through, std::int64_t now) {
+    use u(origin == terminal_id_ ? w_->own_cloud_acked : w_->replicas_cloud_acked);
     u.bind(1, origin).bind(2, through).bind(3, now).run();
     return static_cast<std::size_t>(u.changes());
 }
@@ -133,17 +141,22 @@ sqlite_store::origin_marks& sqlite_store::touched_origin(write_transaction& tx, 
 }
 
 void sqlite_store::apply_floor(write_transaction& tx, const protocol::hwm_map& floor,
-                               origin_map& marks, std::int64_t now) {
+                               bool restore_own, origin_map& marks, std::int64_t now) {
     // floor[o] = f: every message of o below f is in the cloud (pruned at the sender), so it
     // counts as held here and as cloud_ack.
     for (const auto& [origin, f] : floor) {
-        if (origin == terminal_id_ || f <= 1)
+        if (f <= 1)
             continue;
+        if (origin == terminal_id_) {
+            if (restore_own)
+                apply_own_floor(tx, f, touched_origin(tx, marks, origin), now);
+            continue;
+        }
         auto& m = touched_origin(tx, marks, origin);
         m.hwm = std::max(m.hwm, f - 1);
         if (f - 1 > m.cloud_through) {
             m.cloud_through = f - 1;
-            mark_replicas_in_cloud(tx, origin, m.cloud_through, now);
+            mark_in_cloud(tx, origin, m.cloud_through, now);
         }
     }
 }
@@ -207,19 +220,27 @@ void sqlite_store::store_replica(write_transaction& tx, const protocol::message&
 
 replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
                                                  const std::vector<protocol::message>& msgs,
-                                                 const protocol::hwm_map& floor,
+                                                 const protocol::hwm_map& floor, bool restore_own,
                                                  commit_info& info) {
     replicas_outcome out;
     const auto now = protocol::now_ms();
     origin_map marks; // touched origins, written at the end
-    apply_floor(tx, floor, marks, now);
+    apply_floor(tx, floor, restore_own, marks, now);
     std::string gap_text;
+    std::size_t own_inserted = 0;
     for (const auto& m : msgs) {
-        if (m.origin == terminal_id_)
+        const bool own = m.origin == terminal_id_;
+        if (own && !restore_own)
             continue; // our own message coming back: this lane is its source of truth
+        // Restoring (a rebuild): own messages follow the replica rules and become own rows;
+        // the own hwm rises with them, so publish continues at hwm + 1.
+        const auto before = out.inserted;
         store_replica(tx, m, touched_origin(tx, marks, m.origin), out, gap_text, now);
+        if (own)
+            own_inserted += out.inserted - before;
     }
-    info.new_replicas = out.inserted > 0;
+    info.new_own = own_inserted > 0; // gossip sends them on (peers that lack them)
+    info.new_replicas = out.inserted > own_inserted;
     for (const auto& [origin, m] : marks)
         write_origin(tx, origin, m);
     out.hwm = all_hwm(tx);
@@ -264,8 +285,11 @@ cloud_outcome sqlite_store::do_cloud_acked(write_transaction& tx,
                                            const std::vector<cloud_result>& results) {
     cloud_outcome out;
     const auto now = protocol::now_ms();
+    std::set<std::string> replica_origins; // whose cloud_through may rise
     for (const auto& r : results) {
-        if (r.k == cloud_result::rejected) {
+        if (!r.origin.empty() && r.origin != terminal_id_) {
+            apply_replica_result(tx, r, now, out, replica_origins);
+        } else if (r.k == cloud_result::rejected) {
             use u(w_->cloud_reject_one);
             u.bind(1, r.id).bind(2, terminal_id_).bind(3, r.error).run();
             out.failed += static_cast<std::size_t>(u.changes());
@@ -279,6 +303,8 @@ cloud_outcome sqlite_store::do_cloud_acked(write_transaction& tx,
             }
         }
     }
+    for (const auto& origin : replica_origins)
+        raise_replica_cloud_through(tx, origin);
     auto own = read_origin(tx, terminal_id_);
     auto through = own_cloud_through(tx, own.hwm);
     if (through != own.cloud_through) {
@@ -371,14 +397,16 @@ count_outcome sqlite_store::do_origin_cloud_through(write_transaction& tx,
                                                     std::uint64_t through) {
     count_outcome out;
     out.ok = true;
-    if (origin == terminal_id_ || through == 0)
-        return out; // own messages reach cloud_ack only through the cloud's own answers
+    if (through == 0)
+        return out;
+    if (origin == terminal_id_)
+        return do_own_cloud_through(tx, through);
     auto m = read_origin(tx, origin);
     if (through > m.cloud_through) {
         m.cloud_through = through;
         write_origin(tx, origin, m);
     }
-    out.count = mark_replicas_in_cloud(tx, origin, through, protocol::now_ms());
+    out.count = mark_in_cloud(tx, origin, through, protocol::now_ms());
     return out;
 }
 

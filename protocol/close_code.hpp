@@ -10,13 +10,14 @@ namespace lanesync::protocol::close_code {
 
 /// Normal closure.
 inline constexpr std::uint16_t normal = 1000;
-/// The lane is shutting down.
+/// The lane is shutting down, or its sessions end because a rebuild starts ("rebuilding: ...")
+/// or finished ("rebuild finished").
 inline constexpr std::uint16_t going_away = 1001;
 /// A frame that is not valid JSON (or not UTF-8).
 inline constexpr std::uint16_t invalid_payload = 1007;
 /// Policy violation: wrong frame for the state, bad field, over a limit, unknown version,
 /// other store, duplicate id, failed authentication, gap, window exceeded, binary frame,
-/// id conflict, outbox lost.
+/// id conflict, incarnation mismatch, a v1 session with a rebuilding lane.
 inline constexpr std::uint16_t policy_violation = 1008;
 /// The receiver could not commit a batch (storage failure).
 inline constexpr std::uint16_t internal_error = 1011;

@@ -34,8 +34,9 @@ struct ending {
     /// A short operator-facing name of the cause, e.g. "wrong PEER_SECRET"; empty when the
     /// ending is an ordinary transient one (network, shutdown, timeout).
     std::string text;
-    /// The peer refused our protocol version but speaks one we do: reconnect at once (no
-    /// backoff) offering this version, and keep offering it on this link. 0 otherwise.
+    /// Reconnect at once (no backoff) offering this version, and keep offering it on this
+    /// link: the peer refused our protocol version but speaks this one, or a rebuild started
+    /// or finished ("rebuilding: ...", "rebuild finished": the version offered). 0 otherwise.
     int retry_version = 0;
     bool permanent() const { return cls == ending_class::permanent; }
 };
@@ -50,11 +51,14 @@ struct version_offer {
 /// there was no close frame), the close reason (ours or the peer's, as sent on the wire) and
 /// who decided. Permanent: wrong PEER_SECRET, other store, no protocol version in common
 /// ("no version in common", or an "unsupported protocol version" refusal naming no version we
-/// speak), outbox lost or replaced — none of them clears without an operator. A peer's
-/// "unsupported protocol version" refusal naming a version both speak is transient with
-/// `retry_version` set. Everything else is transient, including a duplicate terminal id (it
-/// clears when the old session dies), an id conflict, a storage failure, a malformed frame and
-/// every network error.
+/// speak), "incarnation mismatch" (a peer holds other messages of an origin than the origin
+/// does, or was left out of its rebuild), a v1 lane's "outbox lost or replaced" — none of them
+/// clears without an operator. Transient with `retry_version` set (again at once): a peer's
+/// "unsupported protocol version" refusal naming a version both speak, and either side's
+/// "rebuilding: ..." or "rebuild finished" close (with the offered version, else ours.max).
+/// Everything else is transient, including a duplicate terminal id (it clears when the old
+/// session dies), an id conflict, a storage failure, a malformed frame and every network
+/// error.
 ending classify_ending(session_stage stage, std::uint16_t close_code, std::string_view reason,
                        decided_by who, const version_offer& offer = {});
 

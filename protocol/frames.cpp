@@ -1,13 +1,9 @@
 #include "protocol/frames.hpp"
 
 #include <nlohmann/json.hpp>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 
+#include <algorithm>
 #include <limits>
-#include <stdexcept>
 
 namespace lanesync::protocol {
 namespace {
@@ -303,13 +299,79 @@ decode_result decode_auth(const json& j) {
     return frame{auth_frame{*mac}};
 }
 
+/// The v2 fields of a ready frame: "inc" (32 lowercase hex) and "rebuild" (a boolean), both
+/// optional; never next to v1 marks.
+bool get_ready_v2(const json& j, ready_frame& f, std::string& err) {
+    auto inc = j.find("inc");
+    auto rebuild = j.find("rebuild");
+    if (inc == j.end() && rebuild == j.end())
+        return true;
+    if (!f.v2 && !f.hwm.empty()) {
+        err = "ready mixes v1 marks and v2 fields";
+        return false;
+    }
+    if (inc != j.end()) {
+        if (!inc->is_string() || !valid_hex(inc->get_ref<const std::string&>(), 32, 32)) {
+            err = "field inc must be 32 lowercase hex digits";
+            return false;
+        }
+        f.inc = inc->get<std::string>();
+    }
+    if (rebuild != j.end()) {
+        if (!rebuild->is_boolean()) {
+            err = "field rebuild must be a boolean";
+            return false;
+        }
+        f.rebuild = rebuild->get<bool>();
+    }
+    return true;
+}
+
 decode_result decode_ready(const json& j, const frame_limits& lim) {
     std::string err;
     ready_frame f;
-    if (!get_marks(j, lim, f.hwm, f.ids, f.v2, err))
+    if (!get_marks(j, lim, f.hwm, f.ids, f.v2, err) || !get_ready_v2(j, f, err))
         return policy(err);
-    if (j.size() != 2)
+    if (j.size() != 2u + (j.contains("inc") ? 1u : 0u) + (j.contains("rebuild") ? 1u : 0u))
         return policy("ready has unknown fields");
+    return frame{std::move(f)};
+}
+
+/// A news map: terminal id -> 0..2^53.
+bool get_news_map(const json& j, const char* key, const frame_limits& lim,
+                  std::map<std::string, std::uint64_t>& out, std::string& err) {
+    constexpr std::uint64_t max_number = std::uint64_t{1} << 53;
+    if (!get_hwm(j, key, lim, out, err))
+        return false;
+    for (const auto& [k, v] : out)
+        if (v > max_number) {
+            err = std::string("field ") + key + " values must be at most 2^53";
+            return false;
+        }
+    return true;
+}
+
+decode_result decode_news(const json& j, const frame_limits& lim) {
+    std::string err;
+    news_frame f;
+    if (!get_news_map(j, "seen", lim, f.seen, err) || !get_news_map(j, "cloud", lim, f.cloud, err))
+        return policy(err);
+    auto cover = j.find("cover");
+    if (cover == j.end() || !cover->is_array())
+        return policy("field cover must be an array");
+    if (cover->size() > lim.max_origins)
+        return policy("field cover has too many origins");
+    for (const auto& o : *cover) {
+        if (!o.is_string() || !valid_terminal_id(o.get_ref<const std::string&>()))
+            return policy("field cover has an invalid origin id");
+        f.cover.push_back(o.get<std::string>());
+    }
+    auto sorted = f.cover;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+        return policy("field cover names an origin twice");
+    if (j.size() != 4)
+        return policy("news has unknown fields");
     return frame{std::move(f)};
 }
 
@@ -377,6 +439,8 @@ decode_result decode_frame(std::string_view text, const frame_limits& lim) {
         return decode_batch(j, lim);
     if (*type == "ack")
         return decode_ack(j, lim);
+    if (*type == "news")
+        return decode_news(j, lim);
     return policy("unknown frame type");
 }
 
@@ -402,7 +466,12 @@ std::string encode(const auth_frame& f) {
 }
 
 std::string encode(const ready_frame& f) {
-    return dump(json{{"type", "ready"}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}});
+    json j{{"type", "ready"}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}};
+    if (f.v2 && !f.inc.empty()) // v1 frames never carry the v2 fields
+        j["inc"] = f.inc;
+    if (f.v2 && f.rebuild)
+        j["rebuild"] = true;
+    return dump(j);
 }
 
 std::string encode(const batch_frame& f) {
@@ -419,54 +488,20 @@ std::string encode(const ack_frame& f) {
     return dump(json{{"type", "ack"}, {"n", f.n}, {"hwm", marks_json(f.hwm, f.ids, f.v2)}});
 }
 
+std::string encode(const news_frame& f) {
+    json cover = json::array();
+    for (const auto& o : f.cover)
+        cover.push_back(o);
+    return dump(json{{"type", "news"},
+                     {"seen", hwm_json(f.seen)},
+                     {"cloud", hwm_json(f.cloud)},
+                     {"cover", std::move(cover)}});
+}
+
 std::size_t encoded_size(const message& m) {
     // id(36) origin topic priority data plus the fixed keys and numbers; exact enough for a cap
     // because data dominates and it is embedded verbatim (canonical form round-trips).
     return 110 + m.id.size() + m.origin.size() + m.topic.size() + m.data.size() + 40;
-}
-
-std::string peer_mac(std::string_view secret, peer_role role, std::string_view store,
-                     std::string_view client_terminal, std::string_view server_terminal,
-                     std::string_view client_nonce, std::string_view server_nonce) {
-    std::string msg = "lanesync-peer/1\n";
-    msg += role == peer_role::client ? "client" : "server";
-    for (auto part : {store, client_terminal, server_terminal, client_nonce, server_nonce}) {
-        msg += '\n';
-        msg += part;
-    }
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-              reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out, &len))
-        throw std::runtime_error("OpenSSL HMAC failed");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string r;
-    r.reserve(len * 2);
-    for (unsigned int i = 0; i < len; ++i) {
-        r += hex[out[i] >> 4];
-        r += hex[out[i] & 0x0F];
-    }
-    return r;
-}
-
-bool mac_equal(std::string_view a, std::string_view b) {
-    if (a.size() != b.size())
-        return false;
-    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string random_hex(std::size_t bytes) {
-    std::string raw(bytes, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
-        throw std::runtime_error("OpenSSL RAND_bytes failed");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string r;
-    r.reserve(bytes * 2);
-    for (unsigned char c : raw) {
-        r += hex[c >> 4];
-        r += hex[c & 0x0F];
-    }
-    return r;
 }
 
 } // namespace lanesync::protocol

@@ -42,10 +42,14 @@ struct auth_frame {
 };
 /// Both directions once authenticated: what I hold (anti-entropy starts from here). `v2`: the
 /// marks are v2 objects `{"seq": N, "id": "<tip id>"}` (ids in `ids`), else v1 numbers.
+/// v2 only (never encoded in v1): `inc`, the sender's incarnation (32 lowercase hex, empty =
+/// not sent), and `rebuild`, the sender is rebuilding its own origin from its peers.
 struct ready_frame {
     hwm_map hwm;
     tip_ids ids = {};
     bool v2 = false;
+    std::string inc = {};
+    bool rebuild = false;
 };
 /// Messages the other side lacks. `floor[o] = f` says every message of origin o below seq f is
 /// known to be in the cloud and was pruned here, so the receiver may treat it as held.
@@ -63,8 +67,22 @@ struct ack_frame {
     bool v2 = false;
 };
 
-using frame =
-    std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame, ack_frame>;
+/// v2, data phase, both directions: what the sender knows about the other lanes.
+struct news {
+    /// terminal -> ms since the sender (or a lane it heard from) last had an authenticated
+    /// session with it (0: connected now); never the sender itself.
+    std::map<std::string, std::uint64_t> seen = {};
+    /// origin -> highest seq known committed in the cloud contiguously from 1.
+    hwm_map cloud = {};
+    /// the origins the sender uploads on behalf of right now.
+    std::vector<std::string> cover = {};
+};
+/// `{"type":"news","seen":{..},"cloud":{..},"cover":[..]}`: every field required, each at most
+/// frame_limits::max_origins entries, terminal-id syntax, numbers 0..2^53.
+struct news_frame : news {};
+
+using frame = std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame,
+                           ack_frame, news_frame>;
 
 /// Limits applied while decoding a frame.
 struct frame_limits {
@@ -91,6 +109,7 @@ std::string encode(const auth_frame& f);
 std::string encode(const ready_frame& f);
 std::string encode(const batch_frame& f);
 std::string encode(const ack_frame& f);
+std::string encode(const news_frame& f);
 
 /// Size of one message inside a batch frame, for batch byte caps: an upper bound of its
 /// encoded length (at most about 150 bytes over).

@@ -38,6 +38,9 @@ peer_actions peer_machine::on_binary() {
 peer_actions peer_machine::on_frame(frame f) {
     if (closing_)
         return {};
+    if (std::holds_alternative<news_frame>(f) && stage_ != stage::joining && stage_ != stage::open)
+        return refuse(close_code::policy_violation, "malformed frame: news before the data phase",
+                      close_cause::malformed);
     if (stage_ == stage::joining || stage_ == stage::open)
         return on_data_frame(f);
     return on_handshake_frame(f);
@@ -149,9 +152,10 @@ peer_actions peer_machine::on_auth(auth_frame& a) {
 
 /// Client: the server accepted us; join the hub, then answer with our own ready.
 peer_actions peer_machine::on_ready(ready_frame& r) {
-    if (auto why = check_marks_form(r.v2, r.hwm); !why.empty())
+    if (auto why = check_ready_form(r); !why.empty())
         return refuse(close_code::policy_violation, why, close_cause::malformed);
     got_ready_ = true;
+    peer_inc_ = r.inc;
     peer_ready_ = std::move(r);
     stage_ = stage::joining;
     peer_actions out;
@@ -183,7 +187,7 @@ peer_actions peer_machine::on_hwm(hwm_map own, tip_ids ids) {
         return out;
     if (ready_to_send_) {
         ready_to_send_ = false;
-        out.push_back(send_frame{encode(ready_frame{own, std::move(ids), v2()})});
+        send_ready(own, std::move(ids), out);
     }
     if (peer_ready_)
         check_peer_ready(own, out);
@@ -207,9 +211,10 @@ peer_actions peer_machine::on_data_frame(frame& f) {
         if (got_ready_)
             return refuse(close_code::policy_violation, "malformed frame: second ready frame",
                           close_cause::malformed);
-        if (auto why = check_marks_form(r->v2, r->hwm); !why.empty())
+        if (auto why = check_ready_form(*r); !why.empty())
             return refuse(close_code::policy_violation, why, close_cause::malformed);
         got_ready_ = true;
+        peer_inc_ = r->inc;
         peer_ready_ = std::move(*r);
         peer_actions out;
         if (!hwm_reading_) {
@@ -220,6 +225,8 @@ peer_actions peer_machine::on_data_frame(frame& f) {
     }
     if (auto* b = std::get_if<batch_frame>(&f))
         return on_batch(*b);
+    if (auto* n = std::get_if<news_frame>(&f))
+        return on_news_frame(*n);
     return on_ack(std::get<ack_frame>(f));
 }
 
@@ -233,7 +240,8 @@ peer_actions peer_machine::on_batch(batch_frame& b) {
         return refuse(close_code::policy_violation, "malformed frame: in-flight window exceeded",
                       close_cause::malformed);
     peer_actions out;
-    out.push_back(store_batch{b.n, std::move(b.messages), std::move(b.floor)});
+    // Rebuilding: the batch may carry our own origin, restored as own messages.
+    out.push_back(store_batch{b.n, std::move(b.messages), std::move(b.floor), cfg_.rebuilding});
     return out;
 }
 
@@ -293,8 +301,8 @@ void peer_machine::pump(peer_actions& out) {
     if (inflight_ >= cfg_.window)
         return;
     reading_ = true;
-    out.push_back(
-        read_next_batch{peer_id_, cursor_, cfg_.batch_max_messages, cfg_.batch_max_bytes});
+    out.push_back(read_next_batch{peer_id_, cursor_, cfg_.batch_max_messages, cfg_.batch_max_bytes,
+                                  serving_rebuild_});
 }
 
 peer_actions peer_machine::on_next_batch(std::vector<message> messages, hwm_map floor) {

@@ -12,8 +12,15 @@
 ///           -> data phase
 /// Protocol v2 (docs/protocol.md): ready and ack marks name the tip id they confirm. The
 /// peer's mark of our own origin is trusted only when our own message at that seq has that
-/// id (read_own_mark, at the peer's ready and on every ack); otherwise the peer holds other
-/// messages of our origin and is refused as "outbox lost or replaced", never promoted.
+/// id (read_own_mark, at the peer's ready and on every ack); otherwise (or when the mark is
+/// above our hwm, in v1 too) our outbox lost messages the peer holds: the session closes 1001
+/// "rebuilding: ..." and the lane rebuilds; nothing is promoted. Lane rebuild
+/// (peer_machine_rebuild.cpp): a rebuilding lane's ready says so, it reports the peer's mark
+/// of its origin (own_reported) and restores what the peer sends of it (store_batch.restore);
+/// a peer serving it checks its replica at the rebuilding lane's mark (read_origin_mark) and
+/// then sends that origin too. A lane left out of our rebuild (trust_caps) is refused above
+/// its cap as "incarnation mismatch". News (v2, data phase): sent on request (on_news),
+/// delivered after the peer's ready passed (news_received).
 /// Data phase, both roles at once: a sender (cursor per origin, at most `window` batches in
 /// flight, one outbox read at a time, paused while the write queue is full) and a receiver
 /// (batches in order, at most `window` commits pending, an ack per stored batch, in order).
@@ -26,6 +33,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,19 +55,28 @@ struct peer_machine_config {
     std::size_t batch_max_bytes = 4u << 20;
     std::size_t nonce_bytes = 32;
     frame_limits limits;
+    /// This lane is rebuilding its own origin from its peers (outbox meta.rebuild_reason set):
+    /// the ready says `rebuild: true` and the rules of "Rebuilding side" apply (v2 only).
+    bool rebuilding = false;
+    /// This lane's incarnation (outbox meta.incarnation), sent as the ready's `inc` in v2.
+    std::string incarnation;
+    /// terminal -> trust cap: that lane was excluded from this lane's rebuild when the own
+    /// hwm was the cap, so its marks of our origin above the cap are never trusted.
+    std::map<std::string, std::uint64_t> trust_caps;
 };
 
 /// What a close is about, so the session logs and counts it the way it always did.
 enum class close_cause {
-    malformed,       ///< bad frame, wrong frame in the data phase, order, window, gap
-    wrong_frame,     ///< a valid frame the handshake did not expect at this point
-    identity,        ///< version, store or own id refused
-    wrong_secret,    ///< a mac did not verify
-    hub_refused,     ///< the hub refused to join (duplicate terminal id)
-    outbox_lost,     ///< the peer holds more of our own origin than we do
-    id_conflict,     ///< the receiver's outbox found the same id with other content
-    storage_failure, ///< the receiver's outbox could not commit
-    requested,       ///< the lane asked (shutdown)
+    malformed,            ///< bad frame, wrong frame in the data phase, order, window, gap
+    wrong_frame,          ///< a valid frame the handshake did not expect at this point
+    identity,             ///< version, store or own id refused
+    wrong_secret,         ///< a mac did not verify
+    hub_refused,          ///< the hub refused to join (duplicate terminal id)
+    outbox_lost,          ///< the peer holds more of our own origin than we do: rebuild
+    incarnation_mismatch, ///< the peer holds other messages of an origin than that origin
+    id_conflict,          ///< the receiver's outbox found the same id with other content
+    storage_failure,      ///< the receiver's outbox could not commit
+    requested,            ///< the lane asked (shutdown)
 };
 
 // ---- actions (what the session must do, in order) -------------------------------------------
@@ -74,6 +91,8 @@ struct store_batch {
     std::uint64_t n = 0;
     std::vector<message> messages;
     hwm_map floor;
+    /// This lane is rebuilding: messages of its own origin are stored as own (restored).
+    bool restore = false;
 };
 /// Read this lane's hwm map (v2: and the tip id at each mark); answer with on_hwm().
 struct read_hwm {
@@ -96,6 +115,8 @@ struct read_next_batch {
     hwm_map after;
     std::size_t limit = 0;
     std::size_t max_bytes = 0;
+    /// Serving a rebuild: the peer's own origin too (from its cursor in `after`).
+    bool include_peer_origin = false;
 };
 /// The peer confirmed holding this lane's own messages 1..through.
 struct peer_acked {
@@ -117,13 +138,37 @@ struct close_link {
     bool auth_failure = false; ///< counted in lanesync_peer_auth_failures_total
     std::vector<std::pair<std::string, std::string>> log;
 };
+/// Rebuilding side, once per session at the peer's ready: what the peer holds of our origin
+/// (its mark {seq, id}; seq 0 and no id when it holds nothing), for protocol::rebuild_progress.
+struct own_reported {
+    std::string peer;
+    std::uint64_t seq = 0;
+    std::string id;
+};
+/// Serving a rebuild: read our replica's id of `origin` (the rebuilding peer) at `seq`; answer
+/// with on_origin_mark(origin, seq, id), id empty when not held.
+struct read_origin_mark {
+    std::string origin;
+    std::uint64_t seq = 0;
+};
+/// The peer's news, after its ready was checked. `cloud` never holds our own origin:
+/// `own_cloud_through` is the peer's cloud[our id] capped at the peer's last verified mark of
+/// our origin (0 when none), the only part of it this lane may apply.
+struct news_received {
+    std::string peer;
+    std::map<std::string, std::uint64_t> seen;
+    hwm_map cloud;
+    std::vector<std::string> cover;
+    std::uint64_t own_cloud_through = 0;
+};
 /// Drop the connection without a close frame (authentication timed out).
 struct abort_link {
     std::string reason;
 };
 
 using peer_action = std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark,
-                                 read_next_batch, peer_acked, join_hub, close_link, abort_link>;
+                                 read_next_batch, peer_acked, join_hub, close_link, abort_link,
+                                 own_reported, read_origin_mark, news_received>;
 using peer_actions = std::vector<peer_action>;
 
 /// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
@@ -156,6 +201,9 @@ public:
     peer_actions on_ack_ids(std::uint64_t n, tip_ids ids);
     /// `id`: our own message at `seq`, empty when not held (never handed out, or pruned).
     peer_actions on_own_mark(std::uint64_t seq, std::uint64_t own_hwm, const std::string& id);
+    /// Serving a rebuild: our replica's id of `origin` at `seq`, empty when not held.
+    peer_actions on_origin_mark(const std::string& origin, std::uint64_t seq,
+                                const std::string& id);
     peer_actions on_next_batch(std::vector<message> messages, hwm_map floor);
     peer_actions on_stored(std::uint64_t n, stored_outcome o);
 
@@ -165,6 +213,9 @@ public:
     peer_actions on_sender(bool on);
     /// The write queue is full (true) or has room again (false): back-pressure on the sender.
     peer_actions on_write_queue(bool full);
+    /// Send this news (v2 only): a news frame once our ready went out. Before that the latest
+    /// news given is kept and sent right after our ready; in a v1 session nothing, ever.
+    peer_actions on_news(news n);
     /// The lane wants the link closed (shutdown).
     peer_actions on_close_request(std::uint16_t code, std::string reason);
 
@@ -182,6 +233,10 @@ public:
     std::size_t in_flight() const { return inflight_; }
     std::size_t commits_pending() const { return commits_pending_; }
     const hwm_map& cursor() const { return cursor_; }
+    /// The peer's `inc` from its ready (for status); empty before it or when it sent none.
+    const std::string& incarnation_of_peer() const { return peer_inc_; }
+    /// The peer's ready said `rebuild: true` and passed: this session serves its rebuild.
+    bool serving_rebuild() const { return serving_rebuild_; }
 
 private:
     enum class stage { idle, hello_sent, challenge_sent, auth_sent, joining, open };
@@ -190,6 +245,8 @@ private:
     std::string check_identity(int version, const std::string& store,
                                const std::string& terminal) const;
     std::string check_marks_form(bool frame_v2, const hwm_map& marks) const;
+    std::string check_ready_form(const ready_frame& r) const;
+    void send_ready(const hwm_map& own, tip_ids ids, peer_actions& out);
     peer_actions on_handshake_frame(frame& f);
     peer_actions on_data_frame(frame& f);
     peer_actions on_challenge(challenge_frame& ch);
@@ -198,7 +255,16 @@ private:
     peer_actions on_ready(ready_frame& r);
     peer_actions on_batch(batch_frame& b);
     peer_actions on_ack(ack_frame& a);
+    peer_actions on_news_frame(news_frame& n);
     void check_peer_ready(const hwm_map& own, peer_actions& out);
+    void check_own_origin(const ready_frame& peer, const hwm_map& own, peer_actions& out);
+    bool serve_rebuild(ready_frame& peer, const hwm_map& own, peer_actions& out);
+    void check_rebuilding_ready(std::uint64_t peer_holds, std::uint64_t we_hold, std::string id,
+                                peer_actions& out);
+    bool over_trust_cap(std::uint64_t seq, peer_actions& out);
+    void refuse_mismatch(std::string why, std::vector<std::pair<std::string, std::string>> log,
+                         peer_actions& out);
+    void deliver_news(peer_actions& out);
     void ready_passed(peer_actions& out);
     void check_own_mark(std::uint64_t seq, std::string id, bool at_ready, peer_actions& out);
     void refuse_outbox_lost(std::string why, std::uint64_t peer_holds, std::uint64_t we_hold,
@@ -219,6 +285,7 @@ private:
     std::string nonce_c_, nonce_s_;
     std::string claimed_id_;
     int version_ = 0; ///< negotiated: offered (client) or served (server)
+    std::string peer_inc_;
 
     // own hwm reads: one at a time; its answer serves whatever waits for it
     bool hwm_reading_ = false;
@@ -226,6 +293,15 @@ private:
     std::optional<ready_frame> peer_ready_; ///< the peer's ready waits for the hwm
     bool got_ready_ = false;                ///< the peer's ready frame arrived
     bool ready_checked_ = false;            ///< ... and passed the outbox-lost check
+    bool ready_sent_ = false;               ///< our ready frame went out
+    std::optional<news> news_out_;          ///< news waiting for our ready
+    std::optional<news_frame> news_in_;     ///< the peer's news waiting for its ready's check
+
+    // the peer's ready between its checks (serving a rebuild: the origin mark first)
+    ready_frame checking_;
+    hwm_map checking_own_;
+    bool serving_rebuild_ = false;
+    bool origin_checking_ = false; ///< a read_origin_mark is out
 
     // sender side
     bool sender_ = false;

@@ -2,31 +2,15 @@
 // names"): the peer's ready against our own outbox, acks, and in v2 the tip ids that make a
 // peer's mark of our own origin trustworthy.
 #include "protocol/peer_machine.hpp"
+#include "protocol/peer_machine_detail.hpp"
 
 #include <algorithm>
 
 namespace lanesync::protocol {
-namespace {
 
-std::uint64_t seq_of(const hwm_map& h, const std::string& origin) {
-    auto it = h.find(origin);
-    return it == h.end() ? 0 : it->second;
-}
-
-std::string id_of(const tip_ids& ids, const std::string& origin) {
-    auto it = ids.find(origin);
-    return it == ids.end() ? std::string() : it->second;
-}
-
-/// An id shortened for a close reason: its last 12 hex digits (the random part of a UUIDv7;
-/// the leading digits are a timestamp shared by ids of the same minute).
-std::string short_id(const std::string& id) {
-    if (id.empty())
-        return "none";
-    return id.size() > 12 ? id.substr(id.size() - 12) : id;
-}
-
-} // namespace
+using detail::id_of;
+using detail::seq_of;
+using detail::short_id;
 
 /// v1 frames in a v1 session, v2 frames in a v2 session (an empty map fits both).
 std::string peer_machine::check_marks_form(bool frame_v2, const hwm_map& marks) const {
@@ -36,21 +20,57 @@ std::string peer_machine::check_marks_form(bool frame_v2, const hwm_map& marks) 
                 : "malformed frame: v2 marks in a v1 session";
 }
 
-/// The peer's ready against our own hwm: the outbox-lost rule, then the sender starts.
+/// A ready in this session's form: its marks (check_marks_form), and no v2 field in v1.
+std::string peer_machine::check_ready_form(const ready_frame& r) const {
+    if (auto why = check_marks_form(r.v2, r.hwm); !why.empty())
+        return why;
+    if (!v2() && (!r.inc.empty() || r.rebuild))
+        return "malformed frame: v2 fields in a v1 session";
+    return {};
+}
+
+/// The peer's ready against our own hwm: serving a rebuild (our replica of the peer's origin),
+/// then the rules about our own origin; then the sender starts.
 void peer_machine::check_peer_ready(const hwm_map& own, peer_actions& out) {
     ready_frame peer = std::move(*peer_ready_);
     peer_ready_.reset();
     cursor_ = peer.hwm;
-    cursor_.erase(peer_id_); // never send a lane its own messages
+    cursor_.erase(peer_id_); // never send a lane its own messages (but see serving a rebuild)
+    if (cfg_.rebuilding && !v2()) {
+        // A v1 lane cannot report what it holds of our origin nor send it: the rebuild waits
+        // for it until it speaks v2 or the operator leaves it out.
+        close(close_link{close_code::policy_violation,
+                         "rebuild needs protocol v2: this lane is rebuilding, the session speaks " +
+                             std::to_string(version_),
+                         close_cause::identity,
+                         true,
+                         false,
+                         {}},
+              out);
+        return;
+    }
+    if (peer.rebuild && serve_rebuild(peer, own, out))
+        return; // continues in on_origin_mark
+    check_own_origin(peer, own, out);
+}
+
+/// The peer's mark of our own origin at its ready.
+void peer_machine::check_own_origin(const ready_frame& peer, const hwm_map& own,
+                                    peer_actions& out) {
     std::uint64_t peer_holds = seq_of(peer.hwm, cfg_.terminal_id);
     std::uint64_t we_hold = seq_of(own, cfg_.terminal_id);
+    if (over_trust_cap(peer_holds, out))
+        return;
+    if (cfg_.rebuilding) {
+        check_rebuilding_ready(peer_holds, we_hold, id_of(peer.ids, cfg_.terminal_id), out);
+        return;
+    }
     // A peer holding more of our own messages than we do means our outbox was lost or
     // replaced (e.g. a wiped disk): our new seqs would collide with the ones it holds, and its
-    // acks would promote messages it never saw. Refuse loudly instead.
+    // acks would promote messages it never saw. Rebuild from the peers instead.
     if (peer_holds > we_hold) {
         refuse_outbox_lost("peer holds seq " + std::to_string(peer_holds) + " of " +
-                               cfg_.terminal_id + " but this lane only " + std::to_string(we_hold) +
-                               ": outbox lost or replaced",
+                               cfg_.terminal_id + " but this lane only " + std::to_string(we_hold),
                            peer_holds, we_hold, {}, out);
         return;
     }
@@ -66,6 +86,7 @@ void peer_machine::check_peer_ready(const hwm_map& own, peer_actions& out) {
 
 void peer_machine::ready_passed(peer_actions& out) {
     ready_checked_ = true;
+    deliver_news(out);
     pump(out);
 }
 
@@ -87,17 +108,32 @@ peer_actions peer_machine::on_own_mark(std::uint64_t seq, std::uint64_t own_hwm,
     own_mark_check c = std::move(checks_.front());
     checks_.pop_front();
     if (seq > own_hwm) {
+        if (cfg_.rebuilding) { // not restored that far yet: neither trusted nor refused
+            if (c.at_ready)
+                ready_passed(out);
+            return out;
+        }
         refuse_outbox_lost("peer holds seq " + std::to_string(seq) + " of " + cfg_.terminal_id +
-                               " but this lane only " + std::to_string(own_hwm) +
-                               ": outbox lost or replaced",
+                               " but this lane only " + std::to_string(own_hwm),
                            seq, own_hwm, {}, out);
         return out;
     }
     const bool comparable = !c.id.empty() && !id.empty();
     if (comparable && c.id != id) {
+        if (cfg_.rebuilding) {
+            refuse_mismatch("incarnation mismatch: peer holds " + cfg_.terminal_id + ":" +
+                                std::to_string(seq) + " as " + short_id(c.id) +
+                                ", this lane's is " + short_id(id),
+                            {{"origin", cfg_.terminal_id},
+                             {"seq", std::to_string(seq)},
+                             {"peer_tip_id", c.id},
+                             {"local_id", id}},
+                            out);
+            return out;
+        }
         refuse_outbox_lost("peer holds seq " + std::to_string(seq) + " of " + cfg_.terminal_id +
                                " as " + short_id(c.id) + " but this lane's is " + short_id(id) +
-                               " (hwm " + std::to_string(own_hwm) + "): outbox lost or replaced",
+                               " (hwm " + std::to_string(own_hwm) + ")",
                            seq, own_hwm, {{"peer_tip_id", c.id}, {"local_id", id}}, out);
         return out;
     }
@@ -111,6 +147,9 @@ peer_actions peer_machine::on_own_mark(std::uint64_t seq, std::uint64_t own_hwm,
     return out;
 }
 
+/// Our outbox lost messages the peer holds (or holds others at our seqs): this lane starts a
+/// rebuild (lanes/), and this session ends with 1001 "rebuilding: ..." so that both sides
+/// reconnect at once, this one in rebuild mode (protocol/ending.cpp).
 void peer_machine::refuse_outbox_lost(std::string why, std::uint64_t peer_holds,
                                       std::uint64_t we_hold,
                                       std::vector<std::pair<std::string, std::string>> ids,
@@ -118,8 +157,8 @@ void peer_machine::refuse_outbox_lost(std::string why, std::uint64_t peer_holds,
     std::vector<std::pair<std::string, std::string>> log{
         {"peer_holds_seq", std::to_string(peer_holds)}, {"local_seq", std::to_string(we_hold)}};
     log.insert(log.end(), ids.begin(), ids.end());
-    close(close_link{close_code::policy_violation, std::move(why), close_cause::outbox_lost, true,
-                     false, std::move(log)},
+    close(close_link{close_code::going_away, "rebuilding: " + std::move(why),
+                     close_cause::outbox_lost, true, false, std::move(log)},
           out);
 }
 
@@ -136,13 +175,15 @@ peer_actions peer_machine::on_ack(ack_frame& a) {
     --inflight_;
     // Relayed origins: the seq only moves the cursor (the peer never gets them twice).
     for (const auto& [origin, seq] : a.hwm) {
-        if (origin == peer_id_)
+        if (origin == peer_id_ && !serving_rebuild_)
             continue;
         auto& c = cursor_[origin];
         c = std::max(c, seq);
     }
     peer_actions out;
     if (auto it = a.hwm.find(cfg_.terminal_id); it != a.hwm.end()) {
+        if (over_trust_cap(it->second, out))
+            return out;
         std::string id = id_of(a.ids, cfg_.terminal_id);
         if (!v2())
             out.push_back(peer_acked{peer_id_, it->second});

@@ -37,7 +37,15 @@ inline constexpr std::string_view after_seq =
 inline constexpr std::string_view oldest_in_state =
     "SELECT stored_at, peer_acked_at FROM messages WHERE origin = ?1 AND state = ?2 "
     "ORDER BY seq LIMIT 1";
+/// next_replicas_for_cloud: one origin's pending replicas of one priority above its
+/// cloud_through, in seq order (index messages_priority).
+inline constexpr std::string_view pending_by_priority =
+    "SELECT " LANESYNC_RECORD_COLUMNS
+    " FROM messages WHERE origin = ?1 AND state = 0 AND priority = ?2 AND seq > ?3 "
+    "ORDER BY seq LIMIT ?4";
 inline constexpr std::string_view all_counts = "SELECT origin, state, n FROM counts";
+/// Every meta row (a handful): incarnation, rebuild state, trust caps.
+inline constexpr std::string_view all_meta = "SELECT key, value FROM meta";
 inline constexpr std::string_view all_origins = "SELECT origin, hwm, cloud_through FROM origins";
 inline constexpr std::string_view all_peers =
     "SELECT peer, acked_through, last_ack_at FROM peers ORDER BY peer";
@@ -53,6 +61,8 @@ inline constexpr std::string_view real_counts =
     "SELECT origin, state, COUNT(*) FROM messages GROUP BY origin, state";
 inline constexpr std::string_view origin_range =
     "SELECT min(seq), max(seq), COUNT(*) FROM messages WHERE origin = ?1";
+inline constexpr std::string_view held_above =
+    "SELECT COUNT(*) FROM messages WHERE origin = ?1 AND seq > ?2";
 
 // ---- writable(): an empty write transaction on the read connection -------------------------
 
@@ -104,6 +114,17 @@ inline constexpr std::string_view retry_all =
 inline constexpr std::string_view replicas_cloud_acked =
     "UPDATE messages SET state = 2, cloud_acked_at = ?3 "
     "WHERE origin = ?1 AND state = 0 AND seq <= ?2";
+/// Own messages up to a seq are in the cloud (a peer uploaded them, or an own-origin floor):
+/// pending and peer_ack become cloud_ack; failed stay failed.
+inline constexpr std::string_view own_cloud_acked =
+    "UPDATE messages SET state = 2, cloud_acked_at = ?3 "
+    "WHERE origin = ?1 AND state IN (0, 1) AND seq <= ?2";
+/// meta rows of the rebuild state (incarnation, rebuild_reason, rebuild_since, excluded:<t>).
+inline constexpr std::string_view meta_value = "SELECT value FROM meta WHERE key = ?1";
+inline constexpr std::string_view put_meta =
+    "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+inline constexpr std::string_view delete_meta = "DELETE FROM meta WHERE key = ?1";
 /// prune: the first cloud_ack message too young to go (own: cloud_acked_at; replica:
 /// stored_at), walking the state range in seq order.
 inline constexpr std::string_view first_young_own =

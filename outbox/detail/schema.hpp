@@ -10,7 +10,7 @@
 namespace lanesync::outbox::detail {
 
 /// Schema version this code writes. A file with a higher user_version is refused.
-inline constexpr int schema_version = 2;
+inline constexpr int schema_version = 3;
 
 /// Sets every connection pragma (one commented block in schema.cpp).
 void apply_pragmas(connection& db, bool read_only);
@@ -22,8 +22,9 @@ void migrate(connection& db, const std::string& path);
 /// Read-only open: the file must already be at schema_version (nothing can be migrated).
 void check_version_read_only(connection& db, const std::string& path);
 
-/// On first open records terminal_id and store_id in `meta` and creates the own origin row;
-/// afterwards refuses a file that belongs to another terminal or store.
+/// On first open records terminal_id, store_id and a random incarnation in `meta` and creates
+/// the own origin row; afterwards refuses a file that belongs to another terminal or store, and
+/// gives a file without an incarnation (an older lanesync's) one.
 void bind_identity(connection& db, const std::string& path, const std::string& terminal_id,
                    const std::string& store_id);
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace lanesync::outbox::detail {
@@ -28,8 +29,11 @@ public:
     ~sqlite_store() override;
 
     void publish(protocol::publish_request req, std::function<void(publish_outcome)> done) override;
+    using store::next_for_peer;
+    using store::store_replicas;
+
     void store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
-                        std::function<void(replicas_outcome)> done) override;
+                        bool restore_own, std::function<void(replicas_outcome)> done) override;
     void peer_acked(std::string peer, std::uint64_t acked_through, std::size_t quorum,
                     std::function<void(peer_ack_outcome)> done) override;
     void cloud_acked(std::vector<cloud_result> results,
@@ -40,6 +44,9 @@ public:
     void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) override;
     void origin_cloud_through(std::string origin, std::uint64_t through,
                               std::function<void(count_outcome)> done) override;
+    void begin_rebuild(std::string reason, std::function<void(count_outcome)> done) override;
+    void finish_rebuild(std::vector<std::string> excluded_terminals,
+                        std::function<void(count_outcome)> done) override;
     void set_commit_listener(std::function<void(const commit_info&)> listener) override;
     void close() override;
 
@@ -49,8 +56,14 @@ public:
     protocol::hwm_map cloud_through() override;
     protocol::tip_ids ids_at(const protocol::hwm_map& at) override;
     peer_batch next_for_peer(std::string_view peer, const protocol::hwm_map& after,
-                             std::size_t limit, std::size_t max_bytes) override;
+                             std::size_t limit, std::size_t max_bytes,
+                             bool include_peer_origin) override;
     std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) override;
+    std::vector<record> next_replicas_for_cloud(const std::vector<std::string>& origins,
+                                                std::size_t limit) override;
+    std::vector<origin_summary> origin_summaries() override;
+    std::string incarnation() override;
+    rebuild_state get_rebuild_state() override;
     std::vector<record> list(state st, std::size_t limit) override;
     std::vector<peer_mark> peer_marks() override;
     bool changed_elsewhere() override;
@@ -113,7 +126,8 @@ private:
                                commit_info& info);
     replicas_outcome do_store_replicas(write_transaction& tx,
                                        const std::vector<protocol::message>& msgs,
-                                       const protocol::hwm_map& floor, commit_info& info);
+                                       const protocol::hwm_map& floor, bool restore_own,
+                                       commit_info& info);
     peer_ack_outcome do_peer_acked(write_transaction& tx, const std::string& peer,
                                    std::uint64_t acked_through, std::size_t quorum,
                                    commit_info& info);
@@ -124,6 +138,11 @@ private:
     count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms);
     count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
                                           std::uint64_t through);
+    /// origin_cloud_through for the own origin (store_rebuild.cpp).
+    count_outcome do_own_cloud_through(write_transaction& tx, std::uint64_t through);
+    count_outcome do_begin_rebuild(write_transaction& tx, const std::string& reason);
+    count_outcome do_finish_rebuild(write_transaction& tx,
+                                    const std::vector<std::string>& excluded);
 
     /// The copy of `id` held under `origin` (an id may be held under several origins).
     std::optional<record> find(write_transaction& tx, const std::string& id,
@@ -131,15 +150,30 @@ private:
     origin_marks read_origin(write_transaction& tx, const std::string& origin);
     void write_origin(write_transaction& tx, const std::string& origin, const origin_marks& m);
     std::uint64_t own_cloud_through(write_transaction& tx, std::uint64_t own_hwm);
+    /// Just below the lowest seq of `origin` held and not cloud_ack (hwm when there is none).
+    std::uint64_t contiguous_cloud_through(write_transaction& tx, const std::string& origin,
+                                           std::uint64_t hwm);
     origin_marks& touched_origin(write_transaction& tx, origin_map& marks,
                                  const std::string& origin);
-    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, origin_map& marks,
-                     std::int64_t now);
+    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, bool restore_own,
+                     origin_map& marks, std::int64_t now);
     /// One message of store_replicas(): duplicate, refused, gap, or stored (extends `om`).
     void store_replica(write_transaction& tx, const protocol::message& m, origin_marks& om,
                        replicas_outcome& out, std::string& gap_text, std::int64_t now);
-    std::size_t mark_replicas_in_cloud(write_transaction& tx, const std::string& origin,
-                                       std::uint64_t through, std::int64_t now);
+    /// Messages of `origin` up to `through` become cloud_ack: replicas in state pending; own
+    /// messages in state pending or peer_ack. Returns how many changed.
+    std::size_t mark_in_cloud(write_transaction& tx, const std::string& origin,
+                              std::uint64_t through, std::int64_t now);
+    /// An own-origin floor of a restore: own hwm and cloud_through rise to f - 1.
+    void apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
+                         std::int64_t now);
+    /// One cloud answer for a replica (result.origin set): cloud_ack or failed.
+    void apply_replica_result(write_transaction& tx, const cloud_result& r, std::int64_t now,
+                              cloud_outcome& out, std::set<std::string>& touched);
+    /// A replica origin's cloud_through after cloud answers: rises contiguously, never falls.
+    void raise_replica_cloud_through(write_transaction& tx, const std::string& origin);
+    std::optional<std::string> meta(write_transaction& tx, std::string_view key);
+    void put_meta(write_transaction& tx, std::string_view key, const std::string& value);
     protocol::hwm_map all_hwm(write_transaction& tx);
 
     std::string path_;

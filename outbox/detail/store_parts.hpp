@@ -47,12 +47,15 @@ struct sqlite_store::write_statements {
           replicas_cloud_acked(db, sql::replicas_cloud_acked),
           first_young_own(db, sql::first_young_own),
           first_young_replica(db, sql::first_young_replica), delete_prefix(db, sql::delete_prefix),
-          data_version(db, sql::data_version) {}
+          data_version(db, sql::data_version), own_cloud_acked(db, sql::own_cloud_acked),
+          meta_value(db, sql::meta_value), put_meta(db, sql::put_meta),
+          delete_meta(db, sql::delete_meta) {}
 
     statement get_by_id_origin, insert_message, id_at_seq, ensure_origin, origin_row, set_origin,
         all_origins, first_seq_in_state, upsert_peer, kth_peer_mark, promote_to_peer_ack,
         cloud_ack_one, cloud_reject_one, note_attempt, retry_one, retry_all, replicas_cloud_acked,
-        first_young_own, first_young_replica, delete_prefix, data_version;
+        first_young_own, first_young_replica, delete_prefix, data_version, own_cloud_acked,
+        meta_value, put_meta, delete_meta;
 };
 
 struct sqlite_store::read_statements {
@@ -61,10 +64,11 @@ struct sqlite_store::read_statements {
           by_state(db, sql::by_state), after_seq(db, sql::after_seq),
           oldest_in_state(db, sql::oldest_in_state), all_counts(db, sql::all_counts),
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
-          id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version) {}
+          id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version),
+          pending_by_priority(db, sql::pending_by_priority), all_meta(db, sql::all_meta) {}
 
     statement get_by_id_origin, get_by_id, by_state, after_seq, oldest_in_state, all_counts,
-        all_origins, all_peers, id_at_seq, data_version;
+        all_origins, all_peers, id_at_seq, data_version, pending_by_priority, all_meta;
 };
 
 } // namespace lanesync::outbox::detail

@@ -187,3 +187,66 @@ TEST_CASE("decide: a cancelled request records nothing") {
     CHECK(d.results.empty());
     CHECK(d.error.empty());
 }
+
+// ---- covered uploads (replica takeover) -------------------------------------------------------
+
+namespace {
+
+outbox::record rec(const std::string& id, const std::string& origin, std::uint64_t seq,
+                   protocol::priority prio = protocol::priority::normal) {
+    outbox::record r;
+    r.msg.id = id;
+    r.msg.origin = origin;
+    r.msg.seq = seq;
+    r.msg.prio = prio;
+    r.own = origin == "L1";
+    return r;
+}
+
+std::vector<std::string> ids_of(const std::vector<outbox::record>& rs) {
+    std::vector<std::string> out;
+    for (const auto& r : rs)
+        out.push_back(r.msg.id);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("covered_origins: valid ids other than this lane, each once, sorted") {
+    CHECK(covered_origins({}, "L1").empty());
+    CHECK(covered_origins({"L1"}, "L1").empty());
+    CHECK(covered_origins({"L3", "L2", "L3", "L1", "", "bad id", std::string(33, 'x')}, "L1") ==
+          std::vector<std::string>{"L2", "L3"});
+}
+
+TEST_CASE("compose_round: own messages first and whole, covered replicas fill the room") {
+    using P = protocol::priority;
+    std::vector<outbox::record> own = {rec("a", "L1", 1), rec("b", "L1", 2)};
+    // As next_replicas_for_cloud orders them: priority, then origin, then seq.
+    std::vector<outbox::record> covered = {rec("x", "L3", 9, P::critical), rec("y", "L2", 4),
+                                           rec("z", "L3", 5)};
+    CHECK(ids_of(compose_round(own, covered, 50)) ==
+          std::vector<std::string>{"a", "b", "x", "y", "z"});
+    CHECK(ids_of(compose_round(own, covered, 3)) == std::vector<std::string>{"a", "b", "x"});
+    CHECK(ids_of(compose_round(own, covered, 2)) == std::vector<std::string>{"a", "b"});
+    // The own queue is empty: a batch of replicas only.
+    CHECK(ids_of(compose_round({}, covered, 2)) == std::vector<std::string>{"x", "y"});
+    // Nothing covered: exactly today's batch.
+    CHECK(ids_of(compose_round(own, {}, 50)) == std::vector<std::string>{"a", "b"});
+    // Own messages are never dropped, even beyond the limit (the outbox gave at most limit).
+    CHECK(compose_round(own, covered, 1).size() == 2);
+}
+
+TEST_CASE("compose_round: an id already in the batch waits for a later round") {
+    // One id on two lanes (a POS retry): held as own and as L3's replica, or under L2 and L3.
+    std::vector<outbox::record> own = {rec("same", "L1", 7)};
+    std::vector<outbox::record> covered = {rec("same", "L3", 2), rec("p", "L3", 3),
+                                           rec("q", "L2", 1), rec("q", "L3", 4)};
+    auto round = compose_round(own, covered, 50);
+    REQUIRE(round.size() == 3);
+    CHECK(ids_of(round) == std::vector<std::string>{"same", "p", "q"});
+    CHECK(round[0].msg.origin == "L1");
+    CHECK(round[2].msg.origin == "L2");
+    // The skipped one does not count against the room.
+    CHECK(ids_of(compose_round(own, covered, 2)) == std::vector<std::string>{"same", "p"});
+}

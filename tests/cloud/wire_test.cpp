@@ -86,6 +86,21 @@ TEST_CASE("encode_message: the contract's fields, data embedded as an object") {
     CHECK_FALSE(wire::encode_message(make_record(1, "[1,2]"), "s"));
 }
 
+TEST_CASE("encode_message: a covered replica keeps its origin's terminalId, adds uploadedBy") {
+    auto r = make_record(4);
+    r.msg.origin = "L3";
+    r.own = false;
+    auto j = nlohmann::json::parse(*wire::encode_message(r, "store-1", "L2"));
+    CHECK(j["terminalId"] == "L3");
+    CHECK(j["uploadedBy"] == "L2");
+    CHECK(j["seq"] == 4);
+    CHECK(j.size() == 10);
+    // Own messages (and the default) carry no uploadedBy at all.
+    CHECK_FALSE(nlohmann::json::parse(*wire::encode_message(r, "store-1")).contains("uploadedBy"));
+    CHECK_FALSE(
+        nlohmann::json::parse(*wire::encode_message(r, "store-1", "")).contains("uploadedBy"));
+}
+
 TEST_CASE("wrap_messages and wrapped_size agree") {
     std::vector<std::string> parts;
     CHECK(wire::wrap_messages(parts) == R"({"messages":[]})");

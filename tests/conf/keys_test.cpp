@@ -104,6 +104,7 @@ TEST_CASE("known_keys lists every key of SPEC section 4 (plus peer TLS) in docum
                                                "SYNC_BACKOFF_MAX_MS",
                                                "CLOUD_SYNC_INTERVAL_MS",
                                                "CLOUD_BATCH_SIZE",
+                                               "CLOUD_TAKEOVER_AFTER_S",
                                                "OUTBOX_RETENTION_DAYS",
                                                "MAX_MESSAGE_BYTES",
                                                "LOG_LEVEL",

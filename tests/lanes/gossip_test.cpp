@@ -245,6 +245,7 @@ struct fake_session : lanes::session_handle {
     void wake() override { ++wakes; }
     void set_sender(bool on) override { sender = on; }
     void close(std::uint16_t code, std::string) override { closed = code; }
+    void send_news() override {}
 };
 } // namespace
 

@@ -66,7 +66,7 @@ inline protocol::publish_request req(const std::string& data = R"({"n":1})",
 
 /// A deterministic UUID for message `seq` of lane number `lane`.
 inline std::string uuid(unsigned lane, std::uint64_t seq) {
-    char buf[40];
+    char buf[48];
     std::snprintf(buf, sizeof buf, "%08x-0000-7000-8000-%012llx", lane,
                   static_cast<unsigned long long>(seq));
     return buf;
@@ -95,9 +95,21 @@ template <class Out, class Start> Out wait_for(Start&& start) {
 }
 
 inline replicas_outcome store_replicas_sync(store& s, std::vector<protocol::message> msgs,
-                                            protocol::hwm_map floor = {}) {
+                                            protocol::hwm_map floor = {},
+                                            bool restore_own = false) {
     return wait_for<replicas_outcome>(
-        [&](auto done) { s.store_replicas(std::move(msgs), std::move(floor), done); });
+        [&](auto done) { s.store_replicas(std::move(msgs), std::move(floor), restore_own, done); });
+}
+/// store_replicas with restore_own = true (a rebuilding lane).
+inline replicas_outcome restore_sync(store& s, std::vector<protocol::message> msgs,
+                                     protocol::hwm_map floor = {}) {
+    return store_replicas_sync(s, std::move(msgs), std::move(floor), true);
+}
+inline count_outcome begin_rebuild_sync(store& s, const std::string& reason) {
+    return wait_for<count_outcome>([&](auto done) { s.begin_rebuild(reason, done); });
+}
+inline count_outcome finish_rebuild_sync(store& s, std::vector<std::string> excluded = {}) {
+    return wait_for<count_outcome>([&](auto done) { s.finish_rebuild(std::move(excluded), done); });
 }
 inline peer_ack_outcome peer_acked_sync(store& s, const std::string& peer, std::uint64_t through,
                                         std::size_t quorum) {

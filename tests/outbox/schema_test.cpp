@@ -1,5 +1,5 @@
-// Schema version 2: the migration of a version-1 file with data, and one id under two origins
-// (a POS that retried a sale on another lane with its idempotency key).
+// Schema versions 2 and 3: the migration of a version-1 file with data, and one id under two
+// origins (a POS that retried a sale on another lane with its idempotency key).
 
 #include "helpers.hpp"
 
@@ -105,7 +105,7 @@ row_set all_rows(const std::string& path, const std::string& table, const std::s
 
 } // namespace
 
-TEST_CASE("a version-1 file with data migrates to version 2 with every row, count and trigger") {
+TEST_CASE("a version-1 file with data migrates to the current version with every row and count") {
     temp_dir dir;
     const auto path = dir.file("L1.db");
     write_v1_file(path);
@@ -127,7 +127,7 @@ TEST_CASE("a version-1 file with data migrates to version 2 with every row, coun
     auto s = store::open(opts(path));
     {
         raw_db db(path);
-        CHECK(db.integer("PRAGMA user_version") == 2);
+        CHECK(db.integer("PRAGMA user_version") == 3);
         // The new keys: (origin, seq) identifies a row, (id, origin) is unique.
         auto sql = db.rows("SELECT sql FROM sqlite_master WHERE name = 'messages'");
         REQUIRE(sql.size() == 1);
@@ -137,7 +137,15 @@ TEST_CASE("a version-1 file with data migrates to version 2 with every row, coun
                          "tbl_name = 'messages'") == 3);
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_state'") == 1);
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_v2'") == 0);
+        // Version 3: the index of next_replicas_for_cloud.
+        CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_priority'") ==
+              1);
+        // A file of an older lanesync gets its incarnation on open (a meta row).
+        auto inc = db.rows("SELECT value FROM meta WHERE key = 'incarnation'");
+        REQUIRE(inc.size() == 1);
+        CHECK(inc[0][0].size() == 32);
     }
+    CHECK(s->incarnation().size() == 32);
     CHECK(all_rows(path, "messages", "origin, seq") == messages_before);
     CHECK(all_rows(path, "counts", "origin, state") == counts_before);
     CHECK(all_rows(path, "origins", "origin") == origins_before);

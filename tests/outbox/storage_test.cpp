@@ -214,6 +214,8 @@ TEST_CASE("hot queries are index range scans, never a full SCAN of messages") {
         {"prune own", q::first_young_own},
         {"prune replica", q::first_young_replica},
         {"prune delete", q::delete_prefix},
+        {"own in cloud", q::own_cloud_acked},
+        {"replicas for cloud", q::pending_by_priority},
     };
     for (const auto& [name, text] : queries) {
         CAPTURE(name);
@@ -256,7 +258,7 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
     };
 
     for (int step = 0; step < 400; ++step) {
-        switch (pick(8)) {
+        switch (pick(10)) {
         case 0:
         case 1: {
             auto recs = publish_n(*s, 1 + pick(5));
@@ -303,6 +305,26 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
             origin_cloud_through_sync(*s, origin, next_seq[origin] / 2);
             break;
         }
+        case 8: { // cloud answers for replicas uploaded on their origin's behalf
+            auto origin = pick(2) ? std::string("L2") : std::string("L3");
+            unsigned lane = origin == "L2" ? 2 : 3;
+            std::vector<cloud_result> res;
+            for (int i = 0, k = pick(6); i < k && next_seq[origin] > 1; ++i) {
+                auto seq =
+                    1 + static_cast<std::uint64_t>(pick(static_cast<int>(next_seq[origin] - 1)));
+                auto r = cloud(uuid(lane, seq), static_cast<cloud_result::kind>(pick(3)), "why");
+                r.origin = origin;
+                res.push_back(std::move(r));
+            }
+            REQUIRE(cloud_acked_sync(*s, res).ok);
+            break;
+        }
+        case 9: // a peer says the cloud holds own messages up to here
+            REQUIRE(origin_cloud_through_sync(*s, "L1",
+                                              static_cast<std::uint64_t>(own_ids.size()) / 2 +
+                                                  static_cast<std::uint64_t>(pick(5)))
+                        .ok);
+            break;
         }
         if (step % 50 == 0)
             check_counts();

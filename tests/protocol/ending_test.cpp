@@ -59,7 +59,7 @@ TEST_SUITE("ending") {
                   .permanent());
     }
 
-    TEST_CASE("outbox lost or replaced is permanent, also when the reason was cut") {
+    TEST_CASE("a lane's refusal as outbox lost or replaced is permanent, also when cut") {
         auto full =
             classify("peer holds seq 30 of L1 but this lane only 5: outbox lost or replaced",
                      decided_by::us, session_stage::authenticated);
@@ -76,6 +76,71 @@ TEST_SUITE("ending") {
         CHECK(classify("peer holds seq 100 of L1-long as 0a1b2c3d4e5f but this lane's is 0f1e2",
                        decided_by::us, session_stage::authenticated)
                   .permanent());
+    }
+
+    TEST_CASE("a rebuild starting: transient, reconnect at once, whichever side decided") {
+        for (auto who : {decided_by::us, decided_by::peer}) {
+            auto e = classify_ending(session_stage::authenticated, close_code::going_away,
+                                     "rebuilding: peer holds seq 100 of L1 but this lane only 5",
+                                     who, {2, {1, 2}});
+            CHECK_FALSE(e.permanent());
+            CHECK(e.retry_version == 2); // at once, the version the link offered
+            CHECK(e.text == "rebuilding");
+        }
+        // The v2 id form, cut on the wire: still "rebuilding", never "outbox lost".
+        auto cut = classify_ending(session_stage::authenticated, close_code::going_away,
+                                   "rebuilding: peer holds seq 100 of L1 as 0a1b2c3d4e5f but th",
+                                   decided_by::peer, {1, {1, 2}});
+        CHECK_FALSE(cut.permanent());
+        CHECK(cut.retry_version == 1);
+        // No offer known (an inbound session): our highest version.
+        CHECK(classify("rebuilding: x", decided_by::peer, session_stage::authenticated,
+                       close_code::going_away)
+                  .retry_version == 1); // version_offer{}: ours = 1-1
+    }
+
+    TEST_CASE("a rebuild finished: transient, reconnect at once") {
+        auto e = classify_ending(session_stage::authenticated, close_code::going_away,
+                                 "rebuild finished", decided_by::peer, {2, {1, 2}});
+        CHECK_FALSE(e.permanent());
+        CHECK(e.retry_version == 2);
+        CHECK(e.text == "rebuild finished");
+        CHECK(classify_ending(session_stage::authenticated, close_code::going_away,
+                              "rebuild finished", decided_by::us, {2, {1, 2}})
+                  .retry_version == 2);
+    }
+
+    TEST_CASE("a rebuild's reasons count only in a close frame") {
+        CHECK(classify_ending(session_stage::authenticated, 0, "rebuilding: x",
+                              decided_by::transport, {2, {1, 2}})
+                  .retry_version == 0);
+        CHECK(classify_ending(session_stage::connecting, close_code::going_away, "rebuild finished",
+                              decided_by::peer, {2, {1, 2}})
+                  .retry_version == 0);
+        CHECK(classify_ending(session_stage::authenticated, close_code::going_away,
+                              "lane shutting down", decided_by::peer, {2, {1, 2}})
+                  .retry_version == 0);
+    }
+
+    TEST_CASE("an incarnation mismatch is permanent, whichever side found it") {
+        for (const char* why :
+             {"incarnation mismatch: this lane holds L1:60 as 0a1b2c3d4e5f, L1 holds 0f1e2d3c4b5a",
+              "incarnation mismatch: peer holds L1:60 as 0a1b2c3d4e5f, this lane's is 0f1e2d3c4b5a",
+              "incarnation mismatch: L3 was excluded from this lane's rebuild at seq 50"}) {
+            for (auto who : {decided_by::us, decided_by::peer}) {
+                auto e = classify(why, who, session_stage::authenticated);
+                CHECK(e.permanent());
+                CHECK(e.text == "incarnation mismatch");
+                CHECK(e.retry_version == 0);
+            }
+        }
+    }
+
+    TEST_CASE("a rebuild refused by a v1 session is transient") {
+        CHECK_FALSE(classify("rebuild needs protocol v2: this lane is rebuilding, the session "
+                             "speaks 1",
+                             decided_by::peer, session_stage::authenticated)
+                        .permanent());
     }
 
     TEST_CASE("duplicate terminal ids are transient: they clear when the old session dies") {

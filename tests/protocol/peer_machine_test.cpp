@@ -261,14 +261,14 @@ TEST_SUITE("peer_machine") {
 
     // ---- outbox lost ------------------------------------------------------------------------
 
-    TEST_CASE("outbox lost: a peer holding more of our origin than we do is refused") {
+    TEST_CASE("outbox lost: a peer holding more of our origin than we do starts a rebuild") {
         server_side s;
         s.open({{"L1", 5}});
         s.m.on_sender(true);
         auto out = s.ready({{"L1", 30}}, {{"L1", 5}});
         auto c = closed(out);
-        CHECK(c.code == close_code::policy_violation);
-        CHECK(c.reason == "peer holds seq 30 of L1 but this lane only 5: outbox lost or replaced");
+        CHECK(c.code == close_code::going_away);
+        CHECK(c.reason == "rebuilding: peer holds seq 30 of L1 but this lane only 5");
         CHECK(c.cause == close_cause::outbox_lost);
         CHECK(c.refusal);
         CHECK(c.log == std::vector<std::pair<std::string, std::string>>{{"peer_holds_seq", "30"},
@@ -282,8 +282,7 @@ TEST_SUITE("peer_machine") {
         auto out = c.open({{"L2", 7}}, {{"L2", 0}});
         REQUIRE(out.size() == 2);
         CHECK(std::holds_alternative<send_frame>(out[0]));
-        CHECK(closed(out).reason ==
-              "peer holds seq 7 of L2 but this lane only 0: outbox lost or replaced");
+        CHECK(closed(out).reason == "rebuilding: peer holds seq 7 of L2 but this lane only 0");
     }
 
     TEST_CASE("a peer holding exactly what we hold is fine") {

@@ -3,94 +3,10 @@
 // negotiation against a v1 lane. The two-lane regression of issue 9 runs two machines over
 // in-memory outboxes.
 
-#include "peer_machine_util.hpp"
+#include "peer_machine_lanes.hpp"
 #include "protocol/ending.hpp"
 
-#include <deque>
-#include <map>
-
 namespace {
-
-/// An in-memory outbox and the machine it serves: answers every action the way
-/// lanes/peer_session.cpp does against outbox::async_store (contiguous prefix per origin).
-struct lane {
-    std::string id;
-    std::map<std::string, std::vector<message>> held; ///< origin -> messages 1..n
-    peer_machine m;
-    std::uint64_t acked_through = 0; ///< the highest peer_acked the machine reported
-    std::vector<close_link> closes;
-
-    lane(const std::string& me, peer_role role, int version)
-        : lane(me, role, offer_config(me, version)) {}
-    lane(const std::string& me, peer_role role, peer_machine_config cfg)
-        : id(me), m(std::move(cfg), role) {}
-
-    hwm_map hwm() const {
-        hwm_map h;
-        for (const auto& [o, ms] : held)
-            h[o] = ms.size();
-        return h;
-    }
-    tip_ids ids_at(const hwm_map& at) const {
-        tip_ids ids;
-        for (const auto& [o, s] : at)
-            if (auto it = held.find(o); s > 0 && it != held.end() && s <= it->second.size())
-                ids[o] = it->second[s - 1].id;
-        return ids;
-    }
-    void publish(std::uint64_t n, int incarnation) {
-        auto& ms = held[id];
-        for (std::uint64_t i = 0; i < n; ++i)
-            ms.push_back(msg(id, ms.size() + 1, incarnation));
-    }
-};
-
-/// Runs both machines' actions against each other until both are quiet.
-void run(lane& a, lane& b, peer_actions first) {
-    std::deque<std::pair<lane*, peer_actions>> work{{&a, std::move(first)}};
-    while (!work.empty()) {
-        auto [self, out] = std::move(work.front());
-        work.pop_front();
-        lane* other = self == &a ? &b : &a;
-        for (auto& act : out) {
-            peer_actions next;
-            if (auto* f = std::get_if<send_frame>(&act)) {
-                work.push_back({other, other->m.on_text(f->text)});
-                continue;
-            }
-            if (std::holds_alternative<join_hub>(act))
-                next = self->m.on_join("");
-            else if (auto* r = std::get_if<read_hwm>(&act))
-                next = self->m.on_hwm(self->hwm(), r->ids ? self->ids_at(self->hwm()) : tip_ids{});
-            else if (auto* t = std::get_if<read_tip_ids>(&act))
-                next = self->m.on_ack_ids(t->n, self->ids_at(t->at));
-            else if (auto* o = std::get_if<read_own_mark>(&act)) {
-                auto ids = self->ids_at({{self->id, o->seq}});
-                next = self->m.on_own_mark(o->seq, self->hwm()[self->id], ids[self->id]);
-            } else if (auto* s = std::get_if<store_batch>(&act)) {
-                for (auto& mm : s->messages) {
-                    auto& kept = self->held[mm.origin];
-                    if (mm.seq == kept.size() + 1)
-                        kept.push_back(mm); // extends the prefix (held ones are duplicates)
-                }
-                next = self->m.on_stored(s->n, stored_outcome{true, "", false, "", 0, self->hwm()});
-            } else if (auto* rn = std::get_if<read_next_batch>(&act)) {
-                std::vector<message> batch;
-                for (const auto& [origin, list] : self->held) {
-                    std::uint64_t q = rn->after.count(origin) ? rn->after.at(origin) : 0;
-                    for (; origin != rn->peer && q < list.size() && batch.size() < 50; ++q)
-                        batch.push_back(list[q]);
-                }
-                next = self->m.on_next_batch(std::move(batch), {});
-            } else if (auto* p = std::get_if<peer_acked>(&act))
-                self->acked_through = std::max(self->acked_through, p->through);
-            else if (auto* c = std::get_if<close_link>(&act))
-                self->closes.push_back(*c);
-            if (!next.empty())
-                work.push_back({self, std::move(next)});
-        }
-    }
-}
 
 /// Issue 9: L2 holds 100 old messages of L1; L1 was wiped and handed out 150 new seqs.
 struct two_lanes {
@@ -115,16 +31,18 @@ TEST_SUITE("peer_machine v2") {
         CHECK(t.l1.acked_through == 0); // no new message of L1 becomes peer_ack
         REQUIRE(t.l1.closes.size() == 1);
         CHECK(t.l1.closes[0].cause == close_cause::outbox_lost);
-        CHECK(t.l1.closes[0].reason == "peer holds seq 100 of L1 as " +
+        CHECK(t.l1.closes[0].code == close_code::going_away);
+        CHECK(t.l1.closes[0].reason == "rebuilding: peer holds seq 100 of L1 as " +
                                            id_of("L1", 100, 0).substr(24) + " but this lane's is " +
-                                           id_of("L1", 100, 1).substr(24) +
-                                           " (hwm 150): outbox lost or replaced");
+                                           id_of("L1", 100, 1).substr(24) + " (hwm 150)");
         CHECK(t.l2.held["L1"].size() == 100); // L2 never took L1's new 101..150
         CHECK(t.l2.held["L1"][99].id == id_of("L1", 100, 0));
+        // Both lanes reconnect at once, L1 in rebuild mode (peer_machine_rebuild_test.cpp).
         auto e = classify_ending(session_stage::authenticated, t.l1.closes[0].code,
-                                 t.l1.closes[0].reason, decided_by::peer);
-        CHECK(e.permanent());
-        CHECK(e.text == "outbox lost or replaced");
+                                 t.l1.closes[0].reason, decided_by::peer, {2, {1, 2}});
+        CHECK_FALSE(e.permanent());
+        CHECK(e.retry_version == 2);
+        CHECK(e.text == "rebuilding");
     }
 
     TEST_CASE("issue 9, the same two lanes under v1 rules: the false peer_ack v2 removes") {
@@ -192,7 +110,7 @@ TEST_SUITE("peer_machine v2") {
         auto c = closed(out);
         CHECK(c.cause == close_cause::outbox_lost);
         CHECK(c.refusal);
-        CHECK(c.reason.find("peer holds seq 5 of L1 as ") == 0);
+        CHECK(c.reason.find("rebuilding: peer holds seq 5 of L1 as ") == 0);
         CHECK(c.log.at(2) == std::pair<std::string, std::string>{"peer_tip_id", id_of("L1", 5, 3)});
         CHECK_FALSE(has<peer_acked>(out));
         CHECK_FALSE(has<read_next_batch>(out));
@@ -203,8 +121,7 @@ TEST_SUITE("peer_machine v2") {
         s.v = 2;
         s.open({{"L1", 5}});
         auto out = s.ready({{"L1", 30}}, {{"L1", 5}}, {{"L1", id_of("L1", 30)}});
-        CHECK(closed(out).reason ==
-              "peer holds seq 30 of L1 but this lane only 5: outbox lost or replaced");
+        CHECK(closed(out).reason == "rebuilding: peer holds seq 30 of L1 but this lane only 5");
         CHECK_FALSE(has<read_own_mark>(out));
     }
 
@@ -258,7 +175,7 @@ TEST_SUITE("peer_machine v2") {
         sending t;
         t.ack(1, 12, id_of("L1", 12));
         auto c = closed(t.s.m.on_own_mark(12, 8, ""));
-        CHECK(c.reason == "peer holds seq 12 of L1 but this lane only 8: outbox lost or replaced");
+        CHECK(c.reason == "rebuilding: peer holds seq 12 of L1 but this lane only 8");
     }
 
     TEST_CASE("marks of the other version are malformed") {

@@ -59,6 +59,7 @@ interface LogRow {
   request_id: string;
   store_id: string | null;
   terminal_id: string | null;
+  uploaded_by: string | null;
   stored: number;
   duplicate: number;
   rejected: number;
@@ -66,19 +67,24 @@ interface LogRow {
   max_seq: number | null;
 }
 
-/** One sync_log row per origin lane in the request (null store/terminal for unnamed ones). */
+/**
+ * One sync_log row per (store, origin lane, uploading lane) in the request: null store/terminal
+ * for unnamed ones, null uploaded_by for a lane's own messages.
+ */
 function logRows(requestId: string, checked: Checked[], results: Result[]): LogRow[] {
   const rows = new Map<string, LogRow>();
   checked.forEach((c, i) => {
     const storeId = c.ok ? c.message.store_id : c.storeId;
     const terminalId = c.ok ? c.message.terminal_id : c.terminalId;
-    const key = JSON.stringify([storeId, terminalId]);
+    const uploadedBy = c.ok ? c.message.uploaded_by : c.uploadedBy;
+    const key = JSON.stringify([storeId, terminalId, uploadedBy]);
     let row = rows.get(key);
     if (row === undefined) {
       row = {
         request_id: requestId,
         store_id: storeId,
         terminal_id: terminalId,
+        uploaded_by: uploadedBy,
         stored: 0,
         duplicate: 0,
         rejected: 0,

@@ -157,6 +157,23 @@ Deno.test("each message is checked on its own and results keep the input order",
   assert.equal(calls[0].length, 3);
 });
 
+Deno.test("uploadedBy reaches the database; a bad one is rejected with its reason; the log counts covered", async () => {
+  const { h, calls, logs } = handler();
+  const covered = { ...valid, uploadedBy: "L2" };
+  const self = { ...valid, messageId: "6f1c1d2e-1111-4a4a-8b8b-000000000002", seq: 2, uploadedBy: "L1" };
+  const res = await h(
+    request("/sync-pos-message", { body: JSON.stringify({ messages: [covered, self, valid] }) }),
+  );
+  assert.equal(res.status, 200);
+  const { results } = await res.json();
+  assert.deepEqual(results.map((r: Result) => r.status), ["stored", "rejected", "stored"]);
+  assert.match(results[1].error, /^uploadedBy must differ from terminalId/);
+  const [first, , third] = calls[0];
+  assert.ok(first.ok && first.message.uploaded_by === "L2");
+  assert.ok(third.ok && third.message.uploaded_by === null);
+  assert.equal(logs.at(-1)?.covered, 1);
+});
+
 Deno.test("database errors: 503 when unavailable, 500 otherwise; details only in the log", async () => {
   const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
   for (const [err, status] of [[refused, 503], [new Error("boom"), 500]] as const) {

@@ -151,8 +151,11 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
       );
     }
     const count = (s: string) => results.filter((r) => r.status === s).length;
+    // Messages a lane uploaded on behalf of another (replica takeover): one count, no ids.
+    const covered = checked.filter((c) => (c.ok ? c.message.uploaded_by : c.uploadedBy) !== null).length;
     return done(json(200, { results }), {
       messages: results.length,
+      covered,
       stored: count("stored"),
       duplicate: count("duplicate"),
       rejected: count("rejected"),

@@ -72,6 +72,29 @@ Deno.test({
       assert.equal(functionPid(), pid);
     });
 
+    await t.step("a migration added since the last run is applied by the next cloud-up.sh", async () => {
+      // Undo the newest migration as if this cloud had been set up before it existed.
+      const version = "20261201000200";
+      await withDb(async (sql) => {
+        await sql`alter table public.sync_log drop column uploaded_by`;
+        await sql`delete from lanesync_local.applied_migrations where version = ${version}`;
+      });
+      const run = await script("cloud-up.sh");
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, new RegExp(`applying migration ${version}_sync_log_uploaded_by`));
+      assert.doesNotMatch(run.stderr, /applying migration 20261122/, "older ones are not applied twice");
+      const [col] = await withDb((sql) =>
+        sql`select 1 as one from information_schema.columns
+          where table_schema = 'public' and table_name = 'sync_log' and column_name = 'uploaded_by'`
+      );
+      assert.equal(col?.one, 1);
+      const store = newStore();
+      const reply = await post({ messages: [message(store, 1, { uploadedBy: "L2" })] });
+      assert.equal(reply.status, 200);
+      const [row] = await withDb((sql) => sql`select uploaded_by from sync_log where store_id = ${store}`);
+      assert.equal(row?.uploaded_by, "L2");
+    });
+
     await t.step(
       "database down: the function answers 503 and commits nothing; back after cloud-up",
       async () => {

@@ -42,6 +42,8 @@ export interface Message {
   data: Record<string, unknown>;
   timestamp: string;
   peerAckedAt: string | null;
+  /** The covering lane (replica takeover); absent for a lane's own upload. */
+  uploadedBy?: string | null;
 }
 
 /** A valid message of topic "note" (no domain table) unless overridden. */

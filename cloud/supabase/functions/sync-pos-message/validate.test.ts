@@ -34,6 +34,7 @@ Deno.test("a complete valid message is accepted and normalized", () => {
     data: base.data,
     timestamp: base.timestamp,
     peer_acked_at: base.peerAckedAt,
+    uploaded_by: null,
   });
   const noPeer = checkMessage({ ...base, peerAckedAt: undefined });
   assert.ok(noPeer.ok && noPeer.message.peer_acked_at === null);
@@ -77,6 +78,34 @@ Deno.test("failures keep the ids they could read, for the result and the sync lo
   assert.deepEqual([bad.messageId, bad.storeId, bad.terminalId], [null, null, "L1"]);
   const notObject = checkMessage([1]);
   assert.ok(!notObject.ok && notObject.messageId === null);
+});
+
+Deno.test("uploadedBy: a covering lane's id, absent or null for the origin's own upload", () => {
+  const covered = checkMessage({ ...base, uploadedBy: "L2" });
+  assert.ok(covered.ok && covered.message.uploaded_by === "L2");
+  assert.ok(checkMessage({ ...base, uploadedBy: "T".repeat(32) }).ok);
+  const own = checkMessage({ ...base, uploadedBy: null });
+  assert.ok(own.ok && own.message.uploaded_by === null);
+  const absent = checkMessage(base);
+  assert.ok(absent.ok && absent.message.uploaded_by === null);
+
+  const syntax = /^uploadedBy must match \[A-Za-z0-9_-\]\{1,32\}, or be absent or null$/;
+  for (const bad of ["", "L 2", "L/2", "T".repeat(33), 2, true, ["L2"], { id: "L2" }]) {
+    rejects({ uploadedBy: bad }, syntax);
+  }
+  rejects({ uploadedBy: "L1" }, /^uploadedBy must differ from terminalId/);
+  // Case matters, as for terminal ids everywhere: "l1" is another lane.
+  assert.ok(checkMessage({ ...base, uploadedBy: "l1" }).ok);
+});
+
+Deno.test("a failure keeps a valid uploadedBy for the sync log, never an invalid one", () => {
+  const r = checkMessage({ ...base, uploadedBy: "L2", seq: 0 });
+  assert.ok(!r.ok);
+  assert.deepEqual([r.terminalId, r.uploadedBy], ["L1", "L2"]);
+  const bad = checkMessage({ ...base, uploadedBy: "L 2" });
+  assert.ok(!bad.ok && bad.uploadedBy === null);
+  const same = checkMessage({ ...base, uploadedBy: "L1" });
+  assert.ok(!same.ok && same.uploadedBy === null);
 });
 
 Deno.test("ISO-8601 timestamps: real instants with a zone", () => {

@@ -24,11 +24,21 @@ export interface ValidMessage {
   data: Record<string, unknown>;
   timestamp: string;
   peer_acked_at: string | null;
+  /** The lane that uploaded it on behalf of terminal_id (replica takeover); null = terminal_id itself. */
+  uploaded_by: string | null;
 }
 
 export type Checked =
   | { ok: true; message: ValidMessage }
-  | { ok: false; messageId: string | null; storeId: string | null; terminalId: string | null; error: string };
+  | {
+    ok: false;
+    messageId: string | null;
+    storeId: string | null;
+    terminalId: string | null;
+    /** A valid uploadedBy, kept for the sync log row; null when absent or invalid. */
+    uploadedBy: string | null;
+    error: string;
+  };
 
 export type Envelope =
   | { ok: true; messages: unknown[] }
@@ -143,6 +153,7 @@ export function checkMessage(raw: unknown): Checked {
       messageId: null,
       storeId: null,
       terminalId: null,
+      uploadedBy: null,
       error: "message must be a JSON object",
     };
   }
@@ -151,11 +162,22 @@ export function checkMessage(raw: unknown): Checked {
   const terminalId = typeof raw.terminalId === "string" && TERMINAL_RE.test(raw.terminalId)
     ? raw.terminalId
     : null;
-  const fail = (error: string): Checked => ({ ok: false, messageId, storeId, terminalId, error });
+  const rawUploadedBy = raw.uploadedBy ?? null;
+  const uploadedBy = typeof rawUploadedBy === "string" && TERMINAL_RE.test(rawUploadedBy) &&
+      rawUploadedBy !== terminalId
+    ? rawUploadedBy
+    : null;
+  const fail = (error: string): Checked => ({ ok: false, messageId, storeId, terminalId, uploadedBy, error });
 
   if (messageId === null || !UUID_RE.test(messageId)) return fail("messageId must be a UUID");
   if (storeId === null) return fail("storeId must match [A-Za-z0-9_-]{1,64}");
   if (terminalId === null) return fail("terminalId must match [A-Za-z0-9_-]{1,32}");
+  if (rawUploadedBy !== null && (typeof rawUploadedBy !== "string" || !TERMINAL_RE.test(rawUploadedBy))) {
+    return fail("uploadedBy must match [A-Za-z0-9_-]{1,32}, or be absent or null");
+  }
+  if (rawUploadedBy === terminalId) {
+    return fail("uploadedBy must differ from terminalId (leave it out when a lane uploads its own messages)");
+  }
   const seq = raw.seq;
   if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
     return fail("seq must be an integer >= 1");
@@ -190,6 +212,7 @@ export function checkMessage(raw: unknown): Checked {
       data,
       timestamp: raw.timestamp,
       peer_acked_at: peerAckedAt,
+      uploaded_by: uploadedBy,
     },
   };
 }

@@ -1,0 +1,341 @@
+#include "lanes/rebuild.hpp"
+
+#include "base/log.hpp"
+#include "protocol/message.hpp"
+
+#include <algorithm>
+
+namespace lanesync::lanes {
+namespace {
+
+constexpr std::string_view rebuilding_prefix = "rebuilding: ";
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v)
+        out += (out.empty() ? "" : ", ") + s;
+    return out;
+}
+
+} // namespace
+
+rebuild_controller::rebuild_controller(std::string self, std::vector<std::string> links,
+                                       rebuild_effects fx)
+    : self_(std::move(self)), links_(std::move(links)), fx_(std::move(fx)) {}
+
+void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t own_hwm,
+                               std::int64_t now_ms) {
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        incarnation_ = st.incarnation;
+        trust_caps_ = st.excluded;
+        if (st.active) {
+            active_ = true;
+            reason_ = st.reason;
+            since_ms_ = st.since_ms ? st.since_ms : now_ms;
+            new_progress_locked(own_hwm);
+        } else if (!links_.empty()) {
+            checking_ = true;
+        }
+        evaluate_locked(due);
+    }
+    if (st.active)
+        log::info("lane.rebuild_resumed", {{"reason", st.reason},
+                                           {"own_hwm", std::to_string(own_hwm)},
+                                           {"waiting_for", join(links_)}});
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::start_check_over() {
+    effects_due due;
+    std::vector<std::string> silent;
+    {
+        std::lock_guard lock(mutex_);
+        if (!checking_)
+            return;
+        checking_ = false;
+        for (const auto& l : links_)
+            if (!contains(answered_, l))
+                silent.push_back(l);
+        evaluate_locked(due);
+    }
+    log::info("lane.start_check_over", {{"unanswered", join(silent)}});
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::link_answered(const std::string& url) {
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (!checking_ || contains(answered_, url) || !contains(links_, url))
+            return;
+        answered_.push_back(url);
+        evaluate_locked(due);
+    }
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::link_terminal(const std::string& url, const std::string& terminal) {
+    std::lock_guard lock(mutex_);
+    if (!contains(links_, url) || terminal.empty())
+        return;
+    terminals_[url] = terminal;
+    if (progress_)
+        progress_->link_terminal(url, terminal);
+}
+
+void rebuild_controller::new_progress_locked(std::uint64_t own_hwm) {
+    progress_.emplace(links_, own_hwm);
+    progress_->own_hwm(own_hwm);
+    for (const auto& [url, terminal] : terminals_)
+        progress_->link_terminal(url, terminal);
+}
+
+session_mode rebuild_controller::mode() const {
+    std::lock_guard lock(mutex_);
+    return {generation_, active_, incarnation_, trust_caps_};
+}
+
+bool rebuild_controller::current(std::uint64_t generation) const {
+    std::lock_guard lock(mutex_);
+    return generation == generation_;
+}
+
+void rebuild_controller::outbox_lost(std::string reason, std::uint64_t own_hwm,
+                                     std::int64_t now_ms) {
+    if (std::string_view(reason).starts_with(rebuilding_prefix))
+        reason.erase(0, rebuilding_prefix.size());
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (active_)
+            return;
+        active_ = true;
+        reason_ = reason;
+        since_ms_ = now_ms;
+        new_progress_locked(own_hwm);
+        excluded_terminals_.clear();
+        ++generation_;
+        evaluate_locked(due);
+    }
+    log::info("lane.rebuild_started", {{"reason", reason}, {"own_hwm", std::to_string(own_hwm)}});
+    fx_.begin(reason, [](std::string error) {
+        if (!error.empty())
+            log::error("lane.rebuild_begin_failed", {{"error", error}});
+    });
+    fx_.close_sessions(std::string(rebuilding_prefix) + reason);
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::report(protocol::rebuild_report r) {
+    effects_due due;
+    const std::string peer = r.terminal, seq = std::to_string(r.seq), link = r.link;
+    std::string text;
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_ || !progress_)
+            return;
+        if (!r.link.empty() && !r.terminal.empty())
+            terminals_[r.link] = r.terminal;
+        progress_->report(std::move(r));
+        evaluate_locked(due);
+        text = progress_->text();
+    }
+    log::info("lane.rebuild_report",
+              {{"peer", peer}, {"seq", seq}, {"link", link}, {"progress", text}});
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::own_hwm(std::uint64_t hwm) {
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_ || !progress_)
+            return;
+        progress_->own_hwm(hwm);
+        evaluate_locked(due);
+    }
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::conflict(std::string text) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_ || !progress_ || contains(progress_->conflicts(), text))
+            return;
+        progress_->conflict(text);
+    }
+    log::warn("lane.rebuild_conflict", {{"conflict", text}});
+}
+
+std::string rebuild_controller::resolve_locked(const std::string& item, std::string& url,
+                                               std::string& terminal) const {
+    if (contains(links_, item)) {
+        url = item;
+        auto it = terminals_.find(item);
+        terminal = it == terminals_.end() ? std::string() : it->second;
+        return {};
+    }
+    if (!protocol::valid_terminal_id(item))
+        return "unknown peer: '" + item.substr(0, 64) +
+               "' is neither a terminal id nor one of PEER_TERMINALS";
+    if (item == self_)
+        return "unknown peer: " + item + " is this lane";
+    for (const auto& [u, t] : terminals_)
+        if (t == item) {
+            url = u;
+            terminal = item;
+            return {};
+        }
+    // A link that never authenticated since this start has no known terminal id: when exactly
+    // one such link is left, the operator's id names it.
+    std::vector<std::string> unknown;
+    for (const auto& l : links_)
+        if (!terminals_.count(l))
+            unknown.push_back(l);
+    if (unknown.size() == 1) {
+        url = unknown.front();
+        terminal = item;
+        return {};
+    }
+    if (unknown.empty())
+        return "unknown peer: no link in PEER_TERMINALS is " + item;
+    return "cannot tell which of " + std::to_string(unknown.size()) +
+           " links that never connected is " + item + ": give its PEER_TERMINALS URL";
+}
+
+exclude_result rebuild_controller::exclude(const std::vector<std::string>& without) {
+    effects_due due;
+    std::vector<std::string> names;
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_ || !progress_)
+            return {409, "not rebuilding"};
+        std::vector<std::pair<std::string, std::string>> resolved;
+        for (const auto& item : without) {
+            std::string url, terminal;
+            if (auto why = resolve_locked(item, url, terminal); !why.empty())
+                return {400, why};
+            resolved.emplace_back(url, terminal);
+        }
+        for (const auto& [url, terminal] : resolved) {
+            if (!terminal.empty()) {
+                // The operator's name for a link that never connected shows in status.
+                progress_->link_terminal(url, terminal);
+                if (!contains(excluded_terminals_, terminal))
+                    excluded_terminals_.push_back(terminal);
+            }
+            progress_->exclude(url);
+            names.push_back(terminal.empty() ? url : terminal);
+        }
+        evaluate_locked(due);
+    }
+    if (!names.empty())
+        log::info("lane.rebuild_excluded", {{"peers", join(names)}});
+    carry_out(std::move(due));
+    return {200, {}};
+}
+
+void rebuild_controller::admit(admit_fn done) {
+    std::optional<rebuild_view> answer;
+    {
+        std::lock_guard lock(mutex_);
+        if (checking_ && !active_) {
+            held_.push_back(std::move(done));
+            return;
+        }
+        if (active_)
+            answer = view_locked();
+    }
+    done(std::move(answer));
+}
+
+rebuild_view rebuild_controller::view() const {
+    std::lock_guard lock(mutex_);
+    return view_locked();
+}
+
+bool rebuild_controller::rebuilding() const {
+    std::lock_guard lock(mutex_);
+    return active_;
+}
+
+rebuild_view rebuild_controller::view_locked() const {
+    rebuild_view v;
+    v.active = active_;
+    v.start_check = checking_;
+    v.incarnation = incarnation_;
+    v.trust_caps = trust_caps_;
+    if (!active_ || !progress_)
+        return v;
+    v.reason = reason_;
+    v.since_ms = since_ms_;
+    v.restored = progress_->restored();
+    v.target = progress_->target();
+    v.from = progress_->from();
+    v.waiting_for = progress_->waiting_for();
+    v.excluded = progress_->excluded();
+    v.conflicts = progress_->conflicts();
+    v.progress = progress_->text();
+    return v;
+}
+
+void rebuild_controller::evaluate_locked(effects_due& due) {
+    bool check_done = checking_ && std::all_of(links_.begin(), links_.end(), [&](const auto& l) {
+                          return contains(answered_, l);
+                      });
+    if (check_done || active_)
+        checking_ = false;
+    if (!checking_ && !held_.empty()) {
+        due.release = std::move(held_);
+        held_.clear();
+        if (active_)
+            due.answer = view_locked();
+    }
+    if (active_ && progress_ && !finishing_ && progress_->done()) {
+        finishing_ = true;
+        due.finish = true;
+        due.finish_excluded = excluded_terminals_;
+    }
+}
+
+void rebuild_controller::carry_out(effects_due due) {
+    for (auto& f : due.release)
+        f(due.answer);
+    if (!due.finish)
+        return;
+    log::info("lane.rebuild_done", {{"excluded", join(due.finish_excluded)}});
+    fx_.finish(std::move(due.finish_excluded),
+               [this](std::string error, outbox::rebuild_state st) { finished(error, st); });
+}
+
+void rebuild_controller::finished(const std::string& error, const outbox::rebuild_state& st) {
+    {
+        std::lock_guard lock(mutex_);
+        finishing_ = false;
+        if (!error.empty()) {
+            // Stays rebuilding; the next report or POST /v1/rebuild tries again.
+        } else {
+            active_ = false;
+            reason_.clear();
+            progress_.reset();
+            excluded_terminals_.clear();
+            incarnation_ = st.incarnation;
+            trust_caps_ = st.excluded;
+            ++generation_;
+        }
+    }
+    if (!error.empty()) {
+        log::error("lane.rebuild_finish_failed", {{"error", error}});
+        return;
+    }
+    log::info("lane.rebuild_finished", {{"incarnation", st.incarnation}});
+    fx_.close_sessions("rebuild finished");
+}
+
+} // namespace lanesync::lanes

@@ -1,0 +1,121 @@
+#pragma once
+/// Private to lanes/: the lane's rebuild and start check (docs/architecture.md "Rebuild").
+/// The rule (when a rebuild is done, what it waits for) is protocol::rebuild_progress; this
+/// class carries it out: it holds the state the sessions are created with, starts and ends a
+/// rebuild through `rebuild_effects` (the outbox and the hub in the agent, recorders in the
+/// tests), and answers the local API's questions (may a POST publish now?).
+///
+/// No Asio, no clock of its own (times are passed in). Thread-safe: one mutex; the effects and
+/// the admission callbacks are called without it held.
+
+#include "lanes/gossip.hpp"
+#include "outbox/outbox.hpp"
+#include "protocol/rebuild.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lanesync::lanes {
+
+/// What the controller asks of the world. Each may complete later, on any thread.
+struct rebuild_effects {
+    /// Persist the start of a rebuild (outbox begin_rebuild); `done(error)`, empty when ok.
+    std::function<void(std::string reason, std::function<void(std::string)> done)> begin;
+    /// Persist its end (outbox finish_rebuild: a new incarnation, trust caps of `excluded`);
+    /// `done(error, state after)`.
+    std::function<void(std::vector<std::string> excluded,
+                       std::function<void(std::string, outbox::rebuild_state)> done)>
+        finish;
+    /// Close every peer session with 1001 (close_code::going_away) and this reason; the links
+    /// reconnect at once.
+    std::function<void(std::string reason)> close_sessions;
+};
+
+/// The mode a new session is created in.
+struct session_mode {
+    std::uint64_t generation = 0; ///< changes at every start and end of a rebuild
+    bool rebuilding = false;
+    std::string incarnation;
+    std::map<std::string, std::uint64_t> trust_caps; ///< terminal -> cap (excluded peers)
+};
+
+class rebuild_controller {
+public:
+    using admit_fn = std::function<void(std::optional<rebuild_view>)>;
+
+    /// `links`: the PEER_TERMINALS URLs.
+    rebuild_controller(std::string self, std::vector<std::string> links, rebuild_effects fx);
+
+    /// At start, from the outbox: resumes a rebuild under way; else, with links, the start
+    /// check begins (POSTs wait until every link answered or start_check_over()).
+    void start(const outbox::rebuild_state& st, std::uint64_t own_hwm, std::int64_t now_ms);
+    /// tuning::start_peer_check ran out.
+    void start_check_over();
+    /// A configured link answered once: a peer's ready, or an attempt that failed.
+    void link_answered(const std::string& url);
+    /// The terminal id behind a configured link (learned at authentication).
+    void link_terminal(const std::string& url, const std::string& terminal);
+
+    session_mode mode() const;
+    /// A session created with `generation` still fits the lane's mode.
+    bool current(std::uint64_t generation) const;
+
+    /// A peer holds more of our origin than we do (close_cause::outbox_lost): rebuild.
+    /// `reason` may start with "rebuilding: " (the close reason); `own_hwm` as the machine saw.
+    void outbox_lost(std::string reason, std::uint64_t own_hwm, std::int64_t now_ms);
+    /// A rebuild session's peer reported what it holds of our origin (action own_reported).
+    void report(protocol::rebuild_report r);
+    /// Our own hwm after a restore commit.
+    void own_hwm(std::uint64_t hwm);
+    void conflict(std::string text);
+    /// POST /v1/rebuild.
+    exclude_result exclude(const std::vector<std::string>& without);
+
+    /// POST /v1/messages: see gossip::admit.
+    void admit(admit_fn done);
+    rebuild_view view() const;
+    bool rebuilding() const;
+
+private:
+    struct effects_due {
+        std::vector<admit_fn> release;      ///< held POSTs to answer
+        std::optional<rebuild_view> answer; ///< ... with this
+        bool finish = false;
+        std::vector<std::string> finish_excluded;
+    };
+    rebuild_view view_locked() const;
+    void new_progress_locked(std::uint64_t own_hwm);
+    /// After any change: is the rebuild done, is the start check over? Fills `due`.
+    void evaluate_locked(effects_due& due);
+    void carry_out(effects_due due);
+    void finished(const std::string& error, const outbox::rebuild_state& st);
+    std::string resolve_locked(const std::string& item, std::string& url,
+                               std::string& terminal) const;
+
+    const std::string self_;
+    const std::vector<std::string> links_;
+    rebuild_effects fx_;
+
+    mutable std::mutex mutex_;
+    std::uint64_t generation_ = 1;
+    bool active_ = false;
+    bool finishing_ = false;
+    std::string reason_;
+    std::int64_t since_ms_ = 0;
+    std::string incarnation_;
+    std::map<std::string, std::uint64_t> trust_caps_;
+    std::optional<protocol::rebuild_progress> progress_;
+    std::map<std::string, std::string> terminals_; ///< link URL -> terminal id
+    std::vector<std::string> excluded_terminals_;  ///< for finish_rebuild (trust caps)
+    bool checking_ = false;                        ///< the start check runs
+    std::vector<std::string> answered_;            ///< links that answered the start check
+    std::vector<admit_fn> held_;                   ///< POSTs waiting for the start check
+};
+
+} // namespace lanesync::lanes

@@ -1,0 +1,242 @@
+// The lane's rebuild controller without sockets (lanes/rebuild.hpp): the start check, starting
+// a rebuild on "outbox lost", reports, the finish, exclusions, resuming after a restart.
+#include "lanes/rebuild.hpp"
+
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace lanesync;
+
+namespace {
+
+const std::string url2 = "ws://127.0.0.1:9002/v1/peer";
+const std::string url3 = "ws://127.0.0.1:9003/v1/peer";
+const std::string inc_a = std::string(32, 'a');
+const std::string inc_b = std::string(32, 'b');
+
+/// Records what the controller asks of the world; the outbox writes complete when told.
+struct recorder {
+    std::vector<std::string> begun;
+    std::vector<std::vector<std::string>> finishes;
+    std::vector<std::string> closes;
+    std::function<void(std::string, outbox::rebuild_state)> finish_done;
+
+    lanes::rebuild_effects effects() {
+        lanes::rebuild_effects fx;
+        fx.begin = [this](std::string reason, std::function<void(std::string)> done) {
+            begun.push_back(reason);
+            done({});
+        };
+        fx.finish = [this](std::vector<std::string> excluded,
+                           std::function<void(std::string, outbox::rebuild_state)> done) {
+            finishes.push_back(std::move(excluded));
+            finish_done = std::move(done);
+        };
+        fx.close_sessions = [this](std::string reason) { closes.push_back(std::move(reason)); };
+        return fx;
+    }
+
+    /// The outbox committed finish_rebuild: a new incarnation, the trust caps given.
+    void commit_finish(std::map<std::string, std::uint64_t> caps = {}) {
+        REQUIRE(finish_done);
+        outbox::rebuild_state st;
+        st.incarnation = inc_b;
+        st.excluded = std::move(caps);
+        auto done = std::move(finish_done);
+        finish_done = nullptr;
+        done({}, st);
+    }
+};
+
+outbox::rebuild_state normal_state() {
+    outbox::rebuild_state st;
+    st.incarnation = inc_a;
+    return st;
+}
+
+/// Calls admit() and reports what it answered: nullopt = not yet, then go (true) or 503.
+struct admission {
+    std::optional<std::optional<lanes::rebuild_view>> answer;
+    void ask(lanes::rebuild_controller& c) {
+        c.admit([this](std::optional<lanes::rebuild_view> v) { answer = std::move(v); });
+    }
+    bool answered() const { return answer.has_value(); }
+    bool admitted() const { return answer && !answer->has_value(); }
+    bool refused() const { return answer && answer->has_value(); }
+};
+
+} // namespace
+
+TEST_SUITE("rebuild controller") {
+    TEST_CASE("without links there is no start check: POSTs go ahead at once") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {}, r.effects());
+        c.start(normal_state(), 10, 1000);
+        admission a;
+        a.ask(c);
+        CHECK(a.admitted());
+        CHECK_FALSE(c.rebuilding());
+        CHECK(c.view().incarnation == inc_a);
+    }
+
+    TEST_CASE("the start check holds POSTs until every link answered once") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
+        c.start(normal_state(), 10, 1000);
+        CHECK(c.view().start_check);
+        admission a;
+        a.ask(c);
+        CHECK_FALSE(a.answered());
+        c.link_answered(url2);
+        c.link_answered(url2); // twice is once
+        CHECK_FALSE(a.answered());
+        c.link_answered("ws://elsewhere:1/v1/peer"); // not a configured link
+        CHECK_FALSE(a.answered());
+        c.link_answered(url3);
+        CHECK(a.admitted());
+        CHECK_FALSE(c.view().start_check);
+        admission later;
+        later.ask(c);
+        CHECK(later.admitted());
+    }
+
+    TEST_CASE("the start check ends after its time even if a link never answers") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        admission a;
+        a.ask(c);
+        c.link_answered(url2);
+        CHECK_FALSE(a.answered());
+        c.start_check_over();
+        CHECK(a.admitted());
+    }
+
+    TEST_CASE("outbox lost during the start check: held POSTs get the rebuild 503") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        auto before = c.mode();
+        CHECK_FALSE(before.rebuilding);
+        admission a;
+        a.ask(c);
+        c.outbox_lost("rebuilding: peer holds seq 100 of L1 but this lane only 0", 0, 2000);
+        REQUIRE(a.refused());
+        CHECK((*a.answer)->active);
+        CHECK((*a.answer)->reason == "peer holds seq 100 of L1 but this lane only 0");
+        REQUIRE(r.begun.size() == 1);
+        CHECK(r.begun[0] == "peer holds seq 100 of L1 but this lane only 0");
+        REQUIRE(r.closes.size() == 1);
+        CHECK(r.closes[0] == "rebuilding: peer holds seq 100 of L1 but this lane only 0");
+        // Sessions made before are in the wrong mode; new ones rebuild.
+        CHECK_FALSE(c.current(before.generation));
+        CHECK(c.mode().rebuilding);
+        CHECK(c.view().since_ms == 2000);
+        // A second detection changes nothing.
+        c.outbox_lost("rebuilding: again", 0, 3000);
+        CHECK(r.begun.size() == 1);
+        CHECK(r.closes.size() == 1);
+    }
+
+    TEST_CASE("the rebuild finishes once every link reported and the own hwm reached the target") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        c.link_answered(url2);
+        c.link_answered(url3);
+        c.outbox_lost("peer holds seq 100 of L1 but this lane only 0", 0, 2000);
+        c.report({url2, "L2", 100, "id-100"});
+        c.own_hwm(60);
+        CHECK(r.finishes.empty());
+        auto v = c.view();
+        CHECK(v.target == 100);
+        CHECK(v.restored == 60);
+        CHECK(v.from == "L2");
+        REQUIRE(v.waiting_for.size() == 1);
+        CHECK(v.waiting_for[0] == url3);
+        c.report({{}, "L3", 80, "id-80"}); // inbound: not the link until its terminal is known
+        c.link_terminal(url3, "L3");
+        c.own_hwm(100);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0].empty());
+        CHECK(c.rebuilding()); // until the outbox committed
+        admission during;
+        during.ask(c);
+        CHECK(during.refused());
+        auto gen = c.mode().generation;
+        r.commit_finish();
+        CHECK_FALSE(c.rebuilding());
+        CHECK(c.view().incarnation == inc_b);
+        CHECK(c.mode().incarnation == inc_b);
+        CHECK_FALSE(c.current(gen));
+        REQUIRE(r.closes.size() == 2);
+        CHECK(r.closes[1] == "rebuild finished");
+        admission after;
+        after.ask(c);
+        CHECK(after.admitted());
+    }
+
+    TEST_CASE("a peer that never connected is left out by its terminal id; its cap is kept") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        CHECK(c.exclude({"L3"}).status == 409); // not rebuilding
+        c.outbox_lost("peer holds seq 5 of L1 but this lane only 0", 0, 2000);
+        c.link_terminal(url2, "L2");
+        c.report({url2, "L2", 5, "id-5"});
+        c.own_hwm(5);
+        CHECK(r.finishes.empty()); // waiting for url3
+        CHECK(c.exclude({"not a terminal!"}).status == 400);
+        CHECK(c.exclude({"L1"}).status == 400); // this lane
+        auto ok = c.exclude({"L3"});
+        CHECK(ok.status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        REQUIRE(r.finishes[0].size() == 1);
+        CHECK(r.finishes[0][0] == "L3");
+        r.commit_finish({{"L3", 5}});
+        CHECK_FALSE(c.rebuilding());
+        CHECK(c.mode().trust_caps.at("L3") == 5);
+    }
+
+    TEST_CASE("which link a never-seen terminal is cannot be told apart: the URL is needed") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
+        outbox::rebuild_state st = normal_state();
+        st.active = true;
+        st.reason = "peer holds seq 5 of L1 but this lane only 0";
+        st.since_ms = 500;
+        c.start(st, 0, 1000);
+        auto amb = c.exclude({"L3"});
+        CHECK(amb.status == 400);
+        CHECK(amb.error.find("give its PEER_TERMINALS URL") != std::string::npos);
+        CHECK(c.exclude({url3}).status == 200);
+        CHECK(c.view().waiting_for == std::vector<std::string>{url2});
+    }
+
+    TEST_CASE("a rebuild under way at start is resumed: no start check, POSTs refused") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        outbox::rebuild_state st = normal_state();
+        st.active = true;
+        st.reason = "peer holds seq 5 of L1 but this lane only 0";
+        st.since_ms = 500;
+        c.start(st, 3, 1000);
+        CHECK(c.rebuilding());
+        CHECK(c.mode().rebuilding);
+        auto v = c.view();
+        CHECK_FALSE(v.start_check);
+        CHECK(v.since_ms == 500);
+        CHECK(v.reason == st.reason);
+        admission a;
+        a.ask(c);
+        CHECK(a.refused());
+        CHECK(r.begun.empty()); // already persisted
+        c.conflict("L2: incarnation mismatch: x");
+        c.conflict("L2: incarnation mismatch: x");
+        CHECK(c.view().conflicts.size() == 1);
+    }
+}

@@ -20,6 +20,9 @@ lanesync_py_test(lanes_lib test_lanes_lib)
 add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)
 set_tests_properties(cloud.function PROPERTIES TIMEOUT 600 LABELS cloud)
 lanesync_py_test(cloud test_cloud cloud)
+# Issue 9: a lane rebuilt from its peers; a dead lane's messages uploaded by a peer (takeover).
+lanesync_py_test(rebuild test_rebuild)
+lanesync_py_test(takeover test_takeover cloud)
 
 # Observability (issue 5): /metrics parsed by Debian's python3-prometheus-client, which is
 # installed for Debian's own interpreter; a python3 earlier on PATH (pyenv) may not see it.

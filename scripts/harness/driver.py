@@ -218,7 +218,7 @@ def run_scenario(name, opts, root, cloud):
     log(f"=== {name}: {result} in {elapsed:.0f}s ===")
     return {
         "name": name, "seed": opts.seed, "store_id": ctx.store_id, "lanes": len(ctx.lanes),
-        "accepted": ctx.ledger.count(), "dups": ctx.ledger.dups_suppressed,
+        "accepted": ctx.ledger.count() + len(ctx.ledger.lost), "dups": ctx.ledger.dups_suppressed,
         "conflicts_409": ctx.ledger.conflicts_refused, "retried_publishes": ctx.ledger.retries,
         "ambiguous": dict(ctx.ledger.ambiguous), "faults": ctx.faults,
         "metrics": ctx.metrics, "notes": ctx.notes, "violations": ctx.violations,

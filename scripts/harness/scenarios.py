@@ -44,6 +44,7 @@ class Context:
         self.replica_sample = 200 if opts.quick else 1000
         self.cloud_down = False
         self.after_converge = None
+        self.covered_origins = set()   # lanes a peer uploads for (lane-dead)
 
     # ---- building the store --------------------------------------------------------------
     def make_lanes(self, n, via_proxy=False, cloud_url=None, **extra):

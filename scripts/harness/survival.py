@@ -97,12 +97,7 @@ def lose_disk(ctx, victim, run, isolate_s=0.0):
     `isolate_s`, its peer links are cut that long before the kill, so that the messages it
     accepts meanwhile are only pending on the disk that is lost (an expected loss the
     accounting must count apart)."""
-    links = [n for n in ctx.proxy.links if victim.id in n.split(">")] if ctx.proxy else []
-    if isolate_s and links:
-        log(f"  cut {victim.id} from its peers for {isolate_s:g}s before the kill")
-        ctx.proxy.cut(*links)
-        ctx.fault("lane isolated")
-        time.sleep(isolate_s)  # the isolation itself
+    links = _isolate(ctx, victim, isolate_s)
     last, inc = _before(victim)
     log(f"  kill -9 {victim.id} and delete its outbox (load {run.progress():.0%}, "
         f"last seq {last})")
@@ -111,9 +106,22 @@ def lose_disk(ctx, victim, run, isolate_s=0.0):
     files = victim.wipe_outbox()
     ctx.fault("disk lost")
     log(f"    deleted {', '.join(os.path.basename(f) for f in files)}")
-    if isolate_s and links:
+    if links:
         ctx.proxy.heal(*links)
     _rebuild(ctx, victim, "disk loss", last, inc)
+
+
+def _isolate(ctx, victim, secs):
+    """Cuts `victim`'s peer links (through the fault proxy) for `secs` before its disk goes:
+    what it accepts meanwhile is only pending there. Returns the links to heal."""
+    links = [n for n in ctx.proxy.links if victim.id in n.split(">")] \
+        if (ctx.proxy and secs) else []
+    if links:
+        log(f"  cut {victim.id} from its peers for {secs:g}s before the kill")
+        ctx.proxy.cut(*links)
+        ctx.fault("lane isolated")
+        time.sleep(secs)  # the isolation itself
+    return links
 
 
 def disk_loss(ctx):
@@ -144,12 +152,12 @@ def disk_loss(ctx):
 
 def backup_restore(ctx):
     """Take an online copy of a lane's outbox (SQLite's backup API) early in the load; later
-    stop the lane (kill -9, or SIGTERM in the second round of the long form), put the old copy
-    back (its -wal/-shm removed) and restart it: its peers hold more of its origin than the
-    copy, so it rebuilds from them. Long form: a load three times slower, two rounds, copies 40 and 60 s old."""
+    stop the lane (kill -9 after 1 s cut from its peers, or SIGTERM in the second round of the
+    long form), put the old copy back (its -wal/-shm removed) and restart it: its peers hold
+    more of its origin than the copy, so it rebuilds from them. Long form: a load three times slower, two rounds, copies 40 and 60 s old."""
     if ctx.opts.lanes < 2:
         raise Skip("needs two lanes")
-    ctx.make_lanes(ctx.opts.lanes)
+    ctx.make_lanes(ctx.opts.lanes, via_proxy=True)
     start_all(ctx)
     q = ctx.opts.quick
     rate = ctx.opts.rate if q else (ctx.opts.rate / 3 if ctx.opts.rate else 0)
@@ -174,6 +182,7 @@ def backup_restore(ctx):
             continue
         path, taken, seq = copies[v.id]
         wait_replicated(ctx)
+        links = _isolate(ctx, v, 1.0 if how == "kill -9" else 0.0)
         last, inc = _before(v)
         log(f"  {how} {v.id}, put back its copy from {time.monotonic() - taken:.0f}s ago "
             f"(seq {seq}; now {last}; load {run.progress():.0%})")
@@ -186,6 +195,8 @@ def backup_restore(ctx):
         ctx.ledger.disk_event(v.id, "backup restored")
         v.restore_outbox(path)
         ctx.fault("old outbox restored")
+        if links:
+            ctx.proxy.heal(*links)
         _rebuild(ctx, v, f"restore of a {time.monotonic() - taken:.0f}s old copy", last, inc)
     ctx.finish_load(run)
 
@@ -206,6 +217,7 @@ def lane_dead(ctx):
     v = ctx.rng.choice(lanes)
     others = [lane for lane in lanes if lane is not v]
     taker = min(lane.id for lane in others)
+    ctx.covered_origins.add(v.id)
     ctx.proxy = Proxy()
     port = free_port()
     link = f"{v.id}>cloud"

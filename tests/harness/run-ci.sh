@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI entry of the multi-terminal harness: the short form of every scenario (--quick), one
 # local cloud, three lanes, POS clients that fail over to another lane with the same
-# idempotency key when theirs does not answer (--failover). About 3 minutes on 2 cores; must
+# idempotency key when theirs does not answer (--failover); the issue 9 scenarios (disk-loss,
+# backup-restore, lane-dead) included. About 3 minutes on 2 cores; must
 # stay under 8.
 #
 #   LANESYNC_BIN   the lanesync binary (ctest passes the built target; default build/lanesync)

@@ -120,6 +120,7 @@ void rebuild_controller::outbox_lost(std::string reason, std::uint64_t own_hwm,
         since_ms_ = now_ms;
         new_progress_locked(own_hwm);
         excluded_terminals_.clear();
+        conflicted_.clear();
         ++generation_;
         evaluate_locked(due);
     }
@@ -163,14 +164,25 @@ void rebuild_controller::own_hwm(std::uint64_t hwm) {
     carry_out(std::move(due));
 }
 
-void rebuild_controller::conflict(std::string text) {
+void rebuild_controller::conflict(const std::string& terminal, std::string text) {
     {
         std::lock_guard lock(mutex_);
-        if (!active_ || !progress_ || contains(progress_->conflicts(), text))
+        if (!active_ || !progress_)
+            return;
+        if (!terminal.empty() && !contains(conflicted_, terminal))
+            conflicted_.push_back(terminal);
+        if (contains(progress_->conflicts(), text))
             return;
         progress_->conflict(text);
     }
-    log::warn("lane.rebuild_conflict", {{"conflict", text}});
+    log::warn("lane.rebuild_conflict", {{"peer", terminal}, {"conflict", text}});
+}
+
+bool rebuild_controller::conflicts_block_locked() const {
+    auto excluded = progress_->excluded();
+    return std::any_of(conflicted_.begin(), conflicted_.end(), [&](const std::string& t) {
+        return !contains(excluded, t) && !contains(excluded_terminals_, t);
+    });
 }
 
 std::string rebuild_controller::resolve_locked(const std::string& item, std::string& url,
@@ -297,7 +309,7 @@ void rebuild_controller::evaluate_locked(effects_due& due) {
         if (active_)
             due.answer = view_locked();
     }
-    if (active_ && progress_ && !finishing_ && progress_->done()) {
+    if (active_ && progress_ && !finishing_ && progress_->done() && !conflicts_block_locked()) {
         finishing_ = true;
         due.finish = true;
         due.finish_excluded = excluded_terminals_;
@@ -325,6 +337,7 @@ void rebuild_controller::finished(const std::string& error, const outbox::rebuil
             reason_.clear();
             progress_.reset();
             excluded_terminals_.clear();
+            conflicted_.clear();
             incarnation_ = st.incarnation;
             trust_caps_ = st.excluded;
             ++generation_;

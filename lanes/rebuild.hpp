@@ -73,7 +73,9 @@ public:
     void report(protocol::rebuild_report r);
     /// Our own hwm after a restore commit.
     void own_hwm(std::uint64_t hwm);
-    void conflict(std::string text);
+    /// A peer holds other messages at our seqs (incarnation mismatch): shown, and the rebuild
+    /// does not finish while that peer is not excluded (its report does not count).
+    void conflict(const std::string& terminal, std::string text);
     /// POST /v1/rebuild.
     exclude_result exclude(const std::vector<std::string>& without);
 
@@ -95,6 +97,7 @@ private:
     void evaluate_locked(effects_due& due);
     void carry_out(effects_due due);
     void finished(const std::string& error, const outbox::rebuild_state& st);
+    bool conflicts_block_locked() const;
     std::string resolve_locked(const std::string& item, std::string& url,
                                std::string& terminal) const;
 
@@ -115,6 +118,7 @@ private:
     std::vector<std::string> excluded_terminals_;  ///< for finish_rebuild (trust caps)
     bool checking_ = false;                        ///< the start check runs
     std::vector<std::string> answered_;            ///< links that answered the start check
+    std::vector<std::string> conflicted_;          ///< terminals with a conflict
     std::vector<admit_fn> held_;                   ///< POSTs waiting for the start check
 };
 

@@ -235,8 +235,17 @@ TEST_SUITE("rebuild controller") {
         a.ask(c);
         CHECK(a.refused());
         CHECK(r.begun.empty()); // already persisted
-        c.conflict("L2: incarnation mismatch: x");
-        c.conflict("L2: incarnation mismatch: x");
+        c.conflict("L2", "L2: incarnation mismatch: x");
+        c.conflict("L2", "L2: incarnation mismatch: x");
         CHECK(c.view().conflicts.size() == 1);
+        // L2 reported, everything is restored, but it holds other messages: no finish until
+        // the operator leaves it out.
+        c.link_terminal(url2, "L2");
+        c.report({url2, "L2", 3, "id-3"});
+        c.own_hwm(3);
+        CHECK(r.finishes.empty());
+        CHECK(c.exclude({"L2"}).status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0] == std::vector<std::string>{"L2"});
     }
 }

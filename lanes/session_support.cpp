@@ -117,7 +117,8 @@ void on_close_decided(hub& h, const protocol::close_link& a, bool outbound,
                        {{"peer", peer}, {"reason", "excluded from a rebuild: " + a.reason}});
             return;
         }
-        h.rebuild().outbox_lost(a.reason, number(detail_of(a, "local_seq")), protocol::now_ms());
+        h.rebuild().outbox_lost(peer_id, a.reason, number(detail_of(a, "local_seq")),
+                                protocol::now_ms());
     } else if (a.cause == close_cause::incarnation_mismatch) {
         h.rebuild().conflict(peer_id, peer + ": " + a.reason);
     }

@@ -81,12 +81,19 @@ void rebuild_controller::link_answered(const std::string& url) {
 }
 
 void rebuild_controller::link_terminal(const std::string& url, const std::string& terminal) {
-    std::lock_guard lock(mutex_);
-    if (!contains(links_, url) || terminal.empty())
-        return;
-    terminals_[url] = terminal;
-    if (progress_)
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (!contains(links_, url) || terminal.empty())
+            return;
+        terminals_[url] = terminal;
+        if (!progress_)
+            return;
+        // An exclusion by terminal id may now name this link.
         progress_->link_terminal(url, terminal);
+        evaluate_locked(due);
+    }
+    carry_out(std::move(due));
 }
 
 void rebuild_controller::new_progress_locked(std::uint64_t own_hwm) {
@@ -210,11 +217,6 @@ std::string rebuild_controller::resolve_locked(const std::string& item, std::str
                "' is neither a terminal id nor one of PEER_TERMINALS";
     if (item == self_)
         return "unknown peer: " + item + " is this lane";
-    if (item == trigger_ && trigger_pending_locked()) {
-        url.clear(); // an inbound-only peer
-        terminal = item;
-        return {};
-    }
     for (const auto& [u, t] : terminals_)
         if (t == item) {
             url = u;
@@ -229,6 +231,11 @@ std::string rebuild_controller::resolve_locked(const std::string& item, std::str
             unknown.push_back(l);
     if (unknown.size() == 1) {
         url = unknown.front();
+        terminal = item;
+        return {};
+    }
+    if (item == trigger_ && trigger_pending_locked()) {
+        url.clear(); // an inbound-only peer
         terminal = item;
         return {};
     }

@@ -231,6 +231,19 @@ TEST_SUITE("rebuild controller") {
         CHECK(r.finishes[0] == std::vector<std::string>{"PY"});
     }
 
+    TEST_CASE("left out by terminal id before its link ever connected: the link is that peer") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 150, 1000);
+        c.link_answered(url2);
+        // An inbound session from L2 found the outbox behind; L1's own link never got in.
+        c.outbox_lost("L2", "rebuilding: peer holds seq 100 of L1 as x", 150, 2000);
+        c.conflict("L2", "L2: incarnation mismatch");
+        CHECK(c.exclude({"L2"}).status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0] == std::vector<std::string>{"L2"});
+    }
+
     TEST_CASE("a rebuild under way at start is resumed: no start check, POSTs refused") {
         recorder r;
         lanes::rebuild_controller c("L1", {url2}, r.effects());

@@ -200,6 +200,8 @@ class Rebuild(StoreTestCase):
         self.assertEqual(h.json()["status"], "rebuilding")
         self.assertIn("60 of 60", h.json()["progress"])
 
+        cli_pub = l1.cli("publish", "--env", l1.env_path, "--topic", "t", "--data", "{}", check=1)
+        self.assertIn("rebuilding", cli_pub.stderr)
         shown = l1.cli("rebuild", "--env", l1.env_path, check=0)
         self.assertIn("rebuilding from L2", shown.stdout)
         self.assertIn(l3.peer_url, shown.stdout)

@@ -52,6 +52,13 @@ int cmd_publish(const publish_options& o) {
     auto store = open_store(cfg, false, rc);
     if (!store)
         return rc;
+    // A lane that rebuilds hands out no seq before it restored what its peers hold.
+    if (auto rb = store->get_rebuild_state(); rb.active) {
+        store->close();
+        std::cerr << "error: the lane is rebuilding its outbox from its peers (" << rb.reason
+                  << "); nothing stored, see lanesync rebuild --env " << o.env << "\n";
+        return exit_failure;
+    }
     auto o2 = outbox::publish_sync(*store, std::move(req.value()));
     store->close(); // durable before we report success (publish_sync already waited for it)
     switch (o2.k) {

@@ -84,17 +84,19 @@ private:
                 break;
             // Any ending answers the start check (a peer's ready was noted by the session).
             hub_->rebuild().link_answered(url_.text);
-            if (rebuild_switch(r)) {
-                // The lane (or the peer) started or finished a rebuild: again at once, in the
-                // new mode. At once a few times in a row only, so nothing can make a hot loop.
-                if (++switches_ <= max_switches_in_a_row)
-                    continue;
-            } else {
-                switches_ = 0;
-            }
             const protocol::version_offer offer{
                 version_, {tuning::peer_protocol_min_version, tuning::peer_protocol_version}};
             auto e = protocol::classify_ending(r.stage, r.close_code, r.close_reason, r.who, offer);
+            if (rebuild_switch(r)) {
+                // The lane (or the peer) started or finished a rebuild: again at once, in the
+                // new mode (classify_ending says so with the offered version). At once a few
+                // times in a row only, so nothing can make a hot loop.
+                if (++switches_ <= max_switches_in_a_row)
+                    continue;
+                e.retry_version = 0;
+            } else {
+                switches_ = 0;
+            }
             if (e.retry_version > 0) {
                 // The peer speaks an older version we also speak: again at once with that one,
                 // and keep it for this link (docs/protocol.md "Versions"). At once only once in

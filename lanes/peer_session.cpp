@@ -6,6 +6,7 @@
 #include "lanes/streams.hpp"
 #include "protocol/message.hpp"
 #include "protocol/peer_machine.hpp"
+#include "protocol/rebuild.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -14,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <deque>
+#include <optional>
 
 namespace lanesync::lanes {
 namespace {
@@ -177,6 +179,22 @@ private:
     void apply(protocol::peer_actions actions) {
         for (auto& a : actions)
             std::visit([this](auto& act) { on_action(act); }, a);
+        if (report_ && !report_waits_check_)
+            report_checked();
+    }
+
+    /// The peer's report of our origin counts only once its mark passed the id check (a mark
+    /// naming other messages than ours is an incarnation mismatch, not a report).
+    void report_checked() {
+        report_waits_check_ = false;
+        if (!report_)
+            return;
+        auto r = std::move(*report_);
+        report_.reset();
+        if (machine_.closing())
+            return;
+        hub_->rebuild().report(std::move(r));
+        ready_seen();
     }
 
     void on_action(protocol::send_frame& a) {
@@ -240,8 +258,12 @@ private:
 
     void on_action(protocol::read_own_mark& a) {
         auto seq = a.seq;
+        if (report_)
+            report_waits_check_ = true;
         hub_->outbox().own_mark(seq, on_strand([seq](peer_session& s, outbox::own_mark m) {
                                     s.apply(s.machine_.on_own_mark(seq, m.hwm, m.id));
+                                    if (s.report_waits_check_)
+                                        s.report_checked();
                                 }));
     }
 
@@ -257,8 +279,7 @@ private:
     }
 
     void on_action(protocol::own_reported& a) {
-        hub_->rebuild().report({outbound_ ? url_ : std::string(), a.peer, a.seq, a.id});
-        ready_seen();
+        report_ = protocol::rebuild_report{outbound_ ? url_ : std::string(), a.peer, a.seq, a.id};
     }
 
     void on_action(protocol::news_received& a) { detail::on_news(*hub_, a); }
@@ -397,6 +418,8 @@ private:
     bool refusal_logged_ = false;
     bool reachable_noted_ = false;
     bool ready_seen_ = false;
+    std::optional<protocol::rebuild_report> report_; ///< own_reported, until its check passed
+    bool report_waits_check_ = false;
     std::string end_reason_;
     bool peer_closed_ = false;
     std::uint16_t close_code_ = 0; ///< sent (close_requested_) or received (peer_closed_)

@@ -81,12 +81,19 @@ void rebuild_controller::link_answered(const std::string& url) {
 }
 
 void rebuild_controller::link_terminal(const std::string& url, const std::string& terminal) {
-    std::lock_guard lock(mutex_);
-    if (!contains(links_, url) || terminal.empty())
-        return;
-    terminals_[url] = terminal;
-    if (progress_)
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (!contains(links_, url) || terminal.empty())
+            return;
+        terminals_[url] = terminal;
+        if (!progress_)
+            return;
+        // An exclusion by terminal id may now name this link.
         progress_->link_terminal(url, terminal);
+        evaluate_locked(due);
+    }
+    carry_out(std::move(due));
 }
 
 void rebuild_controller::new_progress_locked(std::uint64_t own_hwm) {
@@ -106,8 +113,8 @@ bool rebuild_controller::current(std::uint64_t generation) const {
     return generation == generation_;
 }
 
-void rebuild_controller::outbox_lost(std::string reason, std::uint64_t own_hwm,
-                                     std::int64_t now_ms) {
+void rebuild_controller::outbox_lost(const std::string& peer, std::string reason,
+                                     std::uint64_t own_hwm, std::int64_t now_ms) {
     if (std::string_view(reason).starts_with(rebuilding_prefix))
         reason.erase(0, rebuilding_prefix.size());
     effects_due due;
@@ -120,6 +127,9 @@ void rebuild_controller::outbox_lost(std::string reason, std::uint64_t own_hwm,
         since_ms_ = now_ms;
         new_progress_locked(own_hwm);
         excluded_terminals_.clear();
+        conflicted_.clear();
+        reported_.clear();
+        trigger_ = peer;
         ++generation_;
         evaluate_locked(due);
     }
@@ -142,6 +152,8 @@ void rebuild_controller::report(protocol::rebuild_report r) {
             return;
         if (!r.link.empty() && !r.terminal.empty())
             terminals_[r.link] = r.terminal;
+        if (!contains(reported_, r.terminal))
+            reported_.push_back(r.terminal);
         progress_->report(std::move(r));
         evaluate_locked(due);
         text = progress_->text();
@@ -163,14 +175,33 @@ void rebuild_controller::own_hwm(std::uint64_t hwm) {
     carry_out(std::move(due));
 }
 
-void rebuild_controller::conflict(std::string text) {
+void rebuild_controller::conflict(const std::string& terminal, std::string text) {
     {
         std::lock_guard lock(mutex_);
-        if (!active_ || !progress_ || contains(progress_->conflicts(), text))
+        if (!active_ || !progress_)
+            return;
+        if (!terminal.empty() && !contains(conflicted_, terminal))
+            conflicted_.push_back(terminal);
+        if (contains(progress_->conflicts(), text))
             return;
         progress_->conflict(text);
     }
-    log::warn("lane.rebuild_conflict", {{"conflict", text}});
+    log::warn("lane.rebuild_conflict", {{"peer", terminal}, {"conflict", text}});
+}
+
+bool rebuild_controller::trigger_pending_locked() const {
+    if (trigger_.empty() || contains(reported_, trigger_) ||
+        contains(excluded_terminals_, trigger_))
+        return false;
+    return std::none_of(terminals_.begin(), terminals_.end(),
+                        [&](const auto& lt) { return lt.second == trigger_; });
+}
+
+bool rebuild_controller::conflicts_block_locked() const {
+    auto excluded = progress_->excluded();
+    return std::any_of(conflicted_.begin(), conflicted_.end(), [&](const std::string& t) {
+        return !contains(excluded, t) && !contains(excluded_terminals_, t);
+    });
 }
 
 std::string rebuild_controller::resolve_locked(const std::string& item, std::string& url,
@@ -203,6 +234,11 @@ std::string rebuild_controller::resolve_locked(const std::string& item, std::str
         terminal = item;
         return {};
     }
+    if (item == trigger_ && trigger_pending_locked()) {
+        url.clear(); // an inbound-only peer
+        terminal = item;
+        return {};
+    }
     if (unknown.empty())
         return "unknown peer: no link in PEER_TERMINALS is " + item;
     return "cannot tell which of " + std::to_string(unknown.size()) +
@@ -226,11 +262,12 @@ exclude_result rebuild_controller::exclude(const std::vector<std::string>& witho
         for (const auto& [url, terminal] : resolved) {
             if (!terminal.empty()) {
                 // The operator's name for a link that never connected shows in status.
-                progress_->link_terminal(url, terminal);
+                if (!url.empty())
+                    progress_->link_terminal(url, terminal);
                 if (!contains(excluded_terminals_, terminal))
                     excluded_terminals_.push_back(terminal);
             }
-            progress_->exclude(url);
+            progress_->exclude(url.empty() ? terminal : url);
             names.push_back(terminal.empty() ? url : terminal);
         }
         evaluate_locked(due);
@@ -279,6 +316,8 @@ rebuild_view rebuild_controller::view_locked() const {
     v.target = progress_->target();
     v.from = progress_->from();
     v.waiting_for = progress_->waiting_for();
+    if (trigger_pending_locked())
+        v.waiting_for.push_back(trigger_);
     v.excluded = progress_->excluded();
     v.conflicts = progress_->conflicts();
     v.progress = progress_->text();
@@ -297,7 +336,8 @@ void rebuild_controller::evaluate_locked(effects_due& due) {
         if (active_)
             due.answer = view_locked();
     }
-    if (active_ && progress_ && !finishing_ && progress_->done()) {
+    if (active_ && progress_ && !finishing_ && progress_->done() && !conflicts_block_locked() &&
+        !trigger_pending_locked()) {
         finishing_ = true;
         due.finish = true;
         due.finish_excluded = excluded_terminals_;
@@ -325,6 +365,7 @@ void rebuild_controller::finished(const std::string& error, const outbox::rebuil
             reason_.clear();
             progress_.reset();
             excluded_terminals_.clear();
+            conflicted_.clear();
             incarnation_ = st.incarnation;
             trust_caps_ = st.excluded;
             ++generation_;

@@ -66,14 +66,18 @@ public:
     /// A session created with `generation` still fits the lane's mode.
     bool current(std::uint64_t generation) const;
 
-    /// A peer holds more of our origin than we do (close_cause::outbox_lost): rebuild.
+    /// `peer` holds more of our origin than we do (close_cause::outbox_lost): rebuild.
     /// `reason` may start with "rebuilding: " (the close reason); `own_hwm` as the machine saw.
-    void outbox_lost(std::string reason, std::uint64_t own_hwm, std::int64_t now_ms);
+    /// A peer that is not behind a configured link must report (or be left out) too.
+    void outbox_lost(const std::string& peer, std::string reason, std::uint64_t own_hwm,
+                     std::int64_t now_ms);
     /// A rebuild session's peer reported what it holds of our origin (action own_reported).
     void report(protocol::rebuild_report r);
     /// Our own hwm after a restore commit.
     void own_hwm(std::uint64_t hwm);
-    void conflict(std::string text);
+    /// A peer holds other messages at our seqs (incarnation mismatch): shown, and the rebuild
+    /// does not finish while that peer is not excluded (its report does not count).
+    void conflict(const std::string& terminal, std::string text);
     /// POST /v1/rebuild.
     exclude_result exclude(const std::vector<std::string>& without);
 
@@ -95,6 +99,9 @@ private:
     void evaluate_locked(effects_due& due);
     void carry_out(effects_due due);
     void finished(const std::string& error, const outbox::rebuild_state& st);
+    bool conflicts_block_locked() const;
+    /// The peer that found our outbox behind is inbound only and has not reported yet.
+    bool trigger_pending_locked() const;
     std::string resolve_locked(const std::string& item, std::string& url,
                                std::string& terminal) const;
 
@@ -115,6 +122,9 @@ private:
     std::vector<std::string> excluded_terminals_;  ///< for finish_rebuild (trust caps)
     bool checking_ = false;                        ///< the start check runs
     std::vector<std::string> answered_;            ///< links that answered the start check
+    std::string trigger_;                          ///< the peer whose mark started the rebuild
+    std::vector<std::string> reported_;            ///< terminals that reported
+    std::vector<std::string> conflicted_;          ///< terminals with a conflict
     std::vector<admit_fn> held_;                   ///< POSTs waiting for the start check
 };
 

@@ -109,15 +109,24 @@ void on_close_decided(hub& h, const protocol::close_link& a, bool outbound,
                   {{"peer", peer}, {"code", std::to_string(a.code)}, {"reason", a.reason}});
     // What the lane does about it. The outbox-lost close carries the reason the rebuild shows
     // ("rebuilding: peer holds seq N of L1 but this lane only M").
-    if (a.cause == close_cause::outbox_lost)
-        h.rebuild().outbox_lost(a.reason, number(detail_of(a, "local_seq")), protocol::now_ms());
-    else if (a.cause == close_cause::incarnation_mismatch)
-        h.rebuild().conflict(peer + ": " + a.reason);
+    if (a.cause == close_cause::outbox_lost) {
+        // A lane left out of an earlier rebuild holds other messages at our seqs below its
+        // trust cap too: that is its stale copy, not our loss. No rebuild for it.
+        if (h.rebuild().mode().trust_caps.count(peer_id)) {
+            log::error("peer.incarnation_mismatch",
+                       {{"peer", peer}, {"reason", "excluded from a rebuild: " + a.reason}});
+            return;
+        }
+        h.rebuild().outbox_lost(peer_id, a.reason, number(detail_of(a, "local_seq")),
+                                protocol::now_ms());
+    } else if (a.cause == close_cause::incarnation_mismatch) {
+        h.rebuild().conflict(peer_id, peer + ": " + a.reason);
+    }
 }
 
 void on_peer_closed(hub& h, const std::string& peer, std::string_view reason) {
     if (reason.starts_with("incarnation mismatch"))
-        h.rebuild().conflict(or_unknown(peer) + ": " + std::string(reason));
+        h.rebuild().conflict(peer, or_unknown(peer) + ": " + std::string(reason));
 }
 
 void on_news(hub& h, const protocol::news_received& a) {

@@ -68,7 +68,7 @@ count_outcome sqlite_store::do_finish_rebuild(write_transaction& tx,
         return out; // not rebuilding: nothing changes (the incarnation stays)
     const std::uint64_t own_hwm = read_origin(tx, terminal_id_).hwm;
     for (const auto& terminal : excluded) {
-        if (terminal.empty())
+        if (terminal.empty() || terminal == terminal_id_)
             continue;
         // The trust cap: that lane's marks of our origin are never trusted above it. A cap
         // from an earlier rebuild is lower and stays (the lane still missed that one).

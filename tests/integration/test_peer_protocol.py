@@ -109,10 +109,11 @@ class PeerEndpoint(StoreTestCase):
         other = "0190a0b0-0000-7000-8000-0000000000b2"
         ws.send_json({"type": "ready", "hwm": {"L1": {"seq": 1, "id": other}}})
         c = ws.expect_close()
-        self.assertEqual(c.code, 1008)
-        self.assertIn("peer holds seq 1 of L1 as", c.reason)
-        self.assertIn("outbox lost or replaced", c.reason)
+        # Issue 9: the lane takes it for a lost outbox and rebuilds (1001, reconnect at once).
+        self.assertEqual(c.code, 1001)
+        self.assertIn("rebuilding: peer holds seq 1 of L1 as", c.reason)
         self.assertEqual(self.l1.counts()["peer_ack"], 0)
+        self.assertTrue(self.l1.status()["rebuild"]["active"])
 
     def test_v2_matching_tip_promotes(self):
         mid = self.l1.publish("transaction", {"i": 1}).json()["id"]

@@ -148,6 +148,23 @@ class Rebuild(StoreTestCase):
         for mid in list(new)[:30]:
             self.assertEqual(l1.message(mid).json()["state"], "pending")
             self.assertEqual(l2.message(mid).status, 404)
+        # L1 rebuilds and stays so: L2 holds other messages at its seqs (a conflict only an
+        # operator can settle); new sales are refused meanwhile.
+        rb = wait_for(lambda: (lambda r: r if r["active"] and r["conflicts"] else None)(
+            l1.status()["rebuild"]), 30, what="L1 rebuilding with a conflict", interval=0.2)
+        self.assertIn("incarnation mismatch", rb["conflicts"][0])
+        self.assertEqual(l1.publish("transaction", {"total": 1}).status, 503)
+        # The operator leaves L2 out: L1 keeps its 150 and goes on at 151; L2's stale copy of
+        # L1 is refused from now on (below its trust cap too), never a rebuild again.
+        l1.cli("rebuild", "--env", l1.env_path, "--without", "L2", check=0)
+        more = Publisher(self, l1).publish({"total": 151})
+        self.assertEqual(more["seq"], 151)
+        self.assertEqual(l1.status()["rebuild"]["trust_caps"], {"L2": 150})
+        wait_for(lambda: "excluded from a rebuild" in l1.log_text(), 30,
+                 what="L2's next session refused", interval=0.2)
+        self.assertFalse(l1.status()["rebuild"]["active"], "no rebuild loop")
+        self.assertEqual(l1.counts()["peer_ack"], 0)
+        self.assertEqual(replicas(l2, "L1"), 100)
 
     def test_missing_peer_holds_the_rebuild_until_the_operator_leaves_it_out(self):
         l1 = self.store.lane("L1")
@@ -183,6 +200,8 @@ class Rebuild(StoreTestCase):
         self.assertEqual(h.json()["status"], "rebuilding")
         self.assertIn("60 of 60", h.json()["progress"])
 
+        cli_pub = l1.cli("publish", "--env", l1.env_path, "--topic", "t", "--data", "{}", check=1)
+        self.assertIn("rebuilding", cli_pub.stderr)
         shown = l1.cli("rebuild", "--env", l1.env_path, check=0)
         self.assertIn("rebuilding from L2", shown.stdout)
         self.assertIn(l3.peer_url, shown.stdout)

@@ -124,7 +124,7 @@ TEST_SUITE("rebuild controller") {
         CHECK_FALSE(before.rebuilding);
         admission a;
         a.ask(c);
-        c.outbox_lost("rebuilding: peer holds seq 100 of L1 but this lane only 0", 0, 2000);
+        c.outbox_lost("L2", "rebuilding: peer holds seq 100 of L1 but this lane only 0", 0, 2000);
         REQUIRE(a.refused());
         CHECK((*a.answer)->active);
         CHECK((*a.answer)->reason == "peer holds seq 100 of L1 but this lane only 0");
@@ -137,7 +137,7 @@ TEST_SUITE("rebuild controller") {
         CHECK(c.mode().rebuilding);
         CHECK(c.view().since_ms == 2000);
         // A second detection changes nothing.
-        c.outbox_lost("rebuilding: again", 0, 3000);
+        c.outbox_lost("L2", "rebuilding: again", 0, 3000);
         CHECK(r.begun.size() == 1);
         CHECK(r.closes.size() == 1);
     }
@@ -148,7 +148,7 @@ TEST_SUITE("rebuild controller") {
         c.start(normal_state(), 0, 1000);
         c.link_answered(url2);
         c.link_answered(url3);
-        c.outbox_lost("peer holds seq 100 of L1 but this lane only 0", 0, 2000);
+        c.outbox_lost("L2", "peer holds seq 100 of L1 but this lane only 0", 0, 2000);
         c.report({url2, "L2", 100, "id-100"});
         c.own_hwm(60);
         CHECK(r.finishes.empty());
@@ -185,7 +185,7 @@ TEST_SUITE("rebuild controller") {
         lanes::rebuild_controller c("L1", {url2, url3}, r.effects());
         c.start(normal_state(), 0, 1000);
         CHECK(c.exclude({"L3"}).status == 409); // not rebuilding
-        c.outbox_lost("peer holds seq 5 of L1 but this lane only 0", 0, 2000);
+        c.outbox_lost("L2", "peer holds seq 5 of L1 but this lane only 0", 0, 2000);
         c.link_terminal(url2, "L2");
         c.report({url2, "L2", 5, "id-5"});
         c.own_hwm(5);
@@ -217,6 +217,33 @@ TEST_SUITE("rebuild controller") {
         CHECK(c.view().waiting_for == std::vector<std::string>{url2});
     }
 
+    TEST_CASE("an inbound-only peer that found the outbox behind must report or be left out") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {}, r.effects());
+        c.start(normal_state(), 1, 1000);
+        c.outbox_lost("PY", "rebuilding: peer holds seq 1 of L1 as x but this lane's is y", 1,
+                      2000);
+        CHECK(r.finishes.empty()); // no link to wait for, but PY has not reported
+        CHECK(c.view().waiting_for == std::vector<std::string>{"PY"});
+        CHECK(c.exclude({"PZ"}).status == 400);
+        CHECK(c.exclude({"PY"}).status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0] == std::vector<std::string>{"PY"});
+    }
+
+    TEST_CASE("left out by terminal id before its link ever connected: the link is that peer") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 150, 1000);
+        c.link_answered(url2);
+        // An inbound session from L2 found the outbox behind; L1's own link never got in.
+        c.outbox_lost("L2", "rebuilding: peer holds seq 100 of L1 as x", 150, 2000);
+        c.conflict("L2", "L2: incarnation mismatch");
+        CHECK(c.exclude({"L2"}).status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0] == std::vector<std::string>{"L2"});
+    }
+
     TEST_CASE("a rebuild under way at start is resumed: no start check, POSTs refused") {
         recorder r;
         lanes::rebuild_controller c("L1", {url2}, r.effects());
@@ -235,8 +262,17 @@ TEST_SUITE("rebuild controller") {
         a.ask(c);
         CHECK(a.refused());
         CHECK(r.begun.empty()); // already persisted
-        c.conflict("L2: incarnation mismatch: x");
-        c.conflict("L2: incarnation mismatch: x");
+        c.conflict("L2", "L2: incarnation mismatch: x");
+        c.conflict("L2", "L2: incarnation mismatch: x");
         CHECK(c.view().conflicts.size() == 1);
+        // L2 reported, everything is restored, but it holds other messages: no finish until
+        // the operator leaves it out.
+        c.link_terminal(url2, "L2");
+        c.report({url2, "L2", 3, "id-3"});
+        c.own_hwm(3);
+        CHECK(r.finishes.empty());
+        CHECK(c.exclude({"L2"}).status == 200);
+        REQUIRE(r.finishes.size() == 1);
+        CHECK(r.finishes[0] == std::vector<std::string>{"L2"});
     }
 }

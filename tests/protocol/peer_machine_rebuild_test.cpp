@@ -141,6 +141,29 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(t.l1.acked_through == 0); // nothing of ours was checked above our hwm
     }
 
+    TEST_CASE("the rebuilding lane as the client: the same handshake, news after its ready") {
+        lane l1("L1", peer_role::client, rebuilding_config("L1"));
+        lane l2("L2", peer_role::server, 2);
+        l2.replicate("L1", 30, 0);
+        l2.publish(4, 0);
+        l1.m.on_news(news{{{"L3", 5}}, {}, {}});
+        l2.m.on_news(news{{}, {{"L1", 10}}, {}});
+        l1.m.on_sender(true);
+        l2.m.on_sender(true);
+        run(l1, l2, l1.m.start());
+        CHECK(l1.closes.empty());
+        CHECK(l2.closes.empty());
+        REQUIRE(l1.reports.size() == 1);
+        CHECK(l1.reports[0].seq == 30);
+        CHECK(l1.held["L1"].size() == 30); // restored
+        CHECK(l1.held["L2"].size() == 4);  // and the peer's own messages as replicas
+        REQUIRE(l2.news.size() == 1);
+        CHECK(l2.news[0].seen.at("L3") == 5);
+        REQUIRE(l1.news.size() == 1);
+        CHECK(l1.news[0].own_cloud_through == 0); // L2's mark of L1 was above L1's hwm
+        CHECK(l2.m.incarnation_of_peer() == inc_b);
+    }
+
     TEST_CASE("an old copy restored: the peer sends from the lane's own mark on") {
         pair_of_lanes t(rebuilding_config("L1"), 100, 60);
         CHECK(t.l1.closes.empty());

@@ -293,6 +293,10 @@ def _check_cover(ctx, v, taker, want):
     if row.get("covered_by") != taker:
         ctx.violations.append(f"takeover of {v.id}: {taker}'s status.origins says covered_by "
                               f"{row.get('covered_by')!r}, expected {taker!r}")
+    gauge = ctx.lane(taker).metric("lanesync_origin_covered", origin=v.id, by=taker)
+    if gauge != 1:
+        ctx.violations.append(f"takeover of {v.id}: {taker}'s lanesync_origin_covered"
+                              f"{{origin={v.id},by={taker}}} is {gauge}, expected 1")
 
 
 def _double_uploads(ctx, v):

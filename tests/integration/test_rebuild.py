@@ -200,6 +200,17 @@ class Rebuild(StoreTestCase):
         self.assertEqual(h.json()["status"], "rebuilding")
         self.assertIn("60 of 60", h.json()["progress"])
 
+        # A crash mid-rebuild: the rebuild is in the outbox and resumes at the next start.
+        l1.kill9()
+        l1.start(wait=False)
+        wait_listening(l1)
+        def resumed():  # restored counts from this start: what the outbox held is kept
+            rb = l1.status()["rebuild"]
+            return rb if rb["active"] and rb["target"] == 60 and rb["from"] == "L2" else None
+        rb = wait_for(resumed, 30, what="the rebuild resumed after kill -9", interval=0.2)
+        self.assertEqual(rb["waiting_for"], [l3.peer_url], rb)
+        self.assertEqual(l1.counts()["last_seq"], 60)
+        self.assertIn("lane.rebuild_resumed", l1.log_text())
         cli_pub = l1.cli("publish", "--env", l1.env_path, "--topic", "t", "--data", "{}", check=1)
         self.assertIn("rebuilding", cli_pub.stderr)
         shown = l1.cli("rebuild", "--env", l1.env_path, check=0)

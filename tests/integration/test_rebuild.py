@@ -160,8 +160,15 @@ class Rebuild(StoreTestCase):
         more = Publisher(self, l1).publish({"total": 151})
         self.assertEqual(more["seq"], 151)
         self.assertEqual(l1.status()["rebuild"]["trust_caps"], {"L2": 150})
-        wait_for(lambda: "excluded from a rebuild" in l1.log_text(), 30,
+        wait_for(lambda: "was excluded from this lane's rebuild" in l1.log_text(), 30,
                  what="L2's next session refused", interval=0.2)
+        def permanent():
+            for p in l1.status()["peers"]:
+                if p["permanent_failure"] and "excluded from this lane's rebuild" in (
+                        p["last_error"] or ""):
+                    return p
+            return None
+        wait_for(permanent, 30, what="L1's link to L2 shown as a permanent mismatch", interval=0.2)
         self.assertFalse(l1.status()["rebuild"]["active"], "no rebuild loop")
         self.assertEqual(l1.counts()["peer_ack"], 0)
         self.assertEqual(replicas(l2, "L1"), 100)

@@ -50,6 +50,10 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     /// The persisted rebuild state (read once, before the io_context runs): resume a rebuild,
     /// or begin the start check (tuning::start_peer_check).
     void start_rebuild() {
+        std::vector<std::string> urls;
+        for (const auto& p : cfg_.peers)
+            urls.push_back(p.text);
+        hub_->rebuild().set_links(std::move(urls));
         auto& store = hub_->outbox().sync();
         auto st = store.get_rebuild_state();
         auto h = store.hwm();

@@ -27,11 +27,18 @@ rebuild_controller::rebuild_controller(std::string self, std::vector<std::string
                                        rebuild_effects fx)
     : self_(std::move(self)), links_(std::move(links)), fx_(std::move(fx)) {}
 
+void rebuild_controller::set_links(std::vector<std::string> links) {
+    std::lock_guard lock(mutex_);
+    links_ = std::move(links);
+}
+
 void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t own_hwm,
                                std::int64_t now_ms) {
     effects_due due;
+    std::string links;
     {
         std::lock_guard lock(mutex_);
+        links = join(links_);
         incarnation_ = st.incarnation;
         trust_caps_ = st.excluded;
         if (st.active) {
@@ -45,9 +52,9 @@ void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t ow
         evaluate_locked(due);
     }
     if (st.active)
-        log::info("lane.rebuild_resumed", {{"reason", st.reason},
-                                           {"own_hwm", std::to_string(own_hwm)},
-                                           {"waiting_for", join(links_)}});
+        log::info(
+            "lane.rebuild_resumed",
+            {{"reason", st.reason}, {"own_hwm", std::to_string(own_hwm)}, {"waiting_for", links}});
     carry_out(std::move(due));
 }
 

@@ -52,6 +52,8 @@ public:
     /// `links`: the PEER_TERMINALS URLs.
     rebuild_controller(std::string self, std::vector<std::string> links, rebuild_effects fx);
 
+    /// The PEER_TERMINALS URLs as they are at start (tests add peers after construction).
+    void set_links(std::vector<std::string> links);
     /// At start, from the outbox: resumes a rebuild under way; else, with links, the start
     /// check begins (POSTs wait until every link answered or start_check_over()).
     void start(const outbox::rebuild_state& st, std::uint64_t own_hwm, std::int64_t now_ms);
@@ -106,7 +108,7 @@ private:
                                std::string& terminal) const;
 
     const std::string self_;
-    const std::vector<std::string> links_;
+    std::vector<std::string> links_;
     rebuild_effects fx_;
 
     mutable std::mutex mutex_;

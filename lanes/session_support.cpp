@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "base/tuning.hpp"
+#include "protocol/close_code.hpp"
 #include "protocol/message.hpp"
 
 #include <charconv>
@@ -82,9 +83,22 @@ protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
     return s;
 }
 
-void on_close_decided(hub& h, const protocol::close_link& a, bool outbound,
-                      const std::string& peer_id, const std::string& claimed_id) {
+void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std::string& peer_id,
+                      const std::string& claimed_id) {
     using protocol::close_cause;
+    if (a.cause == close_cause::outbox_lost) {
+        // A lane left out of an earlier rebuild may hold other messages at our seqs below its
+        // trust cap too: that is its stale copy, not our loss. Refused as what it is (an
+        // incarnation mismatch, permanent on both sides), never a rebuild.
+        auto caps = h.rebuild().mode().trust_caps;
+        if (auto it = caps.find(peer_id); it != caps.end()) {
+            a.cause = close_cause::incarnation_mismatch;
+            a.code = protocol::close_code::policy_violation;
+            a.reason = "incarnation mismatch: " + peer_id + " was excluded from this lane's " +
+                       "rebuild at seq " + std::to_string(it->second) +
+                       " and holds other messages of " + h.cfg().terminal_id;
+        }
+    }
     if (a.auth_failure)
         pm().auth_failures.inc();
     if (a.cause == close_cause::malformed)
@@ -110,13 +124,6 @@ void on_close_decided(hub& h, const protocol::close_link& a, bool outbound,
     // What the lane does about it. The outbox-lost close carries the reason the rebuild shows
     // ("rebuilding: peer holds seq N of L1 but this lane only M").
     if (a.cause == close_cause::outbox_lost) {
-        // A lane left out of an earlier rebuild holds other messages at our seqs below its
-        // trust cap too: that is its stale copy, not our loss. No rebuild for it.
-        if (h.rebuild().mode().trust_caps.count(peer_id)) {
-            log::error("peer.incarnation_mismatch",
-                       {{"peer", peer}, {"reason", "excluded from a rebuild: " + a.reason}});
-            return;
-        }
         h.rebuild().outbox_lost(peer_id, a.reason, number(detail_of(a, "local_seq")),
                                 protocol::now_ms());
     } else if (a.cause == close_cause::incarnation_mismatch) {

@@ -38,8 +38,10 @@ protocol::peer_machine_config machine_config(const conf::config& cfg, int offer_
 protocol::stored_outcome to_protocol(outbox::replicas_outcome o);
 
 /// A close this lane decided: the log lines and counters of its kind, and what the lane does
-/// about it (outbox lost: a rebuild; incarnation mismatch: a conflict of the rebuild).
-void on_close_decided(hub& h, const protocol::close_link& a, bool outbound, const std::string& peer,
+/// about it (outbox lost: a rebuild; incarnation mismatch: a conflict of the rebuild). An
+/// "outbox lost" from a peer with a trust cap is turned into an incarnation mismatch (`a` is
+/// changed: the close then goes out so).
+void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std::string& peer,
                       const std::string& claimed_id);
 
 /// A close the peer decided: an incarnation mismatch it found is a conflict of our rebuild.

@@ -160,8 +160,15 @@ class Rebuild(StoreTestCase):
         more = Publisher(self, l1).publish({"total": 151})
         self.assertEqual(more["seq"], 151)
         self.assertEqual(l1.status()["rebuild"]["trust_caps"], {"L2": 150})
-        wait_for(lambda: "excluded from a rebuild" in l1.log_text(), 30,
+        wait_for(lambda: "was excluded from this lane's rebuild" in l1.log_text(), 30,
                  what="L2's next session refused", interval=0.2)
+        def permanent():
+            for p in l1.status()["peers"]:
+                if p["permanent_failure"] and "excluded from this lane's rebuild" in (
+                        p["last_error"] or ""):
+                    return p
+            return None
+        wait_for(permanent, 30, what="L1's link to L2 shown as a permanent mismatch", interval=0.2)
         self.assertFalse(l1.status()["rebuild"]["active"], "no rebuild loop")
         self.assertEqual(l1.counts()["peer_ack"], 0)
         self.assertEqual(replicas(l2, "L1"), 100)
@@ -200,6 +207,17 @@ class Rebuild(StoreTestCase):
         self.assertEqual(h.json()["status"], "rebuilding")
         self.assertIn("60 of 60", h.json()["progress"])
 
+        # A crash mid-rebuild: the rebuild is in the outbox and resumes at the next start.
+        l1.kill9()
+        l1.start(wait=False)
+        wait_listening(l1)
+        def resumed():  # restored counts from this start: what the outbox held is kept
+            rb = l1.status()["rebuild"]
+            return rb if rb["active"] and rb["target"] == 60 and rb["from"] == "L2" else None
+        rb = wait_for(resumed, 30, what="the rebuild resumed after kill -9", interval=0.2)
+        self.assertEqual(rb["waiting_for"], [l3.peer_url], rb)
+        self.assertEqual(l1.counts()["last_seq"], 60)
+        self.assertIn("lane.rebuild_resumed", l1.log_text())
         cli_pub = l1.cli("publish", "--env", l1.env_path, "--topic", "t", "--data", "{}", check=1)
         self.assertIn("rebuilding", cli_pub.stderr)
         shown = l1.cli("rebuild", "--env", l1.env_path, check=0)

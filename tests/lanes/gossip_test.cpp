@@ -455,3 +455,41 @@ TEST_CASE("a transient ending (nothing listening) is not permanent") {
     CHECK_FALSE(s[0].permanent_failure);
     CHECK(s[0].failure.empty());
 }
+
+TEST_CASE("a wiped lane rebuilds from its peer over real sessions, then goes on at hwm + 1") {
+    temp_dir dir, wiped;
+    runner r;
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    l2.gossip->start();
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    l1.peer_with(l2);
+    l1.gossip->start();
+    // The same lane on an empty disk (started later): its peer holds 300 of its messages.
+    lane fresh(r.ioc, lane_config("L1", wiped.path, "a-shared-secret-0123"));
+    fresh.peer_with(l2);
+    stop_first guard{r};
+    r.start();
+    l1.publish(300);
+    REQUIRE(eventually([&] { return l2.holds("L1") == 300; }));
+    const auto old_inc = l1.store->incarnation();
+    bool stopped = false;
+    l1.gossip->stop([&] { stopped = true; });
+    REQUIRE(eventually([&] { return stopped; }));
+
+    fresh.gossip->start();
+    CHECK(eventually([&] { return fresh.holds("L1") == 300 && !fresh.gossip->rebuild().active; }));
+    CHECK(fresh.store->incarnation() != old_inc);
+    CHECK(counter("lanesync_rebuild_restored_total") >= 300);
+    std::optional<std::optional<lanes::rebuild_view>> verdict;
+    fresh.gossip->admit([&](std::optional<lanes::rebuild_view> v) { verdict = v; });
+    REQUIRE(eventually([&] { return verdict.has_value(); }));
+    CHECK_FALSE(verdict->has_value());
+    fresh.publish(1);
+    CHECK(fresh.holds("L1") == 301);
+    CHECK(eventually([&] { return l2.holds("L1") == 301; }));
+    CHECK(eventually([&] { return fresh.store->get_counts().peer_ack == 301; }));
+    bool s1 = false, s2 = false;
+    fresh.gossip->stop([&] { s1 = true; });
+    l2.gossip->stop([&] { s2 = true; });
+    CHECK(eventually([&] { return s1 && s2; }));
+}

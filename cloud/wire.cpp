@@ -54,6 +54,11 @@ endpoint make_endpoint(const conf::cloud_url& url, std::string_view function) {
 std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id,
                                           std::string_view uploaded_by) {
     const auto& m = rec.msg;
+    // A covered replica has no peer_acked_at of its own: it has been on two disks (its origin's
+    // and this lane's) since this lane stored it.
+    auto acked_at = rec.peer_acked_at_ms;
+    if (!acked_at && !uploaded_by.empty())
+        acked_at = rec.stored_at_ms;
     auto data = nlohmann::json::parse(m.data, nullptr, false);
     if (data.is_discarded() || !data.is_object())
         return std::nullopt;
@@ -66,9 +71,8 @@ std::optional<std::string> encode_message(const outbox::record& rec, std::string
         {"priority", std::string(protocol::to_string(m.prio))},
         {"data", std::move(data)},
         {"timestamp", protocol::format_time_ms(m.created_at_ms)},
-        {"peerAckedAt", rec.peer_acked_at_ms
-                            ? nlohmann::json(protocol::format_time_ms(*rec.peer_acked_at_ms))
-                            : nlohmann::json(nullptr)},
+        {"peerAckedAt",
+         acked_at ? nlohmann::json(protocol::format_time_ms(*acked_at)) : nlohmann::json(nullptr)},
     };
     if (!uploaded_by.empty())
         j["uploadedBy"] = std::string(uploaded_by);

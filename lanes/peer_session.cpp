@@ -226,8 +226,12 @@ private:
     }
 
     void on_stored(std::uint64_t n, bool restore, outbox::replicas_outcome o) {
-        if (o.ok && o.inserted && !machine_.closing())
-            (restore ? pm().restored : pm().replicas_stored).inc(o.inserted);
+        if (o.ok && !machine_.closing()) {
+            if (o.restored > 0)
+                pm().restored.inc(o.restored);
+            if (o.inserted > o.restored)
+                pm().replicas_stored.inc(o.inserted - o.restored);
+        }
         if (restore && o.ok) {
             auto own = o.hwm.find(hub_->cfg().terminal_id);
             if (own != o.hwm.end())

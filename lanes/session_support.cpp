@@ -86,19 +86,6 @@ protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
 void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std::string& peer_id,
                       const std::string& claimed_id) {
     using protocol::close_cause;
-    if (a.cause == close_cause::outbox_lost) {
-        // A lane left out of an earlier rebuild may hold other messages at our seqs below its
-        // trust cap too: that is its stale copy, not our loss. Refused as what it is (an
-        // incarnation mismatch, permanent on both sides), never a rebuild.
-        auto caps = h.rebuild().mode().trust_caps;
-        if (auto it = caps.find(peer_id); it != caps.end()) {
-            a.cause = close_cause::incarnation_mismatch;
-            a.code = protocol::close_code::policy_violation;
-            a.reason = "incarnation mismatch: " + peer_id + " was excluded from this lane's " +
-                       "rebuild at seq " + std::to_string(it->second) +
-                       " and holds other messages of " + h.cfg().terminal_id;
-        }
-    }
     if (a.auth_failure)
         pm().auth_failures.inc();
     if (a.cause == close_cause::malformed)

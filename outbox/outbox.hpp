@@ -104,6 +104,7 @@ struct publish_outcome {
 struct replicas_outcome {
     bool ok = false;
     std::size_t inserted = 0;   ///< new copies stored
+    std::size_t restored = 0;   ///< of those, own messages stored by restore_own (a rebuild)
     std::size_t duplicates = 0; ///< already held (same id and origin, same seq and content)
     std::size_t refused = 0;    ///< conflicting (same id and origin with other content or seq,
                                 ///< or same origin/seq other id)

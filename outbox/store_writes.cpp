@@ -239,6 +239,7 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
         if (own)
             own_inserted += out.inserted - before;
     }
+    out.restored = own_inserted;
     info.new_own = own_inserted > 0; // gossip sends them on (peers that lack them)
     info.new_replicas = out.inserted > own_inserted;
     for (const auto& [origin, m] : marks)

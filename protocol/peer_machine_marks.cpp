@@ -131,6 +131,16 @@ peer_actions peer_machine::on_own_mark(std::uint64_t seq, std::uint64_t own_hwm,
                             out);
             return out;
         }
+        // A lane left out of our rebuild (trust cap) holds its stale copy of our origin, even
+        // below its cap: an incarnation mismatch, never a loss of ours (no rebuild).
+        if (auto cap = cfg_.trust_caps.find(peer_id_); cap != cfg_.trust_caps.end()) {
+            refuse_mismatch("incarnation mismatch: " + peer_id_ + " was excluded from this " +
+                                "lane's rebuild at seq " + std::to_string(cap->second) +
+                                " and holds other messages of " + cfg_.terminal_id,
+                            {{"seq", std::to_string(seq)}, {"peer_tip_id", c.id}, {"local_id", id}},
+                            out);
+            return out;
+        }
         refuse_outbox_lost("peer holds seq " + std::to_string(seq) + " of " + cfg_.terminal_id +
                                " as " + short_id(c.id) + " but this lane's is " + short_id(id) +
                                " (hwm " + std::to_string(own_hwm) + ")",

@@ -25,7 +25,8 @@ Prints a summary table (accepted, duplicates suppressed, faults injected, publis
 and publish->cloud_ack latency p50/p99, convergence time) and exits 1 naming each violation.
 
 Scenarios (default: all): steady, lane-crash, lane-pause, peer-partition, cloud-outage,
-cloud-flaky, rolling-restart, late-joiner, poison. --list describes them.
+cloud-flaky, rolling-restart, late-joiner, poison, failover, disk-loss, backup-restore,
+lane-dead. --list describes them.
 
 Options:
   --lanes N          lanes per store (default 3)
@@ -41,6 +42,9 @@ Options:
   --work-dir DIR     parent folder for the work folder (default $TMPDIR or /tmp)
   --bin PATH         lanesync binary (default $LANESYNC_BIN or build/lanesync)
   --no-cloud         peer-only run without the cloud (cloud scenarios are skipped)
+  --failover         POS clients retry an unanswered publish on another lane with the same
+                     idempotency key (CI runs with it)
+  --quorum Q         PEER_ACK_QUORUM of every lane (default 1; at most lanes - 1)
   --log-level L      the lanes' LOG_LEVEL (default info)
   -v, --verbose      more progress output
   --list             list the scenarios and what each proves

@@ -90,11 +90,15 @@ TEST_CASE("encode_message: a covered replica keeps its origin's terminalId, adds
     auto r = make_record(4);
     r.msg.origin = "L3";
     r.own = false;
+    r.peer_acked_at_ms.reset();
+    r.stored_at_ms = 1'795'000'000'500;
     auto j = nlohmann::json::parse(*wire::encode_message(r, "store-1", "L2"));
     CHECK(j["terminalId"] == "L3");
     CHECK(j["uploadedBy"] == "L2");
     CHECK(j["seq"] == 4);
     CHECK(j.size() == 10);
+    // A replica has no peer_acked_at of its own: it has been on two disks since it was stored.
+    CHECK(j["peerAckedAt"] == protocol::format_time_ms(r.stored_at_ms));
     // Own messages (and the default) carry no uploadedBy at all.
     CHECK_FALSE(nlohmann::json::parse(*wire::encode_message(r, "store-1")).contains("uploadedBy"));
     CHECK_FALSE(

@@ -151,6 +151,7 @@ TEST_CASE("restore: own messages from a peer become own rows; publish continues 
     auto r = restore_sync(*s, {own_copy(1), own_copy(2), replica("L2", 2, 1), own_copy(3)});
     CHECK(r.ok);
     CHECK(r.inserted == 4);
+    CHECK(r.restored == 3); // the own ones (lanesync_rebuild_restored_total)
     CHECK(r.hwm == protocol::hwm_map{{"L1", 3}, {"L2", 1}});
     {
         std::lock_guard lk(mu);

@@ -363,6 +363,22 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK_FALSE(has<read_own_mark>(out));
     }
 
+    TEST_CASE("trust cap: another id at or below the cap is a mismatch, never a rebuild") {
+        auto cfg = config("L1");
+        cfg.trust_caps = {{"PY", 50}};
+        v2_server s(cfg);
+        s.open({{"L1", 70}});
+        auto out = s.ready(ready_frame{{{"L1", 40}}, {{"L1", id_of("L1", 40, 1)}}}, {{"L1", 70}});
+        CHECK(only<read_own_mark>(out).seq == 40);
+        out = s.m.on_own_mark(40, 70, id_of("L1", 40));
+        auto c = closed(out);
+        CHECK(c.cause == close_cause::incarnation_mismatch); // not outbox_lost: no rebuild
+        CHECK(c.code == close_code::policy_violation);
+        CHECK(c.reason == "incarnation mismatch: PY was excluded from this lane's rebuild at seq "
+                          "50 and holds other messages of L1");
+        CHECK_FALSE(has<peer_acked>(out));
+    }
+
     // ---- news ---------------------------------------------------------------------------------
 
     TEST_CASE("news given before our ready goes out right after it, then on request") {

@@ -223,28 +223,23 @@ void hub::peer_reachable(const std::string& peer_id) {
         w();
 }
 
-void hub::wake_all() {
+std::vector<std::shared_ptr<session_handle>> hub::live_sessions(bool senders_only) const {
     std::vector<std::shared_ptr<session_handle>> live;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto& e : sessions_)
-            if (e.sender)
-                if (auto h = e.handle.lock())
-                    live.push_back(std::move(h));
-    }
-    for (auto& h : live)
+    std::lock_guard lock(mutex_);
+    for (const auto& e : sessions_)
+        if (!senders_only || e.sender)
+            if (auto h = e.handle.lock())
+                live.push_back(std::move(h));
+    return live;
+}
+
+void hub::wake_all() {
+    for (auto& h : live_sessions(true))
         h->wake();
 }
 
 void hub::news_all() {
-    std::vector<std::shared_ptr<session_handle>> live;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto& e : sessions_)
-            if (auto h = e.handle.lock())
-                live.push_back(std::move(h));
-    }
-    for (auto& h : live)
+    for (auto& h : live_sessions(false))
         h->send_news();
 }
 
@@ -267,13 +262,7 @@ void hub::note_incarnation(const std::string& peer_id, const std::string& inc) {
 }
 
 std::size_t hub::close_all(std::uint16_t code, const std::string& reason) {
-    std::vector<std::shared_ptr<session_handle>> live;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto& e : sessions_)
-            if (auto h = e.handle.lock())
-                live.push_back(std::move(h));
-    }
+    auto live = live_sessions(false);
     for (auto& h : live)
         h->close(code, reason);
     return live.size();

@@ -104,6 +104,9 @@ public:
 
 private:
     rebuild_effects rebuild_effects_();
+    /// The sessions alive now (only those carrying this lane's batches: `senders_only`),
+    /// taken under the lock; called without it.
+    std::vector<std::shared_ptr<session_handle>> live_sessions(bool senders_only) const;
 
     struct entry {
         std::weak_ptr<session_handle> handle;

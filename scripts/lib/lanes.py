@@ -27,6 +27,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+import uuid
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.abspath(os.environ.get("LANESYNC_BIN") or os.path.join(REPO, "build", "lanesync"))
@@ -878,3 +879,21 @@ class Cloud:
         """Rows of a query as lists of strings."""
         return [l.split("\t") for l in self.psql(query, timeout, separator="\t").splitlines()
                 if l]
+
+
+class CloudStoreTestCase(StoreTestCase):
+    """A StoreTestCase whose tests share one local cloud (PostgreSQL + the edge function under
+    Deno, up for the class); each test gets its own store id (self.sid), so rows never meet."""
+    cloud = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cloud = Cloud().up()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cloud.destroy()
+
+    def setUp(self):
+        super().setUp()
+        self.store.store_id = self.sid = "st-" + uuid.uuid4().hex[:12]

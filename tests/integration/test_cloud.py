@@ -6,29 +6,15 @@ import subprocess
 import sys
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
-from lanes import Cloud, StoreTestCase, wait_for  # noqa: E402
+from lanes import Cloud, CloudStoreTestCase, wait_for  # noqa: E402
 
 from cloudlib import HoldingProxy
 
 
-class WithCloud(StoreTestCase):
+class WithCloud(CloudStoreTestCase):
     """Tests share one local cloud; each uses its own store id so their rows never meet."""
-    cloud = None
-
-    def setUp(self):
-        super().setUp()
-        self.store.store_id = "st-" + uuid.uuid4().hex[:12]
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cloud = Cloud().up()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.cloud.destroy()
 
     def rows_for(self, ids):
         quoted = ",".join(f"'{i}'" for i in ids)

@@ -8,28 +8,14 @@ import os
 import sys
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
-from lanes import Cloud, StoreTestCase, free_port, sql_str, wait_for  # noqa: E402
+from lanes import CloudStoreTestCase, free_port, sql_str, wait_for  # noqa: E402
 
 TAKEOVER_S = 2
 
 
-class Takeover(StoreTestCase):
-    cloud = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cloud = Cloud().up()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.cloud.destroy()
-
-    def setUp(self):
-        super().setUp()
-        self.store.store_id = self.sid = "st-" + uuid.uuid4().hex[:12]
+class Takeover(CloudStoreTestCase):
 
     def cloud_rows(self, terminal):
         rows = self.cloud.sql("select message_id, seq, data::text from pos_messages where "

@@ -86,6 +86,7 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
 
     void on_tick(const std::vector<outbox::origin_summary>& origins) {
         auto now = protocol::now_ms();
+        hub_->rebuild().tick(); // retries a rebuild start or end that failed to commit
         auto c = hub_->cover().tick(hub_->connected_peers(), origins, now);
         for (const auto& o : c.started)
             log::warn("lane.cover_started", {{"origin", o}, {"reason", "not seen by any lane"}});
@@ -102,6 +103,7 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
         net::post(ioc_, [self = shared_from_this(), done = std::move(done)]() mutable {
             self->stopping_ = true;
             self->check_timer_.cancel();
+            self->hub_->rebuild().stopping(); // POSTs held by the start check are answered
             self->tick_timer_.cancel();
             self->listener_->close();
             for (auto& l : self->links_)

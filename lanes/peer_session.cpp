@@ -287,6 +287,7 @@ private:
     }
 
     void on_action(protocol::news_received& a) { detail::on_news(*hub_, a); }
+    void on_action(protocol::lift_trust_cap& a) { detail::lift_trust_cap(*hub_, a); }
 
     void on_action(protocol::read_next_batch& a) {
         hub_->outbox().next_for_peer(

@@ -43,6 +43,7 @@ void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t ow
         trust_caps_ = st.excluded;
         if (st.active) {
             active_ = true;
+            persisted_ = true;
             reason_ = st.reason;
             since_ms_ = st.since_ms ? st.since_ms : now_ms;
             new_progress_locked(own_hwm);
@@ -130,6 +131,8 @@ void rebuild_controller::outbox_lost(const std::string& peer, std::string reason
         if (active_)
             return;
         active_ = true;
+        persisted_ = false;
+        begin_failed_ = false;
         reason_ = reason;
         since_ms_ = now_ms;
         new_progress_locked(own_hwm);
@@ -141,12 +144,55 @@ void rebuild_controller::outbox_lost(const std::string& peer, std::string reason
         evaluate_locked(due);
     }
     log::info("lane.rebuild_started", {{"reason", reason}, {"own_hwm", std::to_string(own_hwm)}});
-    fx_.begin(reason, [](std::string error) {
-        if (!error.empty())
-            log::error("lane.rebuild_begin_failed", {{"error", error}});
-    });
+    persist_begin(reason);
     fx_.close_sessions(std::string(rebuilding_prefix) + reason);
     carry_out(std::move(due));
+}
+
+void rebuild_controller::persist_begin(const std::string& reason) {
+    fx_.begin(reason, [this](std::string error) {
+        effects_due due;
+        {
+            std::lock_guard lock(mutex_);
+            if (!active_)
+                return;
+            persisted_ = error.empty();
+            begin_failed_ = !error.empty();
+            if (persisted_)
+                evaluate_locked(due); // the rebuild may be done already
+        }
+        if (!error.empty())
+            log::error("lane.rebuild_begin_failed", {{"error", error}});
+        carry_out(std::move(due));
+    });
+}
+
+void rebuild_controller::tick() {
+    effects_due due;
+    std::string again;
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_)
+            return;
+        if (begin_failed_) {
+            begin_failed_ = false;
+            again = reason_;
+        } else {
+            evaluate_locked(due); // a finish that failed is due again
+        }
+    }
+    if (!again.empty())
+        persist_begin(again);
+    carry_out(std::move(due));
+}
+
+void rebuild_controller::stopping() {
+    start_check_over();
+}
+
+void rebuild_controller::cap_lifted(const std::string& terminal) {
+    std::lock_guard lock(mutex_);
+    trust_caps_.erase(terminal);
 }
 
 void rebuild_controller::report(protocol::rebuild_report r) {
@@ -343,8 +389,8 @@ void rebuild_controller::evaluate_locked(effects_due& due) {
         if (active_)
             due.answer = view_locked();
     }
-    if (active_ && progress_ && !finishing_ && progress_->done() && !conflicts_block_locked() &&
-        !trigger_pending_locked()) {
+    if (active_ && persisted_ && progress_ && !finishing_ && progress_->done() &&
+        !conflicts_block_locked() && !trigger_pending_locked()) {
         finishing_ = true;
         due.finish = true;
         due.finish_excluded = excluded_terminals_;

@@ -80,11 +80,17 @@ public:
     /// A peer holds other messages at our seqs (incarnation mismatch): shown, and the rebuild
     /// does not finish while that peer is not excluded (its report does not count).
     void conflict(const std::string& terminal, std::string text);
+    /// `terminal` is no longer capped (lift_trust_cap committed): new sessions trust it fully.
+    void cap_lifted(const std::string& terminal);
     /// POST /v1/rebuild.
     exclude_result exclude(const std::vector<std::string>& without);
 
     /// POST /v1/messages: see gossip::admit.
     void admit(admit_fn done);
+    /// Every lane_tick: retries a begin or a finish whose commit failed (a full disk, I/O).
+    void tick();
+    /// The lane stops: held POSTs are answered (as after the start check), nothing waits.
+    void stopping();
     rebuild_view view() const;
     bool rebuilding() const;
 
@@ -101,6 +107,9 @@ private:
     void evaluate_locked(effects_due& due);
     void carry_out(effects_due due);
     void finished(const std::string& error, const outbox::rebuild_state& st);
+    /// begin_rebuild in the outbox; a failure is retried by tick(), and the rebuild cannot
+    /// finish before it committed (finish_rebuild only ends a persisted rebuild).
+    void persist_begin(const std::string& reason);
     bool conflicts_block_locked() const;
     /// The peer that found our outbox behind is inbound only and has not reported yet.
     bool trigger_pending_locked() const;
@@ -115,6 +124,8 @@ private:
     std::uint64_t generation_ = 1;
     bool active_ = false;
     bool finishing_ = false;
+    bool persisted_ = false; ///< the rebuild's start is committed in the outbox (begin_rebuild)
+    bool begin_failed_ = false;
     std::string reason_;
     std::int64_t since_ms_ = 0;
     std::string incarnation_;

@@ -50,5 +50,7 @@ void on_peer_closed(hub& h, const std::string& peer, std::string_view reason);
 /// A peer's news: liveness, who covers whom, and the cloud_through it knows (written to the
 /// outbox only when it is news here).
 void on_news(hub& h, const protocol::news_received& a);
+/// The peer proved it holds our new history past its trust cap: the cap goes (outbox, mode).
+void lift_trust_cap(hub& h, const protocol::lift_trust_cap& a);
 
 } // namespace lanesync::lanes::detail

@@ -152,6 +152,13 @@ public:
             });
     }
 
+    template <class Token> auto lift_trust_cap(std::string terminal, Token&& token) {
+        return write<count_outcome>(std::forward<Token>(token),
+                                    [terminal = std::move(terminal)](store& s, auto done) mutable {
+                                        s.lift_trust_cap(std::move(terminal), std::move(done));
+                                    });
+    }
+
     // ---- reads (the outbox reader thread) -----------------------------------------------------
 
     template <class Token> auto get(std::string id, Token&& token) {

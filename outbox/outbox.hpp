@@ -287,6 +287,10 @@ public:
     virtual void finish_rebuild(std::vector<std::string> excluded_terminals,
                                 std::function<void(count_outcome)> done) = 0;
 
+    /// Drops `terminal`'s trust cap (it proved to hold this lane's new history: its ready mark
+    /// was within the cap and it acked past it with this lane's ids). count 1 when one went.
+    virtual void lift_trust_cap(std::string terminal, std::function<void(count_outcome)> done) = 0;
+
     /// Called on the writer thread after each successful commit. Set before traffic starts.
     virtual void set_commit_listener(std::function<void(const commit_info&)> listener) = 0;
 

@@ -397,6 +397,14 @@ void sqlite_store::finish_rebuild(std::vector<std::string> excluded_terminals,
         std::move(done));
 }
 
+void sqlite_store::lift_trust_cap(std::string terminal, std::function<void(count_outcome)> done) {
+    submit<count_outcome>(
+        [this, terminal = std::move(terminal)](write_transaction& tx, commit_info&) {
+            return do_lift_trust_cap(tx, terminal);
+        },
+        std::move(done));
+}
+
 // ---- test hooks -----------------------------------------------------------------------------
 
 void sqlite_store::pause_writer(bool paused) {

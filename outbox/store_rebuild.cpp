@@ -92,6 +92,19 @@ count_outcome sqlite_store::do_finish_rebuild(write_transaction& tx,
     return out;
 }
 
+count_outcome sqlite_store::do_lift_trust_cap(write_transaction& tx, const std::string& terminal) {
+    count_outcome out;
+    out.ok = true;
+    const std::string key = std::string(excluded_prefix) + terminal;
+    if (!meta(tx, key))
+        return out;
+    use u(w_->delete_meta);
+    u.bind(1, key).run();
+    out.count = 1;
+    log::warn("outbox.trust_cap_lifted", {{"lane", terminal_id_}, {"peer", terminal}});
+    return out;
+}
+
 // ---- own messages in the cloud, replicas' cloud answers (writer thread) --------------------
 
 void sqlite_store::apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,

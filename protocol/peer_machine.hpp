@@ -160,6 +160,17 @@ struct news_received {
     hwm_map cloud;
     std::vector<std::string> cover;
     std::uint64_t own_cloud_through = 0;
+    /// Rebuilding only: the peer's cloud[our id] uncapped. The cloud holds our origin's 1..N
+    /// (of the incarnation that was lost, too), so the rebuild must not hand those seqs out
+    /// again: the lane raises its own hwm to it (an own floor). 0 otherwise.
+    std::uint64_t own_cloud_floor = 0;
+};
+/// A lane left out of our rebuild proved it holds our origin's new history: its ready mark was
+/// at or below its trust cap (checked) and it has since acked past the cap with our own ids.
+/// The cap goes (outbox lift_trust_cap), so its next sessions are trusted as any peer's.
+struct lift_trust_cap {
+    std::string peer;
+    std::uint64_t seq = 0; ///< the verified mark above the cap
 };
 /// Drop the connection without a close frame (authentication timed out).
 struct abort_link {
@@ -168,7 +179,7 @@ struct abort_link {
 
 using peer_action = std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark,
                                  read_next_batch, peer_acked, join_hub, close_link, abort_link,
-                                 own_reported, read_origin_mark, news_received>;
+                                 own_reported, read_origin_mark, news_received, lift_trust_cap>;
 using peer_actions = std::vector<peer_action>;
 
 /// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
@@ -262,6 +273,8 @@ private:
     void check_rebuilding_ready(std::uint64_t peer_holds, std::uint64_t we_hold, std::string id,
                                 peer_actions& out);
     bool over_trust_cap(std::uint64_t seq, peer_actions& out);
+    /// A verified mark of our origin: lifts the peer's trust cap once it is above it.
+    void maybe_lift_cap(std::uint64_t seq, peer_actions& out);
     void refuse_mismatch(std::string why, std::vector<std::pair<std::string, std::string>> log,
                          peer_actions& out);
     void deliver_news(peer_actions& out);
@@ -320,6 +333,8 @@ private:
         bool at_ready = false;
     };
     std::deque<own_mark_check> checks_;
+    bool cap_cleared_ = false;      ///< the peer's ready mark was at or below its trust cap
+    bool cap_lifted_ = false;       ///< ... and lift_trust_cap went out (once)
     std::uint64_t trusted_seq_ = 0; ///< the highest mark of ours found true so far
     std::string trusted_id_;
 

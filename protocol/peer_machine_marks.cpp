@@ -61,6 +61,9 @@ void peer_machine::check_own_origin(const ready_frame& peer, const hwm_map& own,
     std::uint64_t we_hold = seq_of(own, cfg_.terminal_id);
     if (over_trust_cap(peer_holds, out))
         return;
+    // At or below its cap: the peer's marks are checked by id from here on, above the cap too
+    // (what it holds above it came from this session, not from our lost incarnation).
+    cap_cleared_ = cfg_.trust_caps.contains(peer_id_);
     if (cfg_.rebuilding) {
         check_rebuilding_ready(peer_holds, we_hold, id_of(peer.ids, cfg_.terminal_id), out);
         return;
@@ -150,6 +153,7 @@ peer_actions peer_machine::on_own_mark(std::uint64_t seq, std::uint64_t own_hwm,
     if (comparable && seq >= trusted_seq_) {
         trusted_seq_ = seq;
         trusted_id_ = c.id;
+        maybe_lift_cap(seq, out);
     }
     out.push_back(peer_acked{peer_id_, comparable ? seq : trusted_seq_});
     if (c.at_ready)
@@ -192,7 +196,7 @@ peer_actions peer_machine::on_ack(ack_frame& a) {
     }
     peer_actions out;
     if (auto it = a.hwm.find(cfg_.terminal_id); it != a.hwm.end()) {
-        if (over_trust_cap(it->second, out))
+        if (!cap_cleared_ && over_trust_cap(it->second, out))
             return out;
         std::string id = id_of(a.ids, cfg_.terminal_id);
         if (!v2())

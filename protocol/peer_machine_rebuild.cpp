@@ -104,6 +104,15 @@ bool peer_machine::over_trust_cap(std::uint64_t seq, peer_actions& out) {
     return true;
 }
 
+void peer_machine::maybe_lift_cap(std::uint64_t seq, peer_actions& out) {
+    auto it = cfg_.trust_caps.find(peer_id_);
+    if (!cap_cleared_ || cap_lifted_ || it == cfg_.trust_caps.end() || seq <= it->second)
+        return;
+    cap_lifted_ = true; // once; the cap stays in this session's config (a later mismatch from
+                        // this peer is still its stale copy, never our loss)
+    out.push_back(lift_trust_cap{peer_id_, seq});
+}
+
 void peer_machine::refuse_mismatch(std::string why,
                                    std::vector<std::pair<std::string, std::string>> log,
                                    peer_actions& out) {
@@ -148,13 +157,14 @@ void peer_machine::deliver_news(peer_actions& out) {
         return;
     news_frame n = std::move(*news_in_);
     news_in_.reset();
-    std::uint64_t own = 0;
+    std::uint64_t own = 0, floor = 0;
     if (auto it = n.cloud.find(cfg_.terminal_id); it != n.cloud.end()) {
         own = std::min(it->second, trusted_seq_);
+        floor = cfg_.rebuilding ? it->second : 0;
         n.cloud.erase(it);
     }
-    out.push_back(
-        news_received{peer_id_, std::move(n.seen), std::move(n.cloud), std::move(n.cover), own});
+    out.push_back(news_received{peer_id_, std::move(n.seen), std::move(n.cloud), std::move(n.cover),
+                                own, floor});
 }
 
 } // namespace lanesync::protocol

@@ -47,6 +47,7 @@ public:
     void begin_rebuild(std::string reason, std::function<void(count_outcome)> done) override;
     void finish_rebuild(std::vector<std::string> excluded_terminals,
                         std::function<void(count_outcome)> done) override;
+    void lift_trust_cap(std::string terminal, std::function<void(count_outcome)> done) override;
     void set_commit_listener(std::function<void(const commit_info&)> listener) override;
     void close() override;
 
@@ -141,6 +142,7 @@ private:
     /// origin_cloud_through for the own origin (store_rebuild.cpp).
     count_outcome do_own_cloud_through(write_transaction& tx, std::uint64_t through);
     count_outcome do_begin_rebuild(write_transaction& tx, const std::string& reason);
+    count_outcome do_lift_trust_cap(write_transaction& tx, const std::string& terminal);
     count_outcome do_finish_rebuild(write_transaction& tx,
                                     const std::vector<std::string>& excluded);
 

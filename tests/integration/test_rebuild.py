@@ -240,6 +240,22 @@ class Rebuild(StoreTestCase):
         again = l1.cli("rebuild", "--env", l1.env_path, "--without", "L3", check=1)
         self.assertIn("not rebuilding", again.stderr)
 
+        # L3 comes back holding nothing of L1 beyond the cap: it is checked by id, takes L1's
+        # new history, and once it acked past the cap with L1's own ids the cap goes for good.
+        l3.start()
+        wait_for(lambda: l3.message(new["id"]).status == 200, 30, what="L3 holds L1:61")
+        wait_for(lambda: l1.status()["rebuild"]["trust_caps"] == {}, 30,
+                 what="L3's trust cap lifted", interval=0.2)
+        self.assertIn("lane.trust_cap_lifted", l1.log_text())
+        rows = {p["terminal_id"]: p for p in l1.status()["peers"] if p.get("terminal_id")}
+        self.assertFalse(rows.get("L3", {}).get("permanent_failure", False), rows)
+        # ... and stays trusted across sessions: a restart of L3, another message, L3 acks it.
+        l3.stop()
+        l3.start()
+        newer = Publisher(self, l1).publish({"total": 62})
+        wait_for(lambda: l3.message(newer["id"]).status == 200, 30, what="L3 holds L1:62")
+        self.assertEqual(l1.status()["rebuild"]["trust_caps"], {})
+
     def test_an_old_backup_put_back_catches_up_from_the_peer_and_continues(self):
         l1, l2, first = self._filled_pair(50)
         l1.stop()

@@ -24,12 +24,13 @@ struct recorder {
     std::vector<std::vector<std::string>> finishes;
     std::vector<std::string> closes;
     std::function<void(std::string, outbox::rebuild_state)> finish_done;
+    bool begin_fails = false; ///< begin_rebuild's commit fails (a full disk)
 
     lanes::rebuild_effects effects() {
         lanes::rebuild_effects fx;
         fx.begin = [this](std::string reason, std::function<void(std::string)> done) {
             begun.push_back(reason);
-            done({});
+            done(begin_fails ? "disk I/O error" : "");
         };
         fx.finish = [this](std::vector<std::string> excluded,
                            std::function<void(std::string, outbox::rebuild_state)> done) {
@@ -178,6 +179,55 @@ TEST_SUITE("rebuild controller") {
         admission after;
         after.ask(c);
         CHECK(after.admitted());
+    }
+
+    TEST_CASE("a rebuild whose start failed to commit never finishes until tick() retried it") {
+        recorder r;
+        r.begin_fails = true;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        c.link_answered(url2);
+        c.outbox_lost("L2", "peer holds seq 10 of L1 but this lane only 0", 0, 2000);
+        c.report({url2, "L2", 10, "id-10"});
+        c.own_hwm(10);
+        CHECK(r.finishes.empty()); // done, but finish_rebuild would find no rebuild to end
+        c.tick();
+        CHECK(r.begun.size() == 2); // retried, failed again
+        CHECK(r.finishes.empty());
+        r.begin_fails = false;
+        c.tick();
+        CHECK(r.begun.size() == 3);
+        REQUIRE(r.finishes.size() == 1); // committed: the rebuild finishes
+        CHECK(c.rebuilding());
+    }
+
+    TEST_CASE("a finish that failed to commit is tried again at the next tick") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        c.link_answered(url2);
+        c.outbox_lost("L2", "peer holds seq 10 of L1 but this lane only 0", 0, 2000);
+        c.report({url2, "L2", 10, "id-10"});
+        c.own_hwm(10);
+        REQUIRE(r.finishes.size() == 1);
+        auto done = std::move(r.finish_done);
+        done("disk full", {});
+        CHECK(c.rebuilding());
+        c.tick();
+        REQUIRE(r.finishes.size() == 2);
+        r.commit_finish();
+        CHECK_FALSE(c.rebuilding());
+    }
+
+    TEST_CASE("stopping answers the POSTs the start check holds") {
+        recorder r;
+        lanes::rebuild_controller c("L1", {url2}, r.effects());
+        c.start(normal_state(), 0, 1000);
+        admission held;
+        held.ask(c);
+        CHECK_FALSE(held.answered());
+        c.stopping();
+        CHECK(held.admitted());
     }
 
     TEST_CASE("a peer that never connected is left out by its terminal id; its cap is kept") {

@@ -111,6 +111,9 @@ inline count_outcome begin_rebuild_sync(store& s, const std::string& reason) {
 inline count_outcome finish_rebuild_sync(store& s, std::vector<std::string> excluded = {}) {
     return wait_for<count_outcome>([&](auto done) { s.finish_rebuild(std::move(excluded), done); });
 }
+inline count_outcome lift_trust_cap_sync(store& s, std::string terminal) {
+    return wait_for<count_outcome>([&](auto done) { s.lift_trust_cap(terminal, done); });
+}
 inline peer_ack_outcome peer_acked_sync(store& s, const std::string& peer, std::uint64_t through,
                                         std::size_t quorum) {
     return wait_for<peer_ack_outcome>(

@@ -136,6 +136,13 @@ TEST_CASE("finish_rebuild: new incarnation, reason cleared, excluded peers cappe
     CHECK_FALSE(st2.active);
     CHECK(st2.incarnation != st.incarnation);
     CHECK(st2.excluded == std::map<std::string, std::uint64_t>{{"L3", 3}, {"L4", 3}, {"L5", 5}});
+
+    // L4 proved it holds the new history: its cap goes, the others stay; lifting again is a no-op.
+    CHECK(lift_trust_cap_sync(*reopened, "L4").count == 1);
+    CHECK(lift_trust_cap_sync(*reopened, "L4").count == 0);
+    CHECK(reopened->get_rebuild_state().excluded ==
+          std::map<std::string, std::uint64_t>{{"L3", 3}, {"L5", 5}});
+    CHECK(reopened->get_rebuild_state().incarnation == st2.incarnation);
 }
 
 TEST_CASE("restore: own messages from a peer become own rows; publish continues at hwm + 1") {

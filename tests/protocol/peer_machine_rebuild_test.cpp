@@ -161,6 +161,9 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(l2.news[0].seen.at("L3") == 5);
         REQUIRE(l1.news.size() == 1);
         CHECK(l1.news[0].own_cloud_through == 0); // L2's mark of L1 was above L1's hwm
+        // ... but the cloud holds L1's 1..10: the rebuild must not hand those seqs out again.
+        CHECK(l1.news[0].own_cloud_floor == 10);
+        CHECK(l2.news[0].own_cloud_floor == 0); // only a rebuilding lane gets the floor
         CHECK(l2.m.incarnation_of_peer() == inc_b);
     }
 
@@ -346,7 +349,7 @@ TEST_SUITE("peer_machine rebuild") {
                   .permanent());
     }
 
-    TEST_CASE("trust cap: at or below the cap the usual check; an ack above it is refused") {
+    TEST_CASE("trust cap: within the cap at ready, acks above it are checked by id; then lifted") {
         auto cfg = config("L1");
         cfg.trust_caps = {{"PY", 50}, {"L9", 0}};
         v2_server s(cfg);
@@ -356,11 +359,20 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(only<read_own_mark>(out).seq == 50);
         out = s.m.on_own_mark(50, 70, id_of("L1", 50));
         CHECK(only<peer_acked>(out).through == 50);
+        CHECK_FALSE(has<lift_trust_cap>(out)); // at the cap: nothing proved yet
         s.m.on_next_batch({msg("L1", 51)}, {});
+        s.m.on_next_batch({msg("L1", 52)}, {});
+        // Above the cap, the id decides: our own message at 51 -> trusted, and the cap goes.
         out = s.m.on_text(encode(ack_frame{1, {{"L1", 51}}, {{"L1", id_of("L1", 51)}}, true}));
+        CHECK(only<read_own_mark>(out).seq == 51);
+        out = s.m.on_own_mark(51, 70, id_of("L1", 51));
+        CHECK(only<peer_acked>(out).through == 51);
+        CHECK(only<lift_trust_cap>(out).peer == "PY");
+        // Another id above it: the stale copy after all -> refused, nothing promoted.
+        out = s.m.on_text(encode(ack_frame{2, {{"L1", 52}}, {{"L1", id_of("L1", 52, 1)}}, true}));
+        out = s.m.on_own_mark(52, 70, id_of("L1", 52));
         CHECK(closed(out).cause == close_cause::incarnation_mismatch);
         CHECK_FALSE(has<peer_acked>(out));
-        CHECK_FALSE(has<read_own_mark>(out));
     }
 
     TEST_CASE("trust cap: another id at or below the cap is a mismatch, never a rebuild") {
@@ -447,6 +459,7 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(n.cloud == hwm_map{{"L3", 4}}); // never our own origin
         CHECK(n.cover == std::vector<std::string>{"L3"});
         CHECK(n.own_cloud_through == 5); // the peer said 9, verified only 5
+        CHECK(n.own_cloud_floor == 0);   // not rebuilding
         n = only<news_received>(s.m.on_text(encode(news_frame{{{}, {{"L1", 3}}, {}}})));
         CHECK(n.own_cloud_through == 3);
         n = only<news_received>(s.m.on_text(encode(news_frame{{{}, {{"L3", 5}}, {}}})));

@@ -87,6 +87,19 @@ rebuild_effects hub::rebuild_effects_() {
     fx.close_sessions = [this](std::string reason) {
         close_all(protocol::close_code::going_away, reason);
     };
+    fx.raise_floor = [this](std::uint64_t through,
+                            std::function<void(std::string, std::uint64_t)> done) {
+        // An own floor of through + 1: held messages up to it become cloud_ack, the own hwm
+        // rises to it.
+        protocol::hwm_map floor{{cfg_.terminal_id, through + 1}};
+        async_.store_replicas({}, std::move(floor), true,
+                              [self = weak_from_this().lock(), id = cfg_.terminal_id,
+                               done = std::move(done)](outbox::replicas_outcome o) {
+                                  auto own = o.hwm.find(id);
+                                  done(o.ok ? std::string() : o.error,
+                                       own == o.hwm.end() ? 0 : own->second);
+                              });
+    };
     return fx;
 }
 

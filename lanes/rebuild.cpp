@@ -190,6 +190,18 @@ void rebuild_controller::stopping() {
     start_check_over();
 }
 
+void rebuild_controller::cloud_floor(std::uint64_t through) {
+    effects_due due;
+    {
+        std::lock_guard lock(mutex_);
+        if (!active_ || through <= cloud_floor_)
+            return;
+        cloud_floor_ = through;
+        evaluate_locked(due);
+    }
+    carry_out(std::move(due));
+}
+
 void rebuild_controller::cap_lifted(const std::string& terminal) {
     std::lock_guard lock(mutex_);
     trust_caps_.erase(terminal);
@@ -389,7 +401,14 @@ void rebuild_controller::evaluate_locked(effects_due& due) {
         if (active_)
             due.answer = view_locked();
     }
-    if (active_ && persisted_ && progress_ && !finishing_ && progress_->done() &&
+    if (active_ && persisted_ && progress_ && !finishing_ && !raising_ && progress_->done() &&
+        !conflicts_block_locked() && !trigger_pending_locked() && cloud_floor_ > progress_->hwm() &&
+        fx_.raise_floor) {
+        raising_ = true; // restored what the peers hold; now skip what only the cloud holds
+        due.raise_floor = cloud_floor_;
+        return;
+    }
+    if (active_ && persisted_ && progress_ && !finishing_ && !raising_ && progress_->done() &&
         !conflicts_block_locked() && !trigger_pending_locked()) {
         finishing_ = true;
         due.finish = true;
@@ -400,6 +419,24 @@ void rebuild_controller::evaluate_locked(effects_due& due) {
 void rebuild_controller::carry_out(effects_due due) {
     for (auto& f : due.release)
         f(due.answer);
+    if (due.raise_floor > 0) {
+        log::info("lane.rebuild_cloud_floor", {{"cloud_through", std::to_string(due.raise_floor)}});
+        fx_.raise_floor(due.raise_floor, [this](std::string error, std::uint64_t hwm) {
+            effects_due next;
+            {
+                std::lock_guard lock(mutex_);
+                raising_ = false;
+                if (error.empty() && active_ && progress_)
+                    progress_->own_hwm(hwm);
+                if (error.empty())
+                    evaluate_locked(next); // else the next tick tries again
+            }
+            if (!error.empty())
+                log::error("lane.rebuild_cloud_floor_failed", {{"error", error}});
+            carry_out(std::move(next));
+        });
+        return;
+    }
     if (!due.finish)
         return;
     log::info("lane.rebuild_done", {{"excluded", join(due.finish_excluded)}});

@@ -35,6 +35,10 @@ struct rebuild_effects {
     /// Close every peer session with 1001 (close_code::going_away) and this reason; the links
     /// reconnect at once.
     std::function<void(std::string reason)> close_sessions;
+    /// Raise the own hwm to `through` (an own floor: the cloud holds our 1..through);
+    /// `done(error, own hwm after)`.
+    std::function<void(std::uint64_t through, std::function<void(std::string, std::uint64_t)> done)>
+        raise_floor;
 };
 
 /// The mode a new session is created in.
@@ -80,6 +84,10 @@ public:
     /// A peer holds other messages at our seqs (incarnation mismatch): shown, and the rebuild
     /// does not finish while that peer is not excluded (its report does not count).
     void conflict(const std::string& terminal, std::string text);
+    /// A peer's news while rebuilding: the cloud holds our origin's 1..through. Once the
+    /// restore is done, the own hwm is raised to it before the rebuild finishes, so no seq the
+    /// cloud already has is handed out again.
+    void cloud_floor(std::uint64_t through);
     /// `terminal` is no longer capped (lift_trust_cap committed): new sessions trust it fully.
     void cap_lifted(const std::string& terminal);
     /// POST /v1/rebuild.
@@ -100,6 +108,7 @@ private:
         std::optional<rebuild_view> answer; ///< ... with this
         bool finish = false;
         std::vector<std::string> finish_excluded;
+        std::uint64_t raise_floor = 0; ///< before the finish: the cloud's seqs of our origin
     };
     rebuild_view view_locked() const;
     void new_progress_locked(std::uint64_t own_hwm);
@@ -126,6 +135,8 @@ private:
     bool finishing_ = false;
     bool persisted_ = false; ///< the rebuild's start is committed in the outbox (begin_rebuild)
     bool begin_failed_ = false;
+    std::uint64_t cloud_floor_ = 0; ///< highest cloud_through of our origin peers reported
+    bool raising_ = false;          ///< raise_floor is out
     std::string reason_;
     std::int64_t since_ms_ = 0;
     std::string incarnation_;

@@ -123,8 +123,6 @@ void on_peer_closed(hub& h, const std::string& peer, std::string_view reason) {
         h.rebuild().conflict(peer, or_unknown(peer) + ": " + std::string(reason));
 }
 
-void raise_to_cloud_floor(hub& h, const std::string& peer, std::uint64_t through);
-
 void on_news(hub& h, const protocol::news_received& a) {
     h.cover().on_news(a.peer, a.seen, a.cover, protocol::now_ms());
     for (const auto& [origin, through] : a.cloud)
@@ -133,8 +131,8 @@ void on_news(hub& h, const protocol::news_received& a) {
     const auto& self = h.cfg().terminal_id;
     if (a.own_cloud_through > 0 && h.cover().take_cloud_through(self, a.own_cloud_through))
         write_cloud_through(h, a.peer, self, a.own_cloud_through);
-    if (a.own_cloud_floor > 0 && h.rebuild().rebuilding())
-        raise_to_cloud_floor(h, a.peer, a.own_cloud_floor);
+    if (a.own_cloud_floor > 0)
+        h.rebuild().cloud_floor(a.own_cloud_floor); // applied once the restore is done
 }
 
 void lift_trust_cap(hub& h, const protocol::lift_trust_cap& a) {
@@ -150,30 +148,6 @@ void lift_trust_cap(hub& h, const protocol::lift_trust_cap& a) {
         lane->rebuild().cap_lifted(a.peer);
         log::info("lane.trust_cap_lifted", {{"peer", a.peer}, {"seq", std::to_string(a.seq)}});
     });
-}
-
-void raise_to_cloud_floor(hub& h, const std::string& peer, std::uint64_t through) {
-    // An own floor of through + 1: seqs 1..through are in the cloud (held ones become cloud_ack),
-    // and the rebuilt origin goes on above them, never reusing a seq the cloud already holds.
-    const auto& self = h.cfg().terminal_id;
-    protocol::hwm_map floor{{self, through + 1}};
-    std::weak_ptr<hub> weak = h.shared_from_this();
-    h.outbox().store_replicas(
-        {}, std::move(floor), true, [weak, peer, self, through](outbox::replicas_outcome o) {
-            auto lane = weak.lock();
-            if (!lane)
-                return;
-            if (!o.ok) {
-                log::warn("lane.rebuild_cloud_floor_failed", {{"peer", peer}, {"error", o.error}});
-                return;
-            }
-            auto own = o.hwm.find(self);
-            const std::uint64_t hwm = own == o.hwm.end() ? 0 : own->second;
-            log::info("lane.rebuild_cloud_floor", {{"peer", peer},
-                                                   {"cloud_through", std::to_string(through)},
-                                                   {"own_hwm", std::to_string(hwm)}});
-            lane->rebuild().own_hwm(hwm);
-        });
 }
 
 } // namespace lanesync::lanes::detail

@@ -493,3 +493,43 @@ TEST_CASE("a wiped lane rebuilds from its peer over real sessions, then goes on 
     l2.gossip->stop([&] { s2 = true; });
     CHECK(eventually([&] { return s1 && s2; }));
 }
+
+TEST_CASE("a rebuilding lane goes on above the seqs its peers know are in the cloud") {
+    temp_dir dir, wiped;
+    runner r;
+    lane l2(r.ioc, lane_config("L2", dir.path, "a-shared-secret-0123"));
+    l2.gossip->start();
+    lane l1(r.ioc, lane_config("L1", dir.path, "a-shared-secret-0123"));
+    l1.peer_with(l2);
+    l1.gossip->start();
+    lane fresh(r.ioc, lane_config("L1", wiped.path, "a-shared-secret-0123"));
+    fresh.peer_with(l2);
+    stop_first guard{r};
+    // The cloud holds L1's 1..35 (what a lane left out of the rebuild held and uploaded); L2
+    // knows it (from news, in a store), holds only 1..20.
+    std::optional<outbox::count_outcome> known;
+    l2.store->origin_cloud_through("L1", 35, [&](outbox::count_outcome o) { known = o; });
+    REQUIRE(eventually([&] { return known.has_value(); }));
+    REQUIRE(known->ok);
+    r.start();
+    l1.publish(20);
+    // L2's news tells L1 (up to the mark it verified: 20) that they are in the cloud.
+    REQUIRE(
+        eventually([&] { return l2.holds("L1") == 20 && l1.store->get_counts().cloud_ack == 20; }));
+    bool stopped = false;
+    l1.gossip->stop([&] { stopped = true; });
+    REQUIRE(eventually([&] { return stopped; }));
+
+    fresh.gossip->start();
+    CHECK(eventually([&] { return fresh.holds("L1") == 35 && !fresh.gossip->rebuild().active; }));
+    auto c = fresh.store->get_counts();
+    CHECK(c.cloud_ack == 20); // all 20 restored first, then known in the cloud
+    CHECK(c.pending + c.peer_ack == 0);
+    fresh.publish(1); // never hands out 21..35 again
+    CHECK(fresh.store->get_counts().own_last_seq == 36);
+    CHECK(eventually([&] { return l2.holds("L1") == 36; })); // with a floor over 21..35
+    bool s1 = false, s2 = false;
+    fresh.gossip->stop([&] { s1 = true; });
+    l2.gossip->stop([&] { s2 = true; });
+    CHECK(eventually([&] { return s1 && s2; }));
+}

@@ -4,6 +4,7 @@
 #include "agent/cli_commands.hpp"
 
 #include "agent/status.hpp"
+#include "base/text.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -82,12 +83,7 @@ int cmd_rebuild(const rebuild_options& o) {
     }
     auto rb = json::parse(r.body, nullptr, false);
     if (!o.as_json)
-        std::cout << "ok: left out of the rebuild: " << [&] {
-            std::string s;
-            for (const auto& w : o.without)
-                s += (s.empty() ? "" : ", ") + w;
-            return s;
-        }() << "\n";
+        std::cout << "ok: left out of the rebuild: " << text::join(o.without) << "\n";
     return print_rebuild(rb, o.as_json);
 }
 

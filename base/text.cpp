@@ -23,6 +23,16 @@ std::string upper(std::string_view s) {
     return out;
 }
 
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+    std::string out;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i)
+            out += sep;
+        out += items[i];
+    }
+    return out;
+}
+
 bool is_loopback_host(std::string_view host) {
     std::string t = lower(host);
     if (t == "localhost")

@@ -5,6 +5,7 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lanesync::text {
 
@@ -13,6 +14,9 @@ std::string lower(std::string_view s);
 
 /// ASCII uppercase copy.
 std::string upper(std::string_view s);
+
+/// The items joined with `sep` ("L2, L3"); "" for none. For log fields and status lines.
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ");
 
 /// True when `host` (IPv6 without brackets) is a loopback name or address: `localhost`
 /// (any case), 127.0.0.0/8, ::1.

@@ -1,6 +1,7 @@
 #include "lanes/rebuild.hpp"
 
 #include "base/log.hpp"
+#include "base/text.hpp"
 #include "protocol/message.hpp"
 
 #include <algorithm>
@@ -12,13 +13,6 @@ constexpr std::string_view rebuilding_prefix = "rebuilding: ";
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
     return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-std::string join(const std::vector<std::string>& v) {
-    std::string out;
-    for (const auto& s : v)
-        out += (out.empty() ? "" : ", ") + s;
-    return out;
 }
 
 } // namespace
@@ -38,7 +32,7 @@ void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t ow
     std::string links;
     {
         std::lock_guard lock(mutex_);
-        links = join(links_);
+        links = text::join(links_);
         incarnation_ = st.incarnation;
         trust_caps_ = st.excluded;
         if (st.active) {
@@ -72,7 +66,7 @@ void rebuild_controller::start_check_over() {
                 silent.push_back(l);
         evaluate_locked(due);
     }
-    log::info("lane.start_check_over", {{"unanswered", join(silent)}});
+    log::info("lane.start_check_over", {{"unanswered", text::join(silent)}});
     carry_out(std::move(due));
 }
 
@@ -338,7 +332,7 @@ exclude_result rebuild_controller::exclude(const std::vector<std::string>& witho
         evaluate_locked(due);
     }
     if (!names.empty())
-        log::info("lane.rebuild_excluded", {{"peers", join(names)}});
+        log::info("lane.rebuild_excluded", {{"peers", text::join(names)}});
     carry_out(std::move(due));
     return {200, {}};
 }
@@ -439,7 +433,7 @@ void rebuild_controller::carry_out(effects_due due) {
     }
     if (!due.finish)
         return;
-    log::info("lane.rebuild_done", {{"excluded", join(due.finish_excluded)}});
+    log::info("lane.rebuild_done", {{"excluded", text::join(due.finish_excluded)}});
     fx_.finish(std::move(due.finish_excluded),
                [this](std::string error, outbox::rebuild_state st) { finished(error, st); });
 }

@@ -1,5 +1,7 @@
 #include "protocol/rebuild.hpp"
 
+#include "base/text.hpp"
+
 #include <algorithm>
 
 namespace lanesync::protocol {
@@ -129,10 +131,7 @@ std::string rebuild_progress::text() const {
     s += ": " + thousands(hwm_) + " of " + thousands(target());
     auto w = waiting_for();
     if (!w.empty()) {
-        s += " (waiting for ";
-        for (std::size_t i = 0; i < w.size(); ++i)
-            s += (i ? ", " : "") + w[i];
-        s += ')';
+        s += " (waiting for " + text::join(w) + ")";
     }
     return s;
 }

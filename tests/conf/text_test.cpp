@@ -29,3 +29,10 @@ TEST_CASE("text::what: the message of any exception, empty for none") {
     CHECK(text::what(std::make_exception_ptr(std::runtime_error("disk full"))) == "disk full");
     CHECK(text::what(std::make_exception_ptr(42)) == "unknown exception");
 }
+
+TEST_CASE("text::join: items with a separator, nothing for none") {
+    CHECK(text::join({}).empty());
+    CHECK(text::join({"L2"}) == "L2");
+    CHECK(text::join({"L2", "L3", "ws://h:1/v1/peer"}) == "L2, L3, ws://h:1/v1/peer");
+    CHECK(text::join({"a", "b"}, "|") == "a|b");
+}

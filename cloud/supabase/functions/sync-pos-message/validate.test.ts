@@ -1,7 +1,16 @@
 // Unit tests of the request validation (pure functions).
 
 import assert from "node:assert/strict";
-import { checkEnvelope, checkMessage, isIsoTimestamp, jsonbProblem, MAX_DATA_DEPTH } from "./validate.ts";
+import {
+  checkEnvelope,
+  checkLaneQuery,
+  checkMessage,
+  isIsoTimestamp,
+  jsonbProblem,
+  MAX_DATA_DEPTH,
+  STORE_RE,
+  TERMINAL_RE,
+} from "./validate.ts";
 
 const base = {
   messageId: "6F1C1D2E-1111-4A4A-8B8B-000000000001",
@@ -203,4 +212,37 @@ Deno.test("envelope: an object with a messages array of at most 1000", () => {
   for (const body of [null, [], "x", {}, { messages: {} }, { messages: new Array(1001).fill({}) }]) {
     assert.equal(checkEnvelope(body).ok, false, JSON.stringify(body)?.slice(0, 30));
   }
+});
+
+Deno.test("checkLaneQuery: exactly storeId and terminalId, once each, with the message syntax", () => {
+  const q = (s: string) => checkLaneQuery(new URLSearchParams(s));
+  assert.deepEqual(q("storeId=store-1&terminalId=L1"), { ok: true, storeId: "store-1", terminalId: "L1" });
+  assert.deepEqual(q("terminalId=L_1&storeId=S"), { ok: true, storeId: "S", terminalId: "L_1" });
+  assert.deepEqual(q("terminalId=L1"), { ok: false, error: "query parameter storeId is missing" });
+  assert.deepEqual(q("storeId=S"), { ok: false, error: "query parameter terminalId is missing" });
+  assert.deepEqual(q("storeId=S&storeId=T&terminalId=L1"), {
+    ok: false,
+    error: "query parameter storeId is repeated",
+  });
+  assert.deepEqual(q("storeId=S&terminalId=L1&terminalId=L1"), {
+    ok: false,
+    error: "query parameter terminalId is repeated",
+  });
+  assert.deepEqual(q("storeId=S%2F1&terminalId=L1"), {
+    ok: false,
+    error: "storeId must match [A-Za-z0-9_-]{1,64}",
+  });
+  assert.deepEqual(q(`storeId=S&terminalId=${"x".repeat(33)}`), {
+    ok: false,
+    error: "terminalId must match [A-Za-z0-9_-]{1,32}",
+  });
+  assert.deepEqual(q("storeId=S&terminalId=L1&b=1&a=2&a=3"), {
+    ok: false,
+    error: 'unknown query parameter(s) "b", "a"; expected storeId and terminalId',
+  });
+  // The same syntax as a message's ids.
+  for (const id of ["a", "A-b_9", "x".repeat(32)]) assert.ok(STORE_RE.test(id) && TERMINAL_RE.test(id), id);
+  assert.ok(STORE_RE.test("x".repeat(64)) && !TERMINAL_RE.test("x".repeat(33)));
+  for (const id of ["", "a b", "a.b", "é", "a\n", "x".repeat(65)]) assert.ok(!STORE_RE.test(id), id);
+  assert.equal(checkMessage({ ...base, terminalId: "x".repeat(33) }).ok, false);
 });

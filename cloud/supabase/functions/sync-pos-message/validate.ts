@@ -1,5 +1,5 @@
-// Pure validation of the sync-pos-message request: the envelope and each message, including
-// the per-topic data schemas. No I/O, so it is unit-tested without a database.
+// Pure validation of the sync-pos-message requests: the POST's envelope and each message,
+// including the per-topic data schemas, and the GET's query (one lane). No I/O, so it is unit-tested without a database.
 
 /** Most messages one request may carry. */
 export const MAX_BATCH = 1000;
@@ -45,8 +45,9 @@ export type Envelope =
   | { ok: false; error: string };
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const STORE_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const TERMINAL_RE = /^[A-Za-z0-9_-]{1,32}$/;
+/** Syntax of a store id and of a terminal (lane) id, as the database's check constraints. */
+export const STORE_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const TERMINAL_RE = /^[A-Za-z0-9_-]{1,32}$/;
 const TOPIC_RE = /^[a-z0-9_.-]{1,64}$/;
 // Calendar date and time with a zone, e.g. 2026-11-22T03:57:20.123Z or ...+01:00.
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](\d{2}):(\d{2}))$/;
@@ -107,6 +108,34 @@ export function checkEnvelope(body: unknown): Envelope {
     return { ok: false, error: `too many messages: ${messages.length} (at most ${MAX_BATCH})` };
   }
   return { ok: true, messages };
+}
+
+export type LaneQuery =
+  | { ok: true; storeId: string; terminalId: string }
+  | { ok: false; error: string };
+
+/**
+ * The query of a GET (highest seq of one lane): exactly `storeId` and `terminalId`, once each,
+ * with the syntax of a message's. Errors name parameters, never echo their values.
+ */
+export function checkLaneQuery(params: URLSearchParams): LaneQuery {
+  const names = [...new Set(params.keys())];
+  const unknown = names.filter((n) => n !== "storeId" && n !== "terminalId");
+  if (unknown.length > 0) {
+    const shown = unknown.map((n) => JSON.stringify(n.slice(0, 64))).join(", ");
+    return { ok: false, error: `unknown query parameter(s) ${shown}; expected storeId and terminalId` };
+  }
+  const one = (name: string, re: RegExp, syntax: string): string | { error: string } => {
+    const values = params.getAll(name);
+    if (values.length === 0) return { error: `query parameter ${name} is missing` };
+    if (values.length > 1) return { error: `query parameter ${name} is repeated` };
+    return re.test(values[0]) ? values[0] : { error: `${name} must match ${syntax}` };
+  };
+  const storeId = one("storeId", STORE_RE, "[A-Za-z0-9_-]{1,64}");
+  if (typeof storeId !== "string") return { ok: false, ...storeId };
+  const terminalId = one("terminalId", TERMINAL_RE, "[A-Za-z0-9_-]{1,32}");
+  if (typeof terminalId !== "string") return { ok: false, ...terminalId };
+  return { ok: true, storeId, terminalId };
 }
 
 type DataCheck = (data: Record<string, unknown>) => string | null;

@@ -1,5 +1,6 @@
 // The database side of a sync request: one transaction per request that applies every valid
-// message (lanesync.apply_batch, see the migrations) and writes the sync_log rows.
+// message (lanesync.apply_batch, see the migrations) and writes the sync_log rows; and the
+// read of one lane's highest seq (GET).
 
 import postgres from "postgres";
 import type { Checked, ValidMessage } from "./validate.ts";
@@ -146,4 +147,36 @@ export async function applyBatch(sql: Sql, requestId: string, checked: Checked[]
       if (attempt >= ATTEMPTS || typeof code !== "string" || !RETRY_CODES.has(code)) throw err;
     }
   }
+}
+
+/**
+ * A bigint the database sent as decimal text, as a JavaScript number; throws when it is not a
+ * non-negative integer or lies beyond 2^53 - 1 (a number there could not be exact).
+ */
+export function seqFromText(text: unknown): number {
+  if (typeof text !== "string" || !/^(0|[1-9][0-9]*)$/.test(text)) {
+    throw new Error(`expected a non-negative integer from the database, got ${JSON.stringify(text)}`);
+  }
+  if (BigInt(text) > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new Error(`seq ${text} is beyond 2^53 - 1`);
+  }
+  return Number(text);
+}
+
+/**
+ * The greatest seq the cloud holds of one lane (store, terminal): over its messages
+ * (pos_messages) and the later copies recorded at its seqs (pos_message_copies); 0 when none.
+ * One statement; each side is an index lookup (the unique key / primary key lead with
+ * store_id, terminal_id, seq). No lane lock: a plain read of committed rows.
+ */
+export async function highestSeq(sql: Sql, storeId: string, terminalId: string): Promise<number> {
+  const [row] = await sql`
+    select greatest(
+      (select max(seq) from public.pos_messages
+        where store_id = ${storeId} and terminal_id = ${terminalId}),
+      (select max(seq) from public.pos_message_copies
+        where store_id = ${storeId} and terminal_id = ${terminalId}),
+      0
+    )::text as highest`;
+  return seqFromText(row?.highest);
 }

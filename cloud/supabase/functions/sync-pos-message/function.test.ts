@@ -406,10 +406,10 @@ Deno.test("a malformed envelope is 400", async () => {
 });
 
 Deno.test("wrong method is 405, wrong path is 404", async () => {
-  const get = await fetch(cloud.url, { headers: { apikey: cloud.key } });
-  assert.equal(get.status, 405);
-  assert.equal(get.headers.get("allow"), "POST");
-  await get.body?.cancel();
+  const put = await fetch(cloud.url, { method: "PUT", headers: { apikey: cloud.key } });
+  assert.equal(put.status, 405);
+  assert.equal(put.headers.get("allow"), "GET, POST");
+  await put.body?.cancel();
   const wrong = await post({ messages: [] }, {
     url: cloud.url.replace("sync-pos-message", "other-function"),
   });

@@ -9,6 +9,7 @@ const KEY = "test-secret-key";
 
 function handler(over: Partial<HandlerOptions> = {}) {
   const calls: Checked[][] = [];
+  const lookups: Array<[string, string]> = [];
   const logs: Array<Record<string, unknown>> = [];
   const h = createHandler({
     serviceKey: KEY,
@@ -23,11 +24,15 @@ function handler(over: Partial<HandlerOptions> = {}) {
         ),
       );
     },
+    highestSeq: (storeId, terminalId) => {
+      lookups.push([storeId, terminalId]);
+      return Promise.resolve(terminalId === "L1" ? 42 : 0);
+    },
     isUnavailable: (err) => (err as { code?: string }).code === "ECONNREFUSED",
     log: (entry) => logs.push(entry),
     ...over,
   });
-  return { h, calls, logs };
+  return { h, calls, lookups, logs };
 }
 
 function request(path: string, init: RequestInit & { key?: string | null } = {}): Request {
@@ -64,9 +69,13 @@ Deno.test("routes: /functions/v1/sync-pos-message and the hosted /sync-pos-messa
 
 Deno.test("405 before authentication, 401 before reading the body", async () => {
   const { h, calls } = handler();
-  const get = await h(request("/sync-pos-message", { method: "GET", key: null }));
-  assert.equal(get.status, 405);
-  await get.body?.cancel();
+  for (const method of ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]) {
+    const res = await h(request("/sync-pos-message", { method, key: null }));
+    assert.equal(res.status, 405, method);
+    assert.equal(res.headers.get("allow"), "GET, POST", method);
+    if (method === "HEAD") await res.body?.cancel();
+    else assert.equal((await res.json()).error, "method not allowed; use GET or POST");
+  }
   for (const key of [null, "", "wrong", KEY.slice(0, -1), `${KEY} `.repeat(2)]) {
     const res = await h(request("/sync-pos-message", { key, body: "{" }));
     assert.equal(res.status, 401, `key ${JSON.stringify(key)}`);
@@ -185,4 +194,136 @@ Deno.test("database errors: 503 when unavailable, 500 otherwise; details only in
     assert.equal(logs.at(-1)?.error, err.message);
     assert.ok(!JSON.stringify(logs).includes(KEY));
   }
+});
+
+// GET: the highest seq the cloud holds of one lane.
+
+const lane = "/functions/v1/sync-pos-message";
+
+Deno.test("GET answers the lane's highest seq on both routes, 0 for a lane the cloud lacks", async () => {
+  const { h, calls, lookups, logs } = handler();
+  for (const path of [lane, "/sync-pos-message", "/sync-pos-message/"]) {
+    const res = await h(request(`${path}?storeId=store-1&terminalId=L1`, { method: "GET" }));
+    assert.equal(res.status, 200, path);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    assert.equal(res.headers.get("cache-control"), "no-store");
+    assert.ok(res.headers.get("x-request-id"));
+    assert.deepEqual(await res.json(), { storeId: "store-1", terminalId: "L1", highestSeq: 42 });
+  }
+  // Parameter order does not matter; the values are passed through as given.
+  const other = await h(request(`${lane}?terminalId=L_2-x&storeId=S-9`, { method: "GET" }));
+  assert.equal(other.status, 200);
+  assert.deepEqual(await other.json(), { storeId: "S-9", terminalId: "L_2-x", highestSeq: 0 });
+  assert.deepEqual(lookups.at(-1), ["S-9", "L_2-x"]);
+  assert.equal(lookups.length, 4);
+  assert.equal(calls.length, 0, "a GET never applies anything");
+  const entry = logs.at(-1)!;
+  assert.equal(entry.method, "GET");
+  assert.equal(entry.status, 200);
+  assert.equal(entry.storeId, "S-9");
+  assert.equal(entry.terminalId, "L_2-x");
+  assert.equal(entry.highestSeq, 0);
+  assert.equal(entry.request_id, other.headers.get("x-request-id"));
+  assert.equal(logs.length, 4, "one log line per request");
+  assert.ok(!JSON.stringify(logs).includes(KEY));
+});
+
+Deno.test("GET: 401 before the query is parsed or the database asked; bearer works too", async () => {
+  const { h, lookups, logs } = handler();
+  for (const query of ["?storeId=store-1&terminalId=L1", "", "?bogus=1", "?storeId=bad%20id"]) {
+    for (const key of [null, "", "wrong"]) {
+      const res = await h(request(`${lane}${query}`, { method: "GET", key }));
+      assert.equal(res.status, 401, `${query} key ${JSON.stringify(key)}`);
+      assert.match((await res.json()).error, /service key/);
+    }
+  }
+  assert.equal(lookups.length, 0);
+  const bearer = await h(request(`${lane}?storeId=store-1&terminalId=L1`, {
+    method: "GET",
+    key: null,
+    headers: { authorization: `Bearer ${KEY}` },
+  }));
+  assert.equal(bearer.status, 200);
+  assert.equal((await bearer.json()).highestSeq, 42);
+  assert.ok(!JSON.stringify(logs).includes(KEY));
+});
+
+Deno.test("GET: 400 for a missing, repeated, invalid or unknown query parameter", async () => {
+  const { h, lookups, logs } = handler();
+  const long = (n: number) => "a".repeat(n);
+  const cases: Array<[string, RegExp]> = [
+    ["", /storeId is missing/],
+    ["?terminalId=L1", /storeId is missing/],
+    ["?storeId=store-1", /terminalId is missing/],
+    ["?storeId=store-1&storeId=store-1&terminalId=L1", /storeId is repeated/],
+    ["?storeId=store-1&terminalId=L1&terminalId=L2", /terminalId is repeated/],
+    ["?storeId=&terminalId=L1", /^storeId must match/],
+    ["?storeId=store-1&terminalId=", /^terminalId must match/],
+    ["?storeId=store%201&terminalId=L1", /^storeId must match/],
+    ["?storeId=store+1&terminalId=L1", /^storeId must match/],
+    ["?storeId=store.1&terminalId=L1", /^storeId must match/],
+    ["?storeId=store-1&terminalId=L%0A1", /^terminalId must match/],
+    ["?storeId=store-1&terminalId=L1%0A", /^terminalId must match/],
+    [`?storeId=${long(65)}&terminalId=L1`, /^storeId must match/],
+    [`?storeId=store-1&terminalId=${long(33)}`, /^terminalId must match/],
+    ["?storeId=store-1&terminalId=L1&seq=3", /unknown query parameter.*"seq"/],
+    ["?storeId=store-1&terminalId=L1&apikey=secret-value", /unknown query parameter.*"apikey"/],
+    ["?storeid=store-1&terminalId=L1", /unknown query parameter.*"storeid"/],
+    ["?storeId=store-1&terminalId=L1&=x", /unknown query parameter.*""/],
+  ];
+  for (const [query, error] of cases) {
+    const res = await h(request(`${lane}${query}`, { method: "GET" }));
+    assert.equal(res.status, 400, query);
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body), ["error"], query);
+    assert.match(body.error, error, query);
+    assert.ok(!body.error.includes("secret-value"), "values are never echoed");
+  }
+  // The longest valid ids are fine.
+  const edge = await h(request(`${lane}?storeId=${long(64)}&terminalId=${long(32)}`, { method: "GET" }));
+  assert.equal(edge.status, 200);
+  await edge.body?.cancel();
+  assert.equal(lookups.length, 1, "the database is asked only for a valid query");
+  assert.equal(logs.length, cases.length + 1);
+  assert.ok(logs.slice(0, -1).every((l) => l.status === 400 && typeof l.error === "string"));
+});
+
+Deno.test("GET database errors: 503 when unavailable, 500 otherwise and for a bad count", async () => {
+  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+  const cases: Array<[HandlerOptions["highestSeq"], number, string]> = [
+    [() => Promise.reject(refused), 503, refused.message],
+    [() => Promise.reject(new Error("boom")), 500, "boom"],
+    [() => Promise.resolve(-1), 500, "highestSeq gave -1, not an integer >= 0"],
+    [() => Promise.resolve(1.5), 500, "highestSeq gave 1.5, not an integer >= 0"],
+    [() => Promise.resolve(2 ** 53), 500, `highestSeq gave ${2 ** 53}, not an integer >= 0`],
+  ];
+  for (const [highestSeq, status, message] of cases) {
+    const { h, logs } = handler({ highestSeq });
+    const res = await h(request(`${lane}?storeId=store-1&terminalId=L1`, { method: "GET" }));
+    assert.equal(res.status, status, message);
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body), ["error"]);
+    assert.equal(
+      body.error,
+      status === 503 ? "database unavailable, retry later" : "internal error, retry later",
+    );
+    assert.ok(!JSON.stringify(body).includes(message));
+    assert.equal(logs.length, 1);
+    assert.equal(logs[0].status, status);
+    assert.equal(logs[0].error, message);
+    assert.equal(logs[0].storeId, "store-1");
+    assert.equal(logs[0].terminalId, "L1");
+    assert.equal(logs[0].highestSeq, undefined);
+  }
+});
+
+Deno.test("a POST with or without a query string is an upload, never a lookup", async () => {
+  const { h, calls, lookups } = handler();
+  for (const query of ["", "?storeId=store-1&terminalId=L1", "?bogus"]) {
+    const res = await h(request(`${lane}${query}`, { body: JSON.stringify({ messages: [valid] }) }));
+    assert.equal(res.status, 200, query);
+    assert.deepEqual(await res.json(), { results: [{ messageId: valid.messageId, status: "stored" }] });
+  }
+  assert.equal(calls.length, 3);
+  assert.equal(lookups.length, 0);
 });

@@ -1,9 +1,10 @@
-// HTTP layer of sync-pos-message: routing, authentication, body limits, envelope parsing.
-// The database work is injected (`apply`), so this module has no connection of its own.
+// HTTP layer of sync-pos-message: routing, authentication, body limits, envelope parsing;
+// POST uploads a batch, GET tells one lane the highest seq the cloud holds of it.
+// The database work is injected (`apply`, `highestSeq`), so this module has no connection of its own.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Result } from "./db.ts";
-import { type Checked, checkEnvelope, checkMessage } from "./validate.ts";
+import { type Checked, checkEnvelope, checkLaneQuery, checkMessage } from "./validate.ts";
 
 export const FUNCTION_NAME = "sync-pos-message";
 export const DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024;
@@ -19,7 +20,12 @@ export interface HandlerOptions {
   maxBodyBytes: number;
   /** Applies a checked batch in one transaction; see db.ts applyBatch. */
   apply: (requestId: string, checked: Checked[]) => Promise<Result[]>;
-  /** True when an error thrown by `apply` means the database is unavailable (503). */
+  /**
+   * The greatest seq of (store, terminal) over pos_messages and pos_message_copies, 0 when
+   * none; see db.ts highestSeq. Answers GET.
+   */
+  highestSeq: (storeId: string, terminalId: string) => Promise<number>;
+  /** True when an error thrown by `apply` or `highestSeq` means the database is unavailable (503). */
   isUnavailable: (err: unknown) => boolean;
   /** One structured line per request. Never receives the key. */
   log?: (entry: Record<string, unknown>) => void;
@@ -113,13 +119,48 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
       return res;
     };
 
+    /** 503 or 500 for an error of the database work; its message goes to the log only. */
+    const failed = (err: unknown, extra: Record<string, unknown>) => {
+      const unavailable = opts.isUnavailable(err);
+      const message = err instanceof Error ? err.message : String(err);
+      return done(
+        json(unavailable ? 503 : 500, {
+          error: unavailable ? "database unavailable, retry later" : "internal error, retry later",
+        }),
+        { ...extra, error: message },
+      );
+    };
+
     const url = new URL(req.url);
     if (!routeMatches(url.pathname)) return done(json(404, { error: "not found" }), { path: url.pathname });
-    if (req.method !== "POST") {
-      return done(json(405, { error: "method not allowed; use POST" }, { allow: "POST" }));
+    if (req.method !== "POST" && req.method !== "GET") {
+      return done(json(405, { error: "method not allowed; use GET or POST" }, { allow: "GET, POST" }));
     }
     if (!authorized(req, secretDigest)) {
       return done(json(401, { error: "missing or invalid service key (apikey or Authorization: Bearer)" }));
+    }
+
+    if (req.method === "GET") {
+      // The highest seq of one lane: a lane starting with an empty outbox and no peers asks
+      // before it hands out seq 1. Never cached: the answer only grows.
+      const noStore = { "cache-control": "no-store" };
+      const query = checkLaneQuery(url.searchParams);
+      if (!query.ok) return done(json(400, { error: query.error }, noStore), { error: query.error });
+      const { storeId, terminalId } = query;
+      let highestSeq: number;
+      try {
+        highestSeq = await opts.highestSeq(storeId, terminalId);
+        if (!Number.isSafeInteger(highestSeq) || highestSeq < 0) {
+          throw new Error(`highestSeq gave ${highestSeq}, not an integer >= 0`);
+        }
+      } catch (err) {
+        return failed(err, { storeId, terminalId });
+      }
+      return done(json(200, { storeId, terminalId, highestSeq }, noStore), {
+        storeId,
+        terminalId,
+        highestSeq,
+      });
     }
 
     const body = await readBody(req, opts.maxBodyBytes);
@@ -141,14 +182,7 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
     try {
       results = await opts.apply(requestId, checked);
     } catch (err) {
-      const unavailable = opts.isUnavailable(err);
-      const message = err instanceof Error ? err.message : String(err);
-      return done(
-        json(unavailable ? 503 : 500, {
-          error: unavailable ? "database unavailable, retry later" : "internal error, retry later",
-        }),
-        { messages: checked.length, error: message },
-      );
+      return failed(err, { messages: checked.length });
     }
     const count = (s: string) => results.filter((r) => r.status === s).length;
     // Messages a lane uploaded on behalf of another (replica takeover): one count, no ids.

@@ -1,5 +1,6 @@
 // Supabase Edge Function sync-pos-message: receives batches of POS messages from the lane
-// agents and commits them to Postgres exactly once. Contract: SPEC.md section 8 and
+// agents and commits them to Postgres exactly once (POST), and tells a lane the highest seq
+// the cloud holds of it (GET). Contract: SPEC.md section 8 and
 // docs/cloud.md. Hosted Supabase and the local cloud (scripts/cloud-up.sh) run this file
 // unchanged.
 //
@@ -11,7 +12,7 @@
 //   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
 //   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
 
-import { applyBatch, connect, isUnavailable } from "./db.ts";
+import { applyBatch, connect, highestSeq, isUnavailable } from "./db.ts";
 import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
 
 function env(name: string): string | undefined {
@@ -38,6 +39,7 @@ const handler = createHandler({
   serviceKey,
   maxBodyBytes,
   apply: (requestId, checked) => applyBatch(sql, requestId, checked),
+  highestSeq: (storeId, terminalId) => highestSeq(sql, storeId, terminalId),
   isUnavailable,
 });
 

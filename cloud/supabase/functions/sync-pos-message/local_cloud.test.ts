@@ -4,7 +4,7 @@
 // tests/cloud/run-deno-tests.sh sets after starting a throwaway cloud. Needs --allow-run.
 
 import assert from "node:assert/strict";
-import { cloud, message, newStore, post, withDb } from "./testing.ts";
+import { cloud, get, highestSeq, message, newStore, post, withDb } from "./testing.ts";
 
 const enabled = Deno.env.get("LANESYNC_LOCAL_CLOUD_TESTS") === "1";
 const repo = new URL("../../../../", import.meta.url).pathname;
@@ -104,10 +104,14 @@ Deno.test({
         const during = await post({ messages: [m] });
         assert.equal(during.status, 503);
         assert.equal(typeof during.body.error, "string");
+        const lookup = await get({ storeId: store, terminalId: m.terminalId });
+        assert.equal(lookup.status, 503);
+        assert.deepEqual(lookup.body, { error: "database unavailable, retry later" });
         assert.deepEqual(lines(await ok("cloud-up.sh")), expectedHttp());
         const after = await post({ messages: [m] });
         assert.equal(after.status, 200);
         assert.deepEqual(after.body.results, [{ messageId: m.messageId, status: "stored" }]);
+        assert.equal(await highestSeq(store, m.terminalId), 1);
       },
     );
 

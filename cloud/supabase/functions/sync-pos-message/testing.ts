@@ -90,6 +90,10 @@ export async function post(
     body: opts.raw ?? JSON.stringify(body),
     client: opts.client,
   });
+  return await reply(res);
+}
+
+async function reply(res: Response): Promise<Reply> {
   const text = await res.text();
   let parsed: Record<string, unknown>;
   try {
@@ -98,6 +102,38 @@ export async function post(
     parsed = { text };
   }
   return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** GETs the function with a query (a raw string after `?`, or parameters), with the key unless `key: null`. */
+export async function get(
+  query: string | Record<string, string>,
+  opts: { key?: string | null; method?: string } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  const key = opts.key === undefined ? cloud.key : opts.key;
+  if (key !== null) {
+    headers.apikey = key;
+    headers.authorization = `Bearer ${key}`;
+  }
+  const search = typeof query === "string" ? query : new URLSearchParams(query).toString();
+  const res = await fetch(`${cloud.url}?${search}`, { method: opts.method ?? "GET", headers });
+  return await reply(res);
+}
+
+/** The highest seq the cloud holds of a lane (GET), expecting 200 with the documented shape. */
+export async function highestSeq(storeId: string, terminalId: string): Promise<number> {
+  const r = await get({ storeId, terminalId });
+  if (r.status !== 200) throw new Error(`expected 200, got ${r.status}: ${JSON.stringify(r.body)}`);
+  const keys = Object.keys(r.body).sort().join(",");
+  if (
+    keys !== "highestSeq,storeId,terminalId" || r.body.storeId !== storeId || r.body.terminalId !== terminalId
+  ) {
+    throw new Error(`unexpected body ${JSON.stringify(r.body)}`);
+  }
+  if (typeof r.body.highestSeq !== "number") {
+    throw new Error(`highestSeq is not a number: ${r.body.highestSeq}`);
+  }
+  return r.body.highestSeq;
 }
 
 export interface Result {

@@ -77,12 +77,18 @@ inline constexpr auto cloud_not_found_retry = 30s;
 /// While set_cover() is set, the uploader asks it this often between rounds, so a lane taken
 /// over (or no longer) is seen without waiting for the idle poll (CLOUD_SYNC_INTERVAL_MS).
 inline constexpr auto cloud_cover_check = 1s;
+/// Deadline of the highest-seq query (a new, empty outbox without peers asks before seq 1).
+inline constexpr auto cloud_query_timeout = 10s;
 
 // ---- agent (the lane: rebuild, start check, liveness) --------------------------------------
 /// After a start, a lane with PEER_TERMINALS holds POST /v1/messages until every configured
 /// link answered once (a peer's ready, or a failed attempt), at most this long (the start
 /// check: a wiped outbox is found before it hands out a seq).
 inline constexpr auto start_peer_check = 3s;
+/// A new, empty outbox without PEER_TERMINALS asks the cloud for its highest seq; a failed
+/// query is asked again with full-jitter backoff between these (docs/architecture.md).
+inline constexpr auto cloud_seq_retry_base = 1s;
+inline constexpr auto cloud_seq_retry_max = 30s;
 /// Retry-After of the 503 that POST /v1/messages answers while the lane rebuilds.
 inline constexpr auto rebuild_retry_after = 2s;
 /// How often the lane notes its live sessions (liveness), recomputes the origins it covers

@@ -47,6 +47,15 @@ std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
     }
 }
 
+/// One GET of the highest-seq query (parameters by value: the frame owns them).
+net::awaitable<wire::highest_seq_answer> ask_highest_seq(std::shared_ptr<http_client> client,
+                                                         std::string target, std::string store,
+                                                         std::string terminal) {
+    auto op = client->send(std::string("GET"), std::move(target));
+    http_result r = co_await std::move(op);
+    co_return wire::read_highest_seq(r, store, terminal);
+}
+
 } // namespace
 
 // ---- construction ------------------------------------------------------------------------------
@@ -134,6 +143,10 @@ void uploader::impl::on_stop(std::function<void()> done) {
     wake_.cancel();
     if (client_)
         client_->cancel();
+    for (auto& q : queries_)
+        if (auto c = q.lock())
+            c->cancel();
+    queries_.clear();
     if (!running_)
         finish_stop();
 }
@@ -143,6 +156,29 @@ void uploader::impl::finish_stop() {
     stop_waiters_.clear();
     for (auto& w : waiters)
         w();
+}
+
+void uploader::impl::on_highest_seq(std::function<void(std::string, std::uint64_t)> done) {
+    if (!enabled_)
+        return done("the cloud is off (SUPABASE_URL is empty)", 0);
+    if (stopping_)
+        return done("cancelled", 0);
+    // A connection of its own: the upload loop keeps its one request in flight.
+    auto client = std::make_shared<http_client>(
+        strand_, *ep_, tls_.get(), cfg_.supabase_service_key,
+        std::min<std::chrono::milliseconds>(lim_.request_timeout, tuning::cloud_query_timeout),
+        lim_.max_response_bytes);
+    std::erase_if(queries_, [](const auto& q) { return q.expired(); });
+    queries_.push_back(client);
+    auto target = wire::highest_seq_target(*ep_, cfg_.store_id, cfg_.terminal_id);
+    net::co_spawn(
+        strand_, ask_highest_seq(client, std::move(target), cfg_.store_id, cfg_.terminal_id),
+        net::bind_executor(strand_, [client, done = std::move(done)](
+                                        std::exception_ptr e, wire::highest_seq_answer a) mutable {
+            if (e)
+                return done(text::what(e), 0);
+            done(a.seq ? std::string() : a.error, a.seq.value_or(0));
+        }));
 }
 
 void uploader::impl::on_notify() {
@@ -323,6 +359,11 @@ void uploader::resume() {
 void uploader::set_cover(std::function<std::vector<std::string>()> origins) {
     net::post(impl_->strand_,
               [i = impl_, o = std::move(origins)]() mutable { i->on_set_cover(std::move(o)); });
+}
+
+void uploader::highest_seq(std::function<void(std::string, std::uint64_t)> done) {
+    net::post(impl_->strand_,
+              [i = impl_, d = std::move(done)]() mutable { i->on_highest_seq(std::move(d)); });
 }
 
 status uploader::get_status() const {

@@ -101,6 +101,12 @@ public:
     /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
     void set_cover(std::function<std::vector<std::string>()> origins);
 
+    /// Asks the cloud for the highest seq it holds of this lane (docs/cloud.md "Highest seq")
+    /// on a connection of its own: `done(error, seq)`, error empty when the cloud told. Runs
+    /// `done` on the uploader's strand, once; stop() cancels the request ("cancelled").
+    /// Thread-safe.
+    void highest_seq(std::function<void(std::string error, std::uint64_t seq)> done);
+
     /// Thread-safe snapshot.
     status get_status() const;
 

@@ -52,6 +52,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_pause();
     void on_resume();
     void on_set_cover(std::function<std::vector<std::string>()> origins);
+    void on_highest_seq(std::function<void(std::string, std::uint64_t)> done);
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
     boost::asio::awaitable<std::vector<outbox::record>> read_round();
@@ -111,6 +112,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::size_t byte_cap_ = 0;              ///< request body cap; lowered after a 413
     std::size_t changed_ = 0;               ///< outbox rows changed by the current upload()
     std::vector<std::function<void()>> stop_waiters_;
+    std::vector<std::weak_ptr<http_client>> queries_; ///< highest-seq requests out (on_stop)
     std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
     std::vector<std::string> last_cover_;             ///< covered_origins at the last ask
     clock_type::time_point next_cover_check_{};       ///< ask cover_ again from then on

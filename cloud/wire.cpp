@@ -206,4 +206,44 @@ std::string error_text(std::string_view body, std::size_t max) {
     return {};
 }
 
+std::string highest_seq_target(const endpoint& ep, std::string_view store_id,
+                               std::string_view terminal_id) {
+    return ep.target + "?storeId=" + std::string(store_id) +
+           "&terminalId=" + std::string(terminal_id);
+}
+
+std::optional<std::uint64_t> decode_highest_seq(std::string_view body, std::string_view store_id,
+                                                std::string_view terminal_id) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (!j.is_object())
+        return std::nullopt;
+    auto text = [&](const char* key) {
+        auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (text("storeId") != store_id || text("terminalId") != terminal_id)
+        return std::nullopt;
+    auto n = j.find("highestSeq");
+    if (n == j.end() || !n->is_number_unsigned())
+        return std::nullopt;
+    auto v = n->get<std::uint64_t>();
+    if (v > (std::uint64_t{1} << 53))
+        return std::nullopt;
+    return v;
+}
+
+highest_seq_answer read_highest_seq(const http_result& r, std::string_view store_id,
+                                    std::string_view terminal_id) {
+    if (r.fail != http_result::failure::none)
+        return {std::nullopt, r.error};
+    if (r.status != 200) {
+        auto why = error_text(r.body, 200);
+        return {std::nullopt,
+                "HTTP " + std::to_string(r.status) + (why.empty() ? std::string() : ": " + why)};
+    }
+    if (auto seq = decode_highest_seq(r.body, store_id, terminal_id))
+        return {seq, {}};
+    return {std::nullopt, "malformed answer (want {storeId, terminalId, highestSeq})"};
+}
+
 } // namespace lanesync::cloud::wire

@@ -3,6 +3,7 @@
 /// endpoint from the parsed SUPABASE_URL, the request body, and the reading of the answer. No Asio,
 /// no sockets: tests call these directly. Private to cloud/ (the uploader and its tests).
 
+#include "cloud/http_result.hpp"
 #include "conf/config.hpp"
 #include "outbox/outbox.hpp"
 
@@ -68,6 +69,26 @@ struct decoded {
 };
 
 decoded decode_results(std::string_view body, const std::vector<std::string>& batch_ids);
+
+/// The highest-seq query (docs/cloud.md "Highest seq"): `GET <target>?storeId=S&terminalId=T`.
+/// Both ids have the URL-safe syntax conf enforces (A-Z a-z 0-9 _ -), so nothing is escaped.
+std::string highest_seq_target(const endpoint& ep, std::string_view store_id,
+                               std::string_view terminal_id);
+
+/// The `highestSeq` of a 200 answer `{"storeId": S, "terminalId": T, "highestSeq": N}`;
+/// nullopt when the body is not that object, names another lane, or N is not an integer in
+/// 0..2^53.
+std::optional<std::uint64_t> decode_highest_seq(std::string_view body, std::string_view store_id,
+                                                std::string_view terminal_id);
+
+/// What one highest-seq request said: the seq, or why the cloud could not tell (one line, no
+/// secrets: built from the failure text, the HTTP status and the answer's "error").
+struct highest_seq_answer {
+    std::optional<std::uint64_t> seq;
+    std::string error; ///< set when seq is empty
+};
+highest_seq_answer read_highest_seq(const http_result& r, std::string_view store_id,
+                                    std::string_view terminal_id);
 
 /// The "error" (or "message") string of an error body like {"error":"..."}, cut to one line
 /// of at most `max` bytes; empty when there is none. Used as a message's failure reason.

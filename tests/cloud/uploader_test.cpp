@@ -714,3 +714,46 @@ TEST_CASE("an uploader built on the process's async_store uploads the same way")
     CHECK(r.cloud->requests().size() == 1);
     CHECK(r.status().last_error.empty());
 }
+
+TEST_CASE("highest_seq: one GET with the lane's ids and the key; the answer or why not") {
+    std::atomic<int> mode{0};
+    rig r([&](const seen_request& q) {
+        if (mode == 1)
+            return status_only(503, "database unavailable, retry later");
+        if (mode == 2)
+            return reply{reply::action::respond, 200,
+                         R"({"storeId":"store-1","terminalId":"L2",)"
+                         R"("highestSeq":5})"};
+        return reply{reply::action::respond, 200,
+                     R"({"storeId":"store-1","terminalId":"L1","highestSeq":4200})"};
+    });
+    auto& up = r.make();
+    struct answer {
+        bool done = false;
+        std::string error;
+        std::uint64_t seq = 0;
+    };
+    auto ask = [&] {
+        answer a;
+        up.highest_seq([&a](std::string e, std::uint64_t s) { a = {true, std::move(e), s}; });
+        REQUIRE(run_until(r.ioc, [&] { return a.done; }));
+        return a;
+    };
+    auto a = ask();
+    CHECK(a.error.empty());
+    CHECK(a.seq == 4200);
+    REQUIRE(r.cloud->requests().size() == 1);
+    const auto& q = r.cloud->requests()[0];
+    CHECK(q.method == "GET");
+    CHECK(q.target == "/functions/v1/sync-pos-message?storeId=store-1&terminalId=L1");
+    CHECK(q.headers.at("apikey") == test_key);
+    CHECK(q.body.empty());
+
+    mode = 1;
+    a = ask();
+    CHECK(a.error == "HTTP 503: database unavailable, retry later");
+    mode = 2; // an answer about another lane is not an answer
+    a = ask();
+    CHECK(a.error.find("malformed answer") == 0);
+    CHECK(up.get_status().requests_ok == 0); // the query is not an upload
+}

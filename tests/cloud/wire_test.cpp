@@ -193,3 +193,44 @@ TEST_CASE("error_text: the reason from an error body, one line, bounded") {
     auto long_text = wire::error_text(nlohmann::json{{"error", std::string(1000, 'x')}}.dump(), 50);
     CHECK(long_text.size() <= 53);
 }
+
+TEST_CASE("highest seq: the query's target and the answer's reading") {
+    conf::cloud_url u;
+    u.host = "abc.supabase.co";
+    u.port = 443;
+    u.tls = true;
+    auto ep = wire::make_endpoint(u, "sync-pos-message");
+    CHECK(wire::highest_seq_target(ep, "st-1", "L_2") ==
+          "/functions/v1/sync-pos-message?storeId=st-1&terminalId=L_2");
+
+    auto ok = [](int status, std::string body) {
+        cloud::http_result r;
+        r.status = status;
+        r.body = std::move(body);
+        return wire::read_highest_seq(r, "st-1", "L1");
+    };
+    auto a = ok(200, R"({"storeId":"st-1","terminalId":"L1","highestSeq":0})");
+    CHECK(a.seq == std::uint64_t{0});
+    CHECK(ok(200, R"({"storeId":"st-1","terminalId":"L1","highestSeq":9007199254740992})").seq ==
+          std::uint64_t{1} << 53);
+    for (const char* bad :
+         {R"({"storeId":"st-1","terminalId":"L1","highestSeq":9007199254740993})",
+          R"({"storeId":"st-1","terminalId":"L1","highestSeq":-1})",
+          R"({"storeId":"st-1","terminalId":"L1","highestSeq":1.5})",
+          R"({"storeId":"st-1","terminalId":"L1","highestSeq":"7"})",
+          R"({"storeId":"st-1","terminalId":"L1"})",
+          R"({"storeId":"st-2","terminalId":"L1","highestSeq":1})",
+          R"({"storeId":"st-1","terminalId":"L2","highestSeq":1})", "[]", "not json"}) {
+        CAPTURE(bad);
+        auto r = ok(200, bad);
+        CHECK_FALSE(r.seq);
+        CHECK(r.error.find("malformed answer") == 0);
+    }
+    CHECK(ok(401, R"({"error":"missing or invalid service key"})").error ==
+          "HTTP 401: missing or invalid service key");
+    CHECK(ok(405, "").error == "HTTP 405");
+    cloud::http_result down;
+    down.fail = cloud::http_result::failure::network;
+    down.error = "connect: Connection refused";
+    CHECK(wire::read_highest_seq(down, "st-1", "L1").error == "connect: Connection refused");
+}

@@ -1,6 +1,6 @@
 // The lane's rebuild controller without sockets (lanes/rebuild.hpp): the start check, starting
 // a rebuild on "outbox lost", reports, the finish, exclusions, resuming after a restart.
-#include "lanes/rebuild.hpp"
+#include "rebuild_recorder.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,66 +11,7 @@
 
 using namespace lanesync;
 
-namespace {
-
-const std::string url2 = "ws://127.0.0.1:9002/v1/peer";
-const std::string url3 = "ws://127.0.0.1:9003/v1/peer";
-const std::string inc_a = std::string(32, 'a');
-const std::string inc_b = std::string(32, 'b');
-
-/// Records what the controller asks of the world; the outbox writes complete when told.
-struct recorder {
-    std::vector<std::string> begun;
-    std::vector<std::vector<std::string>> finishes;
-    std::vector<std::string> closes;
-    std::function<void(std::string, outbox::rebuild_state)> finish_done;
-    bool begin_fails = false; ///< begin_rebuild's commit fails (a full disk)
-
-    lanes::rebuild_effects effects() {
-        lanes::rebuild_effects fx;
-        fx.begin = [this](std::string reason, std::function<void(std::string)> done) {
-            begun.push_back(reason);
-            done(begin_fails ? "disk I/O error" : "");
-        };
-        fx.finish = [this](std::vector<std::string> excluded,
-                           std::function<void(std::string, outbox::rebuild_state)> done) {
-            finishes.push_back(std::move(excluded));
-            finish_done = std::move(done);
-        };
-        fx.close_sessions = [this](std::string reason) { closes.push_back(std::move(reason)); };
-        return fx;
-    }
-
-    /// The outbox committed finish_rebuild: a new incarnation, the trust caps given.
-    void commit_finish(std::map<std::string, std::uint64_t> caps = {}) {
-        REQUIRE(finish_done);
-        outbox::rebuild_state st;
-        st.incarnation = inc_b;
-        st.excluded = std::move(caps);
-        auto done = std::move(finish_done);
-        finish_done = nullptr;
-        done({}, st);
-    }
-};
-
-outbox::rebuild_state normal_state() {
-    outbox::rebuild_state st;
-    st.incarnation = inc_a;
-    return st;
-}
-
-/// Calls admit() and reports what it answered: nullopt = not yet, then go (true) or 503.
-struct admission {
-    std::optional<std::optional<lanes::rebuild_view>> answer;
-    void ask(lanes::rebuild_controller& c) {
-        c.admit([this](std::optional<lanes::rebuild_view> v) { answer = std::move(v); });
-    }
-    bool answered() const { return answer.has_value(); }
-    bool admitted() const { return answer && !answer->has_value(); }
-    bool refused() const { return answer && answer->has_value(); }
-};
-
-} // namespace
+using namespace lanesync::rebuild_testing;
 
 TEST_SUITE("rebuild controller") {
     TEST_CASE("without links there is no start check: POSTs go ahead at once") {
@@ -191,11 +132,11 @@ TEST_SUITE("rebuild controller") {
         c.report({url2, "L2", 10, "id-10"});
         c.own_hwm(10);
         CHECK(r.finishes.empty()); // done, but finish_rebuild would find no rebuild to end
-        c.tick();
+        c.tick(0);
         CHECK(r.begun.size() == 2); // retried, failed again
         CHECK(r.finishes.empty());
         r.begin_fails = false;
-        c.tick();
+        c.tick(0);
         CHECK(r.begun.size() == 3);
         REQUIRE(r.finishes.size() == 1); // committed: the rebuild finishes
         CHECK(c.rebuilding());
@@ -213,7 +154,7 @@ TEST_SUITE("rebuild controller") {
         auto done = std::move(r.finish_done);
         done("disk full", {});
         CHECK(c.rebuilding());
-        c.tick();
+        c.tick(0);
         REQUIRE(r.finishes.size() == 2);
         r.commit_finish();
         CHECK_FALSE(c.rebuilding());

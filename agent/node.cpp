@@ -50,6 +50,9 @@ public:
             if (ci.new_peer_ack || ci.requeued || ci.new_own)
                 uploader_.notify();
         });
+        // A lane without peers and with a new outbox asks the cloud for its highest seq first.
+        if (cfg_.cloud_enabled())
+            gossip_.set_cloud_seq([this](auto done) { uploader_.highest_seq(std::move(done)); });
         try {
             gossip_.start();
             api_.start();

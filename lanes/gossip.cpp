@@ -86,7 +86,7 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
 
     void on_tick(const std::vector<outbox::origin_summary>& origins) {
         auto now = protocol::now_ms();
-        hub_->rebuild().tick(); // retries a rebuild start or end that failed to commit
+        hub_->rebuild().tick(now); // retries a commit or cloud query that failed
         auto c = hub_->cover().tick(hub_->connected_peers(), origins, now);
         for (const auto& o : c.started)
             log::warn("lane.cover_started", {{"origin", o}, {"reason", "not seen by any lane"}});
@@ -173,6 +173,12 @@ rebuild_view gossip::rebuild() const {
 exclude_result gossip::rebuild_without(const std::vector<std::string>& without) {
     return impl_->hub_->rebuild().exclude(without);
 }
+
+void gossip::set_cloud_seq(
+    std::function<void(std::function<void(std::string, std::uint64_t)>)> ask) {
+    impl_->hub_->rebuild().set_cloud(std::move(ask));
+}
+
 std::vector<std::string> gossip::covering() const {
     return impl_->hub_->cover().covering();
 }

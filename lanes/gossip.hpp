@@ -105,8 +105,13 @@ public:
     /// `done` may run on any thread (post it to where it belongs).
     void admit(std::function<void(std::optional<rebuild_view>)> done);
     rebuild_view rebuild() const;
-    /// Leaves these peers (terminal ids or PEER_TERMINALS URLs) out of the rebuild.
+    /// Leaves these peers (terminal ids or PEER_TERMINALS URLs) out of the rebuild; ["cloud"]
+    /// ends the cloud check (the lane starts at the seq after its outbox's).
     exclude_result rebuild_without(const std::vector<std::string>& without);
+    /// How to ask the cloud for this lane's highest seq (the uploader's highest_seq), for the
+    /// cloud check of a lane without PEER_TERMINALS (lanes/rebuild.hpp). Call before start().
+    void set_cloud_seq(
+        std::function<void(std::function<void(std::string error, std::uint64_t seq)>)> ask);
 
     // ---- takeover (docs/architecture.md "Takeover"), thread-safe -----------------------------
 

@@ -30,6 +30,7 @@ void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t ow
                                std::int64_t now_ms) {
     effects_due due;
     std::string links;
+    bool cloud_check = false;
     {
         std::lock_guard lock(mutex_);
         links = text::join(links_);
@@ -43,14 +44,26 @@ void rebuild_controller::start(const outbox::rebuild_state& st, std::uint64_t ow
             new_progress_locked(own_hwm);
         } else if (!links_.empty()) {
             checking_ = true;
+        } else if (cloud_ask_ && own_hwm == 0) {
+            // A new (or wiped) outbox and nobody to ask but the cloud: no seq before it told.
+            // (An outbox with own messages is not checked: the cloud's highest seq does not say
+            // which lower seqs it holds, so it cannot mark any of them cloud_ack.)
+            checking_ = cloud_wait_ = cloud_check = true;
+            since_ms_ = now_ms;
         }
         evaluate_locked(due);
     }
+    if (cloud_check)
+        log::info("lane.cloud_check",
+                  {{"own_hwm", std::to_string(own_hwm)},
+                   {"reason", "no peer is configured: asking the cloud for the highest seq of "
+                              "this lane"}});
     if (st.active)
         log::info(
             "lane.rebuild_resumed",
             {{"reason", st.reason}, {"own_hwm", std::to_string(own_hwm)}, {"waiting_for", links}});
     carry_out(std::move(due));
+    ask_cloud();
 }
 
 void rebuild_controller::start_check_over() {
@@ -161,20 +174,22 @@ void rebuild_controller::persist_begin(const std::string& reason) {
     });
 }
 
-void rebuild_controller::tick() {
+void rebuild_controller::tick(std::int64_t now_ms) {
     effects_due due;
     std::string again;
+    bool ask = false;
     {
         std::lock_guard lock(mutex_);
-        if (!active_)
-            return;
-        if (begin_failed_) {
+        ask = cloud_tick_locked(now_ms);
+        if (active_ && begin_failed_) {
             begin_failed_ = false;
             again = reason_;
-        } else {
+        } else if (active_) {
             evaluate_locked(due); // a finish that failed is due again
         }
     }
+    if (ask)
+        ask_cloud();
     if (!again.empty())
         persist_begin(again);
     carry_out(std::move(due));
@@ -305,10 +320,15 @@ std::string rebuild_controller::resolve_locked(const std::string& item, std::str
 }
 
 exclude_result rebuild_controller::exclude(const std::vector<std::string>& without) {
+    if (without == std::vector<std::string>{"cloud"} && !rebuilding_from_peers())
+        return skip_cloud_check();
     effects_due due;
     std::vector<std::string> names;
     {
         std::lock_guard lock(mutex_);
+        if (!active_ && cloud_wait_)
+            return {400, "the lane waits for the cloud's highest seq, not for peers: leave out "
+                         "\"cloud\" (lanesync rebuild --without cloud) to start at seq 1"};
         if (!active_ || !progress_)
             return {409, "not rebuilding"};
         std::vector<std::pair<std::string, std::string>> resolved;
@@ -345,7 +365,7 @@ void rebuild_controller::admit(admit_fn done) {
             held_.push_back(std::move(done));
             return;
         }
-        if (active_)
+        if (active_ || cloud_wait_)
             answer = view_locked();
     }
     done(std::move(answer));
@@ -358,6 +378,11 @@ rebuild_view rebuild_controller::view() const {
 
 bool rebuild_controller::rebuilding() const {
     std::lock_guard lock(mutex_);
+    return active_ || (cloud_wait_ && !checking_);
+}
+
+bool rebuild_controller::rebuilding_from_peers() const {
+    std::lock_guard lock(mutex_);
     return active_;
 }
 
@@ -367,6 +392,8 @@ rebuild_view rebuild_controller::view_locked() const {
     v.start_check = checking_;
     v.incarnation = incarnation_;
     v.trust_caps = trust_caps_;
+    if (!active_ && cloud_wait_)
+        cloud_view_locked(v);
     if (!active_ || !progress_)
         return v;
     v.reason = reason_;
@@ -384,15 +411,15 @@ rebuild_view rebuild_controller::view_locked() const {
 }
 
 void rebuild_controller::evaluate_locked(effects_due& due) {
-    bool check_done = checking_ && std::all_of(links_.begin(), links_.end(), [&](const auto& l) {
-                          return contains(answered_, l);
-                      });
+    bool check_done = checking_ && !cloud_wait_ &&
+                      std::all_of(links_.begin(), links_.end(),
+                                  [&](const auto& l) { return contains(answered_, l); });
     if (check_done || active_)
         checking_ = false;
     if (!checking_ && !held_.empty()) {
         due.release = std::move(held_);
         held_.clear();
-        if (active_)
+        if (active_ || cloud_wait_)
             due.answer = view_locked();
     }
     if (active_ && persisted_ && progress_ && !finishing_ && !raising_ && progress_->done() &&

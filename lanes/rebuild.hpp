@@ -58,8 +58,17 @@ public:
 
     /// The PEER_TERMINALS URLs as they are at start (tests add peers after construction).
     void set_links(std::vector<std::string> links);
+    /// How to ask the cloud for the highest seq it holds of this lane (`done(error, seq)`, error
+    /// empty when it told; any thread). Set before start() when SUPABASE_URL is set: a lane
+    /// without links whose outbox has no own message asks it before seq 1 (the cloud check).
+    using cloud_ask_fn =
+        std::function<void(std::function<void(std::string error, std::uint64_t seq)> done)>;
+    void set_cloud(cloud_ask_fn ask);
     /// At start, from the outbox: resumes a rebuild under way; else, with links, the start
-    /// check begins (POSTs wait until every link answered or start_check_over()).
+    /// check begins (POSTs wait until every link answered or start_check_over()); else, without
+    /// links, with a cloud (set_cloud) and own_hwm 0, the cloud check begins: POSTs wait for
+    /// the cloud's highest seq (the own hwm is raised to it) and, once start_check_over() came
+    /// first, are refused (503) until it tells or POST /v1/rebuild {"without": ["cloud"]}.
     void start(const outbox::rebuild_state& st, std::uint64_t own_hwm, std::int64_t now_ms);
     /// tuning::start_peer_check ran out.
     void start_check_over();
@@ -95,12 +104,16 @@ public:
 
     /// POST /v1/messages: see gossip::admit.
     void admit(admit_fn done);
-    /// Every lane_tick: retries a begin or a finish whose commit failed (a full disk, I/O).
-    void tick();
+    /// Every lane_tick: retries a begin or a finish whose commit failed (a full disk, I/O), and a
+    /// cloud check whose query failed (full-jitter backoff, tuning::cloud_seq_retry_*).
+    void tick(std::int64_t now_ms);
     /// The lane stops: held POSTs are answered (as after the start check), nothing waits.
     void stopping();
     rebuild_view view() const;
+    /// POST /v1/messages answers 503: a rebuild from peers, or a cloud check past the start
+    /// check's time.
     bool rebuilding() const;
+    bool rebuilding_from_peers() const;
 
 private:
     struct effects_due {
@@ -124,6 +137,14 @@ private:
     bool trigger_pending_locked() const;
     std::string resolve_locked(const std::string& item, std::string& url,
                                std::string& terminal) const;
+    // The cloud check (rebuild_cloud.cpp).
+    void ask_cloud();
+    void cloud_answered(const std::string& error, std::uint64_t seq);
+    void cloud_floor_raised(const std::string& error, std::uint64_t seq);
+    void cloud_check_done_locked(effects_due& due);
+    bool cloud_tick_locked(std::int64_t now_ms);
+    exclude_result skip_cloud_check();
+    void cloud_view_locked(rebuild_view& v) const;
 
     const std::string self_;
     std::vector<std::string> links_;
@@ -150,6 +171,15 @@ private:
     std::vector<std::string> reported_;            ///< terminals that reported
     std::vector<std::string> conflicted_;          ///< terminals with a conflict
     std::vector<admit_fn> held_;                   ///< POSTs waiting for the start check
+
+    cloud_ask_fn cloud_ask_;           ///< set_cloud
+    bool cloud_wait_ = false;          ///< the cloud check runs: no seq until the cloud told
+    bool cloud_asking_ = false;        ///< a query (or the floor's commit) is out
+    std::string cloud_error_;          ///< why the last query failed
+    std::uint32_t cloud_attempts_ = 0; ///< failed queries so far
+    bool cloud_retry_ = false;         ///< the last query failed: ask again
+    bool cloud_scheduled_ = false;     ///< ... at cloud_next_ms_ (set by the next tick)
+    std::int64_t cloud_next_ms_ = 0;
 };
 
 } // namespace lanesync::lanes

@@ -25,6 +25,26 @@ class HoldingProxy:
             def log_message(self, *a):
                 pass
 
+            def forward(self, method, body=None):
+                req = urllib.request.Request(proxy.target + self.path, data=body, method=method,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() not in ("host", "content-length", "connection")})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        return r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    return e.code, e.read()
+
+            def answer(self, status, payload):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):  # the lane's highest-seq query: passed through, never held
+                self.answer(*self.forward("GET"))
+
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
@@ -33,25 +53,14 @@ class HoldingProxy:
                     # not reach the cloud before the test has killed the lane.
                     self.close_connection = True
                     return
-                req = urllib.request.Request(proxy.target + self.path, data=body, method="POST",
-                                             headers={k: v for k, v in self.headers.items()
-                                                      if k.lower() not in ("host", "content-length", "connection")})
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        status, payload = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    status, payload = e.code, e.read()
+                status, payload = self.forward("POST", body)
                 proxy.answers.append((status, payload))
                 if proxy.hold.is_set() and status == 200:
                     proxy.held_answer = payload
                     proxy.held.set()
                     self.close_connection = True
                     return  # the cloud committed; the lane never hears about it
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer(status, payload)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

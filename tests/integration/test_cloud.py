@@ -8,7 +8,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
-from lanes import Cloud, CloudStoreTestCase, wait_for  # noqa: E402
+from lanes import Cloud, CloudStoreTestCase, free_port, http, wait_for  # noqa: E402
 
 from cloudlib import HoldingProxy
 
@@ -115,9 +115,58 @@ class CloudSync(WithCloud):
         self.assertEqual(rows[0], ["40", "40"])
         self.assertEqual(set(self.rows_for(sent)), set(sent))
 
+    def test_wiped_lane_without_peers_continues_after_the_clouds_highest_seq(self):
+        l1 = self.store.lane("L1", **self.cloud.lane_env())  # single lane: no peer to ask
+        l1.start()
+        first = self.publish_many(l1, 5)
+        wait_for(lambda: l1.counts()["cloud_ack"] == 5, 60, what="first 5 cloud_ack")
+        l1.stop()
+        l1.wipe_outbox()  # the disk was replaced
+        l1.start()
+        r = l1.publish("transaction", {"total": 6})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["seq"], 6, "the next seq follows the cloud's, none reused")
+        wait_for(lambda: l1.counts()["cloud_ack"] == 1, 60, what="the new sale cloud_ack")
+        seqs = self.cloud.sql("select seq from pos_messages where store_id = "
+                              f"'{self.sid}' and terminal_id = 'L1' order by seq")
+        self.assertEqual([int(x[0]) for x in seqs], [1, 2, 3, 4, 5, 6])
+        self.assertEqual(len(self.rows_for(list(first) + [r.json()["id"]])), 6)
+        self.assertEqual(self.cloud.uploads_by(self.sid, "L1")[None]["rejected"], 0)
+        self.assertIn("lane.cloud_floor", l1.log_text())
+
+    def test_new_lane_without_peers_waits_for_an_unreachable_cloud_until_the_operator_decides(self):
+        l1 = self.store.lane("L1", SUPABASE_URL=f"http://127.0.0.1:{free_port()}",
+                             SUPABASE_SERVICE_KEY="sk-unreachable-cloud-1234")
+        l1.start(rebuilding_ok=True)
+        r = l1.publish("transaction", {"total": 1})  # held for the start check's time, then 503
+        self.assertEqual(r.status, 503, r.body)
+        self.assertEqual(r.headers.get("Retry-After"), "2")
+        self.assertIn("highest seq", r.json()["error"])
+        h = http("GET", l1.api + "/healthz")
+        self.assertEqual(h.status, 503)
+        self.assertEqual(h.json()["status"], "rebuilding")
+        rb = l1.rebuild_state()
+        self.assertEqual(rb["waiting_for"], ["cloud"], rb)
+        wait_for(lambda: "last try" in l1.rebuild_state().get("progress", ""), 30,
+                 what="the failed query shows in status")
+        self.assertEqual(l1.cli("rebuild", "--env", l1.env_path, "--without", "L2", check=1)
+                         .returncode, 1)
+        l1.cli("rebuild", "--env", l1.env_path, "--without", "cloud", check=0)
+        r = l1.publish("transaction", {"total": 2})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["seq"], 1)
+        self.assertEqual(l1.health()[0], 200)
+        self.assertNotIn("sk-unreachable-cloud-1234", l1.log_text())
+
     def test_wrong_key_shows_401_loses_nothing_and_recovers_when_fixed(self):
         l1 = self.store.lane("L1", **dict(self.cloud.lane_env(), SUPABASE_SERVICE_KEY="wrong-key-wrong-key-123"))
-        l1.start()
+        l1.start(rebuilding_ok=True)
+        # A new outbox without peers asks the cloud for its highest seq first: with the wrong
+        # key the cloud cannot tell, and the lane takes no sale until the operator decides.
+        wait_for(lambda: "HTTP 401" in l1.rebuild_state().get("progress", ""), 30,
+                 what="401 in the cloud check")
+        self.assertEqual(l1.publish("transaction", {"total": 1}).status, 503)
+        l1.cli("rebuild", "--env", l1.env_path, "--without", "cloud", check=0)
         sent = self.publish_many(l1, 20)
         wait_for(lambda: "401" in json.dumps(l1.status()["cloud"]), 30, what="401 in status")
         st = json.dumps(l1.status())
@@ -173,7 +222,11 @@ class CloudTls(WithCloud):
                         "-out", other, "-days", "2", "-subj", "/CN=not the cloud CA"],
                        check=True, capture_output=True)
         l1 = self.store.lane("L1", **dict(self.cloud.lane_env(), SUPABASE_CA_FILE=other))
-        l1.start()
+        l1.start(rebuilding_ok=True)
+        # The new outbox's highest-seq query fails closed too, and says why.
+        wait_for(lambda: "certificate" in l1.rebuild_state().get("progress", ""), 30,
+                 what="a certificate error in the cloud check")
+        l1.cli("rebuild", "--env", l1.env_path, "--without", "cloud", check=0)
         self.publish_many(l1, 5)
         wait_for(lambda: "certificate" in (l1.status()["cloud"]["last_error"] or "").lower(), 30,
                  what="a certificate error in status")

@@ -96,14 +96,16 @@ command add_rebuild(CLI::App& app) {
     env_option(sub, o->env);
     sub->add_option("--without", o->without,
                     "A peer (terminal id or PEER_TERMINALS URL) the rebuild stops waiting for; "
-                    "repeatable. Messages only it held are refused when it returns (see "
-                    "docs/cli.md)")
+                    "repeatable; or `cloud` (a lane without peers). Messages only it held are "
+                    "refused when it returns (see docs/cli.md)")
         ->type_name("PEER")
         ->allow_extra_args(false);
     sub->add_flag("--json", o->as_json, "Print the rebuild object as JSON");
     sub->footer("Without --without: prints the rebuild state. A lane whose outbox was lost "
                 "rebuilds from every peer in PEER_TERMINALS before it accepts messages again; "
-                "--without lets it finish without a peer that is gone.");
+                "--without lets it finish without a peer that is gone. A lane without peers and "
+                "with a new outbox waits for the cloud's highest seq instead; --without cloud "
+                "starts it at seq 1.");
     return {sub, [o] { return cmd_rebuild(*o); }};
 }
 

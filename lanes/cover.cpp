@@ -24,12 +24,16 @@ cover_state::change cover_state::tick(const std::vector<std::string>& connected,
         if (o.own || o.origin == self_)
             continue;
         live_.add_known(o.origin);
-        // Only an origin with messages not known in the cloud needs someone to upload them.
-        if (o.hwm > o.cloud_through)
+        // Only an origin with messages not known in the cloud needs someone to upload them
+        // (known: the outbox's cloud_through or a higher one a peer told since).
+        if (o.hwm > known)
             held.push_back(o.origin);
     }
-    auto now_cover = protocol::origins_to_cover(live_, self_, held, now_ms, after_ms_);
-    std::sort(now_cover.begin(), now_cover.end());
+    std::sort(held.begin(), held.end());
+    if (held != holds_)
+        c.news_due = true;
+    holds_ = held;
+    auto now_cover = protocol::origins_to_cover(live_, held, peer_holds_, now_ms, after_ms_);
     for (const auto& o : now_cover)
         if (!std::binary_search(covering_.begin(), covering_.end(), o))
             c.started.push_back(o);
@@ -43,16 +47,19 @@ cover_state::change cover_state::tick(const std::vector<std::string>& connected,
 }
 
 void cover_state::on_news(const std::string& peer, const std::map<std::string, std::uint64_t>& seen,
-                          std::vector<std::string> cover, std::int64_t now_ms) {
+                          std::vector<std::string> cover, std::vector<std::string> holds,
+                          std::int64_t now_ms) {
     std::lock_guard lock(mutex_);
     live_.connected(peer, now_ms);
     live_.report(seen, now_ms);
     peer_cover_[peer] = std::move(cover);
+    peer_holds_[peer] = std::move(holds);
 }
 
 void cover_state::peer_gone(const std::string& peer) {
     std::lock_guard lock(mutex_);
     peer_cover_.erase(peer);
+    peer_holds_.erase(peer);
 }
 
 bool cover_state::take_cloud_through(const std::string& origin, std::uint64_t through) {
@@ -72,6 +79,7 @@ protocol::news cover_state::news(std::int64_t now_ms) const {
         if (t > 0)
             n.cloud[o] = t;
     n.cover = covering_;
+    n.holds = holds_;
     return n;
 }
 

@@ -33,10 +33,12 @@ public:
     change tick(const std::vector<std::string>& connected,
                 const std::vector<outbox::origin_summary>& origins, std::int64_t now_ms);
 
-    /// A peer's news (action news_received): its ages and the origins it covers.
+    /// A peer's news (action news_received): its ages, the origins it covers and those it
+    /// holds above cloud_through (the takeover candidates, used from the next tick on).
     void on_news(const std::string& peer, const std::map<std::string, std::uint64_t>& seen,
-                 std::vector<std::string> cover, std::int64_t now_ms);
-    /// Every session to `peer` ended: forget what it said it covers.
+                 std::vector<std::string> cover, std::vector<std::string> holds,
+                 std::int64_t now_ms);
+    /// Every session to `peer` ended: forget what it said it covers and holds.
     void peer_gone(const std::string& peer);
     /// Whether a peer's cloud_through of `origin` is news to this lane (worth a write): above
     /// what the outbox had at the last tick and above what was applied since. Notes it.
@@ -54,8 +56,10 @@ private:
     mutable std::mutex mutex_;
     protocol::liveness live_;
     std::vector<std::string> covering_;
+    std::vector<std::string> holds_; ///< origins held above cloud_through at the last tick
     protocol::hwm_map cloud_; ///< per origin (own too): cloud_through as last read or applied
     std::map<std::string, std::vector<std::string>> peer_cover_; ///< peer -> origins it covers
+    protocol::holdings peer_holds_; ///< peer -> origins it holds (its latest news.holds)
 };
 
 } // namespace lanesync::lanes

@@ -124,7 +124,7 @@ void on_peer_closed(hub& h, const std::string& peer, std::string_view reason) {
 }
 
 void on_news(hub& h, const protocol::news_received& a) {
-    h.cover().on_news(a.peer, a.seen, a.cover, protocol::now_ms());
+    h.cover().on_news(a.peer, a.seen, a.cover, a.holds, protocol::now_ms());
     for (const auto& [origin, through] : a.cloud)
         if (origin != h.cfg().terminal_id && h.cover().take_cloud_through(origin, through))
             write_cloud_through(h, a.peer, origin, through);

@@ -351,26 +351,41 @@ bool get_news_map(const json& j, const char* key, const frame_limits& lim,
     return true;
 }
 
+/// A news origin list: an array of distinct terminal ids. Absent is an error unless optional.
+bool get_origin_list(const json& j, const char* key, bool optional, const frame_limits& lim,
+                     std::vector<std::string>& out, std::string& err) {
+    auto it = j.find(key);
+    if (it == j.end() && optional)
+        return true;
+    auto fail = [&](const char* why) {
+        err = std::string("field ") + key + why;
+        return false;
+    };
+    if (it == j.end() || !it->is_array())
+        return fail(" must be an array");
+    if (it->size() > lim.max_origins)
+        return fail(" has too many origins");
+    for (const auto& o : *it) {
+        if (!o.is_string() || !valid_terminal_id(o.get_ref<const std::string&>()))
+            return fail(" has an invalid origin id");
+        out.push_back(o.get<std::string>());
+    }
+    auto sorted = out;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+        return fail(" names an origin twice");
+    return true;
+}
+
 decode_result decode_news(const json& j, const frame_limits& lim) {
     std::string err;
     news_frame f;
-    if (!get_news_map(j, "seen", lim, f.seen, err) || !get_news_map(j, "cloud", lim, f.cloud, err))
+    if (!get_news_map(j, "seen", lim, f.seen, err) ||
+        !get_news_map(j, "cloud", lim, f.cloud, err) ||
+        !get_origin_list(j, "cover", false, lim, f.cover, err) ||
+        !get_origin_list(j, "holds", true, lim, f.holds, err))
         return policy(err);
-    auto cover = j.find("cover");
-    if (cover == j.end() || !cover->is_array())
-        return policy("field cover must be an array");
-    if (cover->size() > lim.max_origins)
-        return policy("field cover has too many origins");
-    for (const auto& o : *cover) {
-        if (!o.is_string() || !valid_terminal_id(o.get_ref<const std::string&>()))
-            return policy("field cover has an invalid origin id");
-        f.cover.push_back(o.get<std::string>());
-    }
-    auto sorted = f.cover;
-    std::sort(sorted.begin(), sorted.end());
-    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
-        return policy("field cover names an origin twice");
-    if (j.size() != 4)
+    if (j.size() != 4u + (j.contains("holds") ? 1u : 0u))
         return policy("news has unknown fields");
     return frame{std::move(f)};
 }
@@ -489,13 +504,11 @@ std::string encode(const ack_frame& f) {
 }
 
 std::string encode(const news_frame& f) {
-    json cover = json::array();
-    for (const auto& o : f.cover)
-        cover.push_back(o);
     return dump(json{{"type", "news"},
                      {"seen", hwm_json(f.seen)},
                      {"cloud", hwm_json(f.cloud)},
-                     {"cover", std::move(cover)}});
+                     {"cover", json(f.cover)},
+                     {"holds", json(f.holds)}});
 }
 
 std::size_t encoded_size(const message& m) {

@@ -76,9 +76,14 @@ struct news {
     hwm_map cloud = {};
     /// the origins the sender uploads on behalf of right now.
     std::vector<std::string> cover = {};
+    /// the origins (never the sender) the sender holds messages of above their cloud_through as
+    /// it knows it: the candidates for its takeover of them. Sorted by the sender.
+    std::vector<std::string> holds = {};
 };
-/// `{"type":"news","seen":{..},"cloud":{..},"cover":[..]}`: every field required, each at most
-/// frame_limits::max_origins entries, terminal-id syntax, numbers 0..2^53.
+/// `{"type":"news","seen":{..},"cloud":{..},"cover":[..],"holds":[..]}`: seen, cloud and cover
+/// required, holds optional (absent = empty: an earlier v2 sender), always encoded; each at
+/// most frame_limits::max_origins entries, terminal-id syntax, numbers 0..2^53, the arrays
+/// name an origin once.
 struct news_frame : news {};
 
 using frame = std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame,

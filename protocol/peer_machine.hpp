@@ -159,6 +159,7 @@ struct news_received {
     std::map<std::string, std::uint64_t> seen;
     hwm_map cloud;
     std::vector<std::string> cover;
+    std::vector<std::string> holds; ///< as sent (empty when the peer sent none)
     std::uint64_t own_cloud_through = 0;
     /// Rebuilding only: the peer's cloud[our id] uncapped. The cloud holds our origin's 1..N
     /// (of the incarnation that was lost, too), so the rebuild must not hand those seqs out

@@ -164,7 +164,7 @@ void peer_machine::deliver_news(peer_actions& out) {
         n.cloud.erase(it);
     }
     out.push_back(news_received{peer_id_, std::move(n.seen), std::move(n.cloud), std::move(n.cover),
-                                own, floor});
+                                std::move(n.holds), own, floor});
 }
 
 } // namespace lanesync::protocol

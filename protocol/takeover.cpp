@@ -63,23 +63,41 @@ bool seen_within(const liveness& l, const std::string& id, std::int64_t now_ms,
 
 } // namespace
 
-std::string taker(const liveness& l, const std::string& self, const std::string& origin,
-                  std::int64_t now_ms, std::int64_t after_ms) {
-    if (origin == self || seen_within(l, origin, now_ms, after_ms))
+std::vector<std::string> holders_of(const std::string& origin, const std::string& self,
+                                    bool self_holds, const holdings& peers) {
+    std::vector<std::string> r;
+    if (self_holds)
+        r.push_back(self);
+    for (const auto& [peer, holds] : peers)
+        if (std::find(holds.begin(), holds.end(), origin) != holds.end())
+            r.push_back(peer);
+    std::sort(r.begin(), r.end());
+    r.erase(std::unique(r.begin(), r.end()), r.end());
+    return r;
+}
+
+std::string taker(const liveness& l, const std::string& origin,
+                  const std::vector<std::string>& holders, std::int64_t now_ms,
+                  std::int64_t after_ms) {
+    if (origin == l.self() || seen_within(l, origin, now_ms, after_ms))
         return {};
-    std::string best = self;
-    for (const auto& id : l.known())
-        if (id != origin && id < best && seen_within(l, id, now_ms, after_ms))
+    std::string best;
+    for (const auto& id : holders) {
+        if (id == origin || (!best.empty() && id >= best))
+            continue;
+        if (id == l.self() || seen_within(l, id, now_ms, after_ms))
             best = id;
+    }
     return best;
 }
 
-std::vector<std::string> origins_to_cover(const liveness& l, const std::string& self,
-                                          const std::vector<std::string>& held, std::int64_t now_ms,
+std::vector<std::string> origins_to_cover(const liveness& l, const std::vector<std::string>& held,
+                                          const holdings& peers, std::int64_t now_ms,
                                           std::int64_t after_ms) {
     std::vector<std::string> r;
     for (const auto& origin : held)
-        if (taker(l, self, origin, now_ms, after_ms) == self)
+        if (taker(l, origin, holders_of(origin, l.self(), true, peers), now_ms, after_ms) ==
+            l.self())
             r.push_back(origin);
     std::sort(r.begin(), r.end());
     r.erase(std::unique(r.begin(), r.end()), r.end());

@@ -41,16 +41,29 @@ private:
     std::map<std::string, std::int64_t> last_; ///< id -> unix ms
 };
 
-/// Who uploads `origin`'s held messages on its behalf: the lowest terminal id (byte order)
-/// among `self` and the known lanes seen within `after_ms`, origin excluded; empty when origin
-/// itself was seen within after_ms (alive: nothing is uploaded for it). An origin never seen
-/// counts as seen at the liveness's start. "Seen within" means now - last seen < after_ms.
-std::string taker(const liveness& l, const std::string& self, const std::string& origin,
-                  std::int64_t now_ms, std::int64_t after_ms);
+/// What each peer holds: peer id -> the origins it holds messages of above their
+/// cloud_through (its latest news.holds).
+using holdings = std::map<std::string, std::vector<std::string>>;
 
-/// The origins (among `held`) this lane uploads for now: taker(...) == self. Sorted.
-std::vector<std::string> origins_to_cover(const liveness& l, const std::string& self,
-                                          const std::vector<std::string>& held, std::int64_t now_ms,
+/// The lanes that hold `origin`'s messages above cloud_through: `self` when `self_holds`, plus
+/// every peer whose holds list `origin`. Sorted, unique.
+std::vector<std::string> holders_of(const std::string& origin, const std::string& self,
+                                    bool self_holds, const holdings& peers);
+
+/// Who uploads `origin`'s held messages on its behalf: the lowest terminal id (byte order)
+/// among `holders` (the lanes holding origin's messages above cloud_through, see holders_of)
+/// that were seen within `after_ms`, origin excluded; the liveness's self always counts as
+/// seen. Empty when origin is self, when origin itself was seen within after_ms (alive: nothing
+/// is uploaded for it), or when no holder qualifies. A lane never seen counts as seen at the
+/// liveness's start. "Seen within" means now - last seen < after_ms.
+std::string taker(const liveness& l, const std::string& origin,
+                  const std::vector<std::string>& holders, std::int64_t now_ms,
+                  std::int64_t after_ms);
+
+/// The origins (among `held`: those this lane holds above cloud_through) this lane uploads for
+/// now: taker(origin, holders_of(origin, self, true, peers)) == self. Sorted, unique.
+std::vector<std::string> origins_to_cover(const liveness& l, const std::vector<std::string>& held,
+                                          const holdings& peers, std::int64_t now_ms,
                                           std::int64_t after_ms);
 
 } // namespace lanesync::protocol

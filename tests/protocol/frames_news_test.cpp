@@ -40,7 +40,8 @@ json a_news() {
     return json{{"type", "news"},
                 {"seen", {{"L3", 1500}, {"L2", 0}}},
                 {"cloud", {{"L1", 120}}},
-                {"cover", {"L3"}}};
+                {"cover", {"L3"}},
+                {"holds", {"L3", "L4"}}};
 }
 
 } // namespace
@@ -96,18 +97,22 @@ TEST_SUITE("frames news") {
     }
 
     TEST_CASE("news round trips") {
-        news_frame n{{{{"L3", 1500}, {"L2", 0}}, {{"L1", 120}}, {"L3"}}};
-        CHECK(encode(n) == R"({"cloud":{"L1":120},"cover":["L3"],"seen":{"L2":0,"L3":1500},)"
-                           R"("type":"news"})");
+        news_frame n{{{{"L3", 1500}, {"L2", 0}}, {{"L1", 120}}, {"L3"}, {"L3", "L4"}}};
+        CHECK(encode(n) == R"({"cloud":{"L1":120},"cover":["L3"],"holds":["L3","L4"],)"
+                           R"("seen":{"L2":0,"L3":1500},"type":"news"})");
         auto back = decoded<news_frame>(encode(n));
         CHECK(back.seen == n.seen);
         CHECK(back.cloud == n.cloud);
         CHECK(back.cover == n.cover);
+        CHECK(back.holds == n.holds);
         auto empty = decoded<news_frame>(encode(news_frame{}));
         CHECK(empty.seen.empty());
         CHECK(empty.cloud.empty());
         CHECK(empty.cover.empty());
-        CHECK(encode(news_frame{}) == R"({"cloud":{},"cover":[],"seen":{},"type":"news"})");
+        CHECK(empty.holds.empty());
+        // holds is written in every news, empty too.
+        CHECK(encode(news_frame{}) ==
+              R"({"cloud":{},"cover":[],"holds":[],"seen":{},"type":"news"})");
         // A news is a news: built from the struct the lane fills.
         news plain{{{"L2", 7}}, {}, {}};
         CHECK(decoded<news_frame>(encode(news_frame{plain})).seen.at("L2") == 7);
@@ -141,6 +146,35 @@ TEST_SUITE("frames news") {
         CHECK(refused(with("extra", 1)) == "news has unknown fields");
     }
 
+    TEST_CASE("news: holds is optional (an earlier v2 sender), checked as cover when present") {
+        auto full = a_news();
+        CHECK(decoded<news_frame>(full.dump()).holds == std::vector<std::string>{"L3", "L4"});
+        full.erase("holds");
+        auto old = decoded<news_frame>(full.dump());
+        CHECK(old.holds.empty()); // absent: holds nothing
+        CHECK(old.cover == std::vector<std::string>{"L3"});
+        CHECK(decoded<news_frame>(
+                  R"({"type":"news","seen":{},"cloud":{},"cover":[],"holds":["L9","L1"]})")
+                  .holds == std::vector<std::string>{"L9", "L1"}); // order as sent
+        auto with = [](json v) {
+            auto j = a_news();
+            j["holds"] = std::move(v);
+            return j;
+        };
+        CHECK(refused(with(nullptr)) == "field holds must be an array");
+        CHECK(refused(with({{"L1", 1}})) == "field holds must be an array");
+        CHECK(refused(with("L1")) == "field holds must be an array");
+        CHECK(refused(with({"L1", 3})) == "field holds has an invalid origin id");
+        CHECK(refused(with({"no way"})) == "field holds has an invalid origin id");
+        CHECK(refused(with({"L3", "L4", "L3"})) == "field holds names an origin twice");
+        // Still exactly the known fields: holds does not make room for another.
+        auto extra = with({"L3"});
+        extra["extra"] = 1;
+        CHECK(refused(extra) == "news has unknown fields");
+        extra.erase("holds");
+        CHECK(refused(extra) == "news has unknown fields");
+    }
+
     TEST_CASE("news: at most max_origins entries in each field") {
         frame_limits lim;
         lim.max_origins = 2;
@@ -154,6 +188,9 @@ TEST_SUITE("frames news") {
         j = a_news();
         j["cover"] = {"L1", "L2", "L3"};
         CHECK(refused(j, lim) == "field cover has too many origins");
+        j = a_news();
+        j["holds"] = {"L1", "L2", "L3"};
+        CHECK(refused(j, lim) == "field holds has too many origins");
         CHECK(frame_limits{}.max_origins == 1024);
     }
 

@@ -394,7 +394,7 @@ TEST_SUITE("peer_machine rebuild") {
     // ---- news ---------------------------------------------------------------------------------
 
     TEST_CASE("news given before our ready goes out right after it, then on request") {
-        news n{{{"L3", 1500}}, {{"L1", 120}}, {"L3"}};
+        news n{{{"L3", 1500}}, {{"L1", 120}}, {"L3"}, {"L3", "L4"}};
         v2_server s(config("L1"));
         CHECK(s.m.on_news(n).empty()); // before hello: the version is not known yet
         auto ch =
@@ -411,6 +411,7 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(sent.seen == n.seen);
         CHECK(sent.cloud == n.cloud);
         CHECK(sent.cover == n.cover);
+        CHECK(sent.holds == std::vector<std::string>{"L3", "L4"});
         auto again = sent_one<news_frame>(s.m.on_news(news{{}, {{"L1", 121}}, {}}));
         CHECK(again.cloud.at("L1") == 121);
     }
@@ -449,8 +450,8 @@ TEST_SUITE("peer_machine rebuild") {
         auto out = s.ready(ready_frame{{{"L1", 5}}, {{"L1", id_of("L1", 5)}}}, {{"L1", 9}});
         REQUIRE(has<read_own_mark>(out));
         // The peer's news right after its ready waits for the check.
-        out = s.m.on_text(
-            encode(news_frame{{{{"L3", 1500}, {"L1", 0}}, {{"L1", 9}, {"L3", 4}}, {"L3"}}}));
+        out = s.m.on_text(encode(
+            news_frame{{{{"L3", 1500}, {"L1", 0}}, {{"L1", 9}, {"L3", 4}}, {"L3"}, {"L3"}}}));
         CHECK(out.empty());
         out = s.m.on_own_mark(5, 9, id_of("L1", 5));
         auto n = only<news_received>(out);
@@ -458,10 +459,12 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(n.seen == std::map<std::string, std::uint64_t>{{"L1", 0}, {"L3", 1500}});
         CHECK(n.cloud == hwm_map{{"L3", 4}}); // never our own origin
         CHECK(n.cover == std::vector<std::string>{"L3"});
+        CHECK(n.holds == std::vector<std::string>{"L3"});
         CHECK(n.own_cloud_through == 5); // the peer said 9, verified only 5
         CHECK(n.own_cloud_floor == 0);   // not rebuilding
         n = only<news_received>(s.m.on_text(encode(news_frame{{{}, {{"L1", 3}}, {}}})));
         CHECK(n.own_cloud_through == 3);
+        CHECK(n.holds.empty()); // the latest news wins: it holds nothing now
         n = only<news_received>(s.m.on_text(encode(news_frame{{{}, {{"L3", 5}}, {}}})));
         CHECK(n.own_cloud_through == 0);
     }
@@ -485,7 +488,7 @@ TEST_SUITE("peer_machine rebuild") {
         lane l1("L1", peer_role::server, 2), l2("L2", peer_role::client, 2);
         l1.publish(5, 0);
         l1.m.on_news(news{{{"L3", 10}}, {{"L1", 5}}, {}});
-        l2.m.on_news(news{{{"L3", 20}}, {{"L1", 4}, {"L3", 7}}, {"L3"}});
+        l2.m.on_news(news{{{"L3", 20}}, {{"L1", 4}, {"L3", 7}}, {"L3"}, {"L3"}});
         l1.m.on_sender(true);
         run(l2, l1, l2.m.start());
         CHECK(l1.closes.empty());
@@ -494,9 +497,11 @@ TEST_SUITE("peer_machine rebuild") {
         CHECK(l1.news[0].peer == "L2");
         CHECK(l1.news[0].seen.at("L3") == 20);
         CHECK(l1.news[0].cloud == hwm_map{{"L3", 7}});
+        CHECK(l1.news[0].holds == std::vector<std::string>{"L3"});
         CHECK(l1.news[0].own_cloud_through == 0); // L2 held nothing of L1 at its ready
         REQUIRE(l2.news.size() == 1);
         CHECK(l2.news[0].cloud == hwm_map{{"L1", 5}});
+        CHECK(l2.news[0].holds.empty());
         CHECK(l1.acked_through == 5);
         // Now L2's mark of L1 (5) is verified: a later news counts up to it.
         auto later = l1.m.on_text(encode(news_frame{{{}, {{"L1", 9}}, {}}}));

@@ -205,7 +205,8 @@ def lane_dead(ctx):
     """One lane reaches the cloud through the TCP fault proxy, cut from the start: its
     messages wait at peer_ack (nothing may be uploaded for it while it lives, checked after
     2 x CLOUD_TAKEOVER_AFTER_S). It is killed for good; its peers take over and upload its
-    messages with uploadedBy (sync_log.uploaded_by = the taker: the lowest id alive). It comes
+    messages with uploadedBy (sync_log.uploaded_by = the taker: the lowest id alive among the lanes that hold its
+    messages, here every other lane: full mesh, quorum 1). It comes
     back with its cloud still cut and must show its messages cloud_ack, learned from its
     peers' news; then its cloud is healed and the store converges with every message once."""
     if not ctx.cloud_enabled:

@@ -717,7 +717,7 @@ TEST_CASE("an uploader built on the process's async_store uploads the same way")
 
 TEST_CASE("highest_seq: one GET with the lane's ids and the key; the answer or why not") {
     std::atomic<int> mode{0};
-    rig r([&](const seen_request& q) {
+    rig r([&](const seen_request&) {
         if (mode == 1)
             return status_only(503, "database unavailable, retry later");
         if (mode == 2)

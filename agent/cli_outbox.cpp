@@ -59,6 +59,20 @@ int cmd_publish(const publish_options& o) {
                   << "); nothing stored, see lanesync rebuild --env " << o.env << "\n";
         return exit_failure;
     }
+    // A new outbox without peers takes no seq before the agent asked the cloud for this lane's
+    // highest seq (the cloud check, docs/architecture.md): publish through the agent's API.
+    if (cfg.peers.empty() && cfg.cloud_enabled()) {
+        auto h = store->hwm();
+        if (auto own = h.find(cfg.terminal_id); own == h.end() || own->second == 0) {
+            store->close();
+            std::cerr << "error: this lane's outbox has no own message and no peer is "
+                         "configured: its first seq must follow the cloud's highest seq of "
+                      << cfg.terminal_id
+                      << ", which the agent asks for; nothing stored, publish through the "
+                         "running agent (POST /v1/messages)\n";
+            return exit_failure;
+        }
+    }
     auto o2 = outbox::publish_sync(*store, std::move(req.value()));
     store->close(); // durable before we report success (publish_sync already waited for it)
     switch (o2.k) {

@@ -176,7 +176,14 @@ exclude_result gossip::rebuild_without(const std::vector<std::string>& without) 
 
 void gossip::set_cloud_seq(
     std::function<void(std::function<void(std::string, std::uint64_t)>)> ask) {
-    impl_->hub_->rebuild().set_cloud(std::move(ask));
+    // The controller lives in the hub: keep the hub alive until the answer was handled.
+    impl_->hub_->rebuild().set_cloud(
+        [ask = std::move(ask), weak = std::weak_ptr<hub>(impl_->hub_)](auto done) {
+            ask([weak, done = std::move(done)](std::string error, std::uint64_t seq) mutable {
+                if (auto h = weak.lock())
+                    done(std::move(error), seq);
+            });
+        });
 }
 
 std::vector<std::string> gossip::covering() const {

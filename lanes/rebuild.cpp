@@ -133,11 +133,17 @@ void rebuild_controller::outbox_lost(const std::string& peer, std::string reason
     if (std::string_view(reason).starts_with(rebuilding_prefix))
         reason.erase(0, rebuilding_prefix.size());
     effects_due due;
+    bool superseded = false;
     {
         std::lock_guard lock(mutex_);
         if (active_)
             return;
         active_ = true;
+        // A peer holds our origin: the rebuild restores from it, and its floors and news say
+        // what the cloud holds contiguously. The cloud check's highest seq could not say which
+        // restored message is in the cloud, so it is not used.
+        superseded = cloud_wait_;
+        cloud_wait_ = false;
         persisted_ = false;
         begin_failed_ = false;
         reason_ = reason;
@@ -150,6 +156,8 @@ void rebuild_controller::outbox_lost(const std::string& peer, std::string reason
         ++generation_;
         evaluate_locked(due);
     }
+    if (superseded)
+        log::info("lane.cloud_check_superseded", {{"by", "a rebuild from " + peer}});
     log::info("lane.rebuild_started", {{"reason", reason}, {"own_hwm", std::to_string(own_hwm)}});
     persist_begin(reason);
     fx_.close_sessions(std::string(rebuilding_prefix) + reason);
@@ -320,8 +328,8 @@ std::string rebuild_controller::resolve_locked(const std::string& item, std::str
 }
 
 exclude_result rebuild_controller::exclude(const std::vector<std::string>& without) {
-    if (without == std::vector<std::string>{"cloud"} && !rebuilding_from_peers())
-        return skip_cloud_check();
+    if (std::find(without.begin(), without.end(), "cloud") != without.end())
+        return skip_cloud_check(without.size());
     effects_due due;
     std::vector<std::string> names;
     {
@@ -379,11 +387,6 @@ rebuild_view rebuild_controller::view() const {
 bool rebuild_controller::rebuilding() const {
     std::lock_guard lock(mutex_);
     return active_ || (cloud_wait_ && !checking_);
-}
-
-bool rebuild_controller::rebuilding_from_peers() const {
-    std::lock_guard lock(mutex_);
-    return active_;
 }
 
 rebuild_view rebuild_controller::view_locked() const {

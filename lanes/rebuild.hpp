@@ -113,7 +113,6 @@ public:
     /// POST /v1/messages answers 503: a rebuild from peers, or a cloud check past the start
     /// check's time.
     bool rebuilding() const;
-    bool rebuilding_from_peers() const;
 
 private:
     struct effects_due {
@@ -143,7 +142,7 @@ private:
     void cloud_floor_raised(const std::string& error, std::uint64_t seq);
     void cloud_check_done_locked(effects_due& due);
     bool cloud_tick_locked(std::int64_t now_ms);
-    exclude_result skip_cloud_check();
+    exclude_result skip_cloud_check(std::size_t items);
     void cloud_view_locked(rebuild_view& v) const;
 
     const std::string self_;

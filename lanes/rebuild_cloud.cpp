@@ -45,7 +45,7 @@ void rebuild_controller::cloud_answered(const std::string& error, std::uint64_t 
             attempts = ++cloud_attempts_;
             cloud_retry_ = true;
             cloud_scheduled_ = false;
-        } else if (seq == 0 || !fx_.raise_floor) {
+        } else if (seq == 0) {
             cloud_asking_ = false;
             cloud_check_done_locked(due);
         } else {
@@ -57,6 +57,10 @@ void rebuild_controller::cloud_answered(const std::string& error, std::uint64_t 
                   {{"error", error}, {"attempts", std::to_string(attempts)}});
     else if (!raise)
         log::info("lane.cloud_check_done", {{"highest_seq", "0"}, {"reason", "a new lane"}});
+    if (raise && !fx_.raise_floor) { // cannot follow the cloud's seqs: hand out none
+        log::error("lane.cloud_floor_failed", {{"error", "no outbox to raise the own seq in"}});
+        return;
+    }
     if (raise) {
         // The outbox has no own row: the floor only raises the own hwm, it marks nothing.
         log::warn("lane.cloud_floor",
@@ -114,12 +118,18 @@ bool rebuild_controller::cloud_tick_locked(std::int64_t now_ms) {
     return now_ms >= cloud_next_ms_;
 }
 
-exclude_result rebuild_controller::skip_cloud_check() {
+exclude_result rebuild_controller::skip_cloud_check(std::size_t items) {
     effects_due due;
     {
         std::lock_guard lock(mutex_);
+        // "cloud" never names a peer (it is a valid terminal id): only the cloud check.
         if (!cloud_wait_)
-            return {409, "not rebuilding"};
+            return {active_ ? 400u : 409u,
+                    active_ ? "this lane rebuilds from its peers and does not wait for the cloud: "
+                              "leave out peers, not \"cloud\""
+                            : "not rebuilding"};
+        if (items != 1)
+            return {400, "leave out \"cloud\" alone: this lane has no peers to wait for"};
         cloud_check_done_locked(due);
     }
     log::warn("lane.cloud_check_skipped",

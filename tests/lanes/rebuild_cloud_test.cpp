@@ -125,7 +125,9 @@ TEST_SUITE("rebuild controller: cloud check") {
         l.c.start_check_over();
         auto refused = l.post();
         CHECK(refused.refused());
-        CHECK(l.c.exclude({"L2"}).status == 400); // no peers to leave out
+        CHECK(l.c.exclude({"L2"}).status == 400);          // no peers to leave out
+        CHECK(l.c.exclude({"cloud", "L2"}).status == 400); // nothing changed
+        CHECK(l.c.rebuilding());
         CHECK(l.c.exclude({"cloud"}).status == 200);
         CHECK_FALSE(l.c.rebuilding());
         auto a = l.post();
@@ -161,6 +163,17 @@ TEST_SUITE("rebuild controller: cloud check") {
             CHECK(a.admitted());
         }
         CHECK(k.asks.empty());
+    }
+
+    TEST_CASE(
+        "an inbound peer that holds our origin starts a rebuild: the cloud's seq is not used") {
+        peerless l;
+        l.c.outbox_lost("L2", "rebuilding: peer holds seq 40 of L1 but this lane only 0", 0, 1000);
+        CHECK(l.c.rebuilding());
+        CHECK(l.c.exclude({"cloud"}).status == 400); // "cloud" never names a peer
+        l.k.answer({}, 50);
+        CHECK(l.r.floors.empty()); // the highest seq cannot say which restored one is in the cloud
+        CHECK(l.c.view().waiting_for == std::vector<std::string>{"L2"});
     }
 
     TEST_CASE("stopping answers the POSTs the cloud check holds with the 503") {

@@ -25,8 +25,10 @@ cover_state::change cover_state::tick(const std::vector<std::string>& connected,
             continue;
         live_.add_known(o.origin);
         // Only an origin with messages not known in the cloud needs someone to upload them
-        // (known: the outbox's cloud_through or a higher one a peer told since).
-        if (o.hwm > known)
+        // (known: the outbox's cloud_through or a higher one a peer told since), and only if
+        // some of them can still be uploaded: rows that all failed or are cloud_ack above a gap
+        // are nothing to take over, so this lane must not hold the takeover for them.
+        if (o.hwm > known && o.to_upload > 0)
             held.push_back(o.origin);
     }
     std::sort(held.begin(), held.end());

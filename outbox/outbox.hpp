@@ -204,6 +204,9 @@ struct origin_summary {
     std::uint64_t hwm = 0;           ///< highest seq held contiguously from 1
     std::uint64_t cloud_through = 0; ///< highest seq known in the cloud, contiguous from 1
     std::uint64_t held = 0;          ///< messages of this origin in the file (any state)
+    /// ... of them pending or peer_ack: not known in the cloud, not failed (takeover: a lane
+    /// whose rows above cloud_through are all failed or cloud_ack has nothing to upload).
+    std::uint64_t to_upload = 0;
 };
 
 /// Information handed to the commit listener after every successful commit.

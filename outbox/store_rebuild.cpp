@@ -216,14 +216,21 @@ std::vector<origin_summary> sqlite_store::origin_summaries() {
             out.push_back(std::move(s));
         }
     }
-    std::map<std::string, std::uint64_t> held;
+    std::map<std::string, std::uint64_t> held, to_upload;
     {
         use u(r_->all_counts);
-        while (u.step())
-            held[u.text(0)] += static_cast<std::uint64_t>(std::max<std::int64_t>(0, u.int64(2)));
+        while (u.step()) {
+            auto n = static_cast<std::uint64_t>(std::max<std::int64_t>(0, u.int64(2)));
+            held[u.text(0)] += n;
+            auto st = u.int64(1);
+            if (st == state_int(state::pending) || st == state_int(state::peer_ack))
+                to_upload[u.text(0)] += n;
+        }
     }
-    for (auto& s : out)
+    for (auto& s : out) {
         s.held = held[s.origin];
+        s.to_upload = to_upload[s.origin];
+    }
     std::sort(out.begin(), out.end(), [](const origin_summary& a, const origin_summary& b) {
         return a.own != b.own ? a.own : a.origin < b.origin;
     });

@@ -13,6 +13,7 @@ outbox::origin_summary origin(std::string o, bool own, std::uint64_t hwm, std::u
     s.own = own;
     s.hwm = hwm;
     s.held = hwm;
+    s.to_upload = hwm - cloud;
     s.cloud_through = cloud;
     return s;
 }
@@ -23,6 +24,21 @@ const std::vector<outbox::origin_summary> held = {
 } // namespace
 
 TEST_SUITE("cover state") {
+    TEST_CASE("rows above cloud_through that all failed are nothing to hold: a peer takes over") {
+        lanes::cover_state c("L1", 0, 1000);
+        auto stuck = origin("L3", false, 10, 4); // seq 5 failed, 6..10 cloud_ack here
+        stuck.to_upload = 0;
+        std::vector<outbox::origin_summary> mine = {origin("L1", true, 1, 0), stuck};
+        c.on_news("L2", {{"L3", 5000}}, {}, {"L3"}, 6000); // L2 holds L3's 11, 12
+        c.tick({"L2"}, mine, 6000);
+        CHECK(c.news(6000).holds.empty());
+        CHECK(c.covering().empty()); // L2 is the lowest holder now, not L1
+        mine[1].to_upload = 2;       // L1 receives 11 and 12 too
+        c.tick({"L2"}, mine, 6000);
+        CHECK(c.news(6000).holds == std::vector<std::string>{"L3"});
+        CHECK(c.covering() == std::vector<std::string>{"L3"});
+    }
+
     TEST_CASE("a silent origin is covered by the lowest live lane; news of it ends the cover") {
         lanes::cover_state c("L1", 0, 1000);
         auto t = c.tick({"L2"}, held, 500);

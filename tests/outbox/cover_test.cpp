@@ -189,8 +189,11 @@ TEST_CASE("origin_summaries: own first, then by name; hwm, cloud_through, held")
     CHECK(sums[1].hwm == 6);
     CHECK(sums[1].cloud_through == 5);
     CHECK(sums[1].held == 2);
+    CHECK(sums[1].to_upload == 1); // seq 5 is cloud_ack
+    CHECK(sums[0].to_upload == 3);
     CHECK(sums[2].origin == "L3");
     CHECK(sums[2].held == 1);
+    CHECK(sums[2].to_upload == 1);
     // Pruned messages are no longer held; the marks stay.
     REQUIRE(prune_sync(*s, protocol::now_ms() + 1).count == 1);
     CHECK(s->origin_summaries()[1].held == 1);

@@ -100,8 +100,8 @@ int cmd_publish(const publish_options& o) {
                   << " bytes, more than MAX_MESSAGE_BYTES (" << cfg.max_message_bytes << ")\n";
         return exit_usage;
     }
-    if (auto why = check_wait_options(o, cfg); !why.empty()) {
-        std::cerr << "error: " << why << "\n";
+    if (auto bad = check_wait_options(o, cfg); !bad.empty()) {
+        std::cerr << "error: " << bad << "\n";
         return exit_usage;
     }
     int rc = exit_ok;

@@ -15,15 +15,6 @@
 
 namespace lanesync::agent {
 
-template <class F> void http_session::guarded(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        log::error("api.handler_failed", {{"path", path_}, {"error", e.what()}});
-        send(api::error_response(500, "internal error"), true);
-    }
-}
-
 template <class Read, class Answer>
 void http_session::read_then(api::route rt, Read read, Answer answer) {
     state_->outbox().read(
@@ -56,11 +47,11 @@ void http_session::handle() {
     auto m = api::route_request(req.method_string(), t->path);
     switch (m.r) {
     case api::route::publish:
-        return start_publish();
+        return start_publish(*t);
     case api::route::list_messages:
         return start_list(*t);
     case api::route::get_message:
-        return start_get(m.id);
+        return start_get(m.id, *t);
     case api::route::status:
         return start_status();
     case api::route::metrics:
@@ -87,12 +78,27 @@ void http_session::handle() {
     send(api::error_response(404, "no such route: " + method_ + " " + path_));
 }
 
-// GET /v1/messages/{id}
-void http_session::start_get(const std::string& raw_id) {
+// GET /v1/messages/{id}, long-polling with ?wait=STATE (then the first read starts the wait).
+void http_session::start_get(const std::string& raw_id, const api::target& t) {
     auto checked = api::check_message_id(raw_id);
     if (auto* r = std::get_if<api::response>(&checked))
         return send(std::move(*r));
     auto id = std::get<std::string>(std::move(checked));
+    auto w = api::check_wait(t, state_->has_peers());
+    if (auto* r = std::get_if<api::response>(&w))
+        return send(std::move(*r));
+    const auto& q = std::get<api::wait_query>(w);
+    if (q.target) {
+        if (!reserve_wait(q, ack_wait::kind::get, 1))
+            return send(api::too_many_waiters());
+        wait_->ids = {id};
+        state_->outbox().get(
+            id, net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
+                                                               std::optional<outbox::record> rec) {
+                self->guarded([&] { self->on_got_for_wait(std::move(rec)); });
+            }));
+        return;
+    }
     read_then(
         api::route::get_message, [id](outbox::store& s) { return s.get(id); },
         [id](std::optional<outbox::record> rec) { return api::message_answer(id, rec); });
@@ -195,53 +201,6 @@ api::response http_session::with_cors(api::response r, api::route rt) {
         origin = it->value();
     api::add_cors(r, rt, origin);
     return r;
-}
-
-void http_session::start_publish() {
-    auto& req = parser_->get();
-    std::optional<std::string_view> ct;
-    if (auto it = req.find(http::field::content_type); it != req.end())
-        ct = it->value();
-    auto checked = api::check_publish(ct, req.body(), state_->max_message_bytes());
-    if (auto* r = std::get_if<api::response>(&checked))
-        return send(std::move(*r));
-    auto& pr = std::get<protocol::publish_request>(checked);
-    topic_ = pr.topic;
-    auto* g = state_->deps().gossip;
-    if (!g)
-        return publish_admitted(std::move(pr), std::nullopt);
-    // The answer may come from another strand (the start check ending): back to ours.
-    g->admit([self = shared_from_this(),
-              pr = std::move(pr)](std::optional<lanes::rebuild_view> no) mutable {
-        net::post(self->stream_.get_executor(),
-                  [self, pr = std::move(pr), no = std::move(no)]() mutable {
-                      self->guarded([&] { self->publish_admitted(std::move(pr), std::move(no)); });
-                  });
-    });
-}
-
-void http_session::publish_admitted(protocol::publish_request pr,
-                                    std::optional<lanes::rebuild_view> no) {
-    if (no)
-        return send(api::rebuilding_answer(*no));
-    // Group-committed on the outbox writer; completes on this session's strand.
-    state_->outbox().publish(
-        std::move(pr), net::bind_executor(stream_.get_executor(), [self = shared_from_this()](
-                                                                      outbox::publish_outcome o) {
-            self->guarded([&] { self->on_published(std::move(o)); });
-        }));
-}
-
-void http_session::on_published(outbox::publish_outcome o) {
-    if (o.k == outbox::publish_outcome::created)
-        am().accepted.inc();
-    if (o.k == outbox::publish_outcome::created || o.k == outbox::publish_outcome::existing) {
-        am().publish_seconds.observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
-        published_id_ = o.rec.msg.id;
-        published_seq_ = o.rec.msg.seq;
-    }
-    send(api::publish_answer(o));
 }
 
 } // namespace lanesync::agent

@@ -60,14 +60,13 @@ std::optional<std::string> decode(std::string_view s, bool plus_is_space) {
     return out;
 }
 
-/// A piece of client input safe to echo in an error: at most 64 characters.
+} // namespace
+
 std::string echo(std::string_view s) {
     if (s.size() <= 64)
         return std::string(s);
     return std::string(s.substr(0, 64)) + "...";
 }
-
-} // namespace
 
 response json_response(unsigned status, const nlohmann::json& body) {
     response r;
@@ -163,22 +162,6 @@ std::optional<target> parse_target(std::string_view raw) {
         t.query.emplace_back(std::move(*k), std::move(*v));
     }
     return t;
-}
-
-std::variant<protocol::publish_request, response>
-check_publish(std::optional<std::string_view> content_type, std::string_view body,
-              std::size_t max_message_bytes) {
-    if (content_type && !is_json_media_type(*content_type))
-        return error_response(415, "Content-Type must be application/json (got '" +
-                                       echo(*content_type) + "')");
-    if (body.size() > max_message_bytes)
-        return error_response(413, "body is " + std::to_string(body.size()) +
-                                       " bytes, more than MAX_MESSAGE_BYTES (" +
-                                       std::to_string(max_message_bytes) + ")");
-    auto req = protocol::parse_publish_request(body);
-    if (!req)
-        return error_response(400, req.error());
-    return std::move(req.value());
 }
 
 response publish_answer(const outbox::publish_outcome& o) {

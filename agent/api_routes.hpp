@@ -33,6 +33,8 @@ struct response {
 };
 
 response json_response(unsigned status, const nlohmann::json& body);
+/// A piece of client input safe to echo in an error: at most 64 characters.
+std::string echo(std::string_view s);
 /// `{"error": message}` (plus `extra` fields) with `status`.
 response error_response(unsigned status, std::string_view message,
                         nlohmann::json extra = nlohmann::json::object());
@@ -71,13 +73,7 @@ struct target {
 /// origin-form).
 std::optional<target> parse_target(std::string_view raw);
 
-/// Validates a POST /v1/messages request before anything is stored: Content-Type (absent or
-/// application/json or any type ending in +json; else 415), body size (over
-/// `max_message_bytes` -> 413), then protocol::parse_publish_request (400).
-std::variant<protocol::publish_request, response>
-check_publish(std::optional<std::string_view> content_type, std::string_view body,
-              std::size_t max_message_bytes);
-
+/// POST /v1/messages is checked by check_publish_input (api_publish.hpp).
 /// The answer to a finished publish: 201 created, 200 existing (current state), 409 conflict,
 /// 503 storage failure.
 response publish_answer(const outbox::publish_outcome& o);

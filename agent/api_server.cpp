@@ -17,6 +17,7 @@ namespace lanesync::agent {
 namespace {
 
 std::atomic<std::int64_t> request_timeout_override_ms{0};
+std::atomic<std::size_t> max_waiters_override{0};
 
 } // namespace
 
@@ -25,6 +26,11 @@ std::chrono::milliseconds request_timeout() {
     if (ms > 0)
         return std::chrono::milliseconds(ms);
     return std::chrono::duration_cast<std::chrono::milliseconds>(tuning::api_request_timeout);
+}
+
+std::size_t max_waiters() {
+    auto n = max_waiters_override.load();
+    return n > 0 ? n : tuning::api_max_waiters;
 }
 
 api_metrics& am() {
@@ -172,6 +178,10 @@ void api_server::stop(std::function<void()> done) {
         s->stop();
 }
 
+void api_server::on_commit(const outbox::commit_info& ci) {
+    impl_->state->waiters().wake(ci);
+}
+
 std::uint16_t api_server::port() const {
     return impl_->listener ? impl_->listener->port() : 0;
 }
@@ -179,6 +189,10 @@ std::uint16_t api_server::port() const {
 namespace test_hooks {
 void set_api_request_timeout(std::chrono::milliseconds timeout) {
     request_timeout_override_ms.store(timeout.count());
+}
+
+void set_api_max_waiters(std::size_t n) {
+    max_waiters_override.store(n);
 }
 } // namespace test_hooks
 

@@ -46,6 +46,10 @@ public:
     void stop(std::function<void()> done);
     std::uint16_t port() const;
 
+    /// From the outbox's commit listener (the writer thread): wakes the requests waiting for
+    /// acks when messages may have moved to peer_ack, cloud_ack or failed. Thread-safe, cheap.
+    void on_commit(const outbox::commit_info& ci);
+
 private:
     struct impl;
     std::shared_ptr<impl> impl_;

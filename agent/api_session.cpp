@@ -51,6 +51,9 @@ void http_session::stop() {
         self->stopping_ = true;
         if (self->phase_ == phase::reading || self->phase_ == phase::lingering)
             self->stream_.cancel();
+        // A wait for acks ends now: answered with the state it reached (202 if short of it).
+        if (self->phase_ == phase::waiting && self->wait_ && !self->wait_->settling)
+            self->guarded([&] { self->settle_wait(std::nullopt); });
     });
 }
 

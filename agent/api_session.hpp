@@ -6,8 +6,11 @@
 ///                     through outbox::async_store, answer (pure parts in api_routes.cpp)
 /// Heavy Beast headers stay out of api_server.hpp.
 
+#include "agent/api_publish.hpp"
 #include "agent/api_routes.hpp"
 #include "agent/api_server.hpp"
+#include "agent/api_waiters.hpp"
+#include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/tuning.hpp"
 #include "outbox/async.hpp"
@@ -15,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -37,6 +41,8 @@ using error_code = boost::system::error_code;
 
 /// tuning::api_request_timeout, or the test override (api_test_hooks.hpp).
 std::chrono::milliseconds request_timeout();
+/// tuning::api_max_waiters, or the test override (api_test_hooks.hpp).
+std::size_t max_waiters();
 
 struct api_metrics {
     metrics::counter& accepted = metrics::global().get_counter(
@@ -76,17 +82,21 @@ public:
     api_shared_state(net::io_context& ioc, api_deps deps)
         : ioc_(ioc), deps_(deps), timeout_(request_timeout()),
           max_message_bytes_(deps.cfg->max_message_bytes),
-          // A little room for the envelope around `data`; check_publish() then enforces
+          // A little room for the envelope around `data`; check_publish_input() then enforces
           // MAX_MESSAGE_BYTES on the body exactly.
           body_limit_(deps.cfg->max_message_bytes + 4096) {
         if (!deps_.outbox_async) {
             own_async_.emplace(ioc.get_executor(), *deps_.store);
             deps_.outbox_async = &*own_async_;
         }
+        waiters_ = std::make_shared<ack_waiters>(ioc, *deps_.outbox_async, max_waiters());
     }
 
     const api_deps& deps() const { return deps_; }
     outbox::async_store& outbox() const { return *deps_.outbox_async; }
+    ack_waiters& waiters() const { return *waiters_; }
+    /// PEER_TERMINALS is set: own messages become peer_ack (wait=peer_ack is allowed).
+    bool has_peers() const { return !deps_.cfg->peers.empty(); }
     std::chrono::milliseconds timeout() const { return timeout_; }
     std::size_t max_message_bytes() const { return max_message_bytes_; }
     std::size_t body_limit() const { return body_limit_; }
@@ -150,6 +160,7 @@ private:
     net::io_context& ioc_;
     std::optional<outbox::async_store> own_async_; ///< when deps.outbox_async was null
     api_deps deps_;
+    std::shared_ptr<ack_waiters> waiters_;
     const std::chrono::milliseconds timeout_;
     const std::size_t max_message_bytes_;
     const std::size_t body_limit_;
@@ -169,9 +180,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
 public:
     http_session(tcp::socket&& socket, std::shared_ptr<api_shared_state> state)
         : stream_(std::move(socket)), state_(std::move(state)),
-          buffer_(tuning::api_header_limit + state_->body_limit() + 8192) {}
+          buffer_(tuning::api_header_limit + state_->body_limit() + 8192),
+          wait_timer_(stream_.get_executor()) {}
 
-    ~http_session() { state_->leave(this); }
+    ~http_session() {
+        forget_wait();
+        state_->leave(this);
+    }
 
     /// Thread-safe: dispatches to the session strand.
     void run();
@@ -181,7 +196,21 @@ public:
     void stop();
 
 private:
-    enum class phase { reading, handling, writing, lingering, closed };
+    enum class phase { reading, handling, waiting, writing, lingering, closed };
+
+    /// A request waiting for acks (?wait=…), from its places' reservation to its answer.
+    struct ack_wait {
+        enum class kind { publish, batch, get } k = kind::publish;
+        outbox::state target = outbox::state::peer_ack;
+        std::chrono::milliseconds timeout{};
+        std::size_t places = 0;   ///< reserved in the registry
+        bool added = false;       ///< registered (then the registry gives the places back)
+        bool settling = false;    ///< the answer is being prepared: ignore other endings
+        std::uint64_t ticket = 0; ///< the registry's, once added
+        std::vector<std::string> ids;
+        outbox::publish_outcome single; ///< kind publish: what the commit answered
+        outbox::batch_outcome batch;    ///< kind batch
+    };
 
     // Read the next request's header, with the whole request under one deadline.
     void do_read();
@@ -210,8 +239,8 @@ private:
     /// A completion must cost one request, not the agent (as on_read() does for handle()).
     template <class F> void guarded(F&& f);
 
-    // GET /v1/messages/{id}
-    void start_get(const std::string& raw_id);
+    // GET /v1/messages/{id}[?wait=STATE&timeout_ms=N]
+    void start_get(const std::string& raw_id, const api::target& t);
 
     // GET /v1/messages?state=...&limit=...: the count and the records in one read job.
     void start_list(const api::target& t);
@@ -232,15 +261,47 @@ private:
     /// The dashboard of another loopback lane may read this answer (api::add_cors).
     api::response with_cors(api::response r, api::route rt);
 
-    /// POST /v1/messages: validate, then hand to the outbox writer; the answer is sent from
-    /// on_published() after the durable commit.
-    void start_publish();
+    // ---- publishing and waiting for acks (api_publish_handlers.cpp) ----
+
+    /// POST /v1/messages (one message or a batch): validate, reserve the wait's places, ask the
+    /// lane (gossip::admit), then hand to the outbox writer; the answer is sent after the
+    /// durable commit, or once the wait ends.
+    void start_publish(const api::target& t);
+
+    /// ... once the lane admits it (held during the start check, refused with the rebuild 503
+    /// while rebuilding).
+    void publish_admitted(api::publish_input in, std::optional<lanes::rebuild_view> no);
 
     void on_published(outbox::publish_outcome o);
+    void on_batch_published(outbox::batch_outcome o);
 
-    /// ... once the lane admits it (gossip::admit: held during the start check, refused with
-    /// the rebuild 503 while rebuilding).
-    void publish_admitted(protocol::publish_request pr, std::optional<lanes::rebuild_view> no);
+    /// GET /v1/messages/{id}?wait=…: the first read of the record.
+    void on_got_for_wait(std::optional<outbox::record> rec);
+
+    /// Takes the places of a wait for `n` messages; false when the registry is full.
+    bool reserve_wait(const api::wait_query& q, ack_wait::kind k, std::size_t n);
+
+    /// Registers the wait, arms its timeout and watches the connection for the client leaving.
+    void begin_wait();
+
+    /// Prepares the answer: stops the timer, the watch and the registry entry; answers from
+    /// `known` (the registry's read) or reads the states (the record for GET) first.
+    void settle_wait(std::optional<ack_waiters::states> known);
+
+    /// Sends the waited answer from the states (publish, batch) or the record (get).
+    void answer_wait(const ack_waiters::states& sts);
+    void answer_wait(const std::optional<outbox::record>& rec);
+
+    /// Readable while waiting: the client left (EOF, error) or sent its next request early.
+    void on_client_readable(std::uint64_t gen, error_code ec);
+
+    /// Gives up the wait without answering (the client left, the session ends).
+    void forget_wait();
+
+    /// True while the wait of generation `gen` is the current one and not being answered.
+    bool current_wait(std::uint64_t gen) const {
+        return wait_ && gen == wait_gen_ && !wait_->settling;
+    }
 
     /// POST /v1/rebuild {"without": [...]}: leave peers out of the rebuild.
     void start_rebuild();
@@ -270,9 +331,22 @@ private:
     bool linger_ = false;
     std::size_t lingered_ = 0;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    // The request's wait for acks, if any; `wait_gen_` tells a stale completion from the current.
+    std::optional<ack_wait> wait_;
+    std::uint64_t wait_gen_ = 0;
+    net::steady_timer wait_timer_;
     // For the request log line.
     std::string method_, path_, topic_, published_id_;
     std::uint64_t published_seq_ = 0;
 };
+
+template <class F> void http_session::guarded(F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        log::error("api.handler_failed", {{"path", path_}, {"error", e.what()}});
+        send(api::error_response(500, "internal error"), true);
+    }
+}
 
 } // namespace lanesync::agent

@@ -4,10 +4,13 @@
 #include "agent/cli_commands.hpp"
 
 #include "agent/views.hpp"
+#include "base/tuning.hpp"
 #include "protocol/message.hpp"
 #include "protocol/publish.hpp"
 
 #include <CLI/CLI.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -18,8 +21,57 @@ namespace {
 
 struct publish_options {
     std::string env, topic, data;
-    std::optional<std::string> id, priority;
+    std::optional<std::string> id, priority, wait;
+    std::optional<std::int64_t> timeout_ms;
 };
+
+/// --wait/--timeout-ms, before anything is stored: empty when fine, else why not (exit 2).
+std::string check_wait_options(const publish_options& o, const conf::config& cfg) {
+    if (o.timeout_ms && !o.wait)
+        return "--timeout-ms needs --wait peer_ack or --wait cloud_ack";
+    if (o.wait == "peer_ack" && cfg.peers.empty())
+        return "--wait peer_ack needs peers: PEER_TERMINALS is empty, so this lane uploads "
+               "pending messages directly; use --wait cloud_ack";
+    return {};
+}
+
+/// --wait: asks the running agent to long-poll the stored message (GET /v1/messages/{id}?wait=)
+/// and prints it with the state it reached. 0 when it reached the state, 1 otherwise (the
+/// message is stored either way).
+int wait_for_ack(const conf::config& cfg, outbox::record rec, const std::string& wait,
+                 std::int64_t timeout_ms) {
+    const auto target = "/v1/messages/" + rec.msg.id + "?wait=" + wait +
+                        "&timeout_ms=" + std::to_string(timeout_ms);
+    auto r = local_http(cfg.local_api_port, "GET", target,
+                        std::chrono::milliseconds(timeout_ms) + std::chrono::seconds(5));
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (r.status == 0 || !j.is_object()) {
+        std::cout << publish_json(rec).dump() << "\n";
+        std::cerr << "error: stored, but cannot wait for " << wait
+                  << ": the agent does not answer on " << agent_address(cfg)
+                  << (r.error.empty() ? "" : " (" + r.error + ")") << "\n";
+        return exit_failure;
+    }
+    if (r.status != 200 && r.status != 202) {
+        std::cout << publish_json(rec).dump() << "\n";
+        auto why = j.value("error", "HTTP " + std::to_string(r.status));
+        std::cerr << "error: stored, but cannot wait for " << wait << ": " << why << "\n";
+        return exit_failure;
+    }
+    if (auto st = outbox::parse_state(j.value("state", "")))
+        rec.st = *st;
+    std::cout << publish_json(rec).dump() << "\n";
+    if (r.status == 200)
+        return exit_ok;
+    if (rec.st == outbox::state::failed)
+        std::cerr << "error: stored, but the cloud rejected it: "
+                  << (j["last_error"].is_string() ? j["last_error"].get<std::string>() : "")
+                  << "\n";
+    else
+        std::cerr << "error: stored, but not " << wait << " within " << timeout_ms << " ms (state "
+                  << outbox::to_string(rec.st) << ")\n";
+    return exit_failure;
+}
 
 int cmd_publish(const publish_options& o) {
     auto l = load_cli_config(o.env);
@@ -46,6 +98,10 @@ int cmd_publish(const publish_options& o) {
     if (req->data.size() > cfg.max_message_bytes) {
         std::cerr << "error: data is " << req->data.size()
                   << " bytes, more than MAX_MESSAGE_BYTES (" << cfg.max_message_bytes << ")\n";
+        return exit_usage;
+    }
+    if (auto bad = check_wait_options(o, cfg); !bad.empty()) {
+        std::cerr << "error: " << bad << "\n";
         return exit_usage;
     }
     int rc = exit_ok;
@@ -78,6 +134,9 @@ int cmd_publish(const publish_options& o) {
     switch (o2.k) {
     case outbox::publish_outcome::created:
     case outbox::publish_outcome::existing:
+        if (o.wait)
+            return wait_for_ack(cfg, std::move(o2.rec), *o.wait,
+                                o.timeout_ms.value_or(tuning::api_wait_default.count()));
         std::cout << publish_json(o2.rec).dump() << "\n";
         return exit_ok;
     case outbox::publish_outcome::conflict:
@@ -198,6 +257,14 @@ command add_publish(CLI::App& app) {
         ->type_name("UUID");
     sub->add_option("--priority", o->priority, "critical, high, normal (default) or low")
         ->type_name("PRIORITY");
+    sub->add_option("--wait", o->wait,
+                    "Then wait (through the running agent) until the message is peer_ack or "
+                    "cloud_ack; exit 1 if it is not within --timeout-ms")
+        ->check(CLI::IsMember({"peer_ack", "cloud_ack"}))
+        ->type_name("STATE");
+    sub->add_option("--timeout-ms", o->timeout_ms, "How long --wait waits (default 5000)")
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{tuning::api_wait_max.count()}))
+        ->type_name("N");
     return {sub, [o] { return cmd_publish(*o); }};
 }
 

@@ -49,6 +49,7 @@ public:
                 gossip_.notify();
             if (ci.new_peer_ack || ci.requeued || ci.new_own)
                 uploader_.notify();
+            api_.on_commit(ci); // requests waiting for acks (?wait=peer_ack|cloud_ack)
         });
         // A lane without peers and with a new outbox asks the cloud for its highest seq first.
         if (cfg_.cloud_enabled())

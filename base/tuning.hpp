@@ -64,6 +64,15 @@ inline constexpr std::size_t api_max_connections = 512;
 /// Default and largest `limit` of GET /v1/messages.
 inline constexpr std::size_t api_list_default_limit = 100;
 inline constexpr std::size_t api_list_max_limit = 10'000;
+/// Most messages in one batch POST /v1/messages {"messages": [...]} (the body limit applies too).
+inline constexpr std::size_t api_batch_max_messages = 500;
+/// `timeout_ms` of ?wait=peer_ack|cloud_ack: default and bounds (docs/api.md "Waiting").
+inline constexpr std::chrono::milliseconds api_wait_default{5'000};
+inline constexpr std::chrono::milliseconds api_wait_max{60'000};
+/// Most messages waited for at once over the whole API (a batch takes one place per message);
+/// a wait beyond it is refused with 503 and Retry-After.
+inline constexpr std::size_t api_max_waiters = 4'096;
+inline constexpr auto api_waiters_retry_after = 1s;
 
 // ---- cloud uploader -----------------------------------------------------------------------
 /// Soft cap on one upload request body; Supabase gives a function about 2 s of CPU.

@@ -73,6 +73,15 @@ public:
                                       });
     }
 
+    /// All of `reqs` in one transaction, or none (store::publish_batch).
+    template <class Token>
+    auto publish_batch(std::vector<protocol::publish_request> reqs, Token&& token) {
+        return write<batch_outcome>(std::forward<Token>(token),
+                                    [reqs = std::move(reqs)](store& s, auto done) mutable {
+                                        s.publish_batch(std::move(reqs), std::move(done));
+                                    });
+    }
+
     /// `restore_own`: a rebuild, own-origin messages are stored as own (store::store_replicas).
     template <class Token>
     auto store_replicas(std::vector<protocol::message> msgs, protocol::hwm_map floor,
@@ -165,6 +174,13 @@ public:
         return named_read<std::optional<record>>(
             "get", std::forward<Token>(token),
             [id = std::move(id)](store& s) { return s.get(id); });
+    }
+
+    /// The state of each id's copy as get() would pick it (nullopt: not held), no data read.
+    template <class Token> auto states(std::vector<std::string> ids, Token&& token) {
+        return named_read<std::vector<std::optional<state>>>(
+            "states", std::forward<Token>(token),
+            [ids = std::move(ids)](store& s) { return s.states(ids); });
     }
 
     template <class Token> auto counts(Token&& token) {

@@ -48,6 +48,11 @@ publish_outcome publish_sync(store& s, protocol::publish_request req) {
         [&](auto done) { s.publish(std::move(req), std::move(done)); });
 }
 
+batch_outcome publish_batch_sync(store& s, std::vector<protocol::publish_request> reqs) {
+    return wait_for<batch_outcome>(
+        [&](auto done) { s.publish_batch(std::move(reqs), std::move(done)); });
+}
+
 count_outcome retry_sync(store& s, std::vector<std::string> ids) {
     return wait_for<count_outcome>([&](auto done) { s.retry(std::move(ids), std::move(done)); });
 }

@@ -18,18 +18,19 @@
 ///
 ///   call                              may be called from        runs / completes on
 ///   --------------------------------  ------------------------  --------------------------------
-///   publish, store_replicas,          any thread                runs on the writer thread; the
-///   peer_acked, cloud_acked,                                    callback on the writer thread
-///   note_attempt, retry, prune,                                 after the COMMIT (at once on the
-///   origin_cloud_through,                                       caller's thread when closed or
+///   publish, publish_batch,           any thread                runs on the writer thread; the
+///   store_replicas, peer_acked,                                 callback on the writer thread
+///   cloud_acked, note_attempt, retry,                           after the COMMIT (at once on the
+///   prune, origin_cloud_through,                                caller's thread when closed or
 ///   begin_rebuild, finish_rebuild                               read-only). Callbacks must not
 ///                                                               block: post elsewhere.
 ///   set_commit_listener               before traffic starts     listener on the writer thread
 ///   close                             any thread but a callback blocks until the writer drained
 ///                                     (from one: only marks)
-///   get, get_counts, hwm, ids_at,     CLI, tests, and jobs on   the caller's thread (blocks on
-///   cloud_through, next_for_peer,     the reader thread         the read connection's mutex)
-///   next_for_cloud, list, peer_marks,
+///   get, states, get_counts, hwm,     CLI, tests, and jobs on   the caller's thread (blocks on
+///   ids_at, cloud_through,            the reader thread         the read connection's mutex)
+///   next_for_peer, next_for_cloud,
+///   list, peer_marks,
 ///   next_replicas_for_cloud,
 ///   origin_summaries, incarnation,
 ///   get_rebuild_state,
@@ -41,7 +42,8 @@
 ///   post_read                         any thread                the job on the reader thread
 ///   async_store::* (async.hpp)        any thread                handler's associated executor
 ///
-/// The publish_sync / retry_sync / prune_sync helpers block until the commit: CLI only.
+/// The publish_sync / publish_batch_sync / retry_sync / prune_sync helpers block until the commit:
+/// CLI only.
 
 #include "protocol/frames.hpp"
 #include "protocol/message.hpp"
@@ -97,6 +99,16 @@ struct options {
 struct publish_outcome {
     enum kind { created, existing, conflict, storage_failed } k = storage_failed;
     record rec;        ///< the stored record (created / existing / conflict: the stored one)
+    std::string error; ///< for storage_failed: what SQLite said
+};
+
+/// Outcome of publish_batch(): every message stored in one transaction, or none of them.
+struct batch_outcome {
+    enum kind { stored, conflict, storage_failed } k = storage_failed;
+    /// stored: one per request, in order (created, or existing: same id, same content).
+    /// conflict: one per request too; nothing was stored, the entries of kind conflict name
+    /// the ids used with other content (the others are what would have been stored).
+    std::vector<publish_outcome> items;
     std::string error; ///< for storage_failed: what SQLite said
 };
 
@@ -211,10 +223,11 @@ struct origin_summary {
 
 /// Information handed to the commit listener after every successful commit.
 struct commit_info {
-    bool new_own = false;      ///< own messages were added (gossip should send)
-    bool new_replicas = false; ///< replicas were added (gossip should relay)
-    bool new_peer_ack = false; ///< own messages became peer_ack (uploader has work)
-    bool requeued = false;     ///< failed messages were re-queued
+    bool new_own = false;         ///< own messages were added (gossip should send)
+    bool new_replicas = false;    ///< replicas were added (gossip should relay)
+    bool new_peer_ack = false;    ///< own messages became peer_ack (uploader has work)
+    bool requeued = false;        ///< failed messages were re-queued
+    bool new_cloud_state = false; ///< cloud answers or news made messages cloud_ack or failed
 };
 
 class store {
@@ -236,6 +249,13 @@ public:
     /// is accepted as a new own message. The callback runs after the commit or on failure.
     virtual void publish(protocol::publish_request req,
                          std::function<void(publish_outcome)> done) = 0;
+
+    /// Accepts several new own messages in one transaction, all or nothing: each as publish()
+    /// would (an id accepted before with the same content is `existing`), and when any is a
+    /// conflict nothing is stored. The same id twice in one batch: the second is `existing`
+    /// (same content) or a conflict.
+    virtual void publish_batch(std::vector<protocol::publish_request> reqs,
+                               std::function<void(batch_outcome)> done) = 0;
 
     /// Stores copies received from a peer. Per origin, messages must come in seq order and
     /// extend the contiguous prefix (or be already held); `floor` lets the prefix jump over
@@ -307,6 +327,9 @@ public:
     /// The own copy of `id` if this lane accepted it, else a replica (the same id may be held
     /// under several origins: a POS that retried on another lane with its idempotency key).
     virtual std::optional<record> get(std::string_view id) = 0;
+    /// For each id, the state of the copy get(id) would return (the own copy, else a replica),
+    /// or nullopt when none is held. One read transaction; no message data is read.
+    virtual std::vector<std::optional<state>> states(const std::vector<std::string>& ids) = 0;
     /// Own-message counts, replica counts and ages. Exact (maintained by triggers).
     virtual counts get_counts() = 0;
     /// Every origin's high-water mark (contiguous seq held from 1), own origin included.
@@ -391,6 +414,7 @@ protected:
 // ---- blocking helpers for the CLI ------------------------------------------------------------
 
 publish_outcome publish_sync(store& s, protocol::publish_request req);
+batch_outcome publish_batch_sync(store& s, std::vector<protocol::publish_request> reqs);
 count_outcome retry_sync(store& s, std::vector<std::string> ids);
 count_outcome prune_sync(store& s, std::int64_t older_than_ms);
 

@@ -22,6 +22,11 @@ void set_failed(publish_outcome& o, const std::string& why) {
     o.k = publish_outcome::storage_failed;
     o.error = why;
 }
+void set_failed(batch_outcome& o, const std::string& why) {
+    o = batch_outcome{};
+    o.k = batch_outcome::storage_failed;
+    o.error = why;
+}
 template <class Out> void set_failed(Out& o, const std::string& why) {
     o = Out{};
     o.ok = false;
@@ -291,6 +296,7 @@ void sqlite_store::notify_listener(const std::vector<std::unique_ptr<request>>& 
         info.new_replicas |= ri.new_replicas;
         info.new_peer_ack |= ri.new_peer_ack;
         info.requeued |= ri.requeued;
+        info.new_cloud_state |= ri.new_cloud_state;
     }
     std::function<void(const commit_info&)> listener;
     {
@@ -313,6 +319,15 @@ void sqlite_store::publish(protocol::publish_request req,
     submit<publish_outcome>(
         [this, req = std::move(req)](write_transaction& tx, commit_info& info) {
             return do_publish(tx, req, info);
+        },
+        std::move(done));
+}
+
+void sqlite_store::publish_batch(std::vector<protocol::publish_request> reqs,
+                                 std::function<void(batch_outcome)> done) {
+    submit<batch_outcome>(
+        [this, reqs = std::move(reqs)](write_transaction& tx, commit_info& info) {
+            return do_publish_batch(tx, reqs, info);
         },
         std::move(done));
 }
@@ -340,8 +355,10 @@ void sqlite_store::peer_acked(std::string peer, std::uint64_t acked_through, std
 void sqlite_store::cloud_acked(std::vector<cloud_result> results,
                                std::function<void(cloud_outcome)> done) {
     submit<cloud_outcome>(
-        [this, results = std::move(results)](write_transaction& tx, commit_info&) {
-            return do_cloud_acked(tx, results);
+        [this, results = std::move(results)](write_transaction& tx, commit_info& info) {
+            auto out = do_cloud_acked(tx, results);
+            info.new_cloud_state = !results.empty();
+            return out;
         },
         std::move(done));
 }
@@ -374,8 +391,10 @@ void sqlite_store::prune(std::int64_t older_than_ms, std::function<void(count_ou
 void sqlite_store::origin_cloud_through(std::string origin, std::uint64_t through,
                                         std::function<void(count_outcome)> done) {
     submit<count_outcome>(
-        [this, origin = std::move(origin), through](write_transaction& tx, commit_info&) {
-            return do_origin_cloud_through(tx, origin, through);
+        [this, origin = std::move(origin), through](write_transaction& tx, commit_info& info) {
+            auto out = do_origin_cloud_through(tx, origin, through);
+            info.new_cloud_state = out.count > 0;
+            return out;
         },
         std::move(done));
 }

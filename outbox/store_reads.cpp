@@ -29,6 +29,33 @@ std::optional<record> sqlite_store::get(std::string_view id) {
     return read_record(u, terminal_id_);
 }
 
+std::vector<std::optional<state>> sqlite_store::states(const std::vector<std::string>& ids) {
+    std::vector<std::optional<state>> out;
+    out.reserve(ids.size());
+    std::lock_guard lk(read_mutex_);
+    read_transaction rt(*read_db_);
+    auto read = [](use& u) -> std::optional<state> {
+        if (!u.step())
+            return std::nullopt;
+        return static_cast<state>(std::clamp<std::int64_t>(u.int64(0), 0, 3));
+    };
+    for (const auto& id : ids) {
+        std::optional<state> st;
+        {
+            use u(r_->state_by_id_origin);
+            u.bind(1, id).bind(2, terminal_id_);
+            st = read(u);
+        }
+        if (!st) {
+            use u(r_->state_by_id);
+            u.bind(1, id);
+            st = read(u);
+        }
+        out.push_back(st);
+    }
+    return out;
+}
+
 counts sqlite_store::get_counts() {
     counts c;
     std::lock_guard lk(read_mutex_);

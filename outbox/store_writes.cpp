@@ -132,6 +132,29 @@ publish_outcome sqlite_store::do_publish(write_transaction& tx,
     return out;
 }
 
+batch_outcome sqlite_store::do_publish_batch(write_transaction& tx,
+                                             const std::vector<protocol::publish_request>& reqs,
+                                             commit_info& info) {
+    batch_outcome out;
+    out.items.reserve(reqs.size());
+    commit_info mine;
+    bool conflict = false;
+    savepoint sp(tx); // nested in the request's own: all of the batch, or none of it
+    for (const auto& req : reqs) {
+        out.items.push_back(do_publish(tx, req, mine));
+        conflict = conflict || out.items.back().k == publish_outcome::conflict;
+    }
+    if (conflict) {
+        sp.rollback();
+        out.k = batch_outcome::conflict;
+        return out;
+    }
+    sp.release();
+    info.new_own = info.new_own || mine.new_own;
+    out.k = batch_outcome::stored;
+    return out;
+}
+
 sqlite_store::origin_marks& sqlite_store::touched_origin(write_transaction& tx, origin_map& marks,
                                                          const std::string& origin) {
     auto it = marks.find(origin);

@@ -55,12 +55,8 @@ R check_parts(const nlohmann::json* topic, const nlohmann::json* data, const nlo
     return req;
 }
 
-} // namespace
-
-result<publish_request> parse_publish_request(std::string_view body) {
-    nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-    if (j.is_discarded())
-        return R::failure("body is not valid JSON");
+/// One message object: no unknown field, then the field rules.
+R check_object(const nlohmann::json& j) {
     if (!j.is_object())
         return R::failure("body must be a JSON object");
     for (auto it = j.begin(); it != j.end(); ++it) {
@@ -73,6 +69,59 @@ result<publish_request> parse_publish_request(std::string_view body) {
         return it == j.end() ? nullptr : &*it;
     };
     return check_parts(field("topic"), field("data"), field("id"), field("priority"));
+}
+
+result<publish_body> check_batch(const nlohmann::json& j, std::size_t max_batch) {
+    using B = result<publish_body>;
+    for (auto it = j.begin(); it != j.end(); ++it)
+        if (it.key() != "messages")
+            return B::failure("unknown field: " + printable_name(it.key()) +
+                              " (a batch body has only \"messages\")");
+    const auto& list = j.at("messages");
+    if (!list.is_array() || list.empty())
+        return B::failure("messages must be a non-empty array of message objects");
+    publish_body out;
+    out.batch = true;
+    out.batch_size = list.size();
+    if (out.batch_size > max_batch)
+        return out;
+    out.requests.reserve(list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        auto req = check_object(list[i]);
+        if (!req) {
+            auto why = req.error();
+            if (why == "body must be a JSON object")
+                why = "message must be a JSON object";
+            out.errors.push_back({i, std::move(why)});
+        } else {
+            out.requests.push_back(std::move(req.value()));
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+result<publish_request> parse_publish_request(std::string_view body) {
+    nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded())
+        return R::failure("body is not valid JSON");
+    return check_object(j);
+}
+
+result<publish_body> parse_publish_body(std::string_view body, std::size_t max_batch) {
+    using B = result<publish_body>;
+    nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded())
+        return B::failure("body is not valid JSON");
+    if (j.is_object() && j.contains("messages"))
+        return check_batch(j, max_batch);
+    auto req = check_object(j);
+    if (!req)
+        return B::failure(req.error());
+    publish_body out;
+    out.requests.push_back(std::move(req.value()));
+    return out;
 }
 
 result<publish_request> make_publish_request(std::string_view topic, std::string_view data_json,

@@ -13,6 +13,8 @@ endfunction()
 lanesync_py_test(peers test_peers)
 lanesync_py_test(peer_protocol test_peer_protocol)
 lanesync_py_test(api_cli test_api_cli)
+# Issue 10: waiting for acks (?wait=peer_ack, publish --wait) and batch publish, two lanes.
+lanesync_py_test(api_wait test_api_wait)
 # scripts/lib/lanes.py itself (ports, waits, HTTP, process rules) against a stand-in agent.
 lanesync_py_test(lanes_lib test_lanes_lib)
 

@@ -25,6 +25,12 @@ inline constexpr std::string_view get_by_id_origin =
 /// accepted the same id).
 inline constexpr std::string_view get_by_id =
     "SELECT " LANESYNC_RECORD_COLUMNS " FROM messages WHERE id = ?1 ORDER BY origin LIMIT 1";
+/// states(): the state of the copy get() returns (the own copy, else the replica of the first
+/// origin by name), without reading the data.
+inline constexpr std::string_view state_by_id_origin =
+    "SELECT state FROM messages WHERE id = ?1 AND origin = ?2";
+inline constexpr std::string_view state_by_id =
+    "SELECT state FROM messages WHERE id = ?1 ORDER BY origin LIMIT 1";
 /// list(state), next_for_cloud: one origin, one state, lowest seq first (index messages_state).
 inline constexpr std::string_view by_state =
     "SELECT " LANESYNC_RECORD_COLUMNS

@@ -29,6 +29,8 @@ public:
     ~sqlite_store() override;
 
     void publish(protocol::publish_request req, std::function<void(publish_outcome)> done) override;
+    void publish_batch(std::vector<protocol::publish_request> reqs,
+                       std::function<void(batch_outcome)> done) override;
     using store::next_for_peer;
     using store::store_replicas;
 
@@ -52,6 +54,7 @@ public:
     void close() override;
 
     std::optional<record> get(std::string_view id) override;
+    std::vector<std::optional<state>> states(const std::vector<std::string>& ids) override;
     counts get_counts() override;
     protocol::hwm_map hwm() override;
     protocol::hwm_map cloud_through() override;
@@ -125,6 +128,10 @@ private:
     // Write steps: run on the writer thread inside `tx` (the proof of a write transaction).
     publish_outcome do_publish(write_transaction& tx, const protocol::publish_request& req,
                                commit_info& info);
+    /// All of `reqs` through do_publish in one savepoint, undone when one is a conflict.
+    batch_outcome do_publish_batch(write_transaction& tx,
+                                   const std::vector<protocol::publish_request>& reqs,
+                                   commit_info& info);
     replicas_outcome do_store_replicas(write_transaction& tx,
                                        const std::vector<protocol::message>& msgs,
                                        const protocol::hwm_map& floor, bool restore_own,

@@ -65,10 +65,12 @@ struct sqlite_store::read_statements {
           oldest_in_state(db, sql::oldest_in_state), all_counts(db, sql::all_counts),
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
           id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version),
-          pending_by_priority(db, sql::pending_by_priority), all_meta(db, sql::all_meta) {}
+          pending_by_priority(db, sql::pending_by_priority), all_meta(db, sql::all_meta),
+          state_by_id_origin(db, sql::state_by_id_origin), state_by_id(db, sql::state_by_id) {}
 
     statement get_by_id_origin, get_by_id, by_state, after_seq, oldest_in_state, all_counts,
-        all_origins, all_peers, id_at_seq, data_version, pending_by_priority, all_meta;
+        all_origins, all_peers, id_at_seq, data_version, pending_by_priority, all_meta,
+        state_by_id_origin, state_by_id;
 };
 
 } // namespace lanesync::outbox::detail

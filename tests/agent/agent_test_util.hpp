@@ -64,7 +64,9 @@ inline conf::config test_config(const std::filesystem::path& dir, std::size_t ma
     return c;
 }
 
-/// A real outbox and an api_server on 127.0.0.1:0, served by one io_context thread.
+/// A real outbox and an api_server on 127.0.0.1:0, served by one io_context thread. The outbox's
+/// commit listener wakes the API's waits for acks, as agent/node.cpp wires it. `with_peer`: a
+/// PEER_TERMINALS entry (nobody behind it: there is no gossip), so wait=peer_ack is allowed.
 struct api_fixture {
     temp_dir dir;
     conf::config cfg;
@@ -75,9 +77,16 @@ struct api_fixture {
     std::thread thread;
     bool stopped = false;
 
-    explicit api_fixture(std::size_t max_bytes = 8192) : cfg(test_config(dir.path, max_bytes)) {
+    explicit api_fixture(std::size_t max_bytes = 8192, bool with_peer = false)
+        : cfg(test_config(dir.path, max_bytes)) {
+        if (with_peer) {
+            auto u = conf::parse_peer_url("ws://127.0.0.1:9/v1/peer");
+            REQUIRE(u);
+            cfg.peers.push_back(*u);
+        }
         store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
         api = std::make_unique<api_server>(ioc, api_deps{&cfg, store.get(), nullptr, nullptr});
+        store->set_commit_listener([this](const outbox::commit_info& ci) { api->on_commit(ci); });
         api->start();
         work.emplace(ioc.get_executor());
         thread = std::thread([this] { ioc.run(); });
@@ -100,6 +109,7 @@ struct api_fixture {
 
     ~api_fixture() {
         stop();
+        store->set_commit_listener(nullptr);
         api.reset();
         store->close();
     }
@@ -143,6 +153,18 @@ struct client {
     }
 
     boost::system::error_code last_error;
+
+    /// Writes a request without reading the answer (read it later with read_response()).
+    void write_request(http::request<http::string_body> req) {
+        if (!req.count(http::field::host))
+            req.set(http::field::host, "127.0.0.1");
+        req.prepare_payload();
+        boost::system::error_code ec;
+        stream.expires_after(deadline);
+        http::async_write(stream, req, [&](boost::system::error_code e, std::size_t) { ec = e; });
+        run();
+        REQUIRE_MESSAGE(!ec, "write: " << ec.message());
+    }
 
     std::optional<http::response<http::string_body>>
     try_request(http::request<http::string_body> req) {

@@ -90,6 +90,8 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds wit
 }
 
 const std::string a_message = R"({"topic": "transaction", "data": {"total": 1}})";
+const std::string batch_of_two =
+    R"({"messages": [{"topic": "sale", "data": {"n": 1}}, {"topic": "sale", "data": {"n": 2}}]})";
 
 } // namespace
 
@@ -104,6 +106,12 @@ TEST_SUITE("api rebuild") {
         auto j = body_json(r);
         CHECK(j["error"] == "rebuilding: peer holds seq 5 of L1 but this lane only 0");
         CHECK(j["rebuild"]["active"] == true);
+        CHECK(f.total() == 0);
+        // A batch, and a wait for acks, are refused the same way (the wait's place given back).
+        auto b = once(f.port(), post("/v1/messages?wait=peer_ack", batch_of_two));
+        CHECK(b.result_int() == 503);
+        CHECK(b[http::field::retry_after] == "2");
+        CHECK(body_json(b)["rebuild"]["active"] == true);
         CHECK(f.total() == 0);
 
         auto h = once(f.port(), get("/healthz"));
@@ -152,10 +160,22 @@ TEST_SUITE("api rebuild") {
         auto s = body_json(once(f.port(), get("/v1/status")));
         CHECK(s["rebuild"]["active"] == false);
         CHECK(s["rebuild"]["start_check"] == true);
+        // A batch is held the same way (on its own connection, at the same time).
+        std::optional<http::response<http::string_body>> b;
+        std::chrono::steady_clock::duration batch_took{};
+        std::thread batcher([&] {
+            b = once(f.port(), post("/v1/messages", batch_of_two));
+            batch_took = std::chrono::steady_clock::now() - began;
+        });
         auto r = once(f.port(), post("/v1/messages", a_message));
         auto took = std::chrono::steady_clock::now() - began;
+        batcher.join();
         CHECK(r.result_int() == 201);
         CHECK(took >= 2500ms);
-        CHECK(body_json(r)["seq"] == 1);
+        REQUIRE(b);
+        CHECK(b->result_int() == 201);
+        CHECK(batch_took >= 2500ms);
+        CHECK(body_json(*b)["count"] == 2);
+        CHECK(f.total() == 3);
     }
 }

@@ -2,6 +2,7 @@
 // and the CLI's small helpers.
 #include "agent_test_util.hpp"
 
+#include "agent/api_publish.hpp"
 #include "agent/api_routes.hpp"
 #include "agent/cli.hpp"
 #include "agent/dashboard.hpp"
@@ -53,15 +54,44 @@ TEST_SUITE("api_routes") {
         CHECK(!api::is_json_media_type(""));
     }
 
-    TEST_CASE("check_publish: 415 before 413 before 400") {
+    TEST_CASE("check_publish_input: 415 before 413 before 400") {
         auto code = [](auto v) {
             auto* r = std::get_if<api::response>(&v);
             return r ? r->status : 0u;
         };
-        CHECK(code(api::check_publish("text/plain", "{}", 10)) == 415);
-        CHECK(code(api::check_publish(std::nullopt, std::string(11, ' '), 10)) == 413);
-        CHECK(code(api::check_publish(std::nullopt, "{}", 10)) == 400);
-        CHECK(code(api::check_publish("application/json", R"({"topic":"t","data":{}})", 100)) == 0);
+        CHECK(code(api::check_publish_input("text/plain", "{}", 10)) == 415);
+        CHECK(code(api::check_publish_input(std::nullopt, std::string(11, ' '), 10)) == 413);
+        CHECK(code(api::check_publish_input(std::nullopt, "{}", 10)) == 400);
+        CHECK(code(api::check_publish_input("application/json", R"({"topic":"t","data":{}})",
+                                            100)) == 0);
+    }
+
+    TEST_CASE("check_wait: wait and timeout_ms, bounds, peers; verdict: cloud_ack satisfies "
+              "peer_ack") {
+        using st = lanesync::outbox::state;
+        auto q = [](const char* target, bool peers) {
+            return api::check_wait(*api::parse_target(target), peers);
+        };
+        auto ok = std::get<api::wait_query>(q("/v1/messages?wait=peer_ack&timeout_ms=60000", true));
+        CHECK(ok.target == st::peer_ack);
+        CHECK(ok.timeout == 60000ms);
+        auto dflt = std::get<api::wait_query>(q("/v1/messages?wait=cloud_ack", false));
+        CHECK(dflt.timeout == 5000ms);
+        CHECK_FALSE(std::get<api::wait_query>(q("/v1/messages", false)).target);
+        CHECK(std::get<api::response>(q("/v1/messages?wait=peer_ack", false)).status == 400);
+        CHECK(std::get<api::response>(q("/v1/messages?wait=peer_ack&timeout_ms=0", true)).status ==
+              400);
+
+        using v = api::wait_verdict;
+        CHECK(api::verdict(st::peer_ack, st::pending) == v::not_yet);
+        CHECK(api::verdict(st::peer_ack, st::peer_ack) == v::reached);
+        CHECK(api::verdict(st::peer_ack, st::cloud_ack) == v::reached);
+        CHECK(api::verdict(st::cloud_ack, st::peer_ack) == v::not_yet);
+        CHECK(api::verdict(st::cloud_ack, st::failed) == v::failed);
+        CHECK(api::verdict(st::peer_ack, std::nullopt) == v::not_yet);
+        CHECK(api::verdict(st::peer_ack, {st::peer_ack, st::cloud_ack}) == v::reached);
+        CHECK(api::verdict(st::peer_ack, {st::peer_ack, st::pending}) == v::not_yet);
+        CHECK(api::verdict(st::peer_ack, {st::pending, st::failed}) == v::failed);
     }
 
     TEST_CASE("error_response is JSON with an error field") {

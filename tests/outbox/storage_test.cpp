@@ -199,6 +199,8 @@ TEST_CASE("hot queries are index range scans, never a full SCAN of messages") {
     const std::map<std::string, std::string_view> queries = {
         {"get own", q::get_by_id_origin},
         {"get replica", q::get_by_id},
+        {"state own", q::state_by_id_origin},
+        {"state replica", q::state_by_id},
         {"list / next_for_cloud", q::by_state},
         {"next_for_peer", q::after_seq},
         {"oldest pending / peer_ack", q::oldest_in_state},

@@ -267,6 +267,20 @@ void run_to_end(net::io_context& ioc, net::awaitable<void> aw) {
     ioc.restart();
 }
 
+/// Whether a 201 says "pending": at the top (one message) or for a message of a batch answer.
+bool answered_pending(const std::string& body) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (!j.is_object())
+        return false;
+    if (j.value("state", "") == "pending")
+        return true;
+    if (auto m = j.find("messages"); m != j.end() && m->is_array())
+        for (const auto& e : *m)
+            if (e.is_object() && e.value("state", "") == "pending")
+                return true;
+    return false;
+}
+
 /// Whether the lane supports what the run needs (batch body, ?wait=): one request of the
 /// run's shape. A reason to skip when the lane refuses it (400) or ignores ?wait= (201 with
 /// state pending); throws when the lane cannot be used at all.
@@ -282,11 +296,8 @@ std::optional<std::string> probe(net::io_context& ioc, http_client& c, const wor
     auto why = cloud::wire::error_text(r.body);
     if (r.status == 400)
         return "the lane refused it: " + why;
-    if (!o.wait.empty() && r.status == 201) {
-        auto j = nlohmann::json::parse(r.body, nullptr, false);
-        if (j.is_object() && j.value("state", "") == "pending")
-            return "the lane ignores ?wait= (it answered 201 with state pending)";
-    }
+    if (!o.wait.empty() && r.status == 201 && answered_pending(r.body))
+        return "the lane ignores ?wait= (it answered 201 with state pending)";
     if (r.status != 201 && r.status != 202)
         throw std::runtime_error("the lane answered " + std::to_string(r.status) + ": " + why);
     return std::nullopt;

@@ -268,6 +268,9 @@ def bench_jetstream(cfg, gen, work, replicas):
 
 
 # ---- output ---------------------------------------------------------------------------------
+JETSTREAM = (("jetstream_r3", "JetStream R3"), ("jetstream_r1", "JetStream R1"))
+
+
 def ms(us):
     return f"{us / 1000.0:.2f}"
 
@@ -292,21 +295,22 @@ def latency_rows(res):
     how = {"wait": "?wait=peer_ack", "timestamps": "lane timestamps, ms"}[ours["peer_ack_method"]]
     rows = []
     for rate, _ in res["config"]["rates"]:
-        rows.append(row("lanesync ingest (201, fsync'd on L1)", f"{rate:,}/s", ours["ingest"][rate]))
+        rows.append(row("lanesync ingest (201, fsync'd on L1)", f"{rate:,}/s",
+                        ours["ingest"][rate]))
         rows.append(row(f"lanesync publish->peer_ack ({how})", f"{rate:,}/s",
                         ours["peer_ack"][rate]))
-        for key, name in (("jetstream_r3", "JetStream R3 ack"), ("jetstream_r1", "JetStream R1 ack")):
+        for key, name in JETSTREAM:
             if key in res:
-                rows.append(row(name, f"{rate:,}/s", res[key]["ack"][rate]))
+                rows.append(row(f"{name} ack", f"{rate:,}/s", res[key]["ack"][rate]))
     inflight, n = res["config"]["closed"]
     size = f"{inflight} in flight"
     rows.append(row(f"lanesync max peer_ack, single ({ours['max'].get('method', '')})", size,
                     ours["max"], "peer_ack_rate"))
     rows.append(row(f"lanesync max peer_ack, batch of {res['config']['batch']}", size,
                     ours["max_batch"], "peer_ack_rate"))
-    for key, name in (("jetstream_r3", "JetStream R3 max ack"), ("jetstream_r1", "JetStream R1 max ack")):
+    for key, name in JETSTREAM:
         if key in res:
-            rows.append(row(name, size, res[key]["max"]))
+            rows.append(row(f"{name} max ack", size, res[key]["max"]))
     return rows
 
 
@@ -341,7 +345,8 @@ def print_sqlite(res):
             continue
         rate = m["peer_ack_rate"]
         rows.append([f"max peer_ack ({what})", f"{rate:,.0f}",
-                     ratio(rate, sq["single_commits_per_s"]), ratio(rate, sq["batched_rows_per_s"])])
+                     ratio(rate, sq["single_commits_per_s"]),
+                     ratio(rate, sq["batched_rows_per_s"])])
         if m.get("method") != "wait":
             rate = m["achieved_rate"]
             rows.append([f"its ingest, 201 ({what})", f"{rate:,.0f}",
@@ -365,7 +370,8 @@ def print_jetstream_ratios(res):
             r = [f"{kind} latency", f"{rate:,}/s"]
             for k in cols:
                 a, o = res[k]["ack"][rate], ours[kind][rate]
-                r += [ratio(o.get("p50_us"), a.get("p50_us")), ratio(o.get("p99_us"), a.get("p99_us"))]
+                r += [ratio(o.get("p50_us"), a.get("p50_us")),
+                      ratio(o.get("p99_us"), a.get("p99_us"))]
             rows.append(r)
     r = ["max peer_ack rate (single)", f"{res['config']['closed'][0]} in flight"]
     for k in cols:

@@ -467,7 +467,8 @@ def main():
     path = os.path.join(a.out, f"store-{'smoke-' if a.smoke else ''}{stamp}.json")
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
-    print(f"\nresults: {os.path.relpath(path, ROOT)}")
+    shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    print(f"\nresults: {shown}")
     bad = problems(res)
     for p in bad:
         print(f"store_bench: FAILED {p}", file=sys.stderr)

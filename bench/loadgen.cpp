@@ -15,7 +15,6 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -348,10 +347,16 @@ nlohmann::json run_http(const options& o) {
         if (auto why = probe(ioc, *clients.front(), *work, o))
             return {{"skipped", *why}};
     // Every connection is opened (GET /healthz) before the clock starts.
+    std::string unreachable;
     for (auto& c : clients)
-        net::co_spawn(ioc, c->send("GET", "/healthz"), net::detached);
+        net::co_spawn(ioc, c->send("GET", "/healthz"), [&](std::exception_ptr, http_result r) {
+            if (r.fail != http_result::failure::none)
+                unreachable = r.error;
+        });
     ioc.run();
     ioc.restart();
+    if (!unreachable.empty())
+        throw std::runtime_error("cannot reach the lane: " + unreachable);
 
     run_state st{*work, sched, {}, 0, clock_type::now() + std::chrono::milliseconds(1)};
     for (auto& c : clients)
@@ -421,6 +426,8 @@ nlohmann::json describe(const options& o) {
 void check_options(const options& o) {
     if (o.url.empty() == o.jetstream.empty())
         throw CLI::ValidationError("give exactly one of --url and --jetstream");
+    if (!o.url.empty())
+        parse_url(o.url); // a bad URL is a usage error (exit 2), not a failed run
     if (!o.timestamps.empty()) {
         if (o.url.empty())
             throw CLI::ValidationError("--timestamps needs --url");

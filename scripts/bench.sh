@@ -1,36 +1,72 @@
 #!/usr/bin/env bash
-# Benchmarks: the outbox group commit (C++ bench/outbox_bench) and end-to-end publish,
-# publish->peer_ack latency and cloud drain with real agents and the local cloud.
+# Benchmarks: the outbox group commit (C++ bench/outbox_bench), end-to-end publish,
+# publish->peer_ack latency and cloud drain with real agents and the local cloud, and a
+# three-lane store under the C++ load generator (optionally beside NATS JetStream).
 set -euo pipefail
 usage() {
   cat <<'USAGE'
-usage: scripts/bench.sh [--smoke] [--no-cloud] [--help]
+usage: scripts/bench.sh [--smoke] [--no-cloud] [--jetstream] [--store-only] [--help]
 
-Prints two tables:
+Prints three tables:
   1. outbox group commit: msgs/s, msgs per fsync, p50/p99 publish latency at 1..256 concurrent
      publishers (build/bench/outbox_bench);
   2. end to end on loopback (scripts/bench/e2e.py): publish throughput through the local API,
      publish->peer_ack latency p50/p99 over --messages (default 10,000) messages, and the drain
-     rate of a backlog to the local cloud (real PostgreSQL + Deno).
-  --smoke     small sizes; the whole run takes well under 60 s
-  --no-cloud  skip the cloud drain (no PostgreSQL/Deno needed)
-Speed figures live here, never in unit tests.
+     rate of a backlog to the local cloud (real PostgreSQL + Deno);
+  3. a three-lane store on loopback (scripts/bench/store_bench.py, load from
+     build/bench/lanesync_loadgen): ingest (201) and publish->peer_ack p50/p99/p999/max at 100,
+     1,000 and 5,000 msg/s, the max peer_ack rate (closed loop, 256 in flight, 50,000
+     messages) and the raw SQLite limit of this disk with our ratio to it. Also written as
+     JSON to bench/results/.
+  --smoke       small sizes; checks that the bench works (never its numbers), well under 60 s
+  --no-cloud    skip the cloud drain (no PostgreSQL/Deno needed)
+  --jetstream   table 3 also against NATS JetStream: a 3-node cluster (R3 stream) and one
+                server (R1), on loopback, same client and schedules; installs the Debian
+                packages nats-server and libnats-dev when missing (apt-get, needs root)
+  --store-only  only table 3
+Speed figures live here, never in unit tests. docs/benchmarks.md explains each row.
 USAGE
 }
 root=$(cd "$(dirname "$0")/.." && pwd)
 smoke=()
 e2e=()
+store=()
+jetstream=0
+store_only=0
 for a in "$@"; do
   case "$a" in
     --help|-h) usage; exit 0 ;;
-    --smoke) smoke=(--smoke); e2e+=(--smoke) ;;
+    --smoke) smoke=(--smoke); e2e+=(--smoke); store+=(--smoke) ;;
     --no-cloud) e2e+=(--no-cloud) ;;
+    --jetstream) jetstream=1; store+=(--jetstream) ;;
+    --store-only) store_only=1 ;;
     *) echo "bench.sh: unknown option $a" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+# nats-server runs the JetStream side; libnats-dev lets lanesync_loadgen build --jetstream.
+install_jetstream() {
+  local need=()
+  command -v nats-server >/dev/null || need+=(nats-server)
+  dpkg -s libnats-dev >/dev/null 2>&1 || need+=(libnats-dev)
+  ((${#need[@]})) || return 0
+  echo "bench.sh: installing ${need[*]} (Debian packages)" >&2
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+}
+((jetstream)) && install_jetstream
+
 "$root/scripts/build.sh" >/dev/null
-echo "== outbox group commit (bench/outbox_bench)"
-"$root/build/bench/outbox_bench" "${smoke[@]}"
-echo
-echo "== end to end (scripts/bench/e2e.py)"
-python3 "$root/scripts/bench/e2e.py" --bin "$root/build/lanesync" "${e2e[@]}"
+if ((!store_only)); then
+  echo "== outbox group commit (bench/outbox_bench)"
+  "$root/build/bench/outbox_bench" "${smoke[@]}"
+  echo
+  echo "== end to end (scripts/bench/e2e.py)"
+  python3 "$root/scripts/bench/e2e.py" --bin "$root/build/lanesync" "${e2e[@]}"
+  echo
+fi
+echo "== three-lane store under load (scripts/bench/store_bench.py)"
+python3 "$root/scripts/bench/store_bench.py" --bin "$root/build/lanesync" \
+  --loadgen "$root/build/bench/lanesync_loadgen" "${store[@]}"

@@ -345,6 +345,7 @@ template <class F> void http_session::guarded(F&& f) {
         f();
     } catch (const std::exception& e) {
         log::error("api.handler_failed", {{"path", path_}, {"error", e.what()}});
+        forget_wait(); // a wait begun before the throw gives its places back
         send(api::error_response(500, "internal error"), true);
     }
 }

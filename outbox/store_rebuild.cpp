@@ -107,13 +107,14 @@ count_outcome sqlite_store::do_lift_trust_cap(write_transaction& tx, const std::
 
 // ---- own messages in the cloud, replicas' cloud answers (writer thread) --------------------
 
-void sqlite_store::apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
-                                   std::int64_t now) {
+std::size_t sqlite_store::apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
+                                          std::int64_t now) {
     // The peer pruned our messages below f after they reached the cloud: they count as held
     // (the hwm jumps over them) and as cloud_ack, like a replica floor.
     own.hwm = std::max(own.hwm, f - 1);
-    mark_in_cloud(tx, terminal_id_, f - 1, now);
+    auto marked = mark_in_cloud(tx, terminal_id_, f - 1, now);
     own.cloud_through = std::max(own.cloud_through, own_cloud_through(tx, own.hwm));
+    return marked;
 }
 
 count_outcome sqlite_store::do_own_cloud_through(write_transaction& tx, std::uint64_t through) {

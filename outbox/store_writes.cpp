@@ -163,8 +163,9 @@ sqlite_store::origin_marks& sqlite_store::touched_origin(write_transaction& tx, 
     return it->second;
 }
 
-void sqlite_store::apply_floor(write_transaction& tx, const protocol::hwm_map& floor,
-                               bool restore_own, origin_map& marks, std::int64_t now) {
+std::size_t sqlite_store::apply_floor(write_transaction& tx, const protocol::hwm_map& floor,
+                                      bool restore_own, origin_map& marks, std::int64_t now) {
+    std::size_t marked = 0;
     // floor[o] = f: every message of o below f is in the cloud (pruned at the sender), so it
     // counts as held here and as cloud_ack.
     for (const auto& [origin, f] : floor) {
@@ -172,16 +173,17 @@ void sqlite_store::apply_floor(write_transaction& tx, const protocol::hwm_map& f
             continue;
         if (origin == terminal_id_) {
             if (restore_own)
-                apply_own_floor(tx, f, touched_origin(tx, marks, origin), now);
+                marked += apply_own_floor(tx, f, touched_origin(tx, marks, origin), now);
             continue;
         }
         auto& m = touched_origin(tx, marks, origin);
         m.hwm = std::max(m.hwm, f - 1);
         if (f - 1 > m.cloud_through) {
             m.cloud_through = f - 1;
-            mark_in_cloud(tx, origin, m.cloud_through, now);
+            marked += mark_in_cloud(tx, origin, m.cloud_through, now);
         }
     }
+    return marked;
 }
 
 void sqlite_store::store_replica(write_transaction& tx, const protocol::message& m,
@@ -248,7 +250,8 @@ replicas_outcome sqlite_store::do_store_replicas(write_transaction& tx,
     replicas_outcome out;
     const auto now = protocol::now_ms();
     origin_map marks; // touched origins, written at the end
-    apply_floor(tx, floor, restore_own, marks, now);
+    // Rows the floor made cloud_ack: the local API's waiters re-read their states.
+    info.new_cloud_state = apply_floor(tx, floor, restore_own, marks, now) > 0;
     std::string gap_text;
     std::size_t own_inserted = 0;
     for (const auto& m : msgs) {

@@ -48,3 +48,9 @@ add_test(NAME harness.quick COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/harness/run
 set_tests_properties(harness.quick PROPERTIES
   ENVIRONMENT "LANESYNC_BIN=$<TARGET_FILE:lanesync>;HARNESS_SEED=20261122"
   TIMEOUT 600 LABELS "harness;cloud")
+
+# Issue 10: the benchmarks' smoke form (small sizes, well under 60 s): it checks that every
+# table is produced with non-zero counts and no errors, never the numbers.
+add_test(NAME bench.smoke COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/bench.sh --smoke
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(bench.smoke PROPERTIES TIMEOUT 300 LABELS "bench;cloud")

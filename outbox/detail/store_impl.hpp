@@ -164,8 +164,8 @@ private:
                                            std::uint64_t hwm);
     origin_marks& touched_origin(write_transaction& tx, origin_map& marks,
                                  const std::string& origin);
-    void apply_floor(write_transaction& tx, const protocol::hwm_map& floor, bool restore_own,
-                     origin_map& marks, std::int64_t now);
+    std::size_t apply_floor(write_transaction& tx, const protocol::hwm_map& floor, bool restore_own,
+                            origin_map& marks, std::int64_t now);
     /// One message of store_replicas(): duplicate, refused, gap, or stored (extends `om`).
     void store_replica(write_transaction& tx, const protocol::message& m, origin_marks& om,
                        replicas_outcome& out, std::string& gap_text, std::int64_t now);
@@ -174,8 +174,8 @@ private:
     std::size_t mark_in_cloud(write_transaction& tx, const std::string& origin,
                               std::uint64_t through, std::int64_t now);
     /// An own-origin floor of a restore: own hwm and cloud_through rise to f - 1.
-    void apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
-                         std::int64_t now);
+    std::size_t apply_own_floor(write_transaction& tx, std::uint64_t f, origin_marks& own,
+                                std::int64_t now);
     /// One cloud answer for a replica (result.origin set): cloud_ack or failed.
     void apply_replica_result(write_transaction& tx, const cloud_result& r, std::int64_t now,
                               cloud_outcome& out, std::set<std::string>& touched);

@@ -104,4 +104,12 @@ TEST_CASE("cloud answers and cloud news set new_cloud_state for the commit liste
     CHECK(s->states({own[2].msg.id})[0] == state::cloud_ack);
     origin_cloud_through_sync(*s, "L1", 3); // nothing changes: no wake
     CHECK_FALSE(last().new_cloud_state);
+    // A replica floor makes held replicas cloud_ack: a wake too; a floor that marks none: none.
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2)}).ok);
+    CHECK_FALSE(last().new_cloud_state);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 3)}, {{"L2", 3}}).ok);
+    CHECK(last().new_cloud_state);
+    CHECK(s->states({uuid(2, 1)})[0] == state::cloud_ack);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 4)}, {{"L2", 3}}).ok);
+    CHECK_FALSE(last().new_cloud_state);
 }

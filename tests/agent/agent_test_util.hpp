@@ -4,6 +4,7 @@
 /// deadline (tcp_stream timeouts), so a broken server fails a test instead of hanging it.
 
 #include "agent/api_server.hpp"
+#include "base/metrics.hpp"
 #include "conf/config.hpp"
 #include "outbox/outbox.hpp"
 
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -262,6 +264,34 @@ inline json body_json(const http::response<http::string_body>& r) {
 
 inline bool contains(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
+}
+
+/// Polls `pred` (a condition with a deadline, not a sleep used as synchronisation) until it
+/// holds or `within` passed; its last answer.
+inline bool eventually(const std::function<bool()>& pred,
+                       std::chrono::milliseconds within = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (pred())
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2)); // the polling interval
+    }
+    return pred();
+}
+
+/// lanesync_api_waiting_messages: the messages local API requests wait on now (?wait=).
+inline double waiting() {
+    return metrics::global()
+        .get_gauge("lanesync_api_waiting_messages",
+                   "Messages that local API requests wait on now (?wait=peer_ack|cloud_ack)")
+        .value();
+}
+
+/// Peer L2 acked own seqs 1..through (committed before it returns).
+inline void peer_acked(outbox::store& s, std::uint64_t through) {
+    std::promise<outbox::peer_ack_outcome> p;
+    s.peer_acked("L2", through, 1, [&p](outbox::peer_ack_outcome o) { p.set_value(o); });
+    REQUIRE(p.get_future().get().ok);
 }
 
 } // namespace lanesync::agent::test

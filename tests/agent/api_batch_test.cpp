@@ -27,19 +27,6 @@ std::string batch(const std::vector<json>& ms) {
 const std::string id_a = "0190c3a2-7d1e-7b3c-8a4f-00000000000a";
 const std::string id_b = "0190c3a2-7d1e-7b3c-8a4f-00000000000b";
 
-void peer_acked(outbox::store& s, std::uint64_t through) {
-    std::promise<outbox::peer_ack_outcome> p;
-    s.peer_acked("L2", through, 1, [&p](outbox::peer_ack_outcome o) { p.set_value(o); });
-    REQUIRE(p.get_future().get().ok);
-}
-
-double waiting() {
-    return metrics::global()
-        .get_gauge("lanesync_api_waiting_messages",
-                   "Messages that local API requests wait on now (?wait=peer_ack|cloud_ack)")
-        .value();
-}
-
 } // namespace
 
 TEST_SUITE("api_batch") {
@@ -164,12 +151,7 @@ TEST_SUITE("api_batch") {
         client c(f.port());
         c.write_request(
             post("/v1/messages?wait=peer_ack&timeout_ms=60000", batch({msg(4), msg(5)})));
-        REQUIRE([&] {
-            const auto end = std::chrono::steady_clock::now() + 5s;
-            while (waiting() != 2 && std::chrono::steady_clock::now() < end)
-                std::this_thread::sleep_for(2ms);
-            return waiting() == 2;
-        }());
+        REQUIRE(eventually([] { return waiting() == 2; }));
         peer_acked(*f.store, 4); // seqs 1-4: the second batch is half there
         peer_acked(*f.store, 5);
         auto w = c.read_response();

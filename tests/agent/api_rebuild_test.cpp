@@ -79,16 +79,6 @@ struct lane_fixture {
     std::uint16_t port() const { return api->port(); }
 };
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + within;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (pred())
-            return true;
-        std::this_thread::sleep_for(10ms); // polling interval of a deadline wait
-    }
-    return pred();
-}
-
 const std::string a_message = R"({"topic": "transaction", "data": {"total": 1}})";
 const std::string batch_of_two =
     R"({"messages": [{"topic": "sale", "data": {"n": 1}}, {"topic": "sale", "data": {"n": 2}}]})";

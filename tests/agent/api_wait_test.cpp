@@ -20,24 +20,6 @@ std::string body(int n, const std::string& id = "") {
     return j.dump();
 }
 
-double waiting() {
-    return metrics::global()
-        .get_gauge("lanesync_api_waiting_messages",
-                   "Messages that local API requests wait on now (?wait=peer_ack|cloud_ack)")
-        .value();
-}
-
-/// Polls `pred` (a condition, not a sleep used as synchronisation) until true or 5 s passed.
-template <class P> bool eventually(P pred) {
-    const auto end = std::chrono::steady_clock::now() + 5s;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > end)
-            return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
-
 /// Blocks until the jobs queued on the outbox reader thread before this call have run (the
 /// registration read of a wait, among them).
 void drain_reader(outbox::store& s) {
@@ -50,12 +32,6 @@ void drain_reader(outbox::store& s) {
 void await_registered(api_fixture& f, double n = 1) {
     REQUIRE(eventually([&] { return waiting() == n; }));
     drain_reader(*f.store);
-}
-
-void peer_acked(outbox::store& s, std::uint64_t through) {
-    std::promise<outbox::peer_ack_outcome> p;
-    s.peer_acked("L2", through, 1, [&p](outbox::peer_ack_outcome o) { p.set_value(o); });
-    REQUIRE(p.get_future().get().ok);
 }
 
 void cloud_answer(outbox::store& s, const std::string& id, outbox::cloud_result::kind k) {

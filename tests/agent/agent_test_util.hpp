@@ -158,6 +158,12 @@ struct client {
 
     /// Writes a request without reading the answer (read it later with read_response()).
     void write_request(http::request<http::string_body> req) {
+        auto ec = write(std::move(req));
+        REQUIRE_MESSAGE(!ec, "write: " << ec.message());
+    }
+
+    /// Writes a request (Host set, payload prepared); the write's error.
+    boost::system::error_code write(http::request<http::string_body> req) {
         if (!req.count(http::field::host))
             req.set(http::field::host, "127.0.0.1");
         req.prepare_payload();
@@ -165,19 +171,12 @@ struct client {
         stream.expires_after(deadline);
         http::async_write(stream, req, [&](boost::system::error_code e, std::size_t) { ec = e; });
         run();
-        REQUIRE_MESSAGE(!ec, "write: " << ec.message());
+        return ec;
     }
 
     std::optional<http::response<http::string_body>>
     try_request(http::request<http::string_body> req) {
-        if (!req.count(http::field::host))
-            req.set(http::field::host, "127.0.0.1");
-        req.prepare_payload();
-        boost::system::error_code ec;
-        stream.expires_after(deadline);
-        http::async_write(stream, req, [&](boost::system::error_code e, std::size_t) { ec = e; });
-        run();
-        if (ec) {
+        if (auto ec = write(std::move(req))) {
             last_error = ec;
             return std::nullopt;
         }

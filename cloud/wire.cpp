@@ -27,6 +27,27 @@ std::string one_line(std::string s, std::size_t max) {
     return s;
 }
 
+/// The highestSeq of a 200 answer for this lane; nullopt when it is anything else.
+std::optional<std::uint64_t> decode_highest_seq(std::string_view body, std::string_view store_id,
+                                                std::string_view terminal_id) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (!j.is_object())
+        return std::nullopt;
+    auto text = [&](const char* key) {
+        auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (text("storeId") != store_id || text("terminalId") != terminal_id)
+        return std::nullopt;
+    auto n = j.find("highestSeq");
+    if (n == j.end() || !n->is_number_unsigned())
+        return std::nullopt;
+    auto v = n->get<std::uint64_t>();
+    if (v > (std::uint64_t{1} << 53))
+        return std::nullopt;
+    return v;
+}
+
 } // namespace
 
 std::string endpoint::origin() const {
@@ -210,26 +231,6 @@ std::string highest_seq_target(const endpoint& ep, std::string_view store_id,
                                std::string_view terminal_id) {
     return ep.target + "?storeId=" + std::string(store_id) +
            "&terminalId=" + std::string(terminal_id);
-}
-
-std::optional<std::uint64_t> decode_highest_seq(std::string_view body, std::string_view store_id,
-                                                std::string_view terminal_id) {
-    auto j = nlohmann::json::parse(body, nullptr, false);
-    if (!j.is_object())
-        return std::nullopt;
-    auto text = [&](const char* key) {
-        auto it = j.find(key);
-        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
-    if (text("storeId") != store_id || text("terminalId") != terminal_id)
-        return std::nullopt;
-    auto n = j.find("highestSeq");
-    if (n == j.end() || !n->is_number_unsigned())
-        return std::nullopt;
-    auto v = n->get<std::uint64_t>();
-    if (v > (std::uint64_t{1} << 53))
-        return std::nullopt;
-    return v;
 }
 
 highest_seq_answer read_highest_seq(const http_result& r, std::string_view store_id,

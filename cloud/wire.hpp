@@ -75,14 +75,10 @@ decoded decode_results(std::string_view body, const std::vector<std::string>& ba
 std::string highest_seq_target(const endpoint& ep, std::string_view store_id,
                                std::string_view terminal_id);
 
-/// The `highestSeq` of a 200 answer `{"storeId": S, "terminalId": T, "highestSeq": N}`;
-/// nullopt when the body is not that object, names another lane, or N is not an integer in
-/// 0..2^53.
-std::optional<std::uint64_t> decode_highest_seq(std::string_view body, std::string_view store_id,
-                                                std::string_view terminal_id);
-
 /// What one highest-seq request said: the seq, or why the cloud could not tell (one line, no
-/// secrets: built from the failure text, the HTTP status and the answer's "error").
+/// secrets: built from the failure text, the HTTP status and the answer's "error"). A 200 must
+/// be `{"storeId": S, "terminalId": T, "highestSeq": N}` for this lane with N an integer in
+/// 0..2^53, else it is a malformed answer.
 struct highest_seq_answer {
     std::optional<std::uint64_t> seq;
     std::string error; ///< set when seq is empty

@@ -77,8 +77,15 @@ inline constexpr auto api_waiters_retry_after = 1s;
 // ---- cloud uploader -----------------------------------------------------------------------
 /// Soft cap on one upload request body; Supabase gives a function about 2 s of CPU.
 inline constexpr std::size_t cloud_max_request_bytes = 512u << 10;
-/// Connect + TLS + request + response must finish within this.
+/// Connect + TLS + request + response must finish within this (the cap of the adaptive
+/// timeout, cloud/pacing.hpp; the whole timeout while no request has succeeded yet).
 inline constexpr auto cloud_request_timeout = 30s;
+/// The adaptive timeout is never shorter than this, whatever the recent answers took.
+inline constexpr auto cloud_request_timeout_floor = 5s;
+/// Upload rounds (one request each at a time) that may be unanswered at once: the next
+/// batch goes out while the cloud still works on the previous one, and the commit of an
+/// answer overlaps the next request. 1 after a failure, until a request succeeds.
+inline constexpr std::size_t cloud_requests_in_flight = 2;
 /// Largest response body accepted from the edge function.
 inline constexpr std::size_t cloud_max_response_bytes = 4u << 20;
 /// Retry delay floor when the function is not deployed (HTTP 404).

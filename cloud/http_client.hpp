@@ -53,6 +53,10 @@ public:
     boost::asio::awaitable<http_result> send(std::string method, std::string target,
                                              std::string body = {});
 
+    /// The deadline of the next requests (connect + TLS + request + response), given at
+    /// construction until changed (the uploader adapts it: cloud/pacing.hpp).
+    void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
     /// The User-Agent header (default "lanesync/0.1.0"). Call before the first request.
     void set_user_agent(std::string user_agent);
 

@@ -49,20 +49,19 @@ void uploader::impl::count_request(std::string_view outcome) {
         it->second->inc();
 }
 
-net::awaitable<bool> uploader::impl::upload(std::vector<outbox::record> recs) {
-    changed_ = 0;
+net::awaitable<bool> uploader::impl::upload(round_state& r, std::vector<outbox::record> recs) {
     // Data that is not a JSON object can never be accepted: fail it here with the reason
     // instead of letting it spoil every batch it is in.
     batch unencodable;
     batch all = encode(recs, unencodable);
     if (!unencodable.empty()) {
         const std::string reason = "data is not a JSON object";
-        auto op = reject(unencodable, reason);
+        auto op = reject(r, unencodable, reason);
         if (!co_await std::move(op))
             co_return false;
     }
     if (all.empty())
-        co_return changed_ > 0;
+        co_return r.changed > 0;
 
     // A split pushes its two halves to the front, so the batch is worked through in seq order.
     std::deque<batch> todo;
@@ -72,15 +71,15 @@ net::awaitable<bool> uploader::impl::upload(std::vector<outbox::record> recs) {
             co_return false;
         batch b = std::move(todo.front());
         todo.pop_front();
-        auto op = send(std::move(b), todo);
+        auto op = send(r, std::move(b), todo);
         if (!co_await std::move(op))
             co_return false;
     }
     // Go on at once only if the outbox moved: answers that changed nothing (ids the store no
     // longer holds as ready) must not turn the loop into a busy loop.
-    if (changed_ == 0)
+    if (r.changed == 0)
         log::warn("cloud.outbox.unchanged", {{"reason", "answers applied to no ready message"}});
-    co_return changed_ > 0;
+    co_return r.changed > 0;
 }
 
 /// Encodes the records; those that cannot be encoded go to `unencodable` (id, seq, origin).
@@ -117,7 +116,7 @@ batch uploader::impl::take_first(batch& all) const {
 }
 
 /// Sends one batch, asks the policy what the result means and carries it out.
-net::awaitable<bool> uploader::impl::send(batch b, std::deque<batch>& todo) {
+net::awaitable<bool> uploader::impl::send(round_state& r, batch b, std::deque<batch>& todo) {
     sent_batch sent;
     sent.function = cfg_.supabase_function;
     std::vector<std::string> parts;
@@ -129,7 +128,7 @@ net::awaitable<bool> uploader::impl::send(batch b, std::deque<batch>& todo) {
     sent.body_bytes = body.size();
 
     auto started = clock_type::now();
-    auto sending = post(std::move(body));
+    auto sending = post(r, std::move(body));
     auto res = co_await std::move(sending);
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
@@ -137,23 +136,35 @@ net::awaitable<bool> uploader::impl::send(batch b, std::deque<batch>& todo) {
         res.fail = http_result::failure::cancelled; // stop() closed the connection under it
 
     auto d = decide(res, sent);
-    auto op = carry_out(std::move(d), std::move(b), todo, ms);
+    auto op = carry_out(r, std::move(d), std::move(b), todo, ms);
     co_return co_await std::move(op);
 }
 
-/// One request with its status bookkeeping (the client owns connect, TLS, timeouts,
-/// keep-alive).
-net::awaitable<http_result> uploader::impl::post(std::string body) {
+/// One request with its status bookkeeping and its adaptive deadline (the client owns
+/// connect, TLS, keep-alive).
+net::awaitable<http_result> uploader::impl::post(round_state& r, std::string body) {
     if (failures_ > 0)
         retries_->inc();
-    edit_status([](status& s) {
+    ++requests_out_;
+    edit_status([&](status& s) {
         s.in_flight = true;
+        s.requests_in_flight = requests_out_;
         s.last_attempt_at_ms = protocol::now_ms();
     });
-    auto sending = client_->post(std::move(body));
+    r.client->set_timeout(
+        request_timeout(times_, lim_.request_timeout_floor, lim_.request_timeout));
+    auto started = clock_type::now();
+    auto sending = r.client->post(std::move(body));
     auto res = co_await std::move(sending);
+    if (res.fail == http_result::failure::none)
+        times_.answered(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started));
+    else if (res.fail == http_result::failure::timeout)
+        times_.timed_out();
+    --requests_out_;
     edit_status([&](status& s) {
-        s.in_flight = false;
+        s.in_flight = requests_out_ > 0;
+        s.requests_in_flight = requests_out_;
         if (res.fail == http_result::failure::none)
             s.last_http_status = res.status;
     });
@@ -161,8 +172,8 @@ net::awaitable<http_result> uploader::impl::post(std::string body) {
 }
 
 /// Does what the policy decided. True: go on with the next batch of `todo`.
-net::awaitable<bool> uploader::impl::carry_out(decision d, batch b, std::deque<batch>& todo,
-                                               std::int64_t ms) {
+net::awaitable<bool> uploader::impl::carry_out(round_state& r, decision d, batch b,
+                                               std::deque<batch>& todo, std::int64_t ms) {
     using kind = decision::kind;
     switch (d.k) {
     case kind::cancelled:
@@ -170,7 +181,7 @@ net::awaitable<bool> uploader::impl::carry_out(decision d, batch b, std::deque<b
         co_return false;
     case kind::ack:
     case kind::ack_and_retry: {
-        auto op = record_answer(std::move(d), b, ms);
+        auto op = record_answer(r, std::move(d), b, ms);
         co_return co_await std::move(op);
     }
     case kind::split:
@@ -181,7 +192,7 @@ net::awaitable<bool> uploader::impl::carry_out(decision d, batch b, std::deque<b
     case kind::fail: {
         count_request(d.outcome);
         edit_status([](status& s) { ++s.requests_failed; });
-        auto op = reject(b, d.reason);
+        auto op = reject(r, b, d.reason);
         co_return co_await std::move(op);
     }
     case kind::retry:
@@ -197,12 +208,13 @@ net::awaitable<bool> uploader::impl::carry_out(decision d, batch b, std::deque<b
 }
 
 /// A 2xx: records the usable results, then succeeds or (partly unusable) fails the rest.
-net::awaitable<bool> uploader::impl::record_answer(decision d, const batch& b, std::int64_t ms) {
+net::awaitable<bool> uploader::impl::record_answer(round_state& r, decision d, const batch& b,
+                                                   std::int64_t ms) {
     outbox::cloud_outcome out;
     out.ok = true;
     if (!d.results.empty()) {
         set_origins(d.results, b);
-        auto applying = apply(std::move(d.results));
+        auto applying = apply(r, std::move(d.results));
         out = co_await std::move(applying);
         if (!out.ok) {
             count_request("ok");
@@ -212,7 +224,7 @@ net::awaitable<bool> uploader::impl::record_answer(decision d, const batch& b, s
     }
     count_request(d.outcome);
     if (d.k == decision::kind::ack) {
-        succeeded(b, d.http_status, ms, out);
+        succeeded(r, b, d.http_status, ms, out);
         co_return true;
     }
     const std::set<std::string> again(d.retry.begin(), d.retry.end());
@@ -249,11 +261,12 @@ void uploader::impl::split(const decision& d, batch b, std::deque<batch>& todo) 
 }
 
 /// Marks these messages failed in the outbox with `reason` (a permanent answer).
-net::awaitable<bool> uploader::impl::reject(const batch& b, const std::string& reason) {
+net::awaitable<bool> uploader::impl::reject(round_state& r, const batch& b,
+                                            const std::string& reason) {
     std::vector<outbox::cloud_result> results;
     for (const auto& p : b)
         results.push_back({p.id, outbox::cloud_result::rejected, log::redact(reason), p.origin});
-    auto op = apply(std::move(results));
+    auto op = apply(r, std::move(results));
     auto out = co_await std::move(op);
     if (!out.ok) {
         failed(b, 0, "outbox write failed: " + out.error, 0, {});
@@ -264,28 +277,28 @@ net::awaitable<bool> uploader::impl::reject(const batch& b, const std::string& r
 
 /// Records the cloud's answers in the outbox (writer thread) and waits for the commit.
 net::awaitable<outbox::cloud_outcome>
-uploader::impl::apply(std::vector<outbox::cloud_result> results) {
-    for (const auto& r : results) {
-        if (r.k != outbox::cloud_result::rejected)
+uploader::impl::apply(round_state& r, std::vector<outbox::cloud_result> results) {
+    for (const auto& res : results) {
+        if (res.k != outbox::cloud_result::rejected)
             continue;
-        if (r.origin.empty())
-            log::warn("cloud.message.rejected", {{"id", r.id}, {"reason", r.error}});
+        if (res.origin.empty())
+            log::warn("cloud.message.rejected", {{"id", res.id}, {"reason", res.error}});
         else
             log::warn("cloud.message.rejected",
-                      {{"id", r.id}, {"origin", r.origin}, {"reason", r.error}});
+                      {{"id", res.id}, {"origin", res.origin}, {"reason", res.error}});
     }
     // The covered results, kept for the metric once the commit is known good.
     std::vector<outbox::cloud_result> covered;
-    for (const auto& r : results)
-        if (!r.origin.empty() && r.k != outbox::cloud_result::rejected)
-            covered.push_back({r.id, r.k, {}, r.origin});
+    for (const auto& res : results)
+        if (!res.origin.empty() && res.k != outbox::cloud_result::rejected)
+            covered.push_back({res.id, res.k, {}, res.origin});
     // Build the operation first and await a named object: GCC 12 mishandles class temporaries
     // that live across a co_await suspension. The write commits on the writer thread; the
     // coroutine resumes on the strand.
     auto op = db_.cloud_acked(std::move(results), net::use_awaitable);
     auto out = co_await std::move(op);
     if (out.ok) {
-        changed_ += out.acked + out.failed;
+        r.changed += out.acked + out.failed;
         acked_->inc(out.acked);
         failed_->inc(out.failed);
         for (auto ms : out.latency_ms)
@@ -320,18 +333,25 @@ void uploader::impl::count_covered(const std::vector<outbox::cloud_result>& appl
     edit_status([&](status& s) { s.messages_covered += applied.size(); });
 }
 
-void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
-                               const outbox::cloud_outcome& out) {
-    failures_ = 0;
-    next_attempt_ = {};
-    backoff_->set(0);
+/// A success ends the backoff, unless another round failed since this one started (its
+/// answer says nothing about that failure's cause: the backoff of that failure stands).
+void uploader::impl::succeeded(const round_state& r, const batch& b, int http_status,
+                               std::int64_t ms, const outbox::cloud_outcome& out) {
+    bool clears = r.epoch == failure_epoch_;
+    if (clears) {
+        failures_ = 0;
+        next_attempt_ = {};
+        backoff_->set(0);
+    }
     edit_status([&](status& s) {
         s.last_success_at_ms = protocol::now_ms();
-        s.last_error.clear();
         s.last_http_status = http_status;
-        s.next_attempt_at_ms.reset();
-        s.current_backoff_ms = 0;
-        s.consecutive_failures = 0;
+        if (clears) {
+            s.last_error.clear();
+            s.next_attempt_at_ms.reset();
+            s.current_backoff_ms = 0;
+            s.consecutive_failures = 0;
+        }
         ++s.requests_ok;
     });
     log::info("cloud.upload.ok", {{"batch", std::to_string(b.size())},
@@ -341,7 +361,7 @@ void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
                                   {"ms", std::to_string(ms)},
                                   {"acked", std::to_string(out.acked)},
                                   {"rejected", std::to_string(out.failed)},
-                                  {"connections", std::to_string(client_->connections_opened())}});
+                                  {"connections", std::to_string(r.client->connections_opened())}});
 }
 
 /// A failure: back off (full jitter, at least `floor`), show it, count an attempt on `b`.
@@ -349,6 +369,7 @@ void uploader::impl::succeeded(const batch& b, int http_status, std::int64_t ms,
 void uploader::impl::failed(const batch& b, int http_status, std::string error, std::int64_t ms,
                             std::string_view outcome, std::chrono::milliseconds floor) {
     ++failures_;
+    ++failure_epoch_;
     auto delay =
         std::max(backoff::full_jitter(cfg_.backoff_base, cfg_.backoff_max, failures_ - 1), floor)
             .count();

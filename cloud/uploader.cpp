@@ -85,9 +85,11 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
                 log::warn("cloud.plaintext", {{"url", ep_->origin()},
                                               {"reason", "the service key is sent unencrypted"}});
         }
-        client_ =
-            std::make_unique<http_client>(strand_, *ep_, tls_.get(), cfg_.supabase_service_key,
-                                          lim_.request_timeout, lim_.max_response_bytes);
+        for (std::size_t i = 0; i < std::max<std::size_t>(lim_.requests_in_flight, 1); ++i)
+            clients_.push_back(
+                std::make_unique<http_client>(strand_, *ep_, tls_.get(), cfg_.supabase_service_key,
+                                              lim_.request_timeout, lim_.max_response_bytes));
+        slots_.resize(clients_.size());
     }
     status_.enabled = enabled_;
 
@@ -132,7 +134,7 @@ void uploader::impl::on_start() {
                       if (e)
                           log::error("cloud.uploader.crashed", {{"error", text::what(e)}});
                       log::info("cloud.stopped");
-                      self->finish_stop();
+                      self->finish_stop_if_idle();
                   }));
 }
 
@@ -141,13 +143,18 @@ void uploader::impl::on_stop(std::function<void()> done) {
         stop_waiters_.push_back(std::move(done));
     stopping_ = true;
     wake_.cancel();
-    if (client_)
-        client_->cancel();
+    for (auto& c : clients_)
+        c->cancel();
     for (auto& q : queries_)
         if (auto c = q.lock())
             c->cancel();
     queries_.clear();
-    if (!running_)
+    finish_stop_if_idle();
+}
+
+/// Stopped once the loop has ended and no round is running any more.
+void uploader::impl::finish_stop_if_idle() {
+    if (stopping_ && !running_ && rounds_running() == 0)
         finish_stop();
 }
 
@@ -163,7 +170,7 @@ void uploader::impl::on_highest_seq(std::function<void(std::string, std::uint64_
         return done("the cloud is off (SUPABASE_URL is empty)", 0);
     if (stopping_)
         return done("cancelled", 0);
-    // A connection of its own: the upload loop keeps its one request in flight.
+    // A connection of its own: the upload rounds keep theirs.
     auto client = std::make_shared<http_client>(
         strand_, *ep_, tls_.get(), cfg_.supabase_service_key,
         std::min<std::chrono::milliseconds>(lim_.request_timeout, tuning::cloud_query_timeout),
@@ -262,14 +269,15 @@ net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
     }
 }
 
-/// One turn: wait until due, then read a batch and upload it.
+/// One turn: wait until due and a round may start, then read a batch and start its round.
 net::awaitable<void> uploader::impl::step() {
     auto now = clock_type::now();
     if (cover_ && !paused_ && now >= next_cover_check_ && now >= next_attempt_)
         ask_cover(now);
-    if (!due(now)) {
-        // Sleep until the retry time or the idle poll; notify/sync_now/resume/stop cut it short.
-        wake_.expires_at(wake_at(now));
+    if (!due(now) || !room()) {
+        // Sleep until the retry time or the idle poll; notify/sync_now/resume/stop cut it short,
+        // and so does the end of a round (end_round) when every connection is busy.
+        wake_.expires_at(room() ? wake_at(now) : clock_type::time_point::max());
         co_await wake_.async_wait(as_tuple_awaitable);
         co_return;
     }
@@ -285,12 +293,81 @@ net::awaitable<void> uploader::impl::step() {
         co_return;
     }
     next_poll_ = now + cfg_.cloud_interval; // every read counts as a poll
-    if (recs.empty())
+    if (recs.empty() || stopping_)
         co_return;
-    // After a full success more may be ready (a batch cut by size, or new writes): go on at once.
-    auto op = upload(std::move(recs)); // argument temporaries stay out of the co_await
-    if (co_await std::move(op))
+    auto span = span_of(recs);
+    std::vector<priority_span> running;
+    for (const auto& s : slots_)
+        if (s)
+            running.push_back(*s);
+    if (!may_start_beside(running, span)) {
+        // A lower priority than a round in flight: read again once the running rounds ended.
+        blocked_ = true;
         work_hint_ = true;
+        co_return;
+    }
+    // A full batch: more may be ready, read the next one while this round is in flight.
+    if (recs.size() >= cfg_.cloud_batch_size)
+        work_hint_ = true;
+    start_round(std::move(recs), span);
+}
+
+std::size_t uploader::impl::rounds_running() const {
+    return static_cast<std::size_t>(
+        std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return s.has_value(); }));
+}
+
+/// May the loop read a batch for a new round now?
+bool uploader::impl::room() const {
+    return !blocked_ &&
+           rounds_running() < std::min(slots_.size(), rounds_allowed(slots_.size(), failures_));
+}
+
+/// A round of its own (co_spawn on the strand) on a free connection; its ids are left out of
+/// the next reads until it ends.
+void uploader::impl::start_round(std::vector<outbox::record> recs, priority_span span) {
+    std::size_t slot = 0;
+    while (slots_[slot])
+        ++slot;
+    slots_[slot] = span;
+    std::vector<std::string> ids;
+    for (const auto& r : recs)
+        ids.push_back(r.msg.id);
+    in_flight_ids_.insert(ids.begin(), ids.end());
+    auto self = shared_from_this();
+    net::co_spawn(strand_, run_round(self, std::move(recs), slot),
+                  net::bind_executor(strand_, [self, slot, ids = std::move(ids)](
+                                                  std::exception_ptr e, bool go_on) {
+                      self->end_round(slot, ids, go_on, e);
+                  }));
+}
+
+net::awaitable<bool> uploader::impl::run_round(std::shared_ptr<impl> self,
+                                               std::vector<outbox::record> recs, std::size_t slot) {
+    (void)self; // keeps the impl alive while the round runs
+    round_state r{slot, clients_[slot].get(), 0, failure_epoch_};
+    auto op = upload(r, std::move(recs));
+    co_return co_await std::move(op);
+}
+
+/// A round ended: free its connection and ids, and let the loop look again.
+void uploader::impl::end_round(std::size_t slot, const std::vector<std::string>& ids, bool go_on,
+                               std::exception_ptr e) {
+    slots_[slot].reset();
+    for (const auto& id : ids)
+        in_flight_ids_.erase(id);
+    blocked_ = false;
+    if (e && !stopping_) {
+        // An outbox failure (disk, corruption) or a bug: shown, retried after backoff.
+        auto error = text::what(e);
+        log::error("cloud.upload.error", {{"error", error}});
+        failed({}, 0, "outbox: " + error, 0, {});
+    } else if (go_on) {
+        // After a full success more may be ready (a batch cut by size, or new writes).
+        work_hint_ = true;
+    }
+    wake_.cancel();
+    finish_stop_if_idle();
 }
 
 /// This round's batch: own messages as today, then replicas of the covered origins while the
@@ -299,13 +376,21 @@ net::awaitable<void> uploader::impl::step() {
 /// by run(). cover() runs here, on the strand, once per round.
 net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
     auto origins = ask_cover(clock_type::now());
+    // The ids of running rounds are still ready in the outbox: read past them.
     auto reading = db_.read(
-        [limit = cfg_.cloud_batch_size, pending = include_pending_,
-         origins = std::move(origins)](outbox::store& s) {
-            auto own = s.next_for_cloud(limit, pending);
+        [limit = cfg_.cloud_batch_size, pending = include_pending_, origins = std::move(origins),
+         skip = in_flight_ids_](outbox::store& s) {
+            auto unsent = [&](std::vector<outbox::record> v, std::size_t n) {
+                std::erase_if(v, [&](const outbox::record& r) { return skip.contains(r.msg.id); });
+                if (v.size() > n)
+                    v.resize(n);
+                return v;
+            };
+            auto own = unsent(s.next_for_cloud(limit + skip.size(), pending), limit);
             if (origins.empty() || own.size() >= limit)
                 return own;
-            auto replicas = s.next_replicas_for_cloud(origins, limit - own.size());
+            auto room = limit - own.size();
+            auto replicas = unsent(s.next_replicas_for_cloud(origins, room + skip.size()), room);
             return compose_round(std::move(own), std::move(replicas), limit);
         },
         net::use_awaitable);

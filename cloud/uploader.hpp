@@ -2,11 +2,15 @@
 /// The cloud uploader: sends this lane's ready messages to the Supabase edge function in
 /// batches and records the answers in the outbox (SPEC section 8, docs/cloud.md).
 ///
-/// One request in flight at a time. A batch is CLOUD_BATCH_SIZE messages in seq order, also
-/// capped at tuning::cloud_max_request_bytes. Transient failures (connection errors, timeouts,
-/// 401/403, 404, 408, 429, 5xx, 546, malformed answers) retry forever with full-jitter
-/// exponential backoff between SYNC_BACKOFF_BASE_MS and SYNC_BACKOFF_MAX_MS, reset after a
-/// success; 413 splits the batch. The service key is never logged or shown in status. The rules
+/// Up to tuning::cloud_requests_in_flight requests in flight (one after a failure, until a
+/// request succeeds; rounds of different priority levels never overlap: cloud/pacing.hpp).
+/// A batch is CLOUD_BATCH_SIZE messages in seq order, also capped at
+/// tuning::cloud_max_request_bytes. Each request's deadline adapts to the recent answers
+/// (pacing.hpp request_timeout, at most tuning::cloud_request_timeout). Transient failures
+/// (connection errors, timeouts, 401/403, 404, 408, 429, 5xx, 546, malformed answers) retry forever
+/// with full-jitter exponential backoff between SYNC_BACKOFF_BASE_MS and SYNC_BACKOFF_MAX_MS, reset
+/// after a success; 413 splits the batch. The service key is never logged or shown in status. The
+/// rules
 /// (`is_transient`, `decide`) are in cloud/policy.hpp, pure and tested without sockets.
 ///
 /// Heavy Boost.Beast headers stay in uploader.cpp; this header only forward-declares Asio.
@@ -38,7 +42,8 @@ namespace lanesync::cloud {
 struct status {
     bool enabled = false;
     bool paused = false;
-    bool in_flight = false;
+    bool in_flight = false; ///< a request is unanswered
+    std::size_t requests_in_flight = 0;
     std::optional<std::int64_t> last_success_at_ms;
     std::optional<std::int64_t> last_attempt_at_ms;
     std::string last_error; ///< empty when the last attempt succeeded
@@ -54,7 +59,9 @@ struct status {
 /// Engineering limits of the uploader; the defaults are base/tuning.hpp. Tests shrink them
 /// (a 30 s timeout or 404 floor does not fit in a unit test); the agent uses the defaults.
 struct limits {
-    std::chrono::milliseconds request_timeout = tuning::cloud_request_timeout;
+    std::chrono::milliseconds request_timeout = tuning::cloud_request_timeout; ///< the cap
+    std::chrono::milliseconds request_timeout_floor = tuning::cloud_request_timeout_floor;
+    std::size_t requests_in_flight = tuning::cloud_requests_in_flight;
     std::chrono::milliseconds not_found_retry = tuning::cloud_not_found_retry;
     std::size_t max_request_bytes = tuning::cloud_max_request_bytes;
     std::size_t max_response_bytes = tuning::cloud_max_response_bytes;

@@ -228,6 +228,7 @@ TEST_CASE("keep-alive: batches reuse one connection; a connection the server clo
           "without counting a failure") {
     rig r([](const seen_request& q) { return ack_all(q); });
     r.cfg.cloud_batch_size = 2;
+    r.lim.requests_in_flight = 1; // one round at a time: every request on one connection
     r.publish(6);
     auto retries_before = counter("lanesync_upload_retries_total");
     r.start();
@@ -756,4 +757,93 @@ TEST_CASE("highest_seq: one GET with the lane's ids and the key; the answer or w
     a = ask();
     CHECK(a.error.find("malformed answer") == 0);
     CHECK(up.get_status().requests_ok == 0); // the query is not an upload
+}
+
+// ---- requests in flight (cloud/pacing.hpp) ---------------------------------------------------
+
+TEST_CASE("two rounds in flight: a hung request does not hold back the next batch") {
+    // The first request never gets an answer; the second batch goes out beside it on a second
+    // connection and is acked while the first is still unanswered.
+    rig r([](const seen_request& q) {
+        reply rep = ack_all(q);
+        if (q.index == 0)
+            rep.act = reply::action::hang;
+        return rep;
+    });
+    r.cfg.cloud_batch_size = 5;
+    r.lim.request_timeout = std::chrono::milliseconds(2000);
+    r.publish(10);
+    r.start();
+    REQUIRE(run_until(
+        r.ioc, [&] { return r.counts().cloud_ack == 5; }, 1500ms));
+    CHECK(r.status().requests_in_flight == 1); // the hung one
+    CHECK(r.cloud->connections() == 2);
+    CHECK(r.rec(6).st == state::cloud_ack);
+    CHECK(r.rec(1).st == state::pending);
+    // The hung request times out and its batch is sent again.
+    REQUIRE(r.wait_counts(10));
+    CHECK(r.status().consecutive_failures == 0);
+    // Later batches keep to the two connections (keep-alive per round's connection).
+    r.publish(20);
+    REQUIRE(r.wait_counts(30));
+    CHECK(r.cloud->connections() <= 3); // the timed-out one was closed and reopened
+}
+
+TEST_CASE("a lower-priority batch is not sent while a higher-priority one is unanswered") {
+    std::atomic<bool> release{false};
+    rig r([&](const seen_request& q) {
+        reply rep = ack_all(q);
+        if (q.index == 0 && !release)
+            rep.act = reply::action::hang;
+        return rep;
+    });
+    r.cfg.cloud_batch_size = 3;
+    r.lim.request_timeout = std::chrono::milliseconds(1500);
+    for (auto p : {protocol::priority::high, protocol::priority::normal}) {
+        for (int i = 0; i < 3; ++i) {
+            protocol::publish_request req;
+            req.topic = "transaction";
+            req.data = R"({"sku":"A1","qty":1})";
+            req.prio = p;
+            auto out = outbox::publish_sync(*r.store, req);
+            REQUIRE(out.k == outbox::publish_outcome::created);
+            r.published.push_back(out.rec);
+        }
+    }
+    r.start();
+    REQUIRE(run_until(r.ioc, [&] { return r.cloud->requests().size() == 1; }));
+    // The high batch hangs: the normal one waits for its answer (here: its timeout).
+    run_for(r.ioc, 300ms);
+    CHECK(r.cloud->requests().size() == 1);
+    release = true;
+    REQUIRE(r.wait_counts(6));
+    const auto& seen = r.cloud->requests();
+    REQUIRE(seen.size() >= 3);
+    // After the timeout the high batch went again before the normal one.
+    CHECK(seen[1].seqs().front() == 1);
+    CHECK(seen.back().seqs().front() == 4);
+}
+
+TEST_CASE("a success beside a failure does not end that failure's backoff") {
+    // The batch of seq 1 gets a 404 (retried no sooner than the not-found floor); the batch of
+    // seq 3, sent beside it, succeeds. That success must not cut the 404's wait short.
+    std::atomic<int> not_found{0};
+    rig r([&](const seen_request& q) {
+        if (q.seqs().front() == 1 && not_found++ == 0)
+            return status_only(404, "not deployed");
+        return ack_all(q);
+    });
+    r.cfg.cloud_batch_size = 2;
+    r.publish(4);
+    r.start();
+    REQUIRE(r.wait_counts(4));
+    const auto& seen = r.cloud->requests();
+    REQUIRE(seen.size() == 3);
+    std::vector<std::chrono::steady_clock::time_point> firsts;
+    for (const auto& q : seen)
+        if (q.seqs().front() == 1)
+            firsts.push_back(q.at);
+    REQUIRE(firsts.size() == 2);
+    CHECK(std::chrono::duration<double, std::milli>(firsts[1] - firsts[0]).count() >= 295.0);
+    CHECK(r.status().consecutive_failures == 0);
 }

@@ -14,10 +14,16 @@ export interface Result {
   error?: string;
 }
 
-/** Opens the connection pool. The function connects as the database owner, so RLS does not apply. */
-export function connect(url: string): Sql {
+/** Connections per function instance unless LANESYNC_DB_POOL_MAX says otherwise. */
+export const DEFAULT_POOL_MAX = 5;
+
+/**
+ * Opens the connection pool of at most `max` connections. The function connects as the
+ * database owner, so RLS does not apply.
+ */
+export function connect(url: string, max: number = DEFAULT_POOL_MAX): Sql {
   return postgres(url, {
-    max: 5,
+    max,
     idle_timeout: 30,
     connect_timeout: 10,
     // Named prepared statements do not survive a transaction-mode pooler (Supavisor).

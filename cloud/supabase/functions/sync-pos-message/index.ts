@@ -8,11 +8,12 @@
 //   SUPABASE_DB_URL            Postgres URL of the database owner (hosted Supabase sets it)
 //   LANESYNC_SERVICE_KEY       the key callers must present; if unset, SUPABASE_SERVICE_ROLE_KEY
 //   LANESYNC_MAX_BODY_BYTES    request body limit, default 6 MiB
+//   LANESYNC_DB_POOL_MAX       Postgres connections of this instance, default 5
 // Local cloud only (the hosted Edge Runtime picks its own listener):
 //   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
 //   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
 
-import { applyBatch, connect, highestSeq, isUnavailable } from "./db.ts";
+import { applyBatch, connect, DEFAULT_POOL_MAX, highestSeq, isUnavailable } from "./db.ts";
 import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
 
 function env(name: string): string | undefined {
@@ -34,7 +35,13 @@ if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
   fail(`LANESYNC_MAX_BODY_BYTES must be a positive integer, got "${maxBodyText}"`);
 }
 
-const sql = connect(dbUrl);
+const poolText = env("LANESYNC_DB_POOL_MAX");
+const poolMax = poolText === undefined ? DEFAULT_POOL_MAX : Number(poolText);
+if (!Number.isSafeInteger(poolMax) || poolMax < 1 || poolMax > 1000) {
+  fail(`LANESYNC_DB_POOL_MAX must be an integer from 1 to 1000, got "${poolText}"`);
+}
+
+const sql = connect(dbUrl, poolMax);
 const handler = createHandler({
   serviceKey,
   maxBodyBytes,

@@ -34,9 +34,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lanes import REPO as ROOT, Cloud, child_env  # noqa: E402
 
 FULL = {"lanes": [100, 250, 500], "duration": 12.0, "warmup": 2.0, "stores": 5,
-        "pools": [10, 20], "lane_rates": [2, 10], "batch": 50}
+        "pools": [10, 20], "lane_rates": [2, 10], "batch": 50,
+        "claims_probe": (200, 50, 5)}
 SMOKE = {"lanes": [20], "duration": 1.5, "warmup": 0.5, "stores": 2, "pools": [],
-         "lane_rates": [5], "batch": 50}
+         "lane_rates": [5], "batch": 50, "claims_probe": None}
 TICK = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.25
 
@@ -212,11 +213,13 @@ def window_stats(samples, start, end):
 def enable_statement_stats(cloud):
     """pg_stat_statements (track = all) and WAL timing: needs a restart of PostgreSQL."""
     cloud.psql("alter system set shared_preload_libraries = 'pg_stat_statements'")
-    cloud.psql("alter system set pg_stat_statements.track = 'all'")
     cloud.psql("alter system set track_wal_io_timing = on")
     cloud.down("db")
     cloud.up()
     cloud.psql("create extension if not exists pg_stat_statements")
+    # Known only once the library is loaded.
+    cloud.psql("alter system set pg_stat_statements.track = 'all'")
+    cloud.psql("select pg_reload_conf()")
 
 
 def reset_stats(psql, statements):
@@ -246,6 +249,35 @@ def db_stats(psql, before, statements):
         out["statements"] = [{"calls": int(r[0]), "total_ms": float(r[1]),
                               "mean_ms": float(r[2]), "rows": int(r[3]), "query": r[4]}
                              for r in rows]
+    return out
+
+
+def claims_probe(psql, tx, batch, rounds):
+    """Per-message insert cost of today's pos_messages against a partitioned one with a
+    message_ids table (scripts/bench/claims_probe.sql), alternating, one session."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "claims_probe.sql")) as f:
+        psql.rows(f.read())
+    kinds = ("today", "claimed", "parted")
+    out = {"tx": tx, "batch": batch, "rounds": rounds, "us_per_msg": {k: [] for k in kinds}}
+    try:
+        seq = 0
+        for i in range(rounds):
+            for kind in kinds[i % 3:] + kinds[:i % 3]:
+                t = time.monotonic()
+                psql.rows(f"call lanesync_bench.fill('{kind}', {tx}, {batch}, {seq})")
+                out["us_per_msg"][kind].append(1e6 * (time.monotonic() - t) / (tx * batch))
+                seq += tx * batch
+        sizes = psql.rows("""
+            select pg_total_relation_size('lanesync_bench.today'),
+                   pg_total_relation_size('lanesync_bench.message_ids'),
+                   pg_relation_size('lanesync_bench.message_ids_pkey'),
+                   (select count(*) from lanesync_bench.today)""")[0]
+        n = int(sizes[3])
+        out["bytes_per_msg"] = {"today_total": int(sizes[0]) / n,
+                                "message_ids_total": int(sizes[1]) / n,
+                                "message_ids_pkey": int(sizes[2]) / n}
+    finally:
+        psql.rows("drop schema if exists lanesync_bench cascade")
     return out
 
 
@@ -326,6 +358,11 @@ def top_wait(h, n=2):
     return ", ".join(f"{w} {100 * s:.0f}%" for w, s in list(h.get("wait_share", {}).items())[:n])
 
 
+def per_msg(pct, r):
+    """CPU microseconds per message answered from a % of one core."""
+    return f"{pct * 1e4 / r['msgs_per_s']:.0f}" if r.get("msgs_per_s") else "-"
+
+
 def table_rows(res):
     rows = []
     for r in res["runs"]:
@@ -339,7 +376,8 @@ def table_rows(res):
                f"{r.get('backlog_at_end', 0):,}" if rate else "-", errors_text(r),
                f"{h.get('deno_cpu_pct', 0):.0f} ({h.get('deno_top_thread_pct', 0):.0f})",
                f"{h.get('pg_cpu_pct', 0):.0f}", f"{100 * r['loadgen_cpu_share']:.0f}",
-               f"{h.get('machine_busy_pct', 0):.0f}",
+               per_msg(h.get("deno_cpu_pct", 0), r), per_msg(h.get("pg_cpu_pct", 0), r),
+               f"{max(0, h.get('machine_busy_pct', 0) - h.get('deno_cpu_pct', 0) - h.get('pg_cpu_pct', 0) - 100 * r['loadgen_cpu_share']):.0f}",
                f"{h.get('active_avg', 0):.1f}/{h.get('connections_max', 0)}",
                f"{h.get('ungranted_locks_avg', 0):.1f}", top_wait(h)]
         rows.append(row)
@@ -363,18 +401,21 @@ def print_table(res):
           f"{res['host']['cores']} cores, load average {res['host']['loadavg']:.2f} at start")
     print("request latency (ms) from send to answer; msg p50/p99 (rate rows): from each "
           "message's creation to its answer; CPU in % of one core (Deno: all threads (busiest "
-          "thread)); machine: every process on it; pg act: active backends avg / connections "
-          "max; locks: ungranted pg_locks avg")
+          "thread)); deno/pg us: CPU microseconds per message; others %: every other process "
+          "on the machine (noise); pg act: active backends avg / connections max; locks: "
+          "ungranted pg_locks avg")
     header = ["row", "lanes", "pool", "msg/s", "req/s", "req p50", "p99", "max", "msg p50/p99",
-              "backlog", "errors", "deno %", "pg %", "gen %", "machine %", "pg act", "locks",
-              "backends waited on (share of non-idle samples)"]
+              "backlog", "errors", "deno %", "pg %", "gen %", "deno us", "pg us", "others %",
+              "pg act", "locks", "backends waited on (share of non-idle samples)"]
     print_rows(header, table_rows(res))
     big = max(res["runs"], key=lambda r: (r["msgs_per_s"] if not r.get("lane_rate") else 0))
     db = big["db"]
+    sync_ms = (f", {db['wal_sync_ms'] / max(db['wal_syncs'], 1):.2f} ms each"
+               if db["wal_sync_ms"] else "")
     print()
     print(f"at {big['lanes']} lanes, pool {big['pool']}: {db['commits']:,} commits, "
           f"{db['wal_syncs']:,} WAL syncs ({db['commits'] / max(db['wal_syncs'], 1):.1f} commits "
-          f"per sync, {db['wal_sync_ms'] / max(db['wal_syncs'], 1):.2f} ms each), "
+          f"per sync{sync_ms}), "
           f"{db['wal_bytes'] / max(big['stored'], 1):,.0f} WAL bytes per stored message")
     if db.get("statements"):
         print("statements by total time (pg_stat_statements, track = all; nested ones are "
@@ -382,6 +423,24 @@ def print_table(res):
         print_rows(["calls", "total ms", "mean ms", "query"],
                    [[f"{s['calls']:,}", f"{s['total_ms']:,.0f}", f"{s['mean_ms']:.3f}",
                      s["query"]] for s in db["statements"]])
+    print_claims(res)
+
+
+def print_claims(res):
+    c = res.get("claims_probe")
+    if not c:
+        return
+    med = lambda v: sorted(v)[len(v) // 2]
+    u = {k: med(v) for k, v in c["us_per_msg"].items()}
+    b = c["bytes_per_msg"]
+    print()
+    print(f"claims probe (one session, {c['tx']} commits of {c['batch']} messages, median of "
+          f"{c['rounds']} rounds in rotating order), insert cost per message:")
+    print(f"  today's pos_messages {u['today']:.1f} us; + a message_ids claim {u['claimed']:.1f} "
+          f"us ({u['claimed'] / u['today']:.2f}x); partitioned by hash(store_id) 8 ways + claim "
+          f"{u['parted']:.1f} us ({u['parted'] / u['today']:.2f}x)")
+    print(f"  bytes per message: message_ids {b['message_ids_total']:.0f} (its index "
+          f"{b['message_ids_pkey']:.0f}), pos_messages with its indexes {b['today_total']:.0f}")
 
 
 def problems(res):
@@ -408,6 +467,8 @@ def main():
                     "count (2,10); 'none' for none")
     ap.add_argument("--no-stats", action="store_true",
                     help="no pg_stat_statements (saves a PostgreSQL restart)")
+    ap.add_argument("--no-claims-probe", action="store_true",
+                    help="skip the insert-cost probe of a partitioned pos_messages")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     a = ap.parse_args()
     cfg = dict(SMOKE if a.smoke else FULL)
@@ -450,6 +511,9 @@ def main():
         for pool in cfg["pools"]:
             fleet.restart_function(pool)
             res["runs"].append(fleet.run(top, pool))
+        if cfg["claims_probe"] and not a.no_claims_probe:
+            log("claims probe: today's pos_messages against partitioned + message_ids")
+            res["claims_probe"] = claims_probe(psql, *cfg["claims_probe"])
     finally:
         if psql:
             psql.close()

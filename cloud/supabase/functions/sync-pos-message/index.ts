@@ -13,7 +13,7 @@
 //   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
 //   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
 
-import { applyBatch, connect, DEFAULT_POOL_MAX, highestSeq, isUnavailable } from "./db.ts";
+import { applyBatch, connect, highestSeq, isUnavailable, poolMaxFrom } from "./db.ts";
 import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
 
 function env(name: string): string | undefined {
@@ -35,10 +35,11 @@ if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
   fail(`LANESYNC_MAX_BODY_BYTES must be a positive integer, got "${maxBodyText}"`);
 }
 
-const poolText = env("LANESYNC_DB_POOL_MAX");
-const poolMax = poolText === undefined ? DEFAULT_POOL_MAX : Number(poolText);
-if (!Number.isSafeInteger(poolMax) || poolMax < 1 || poolMax > 1000) {
-  fail(`LANESYNC_DB_POOL_MAX must be an integer from 1 to 1000, got "${poolText}"`);
+let poolMax = 0;
+try {
+  poolMax = poolMaxFrom(env("LANESYNC_DB_POOL_MAX"));
+} catch (err) {
+  fail((err as Error).message);
 }
 
 const sql = connect(dbUrl, poolMax);

@@ -6,7 +6,8 @@
 // connection is busy still counts from when it should have gone out (no coordinated
 // omission). Closed loop (--inflight K): K requests in flight on K connections, latency from
 // the actual send. --timestamps FILE reads ids and reports each message's peer_acked_at minus
-// created_at as the lane recorded them (millisecond resolution). Prints one JSON line.
+// created_at as the lane recorded them (millisecond resolution). --fleet drives the edge
+// function as many lanes instead (loadgen_fleet.cpp). Prints one JSON line.
 #include "bench/loadgen.hpp"
 
 #include "cloud/http_client.hpp"

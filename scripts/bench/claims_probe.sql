@@ -17,7 +17,8 @@ create table lanesync_bench.message_ids (
   message_id uuid primary key,
   store_id   text not null
 );
-create table lanesync_bench.parted (like public.pos_messages including defaults including constraints)
+create table lanesync_bench.parted
+  (like public.pos_messages including defaults including constraints)
   partition by hash (store_id);
 alter table lanesync_bench.parted add primary key (store_id, message_id),
   add unique (store_id, terminal_id, seq);
@@ -46,7 +47,11 @@ declare
   v_id    uuid;
   v_store text;
   v_seq   bigint := p_start;
-  v_data  jsonb := '{"transaction_id":"R-00000001","currency":"EUR","total":11.14,"items":[{"sku":"4006381333931","qty":2,"price":1.99},{"sku":"5000112637922","qty":1,"price":4.49},{"sku":"8710398512343","qty":3,"price":0.89}],"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}';
+  v_data  jsonb := ('{"transaction_id":"R-00000001","currency":"EUR","total":11.14,"items":['
+                    '{"sku":"4006381333931","qty":2,"price":1.99},'
+                    '{"sku":"5000112637922","qty":1,"price":4.49},'
+                    '{"sku":"8710398512343","qty":3,"price":0.89}],'
+                    '"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}')::jsonb;
 begin
   for t in 1..p_tx loop
     v_store := 'st-' || (t % 5);
@@ -66,14 +71,38 @@ begin
         insert into lanesync_bench.message_ids (message_id, store_id) values (v_id, v_store)
         on conflict do nothing;
         if found then
-          insert into lanesync_bench.parted
-            (message_id, store_id, terminal_id, seq, topic, priority, data, created_at, peer_acked_at)
-          values (v_id, v_store, 'T' || (t % 100), v_seq, 'transaction', 'high', v_data, now(), now())
+          insert into lanesync_bench.parted (message_id, store_id, terminal_id, seq, topic,
+                                             priority, data, created_at, peer_acked_at)
+          values (v_id, v_store, 'T' || (t % 100), v_seq, 'transaction', 'high', v_data, now(),
+                  now())
           on conflict do nothing;
         end if;
       end if;
     end loop;
     commit;
+  end loop;
+end
+$$;
+
+-- The lane lock as apply_message takes it (lanesync.lock_lane: a SQL function with
+-- `set search_path = ''`, which PostgreSQL can neither inline nor keep a plan of across
+-- calls) against the same lock in a SQL function without the SET clause (operators and
+-- functions schema-qualified instead), which the planner inlines.
+create function lanesync_bench.lock_lane_inlined(p_store text, p_terminal text) returns void
+language sql volatile as $$
+  select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
+    'lanesync.lane/' operator(pg_catalog.||) p_store operator(pg_catalog.||) '/'
+    operator(pg_catalog.||) p_terminal, 0))
+$$;
+create procedure lanesync_bench.locks(p_kind text, p_calls int) language plpgsql
+set search_path = '' as $$
+begin
+  for i in 1..p_calls loop
+    if p_kind = 'lock_lane' then
+      perform lanesync.lock_lane('st-1', 'T' || (i % 500));
+    else
+      perform lanesync_bench.lock_lane_inlined('st-1', 'T' || (i % 500));
+    end if;
   end loop;
 end
 $$;

@@ -6,7 +6,8 @@
 // connection is busy still counts from when it should have gone out (no coordinated
 // omission). Closed loop (--inflight K): K requests in flight on K connections, latency from
 // the actual send. --timestamps FILE reads ids and reports each message's peer_acked_at minus
-// created_at as the lane recorded them (millisecond resolution). Prints one JSON line.
+// created_at as the lane recorded them (millisecond resolution). --fleet drives the edge
+// function as many lanes instead (loadgen_fleet.cpp). Prints one JSON line.
 #include "bench/loadgen.hpp"
 
 #include "cloud/http_client.hpp"
@@ -456,6 +457,7 @@ nlohmann::json run_jetstream(const options&) {
 int main(int argc, char** argv) {
     using namespace lanesync::bench;
     options o;
+    fleet_options f;
     CLI::App app{"lanesync_loadgen: open- or closed-loop load on a lane's local API or a "
                  "JetStream stream; prints one JSON line of results"};
 #ifdef LANESYNC_LOADGEN_JETSTREAM
@@ -466,15 +468,16 @@ int main(int argc, char** argv) {
                "when skipped), 1 runtime failure, 2 usage.");
 #endif
     add_options(app, o);
+    add_fleet_options(app, f);
     try {
         app.parse(argc, argv);
-        check_options(o);
+        f.on ? check_fleet(o, f) : check_options(o);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     }
-    auto line = describe(o);
+    auto line = f.on ? nlohmann::json::object() : describe(o);
     try {
-        line.update(o.jetstream.empty() ? run_http(o) : run_jetstream(o));
+        line.update(f.on ? run_fleet(o, f) : o.jetstream.empty() ? run_http(o) : run_jetstream(o));
     } catch (const std::exception& e) {
         line["fatal"] = e.what();
         std::cout << line.dump() << std::endl;

@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 namespace lanesync::bench {
 
 using clock_type = std::chrono::steady_clock;
@@ -78,6 +82,29 @@ private:
 
 /// The data object of sale number `i`: receipt, lines, totals, about `bytes` long.
 std::string sale_json(std::size_t i, std::size_t bytes);
+
+/// --fleet (loadgen_fleet.cpp): many simulated lanes uploading to the edge function the way the
+/// uploader does: one keep-alive connection and one request in flight per lane, batches of
+/// CLOUD_BATCH_SIZE encoded by cloud::wire, each lane's seqs gap-free from the cloud's highest.
+struct fleet_options {
+    bool on = false;
+    std::size_t lanes = 100;
+    std::size_t stores = 5;
+    std::size_t batch = 50; ///< CLOUD_BATCH_SIZE: most messages per request
+    double lane_rate = 0;   ///< messages/s each lane produces; 0 = every lane has a backlog
+    double warmup_s = 1;    ///< answers in the first seconds are not counted
+    std::string key_file;   ///< the service key (never printed)
+    std::string ca_file;    ///< https: an extra CA (SUPABASE_CA_FILE)
+    std::string function = "sync-pos-message";
+    std::string id_prefix = "fleet"; ///< store ids <prefix>-s01..., terminal ids T0001...
+    std::uint32_t request_timeout_ms = 30000;
+    std::uint32_t retry_ms = 200; ///< pause before a failed request is sent again
+};
+void add_fleet_options(CLI::App& app, fleet_options& f);
+/// Throws CLI::ValidationError for a usage error.
+void check_fleet(const options& o, const fleet_options& f);
+/// The whole result line of a fleet run.
+nlohmann::json run_fleet(const options& o, const fleet_options& f);
 
 /// Runs `o` against a JetStream stream (creating it when missing); the result line without
 /// the common fields. Defined only when built with libnats.

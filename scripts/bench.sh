@@ -5,7 +5,7 @@
 set -euo pipefail
 usage() {
   cat <<'USAGE'
-usage: scripts/bench.sh [--smoke] [--no-cloud] [--jetstream] [--store-only] [--help]
+usage: scripts/bench.sh [--smoke] [--no-cloud] [--jetstream] [--store-only] [--fleet] [--help]
 
 Prints three tables:
   1. outbox group commit: msgs/s, msgs per fsync, p50/p99 publish latency at 1..256 concurrent
@@ -24,6 +24,10 @@ Prints three tables:
                 server (R1), on loopback, same client and schedules; installs the Debian
                 packages nats-server and libnats-dev when missing (apt-get, needs root)
   --store-only  only table 3
+  --fleet       only the fleet table (scripts/bench/fleet_bench.py): 100, 250 and 500 simulated
+                lanes uploading at once through the local cloud's edge function (Deno) to its
+                PostgreSQL, with CPU, connections, waits and statement times; with --smoke, 20
+                lanes for 1.5 s
 Speed figures live here, never in unit tests. docs/benchmarks.md explains each row.
 USAGE
 }
@@ -33,6 +37,7 @@ e2e=()
 store=()
 jetstream=0
 store_only=0
+fleet=0
 for a in "$@"; do
   case "$a" in
     --help|-h) usage; exit 0 ;;
@@ -40,6 +45,7 @@ for a in "$@"; do
     --no-cloud) e2e+=(--no-cloud) ;;
     --jetstream) jetstream=1; store+=(--jetstream) ;;
     --store-only) store_only=1 ;;
+    --fleet) fleet=1 ;;
     *) echo "bench.sh: unknown option $a" >&2; usage >&2; exit 2 ;;
   esac
 done
@@ -59,6 +65,11 @@ install_jetstream() {
 ((jetstream)) && install_jetstream
 
 "$root/scripts/build.sh" >/dev/null
+if ((fleet)); then
+  echo "== fleet of lanes uploading to the local cloud (scripts/bench/fleet_bench.py)"
+  exec python3 "$root/scripts/bench/fleet_bench.py" --loadgen "$root/build/bench/lanesync_loadgen" \
+    "${smoke[@]}"
+fi
 if ((!store_only)); then
   echo "== outbox group commit (bench/outbox_bench)"
   "$root/build/bench/outbox_bench" "${smoke[@]}"

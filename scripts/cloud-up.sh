@@ -37,6 +37,8 @@ Environment:
   CLOUD_API_PORT   function port (default 54321, or the one used last time in CLOUD_DIR)
   CLOUD_DB_PORT    PostgreSQL port (default 54322, or the one used last time in CLOUD_DIR)
   PG_BINDIR        PostgreSQL server binaries (default: newest /usr/lib/postgresql/*/bin)
+  LANESYNC_DB_POOL_MAX  the function's PostgreSQL connections (default 5); a running
+                   function started with another value is restarted
 
 Logs: $CLOUD_DIR/logs/functions.log and $CLOUD_DIR/logs/postgres.log.
 Exit status: 0 when the function answers; 1 on failure; 2 on a usage error.
@@ -226,7 +228,7 @@ if [ "$TLS" = 1 ] && ! [ -s "$TLS_DIR/server.pem" ]; then make_tls; fi
 if [ "$TLS" = 1 ]; then SCHEME=https; else SCHEME=http; fi
 BASE_URL="$SCHEME://127.0.0.1:$API_PORT"
 FN_URL="$BASE_URL/functions/v1/sync-pos-message"
-MODE="$API_PORT $TLS"
+MODE="$API_PORT $TLS${LANESYNC_DB_POOL_MAX:+ pool=$LANESYNC_DB_POOL_MAX}"
 
 if fn_pid >/dev/null && [ "$(cat "$FN_MODEFILE" 2>/dev/null)" != "$MODE" ]; then
   log "function runs with other settings; restarting it"
@@ -244,6 +246,7 @@ if ! fn_pid >/dev/null; then
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$FN_PIDFILE" \
     env SUPABASE_DB_URL="$DB_URL" LANESYNC_SERVICE_KEY="$SERVICE_KEY" \
     LANESYNC_LISTEN_HOST=127.0.0.1 LANESYNC_LISTEN_PORT="$API_PORT" "${tls_env[@]}" \
+    LANESYNC_DB_POOL_MAX="${LANESYNC_DB_POOL_MAX:-}" \
     DENO_DIR="$CLOUD_DIR/deno" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 \
     "$DENO" run --config "$LOCAL_DIR/deno.json" --no-remote --no-prompt \
     --allow-net=127.0.0.1 --allow-env --allow-read="$TLS_DIR" "$FUNCTION_DIR/index.ts" \

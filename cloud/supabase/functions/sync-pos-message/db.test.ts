@@ -1,7 +1,7 @@
 // Unit tests of the pure parts of db.ts (no database).
 
 import assert from "node:assert/strict";
-import { seqFromText } from "./db.ts";
+import { DEFAULT_POOL_MAX, poolMaxFrom, seqFromText } from "./db.ts";
 
 Deno.test("seqFromText: bigint text to an exact number, or an error", () => {
   assert.equal(seqFromText("0"), 0);
@@ -11,5 +11,15 @@ Deno.test("seqFromText: bigint text to an exact number, or an error", () => {
   assert.throws(() => seqFromText("99999999999999999999"), /beyond 2\^53 - 1/);
   for (const bad of ["", "-1", "01", "1.5", "1e3", " 1", null, undefined, 5]) {
     assert.throws(() => seqFromText(bad), /expected a non-negative integer/, String(bad));
+  }
+});
+
+Deno.test("poolMaxFrom: LANESYNC_DB_POOL_MAX as a pool size, the default when unset, or an error", () => {
+  assert.equal(poolMaxFrom(undefined), DEFAULT_POOL_MAX);
+  assert.equal(poolMaxFrom("1"), 1);
+  assert.equal(poolMaxFrom("20"), 20);
+  assert.equal(poolMaxFrom("1000"), 1000);
+  for (const bad of ["0", "1001", "-1", "2.5", "1e2", " 5", "five", ""]) {
+    assert.throws(() => poolMaxFrom(bad), /LANESYNC_DB_POOL_MAX must be an integer from 1 to 1000/, bad);
   }
 });

@@ -14,10 +14,26 @@ export interface Result {
   error?: string;
 }
 
-/** Opens the connection pool. The function connects as the database owner, so RLS does not apply. */
-export function connect(url: string): Sql {
+/** Connections per function instance unless LANESYNC_DB_POOL_MAX says otherwise. */
+export const DEFAULT_POOL_MAX = 5;
+
+/** The pool size from LANESYNC_DB_POOL_MAX (undefined: the default); throws when it is not 1..1000. */
+export function poolMaxFrom(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_POOL_MAX;
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 1000) {
+    throw new Error(`LANESYNC_DB_POOL_MAX must be an integer from 1 to 1000, got "${text}"`);
+  }
+  return n;
+}
+
+/**
+ * Opens the connection pool of at most `max` connections. The function connects as the
+ * database owner, so RLS does not apply.
+ */
+export function connect(url: string, max: number = DEFAULT_POOL_MAX): Sql {
   return postgres(url, {
-    max: 5,
+    max,
     idle_timeout: 30,
     connect_timeout: 10,
     // Named prepared statements do not survive a transaction-mode pooler (Supavisor).

@@ -8,11 +8,12 @@
 //   SUPABASE_DB_URL            Postgres URL of the database owner (hosted Supabase sets it)
 //   LANESYNC_SERVICE_KEY       the key callers must present; if unset, SUPABASE_SERVICE_ROLE_KEY
 //   LANESYNC_MAX_BODY_BYTES    request body limit, default 6 MiB
+//   LANESYNC_DB_POOL_MAX       Postgres connections of this instance, default 5
 // Local cloud only (the hosted Edge Runtime picks its own listener):
 //   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
 //   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
 
-import { applyBatch, connect, highestSeq, isUnavailable } from "./db.ts";
+import { applyBatch, connect, highestSeq, isUnavailable, poolMaxFrom } from "./db.ts";
 import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
 
 function env(name: string): string | undefined {
@@ -34,7 +35,14 @@ if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
   fail(`LANESYNC_MAX_BODY_BYTES must be a positive integer, got "${maxBodyText}"`);
 }
 
-const sql = connect(dbUrl);
+let poolMax = 0;
+try {
+  poolMax = poolMaxFrom(env("LANESYNC_DB_POOL_MAX"));
+} catch (err) {
+  fail((err as Error).message);
+}
+
+const sql = connect(dbUrl, poolMax);
 const handler = createHandler({
   serviceKey,
   maxBodyBytes,

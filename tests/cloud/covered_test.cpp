@@ -151,11 +151,13 @@ std::string who_all(const std::vector<nlohmann::json>& ms) {
 } // namespace
 
 TEST_CASE("covered replicas go up after the own messages, priority first, with uploadedBy") {
+    // Declared before the lane: cover() may be asked until the lane's destructor has stopped
+    // the uploader.
+    std::atomic<int> calls{0};
     lane l([](const seen_request& q) { return ack_all(q); });
     l.publish(2);
     l.hold("L3", {P::normal, P::critical, P::normal});
     auto before = covered_metric("L3");
-    std::atomic<int> calls{0};
     l.start([&] {
         ++calls;
         return std::vector<std::string>{"L3"};
@@ -271,12 +273,12 @@ TEST_CASE("an id held as own and as a replica goes up once per request") {
 }
 
 TEST_CASE("cover() is asked every round: a lane taken over later is covered from then on") {
+    std::mutex m; // before the lane: cover() may be asked until the uploader has stopped
+    std::vector<std::string> now; // what the lane's takeover rule says at the moment
     lane l([](const seen_request& q) { return ack_all(q); });
     l.publish(1);
     l.hold("L3", {P::normal});
     l.hold("L4", {P::normal});
-    std::mutex m;
-    std::vector<std::string> now; // what the lane's takeover rule says at the moment
     l.start([&] {
         std::lock_guard lock(m);
         return now;
@@ -294,12 +296,12 @@ TEST_CASE("cover() is asked every round: a lane taken over later is covered from
 }
 
 TEST_CASE("a changed cover set is seen between rounds without notify() or the idle poll") {
+    std::mutex m; // before the lane: cover() is asked every 50 ms until the uploader stopped
+    std::vector<std::string> now;
+    std::atomic<int> asked{0};
     lane l([](const seen_request& q) { return ack_all(q); });
     l.lim.cover_check = 50ms; // the idle poll stays at 60 s
     l.hold("L3", {P::normal, P::normal});
-    std::mutex m;
-    std::vector<std::string> now;
-    std::atomic<int> asked{0};
     l.start([&] {
         ++asked;
         std::lock_guard lock(m);

@@ -34,6 +34,11 @@ def consecutive_free_ports(n):
     raise RuntimeError("no run of free ports found")
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def read_env(path):
     out = {}
     with open(path) as f:
@@ -72,7 +77,8 @@ class InitStore(StoreTestCase):
             others = [f"ws://127.0.0.1:{port + j}/v1/peer" for j in range(3) if j != i]
             self.assertEqual(e["PEER_TERMINALS"], ",".join(others))
             # Every key written is explained by a comment naming it.
-            text = open(path).read()
+            with open(path) as f:
+                text = f.read()
             for key in e:
                 self.assertRegex(text, rf"#.*\b{key}\b", key)
             self.assertNotIn(e["PEER_SECRET"], r.stdout + r.stderr)
@@ -95,10 +101,12 @@ class InitStore(StoreTestCase):
             lanes.append(ln)
         for ln in lanes:
             ln.start()
-        mid = lanes[0].publish(data={"total": 4.5})["id"]
-        wait_for(lambda: lanes[0].message(mid)["state"] == "peer_ack", 30, "peer_ack on L1")
+        r = lanes[0].publish(data={"total": 4.5})
+        self.assertEqual(r.status, 201, r.body)
+        mid = r.json()["id"]
+        wait_for(lambda: lanes[0].message(mid).json()["state"] == "peer_ack", 30, "peer_ack on L1")
         for ln in lanes[1:]:
-            wait_for(lambda ln=ln: ln.counts()["replicas"].get("L1") == 1, 30, f"replica on {ln.id}")
+            wait_for(lambda ln=ln: ln.status()["replicas"].get("L1", 0) == 1, 30, f"replica on {ln.id}")
         # The default OUTBOX_PATH (data/L1.db) is relative to the working directory.
         self.assertTrue(os.path.exists(os.path.join(self.store.dir, "data", "L1.db")))
 
@@ -106,14 +114,14 @@ class InitStore(StoreTestCase):
         d = os.path.join(self.store.dir, "etc")
         r = self.init_store("--dir", d, "--lanes", "L1,L2")
         self.assertEqual(r.returncode, 0, r.stderr)
-        before = {f: open(os.path.join(d, f)).read() for f in os.listdir(d)}
+        before = {f: read_text(os.path.join(d, f)) for f in os.listdir(d)}
         self.assertEqual(sorted(before), ["L1.env", "L2.env"])
         r = self.init_store("--dir", d, "--lanes", "L1,L2,L3")
         self.assertEqual(r.returncode, 2)
         self.assertIn("L1.env exists (use --force to overwrite)", r.stderr)
         self.assertIn("L2.env exists", r.stderr)
         # Nothing written, not even the new L3.
-        self.assertEqual({f: open(os.path.join(d, f)).read() for f in os.listdir(d)}, before)
+        self.assertEqual({f: read_text(os.path.join(d, f)) for f in os.listdir(d)}, before)
         r = self.init_store("--dir", d, "--lanes", "L1,L2", "--force")
         self.assertEqual(r.returncode, 0, r.stderr)
         after = read_env(os.path.join(d, "L1.env"))

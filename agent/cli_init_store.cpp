@@ -119,6 +119,8 @@ int cmd_init_store(const init_args& a) {
     }
     const auto owner = lanesync_owner();
     fs::path dir_abs = fs::absolute(dir, ec);
+    if (ec)
+        dir_abs = dir; // only for the messages below
     for (const auto& f : *files) {
         if (auto why = write_private(dir / f.filename, f.text, owner); !why.empty()) {
             std::cerr << "init-store: " << why << "\n";

@@ -40,7 +40,7 @@ int run_cli(int argc, char** argv) {
         cli::add_agent(app),        cli::add_publish(app),  cli::add_status(app),
         cli::add_retry(app),        cli::add_sync_now(app), cli::add_pause(app),
         cli::add_resume(app),       cli::add_rebuild(app),  cli::add_prune(app),
-        cli::add_check_config(app), cli::add_check_db(app),
+        cli::add_check_config(app), cli::add_check_db(app), cli::add_init_store(app),
     };
 
     if (unknown_command(argc, argv, commands))

@@ -4,6 +4,7 @@
 
 #include "agent/node.hpp"
 #include "base/log.hpp"
+#include "conf/file_access.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -22,6 +23,8 @@ int cmd_agent(const std::string& env) {
     log::configure({lvl, l->cfg.log_json, l->cfg.terminal_id});
     for (const auto& w : l->warnings)
         log::warn("config.warning", {{"warning", w.text}});
+    if (auto w = conf::check_secret_file(env))
+        log::warn("config.warning", {{"warning", *w}});
     return run_agent(l->cfg);
 }
 
@@ -35,6 +38,8 @@ int cmd_check_config(const std::string& env) {
               << (c.cloud_enabled() ? "on" : "off") << "\n";
     for (const auto& w : l->warnings)
         std::cout << "warning: " << w.text << "\n";
+    if (auto w = conf::check_secret_file(env))
+        std::cout << "warning: " << *w << "\n";
     return exit_ok;
 }
 

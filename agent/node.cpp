@@ -1,6 +1,7 @@
 #include "agent/node.hpp"
 
 #include "agent/api_server.hpp"
+#include "agent/sd_notify.hpp"
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/tuning.hpp"
@@ -28,6 +29,8 @@ namespace net = boost::asio;
 constexpr auto external_change_poll = std::chrono::milliseconds(250);
 /// How often cloud_ack messages past OUTBOX_RETENTION_DAYS are pruned.
 constexpr auto prune_interval = std::chrono::hours(1);
+/// How often the one-line STATUS= goes to the service manager (only under systemd).
+constexpr auto notify_status_interval = std::chrono::seconds(5);
 
 /// Everything a running lane owns, in construction order; destroyed in reverse.
 /// One io thread runs everything here; the outbox is reached through one async_store (reads on
@@ -39,7 +42,8 @@ public:
         : cfg_(cfg), ioc_(1), store_(std::move(store)), outbox_(ioc_.get_executor(), *store_),
           gossip_(ioc_, *store_, cfg_), uploader_(ioc_, outbox_, cfg_),
           api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_}),
-          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_) {}
+          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_),
+          notify_(sd::notifier::from_environment()), notify_status_(ioc_), watchdog_(ioc_) {}
 
     int run() {
         // Wake replication and upload after every commit (the listener runs on the writer
@@ -82,6 +86,7 @@ public:
         });
         schedule_poll();
         schedule_prune(std::chrono::seconds(10));
+        notify_ready();
 
         ioc_.run();
         store_->close();
@@ -95,9 +100,11 @@ private:
     /// a hard deadline.
     void shutdown(int sig) {
         log::info("agent.stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        notify_.send("STOPPING=1\nSTATUS=stopping");
         stopping_ = true;
         poll_.cancel();
         prune_timer_.cancel();
+        notify_status_.cancel();
         hard_stop_.expires_after(tuning::shutdown_grace + std::chrono::seconds(2));
         hard_stop_.async_wait([this](boost::system::error_code ec) {
             if (!ec) {
@@ -112,6 +119,7 @@ private:
                     store_->close();
                     hard_stop_.cancel();
                     signals_.cancel();
+                    watchdog_.cancel();
                     // Anything still holding work (an idle keep-alive API client) must not
                     // keep the process alive.
                     ioc_.stop();
@@ -155,6 +163,73 @@ private:
                     log::info("outbox.pruned", {{"count", std::to_string(o.count)}});
             });
             schedule_prune(prune_interval);
+        });
+    }
+
+    /// Under systemd (Type=notify): READY=1 now that the outbox is open and both listeners are
+    /// bound, also while a rebuild from peers is under way (STATUS= says so, so the start
+    /// timeout never kills a lane that waits for a peer); then STATUS= every few seconds and
+    /// WATCHDOG=1 from this io thread at half of WATCHDOG_USEC, so a stuck event loop gets the
+    /// agent restarted. Nothing at all without NOTIFY_SOCKET.
+    void notify_ready() {
+        if (!notify_.enabled())
+            return;
+        const auto rb = gossip_.rebuild();
+        notify_.send(rb.active || rb.start_check ? "READY=1\nSTATUS=started; rebuilding from peers"
+                                                 : "READY=1\nSTATUS=started");
+        log::info(
+            "systemd.ready",
+            {{"watchdog_ms", notify_.watchdog() ? std::to_string(notify_.watchdog()->count() / 1000)
+                                                : std::string("off")}});
+        schedule_notify_status(std::chrono::seconds(0));
+        if (notify_.watchdog())
+            schedule_watchdog();
+    }
+
+    void schedule_notify_status(std::chrono::steady_clock::duration in) {
+        notify_status_.expires_after(in);
+        notify_status_.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            outbox_.read([](outbox::store& s) { return s.get_counts(); },
+                         [this](std::exception_ptr e, outbox::counts c) {
+                             if (stopping_)
+                                 return;
+                             if (!e)
+                                 notify_.send("STATUS=" + sd::status_line(status_inputs(c)));
+                             schedule_notify_status(notify_status_interval);
+                         });
+        });
+    }
+
+    sd::status_inputs status_inputs(const outbox::counts& c) const {
+        sd::status_inputs in;
+        in.pending = c.pending;
+        in.peer_ack = c.peer_ack;
+        in.cloud_ack = c.cloud_ack;
+        in.failed = c.failed;
+        for (const auto& p : gossip_.status()) {
+            ++in.peers_total;
+            in.peers_up += p.connected ? 1 : 0;
+        }
+        const auto up = uploader_.get_status();
+        in.cloud = !cfg_.cloud_enabled()    ? "off"
+                   : up.paused              ? "paused"
+                   : !up.last_error.empty() ? "retrying"
+                                            : "ok";
+        const auto rb = gossip_.rebuild();
+        in.rebuilding = rb.active;
+        in.rebuild_progress = rb.progress;
+        return in;
+    }
+
+    void schedule_watchdog() {
+        watchdog_.expires_after(*notify_.watchdog());
+        watchdog_.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            notify_.send("WATCHDOG=1");
+            schedule_watchdog();
         });
     }
 
@@ -244,6 +319,9 @@ private:
     net::steady_timer poll_;
     net::steady_timer prune_timer_;
     net::steady_timer hard_stop_;
+    sd::notifier notify_;
+    net::steady_timer notify_status_;
+    net::steady_timer watchdog_;
     bool stopping_ = false; ///< io thread only
     /// lanesync_origin_covered series set so far (the collector's, on the reader thread).
     std::vector<metrics::gauge*> covered_series_;

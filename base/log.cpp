@@ -5,17 +5,53 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
 namespace lanesync::log {
 namespace {
 
+/// stderr goes to the journal: JOURNAL_STREAM names stderr's device:inode (systemd sets it
+/// when stdout or stderr is connected to the journal), or INVOCATION_ID is set (a systemd
+/// service; its output goes to the journal unless the unit says otherwise).
+bool detect_journal() {
+    if (const char* js = std::getenv("JOURNAL_STREAM"); js && *js) {
+        struct stat st {};
+        if (::fstat(STDERR_FILENO, &st) == 0) {
+            const std::string mine = std::to_string(static_cast<unsigned long long>(st.st_dev)) +
+                                     ":" +
+                                     std::to_string(static_cast<unsigned long long>(st.st_ino));
+            if (mine == js)
+                return true;
+        }
+    }
+    const char* inv = std::getenv("INVOCATION_ID");
+    return inv != nullptr && *inv != '\0';
+}
+
+/// The syslog priority prefix the journal reads off each line (sd-daemon(3) SD_ERR...).
+const char* journal_prefix(level l) {
+    switch (l) {
+    case level::error:
+        return "<3>";
+    case level::warn:
+        return "<4>";
+    case level::info:
+        return "<6>";
+    default:
+        return "<7>";
+    }
+}
+
 struct logger_state {
     std::mutex mutex;
     options opts;
+    bool journal = detect_journal();
     std::vector<std::string> secrets;
     std::atomic<int> min_level{static_cast<int>(level::info)};
 };
@@ -121,20 +157,25 @@ void write(level l, std::string_view event, std::initializer_list<field> fields)
         return;
     auto& s = state();
     std::lock_guard lock(s.mutex);
-    std::string line;
+    // Under the journal: the priority as a "<N>" prefix and no timestamp (the journal stamps
+    // every line itself; two timestamps per line is noise).
+    std::string line = s.journal ? journal_prefix(l) : "";
     if (s.opts.json) {
         nlohmann::ordered_json j;
-        j["ts"] = timestamp_now();
+        if (!s.journal)
+            j["ts"] = timestamp_now();
         j["level"] = to_string(l);
         if (!s.opts.lane.empty())
             j["lane"] = s.opts.lane;
         j["event"] = event;
         for (const auto& [k, v] : fields)
             j[std::string(k)] = v;
-        line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        line += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     } else {
-        line = timestamp_now();
-        line += ' ';
+        if (!s.journal) {
+            line += timestamp_now();
+            line += ' ';
+        }
         auto lv = to_string(l);
         line += lv;
         line.append(6 - lv.size(), ' ');

@@ -4,6 +4,12 @@
 ///     2026-11-22T03:57:20.123Z info  L1 peer.connected peer=L2 url=ws://127.0.0.1:8124/v1/peer
 ///     {"ts":"2026-11-22T03:57:20.123Z","level":"info","lane":"L1","event":"peer.connected","peer":"L2"}
 ///
+/// Under systemd (stderr is the journal: JOURNAL_STREAM matches it, or INVOCATION_ID is set)
+/// each line starts with the journal's priority prefix ("<6>" info, "<4>" warn, "<3>" error,
+/// "<7>" debug/trace) and carries no timestamp, since the journal stamps it:
+///
+///     <6>info  L1 peer.connected peer=L2 url=ws://127.0.0.1:8124/v1/peer
+///
 /// Secrets registered with add_secret() are replaced by "***" in every line, as a last line of
 /// defence: code must not pass secrets to the logger in the first place.
 /// Thread-safe: every call may come from any thread; a line is written with one write().

@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "base/tls.hpp"
+#include "cloud/key_format.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ssl.hpp>
@@ -309,9 +310,12 @@ net::awaitable<http_result> http_client::send(std::string method, std::string ta
     if (!body.empty())
         req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "application/json");
+    // apikey always; Bearer only for a JWT (the legacy service_role key): an sb_secret_ key is
+    // not a JWT and a gateway that verifies the bearer would refuse it (cloud/key_format.hpp).
     if (!key_.empty()) {
-        req.set(http::field::authorization, "Bearer " + key_);
         req.set("apikey", key_);
+        if (is_jwt_shaped(key_))
+            req.set(http::field::authorization, "Bearer " + key_);
     }
     req.keep_alive(true);
     req.body() = std::move(body);

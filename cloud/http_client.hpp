@@ -33,7 +33,8 @@ namespace lanesync::cloud {
 class http_client {
 public:
     /// `tls` is required for an https endpoint and must outlive the client. `key` goes in the
-    /// Authorization and apikey headers and nowhere else.
+    /// apikey header, and in `Authorization: Bearer` too when it is JWT-shaped
+    /// (cloud/key_format.hpp), and nowhere else.
     http_client(boost::asio::any_io_executor ex, wire::endpoint ep, boost::asio::ssl::context* tls,
                 std::string key, std::chrono::milliseconds timeout, std::size_t max_response_bytes);
     ~http_client();
@@ -46,7 +47,7 @@ public:
     /// One `method` ("GET", "POST", ...) request to `target` on the endpoint's origin (e.g. the
     /// CLI's GET /v1/status on the local API), with post()'s connection handling, deadline,
     /// limits and failure texts. `body` is sent as JSON when not empty (no Content-Type when
-    /// empty). With an empty `key` no Authorization/apikey header is sent. A request on a
+    /// empty). With an empty `key` no apikey/Authorization header is sent. A request on a
     /// kept-alive connection the server had closed is sent once more, so use one client per
     /// non-idempotent request when that matters. Throws std::invalid_argument for an unknown
     /// method; never for network conditions.

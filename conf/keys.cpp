@@ -330,7 +330,7 @@ const key_def table[] = {
     {"SUPABASE_URL", no_default, true,
      "`http://host[:port]` or `https://host[:port]`", set_supabase_url},
     {"SUPABASE_SERVICE_KEY", no_default, true,
-     "sent as `Authorization: Bearer` and `apikey`", set_supabase_service_key},
+     "sent as `apikey`, and as `Authorization: Bearer` too when it is a JWT", set_supabase_service_key},
     {"SUPABASE_FUNCTION", shown_default<&C::supabase_function>, false,
      "edge function name", set_supabase_function},
     {"SUPABASE_CA_FILE", no_default, true,

@@ -10,7 +10,8 @@ usage: scripts/setup.sh [--help]
 Installs the Debian packages lanesync builds and tests with: compiler, CMake, Ninja, ccache,
 Boost 1.81 (Asio/Beast), SQLite, OpenSSL, nlohmann-json, doctest, CLI11, PostgreSQL 15 (local
 cloud), Node.js + npm (Deno from npm), Chromium (dashboard test), Python 3 with
-prometheus-client (metrics test). Safe to run again.
+prometheus-client (metrics test), dpkg-dev + lintian + systemd + file (the Debian package and
+its unit: scripts/package.sh, integration.package). Safe to run again.
 USAGE
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
@@ -23,6 +24,7 @@ packages=(
   chromium
   python3 python3-prometheus-client
   procps psmisc iproute2 curl
+  dpkg-dev lintian systemd file
 )
 
 missing=()

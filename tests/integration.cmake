@@ -18,6 +18,17 @@ lanesync_py_test(api_wait test_api_wait)
 # scripts/lib/lanes.py itself (ports, waits, HTTP, process rules) against a stand-in agent.
 lanesync_py_test(lanes_lib test_lanes_lib)
 
+# Issue 14: `lanesync init-store` output passes check-config and runs a three-lane store.
+lanesync_py_test(init_store test_init_store)
+# Issue 14: the Debian package built with CPack from this build (contents, shlibdeps, lintian,
+# the systemd unit verified and scored, the extracted agent, install/purge in a namespace).
+add_test(NAME integration.package
+         COMMAND ${Python3_EXECUTABLE} -m unittest -v test_package
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+set_tests_properties(integration.package PROPERTIES
+  ENVIRONMENT "LANESYNC_BIN=$<TARGET_FILE:lanesync>;LANESYNC_BUILD_DIR=${PROJECT_BINARY_DIR};LANESYNC_ARTIFACTS=${PROJECT_BINARY_DIR}/test-artifacts;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 600 LABELS "integration;package")
+
 # The edge function's own tests against a real local PostgreSQL + Deno (scripts/cloud-up.sh).
 add_test(NAME cloud.function COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cloud/run-deno-tests.sh)
 set_tests_properties(cloud.function PROPERTIES TIMEOUT 600 LABELS cloud)

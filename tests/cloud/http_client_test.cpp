@@ -81,7 +81,7 @@ TEST_CASE("http_client::send: any method and target; no key means no auth header
     CHECK(q.body.empty());
 }
 
-TEST_CASE("http_client::send: a body goes as JSON; the key in both headers; any status") {
+TEST_CASE("http_client::send: a body goes as JSON; a non-JWT key as apikey only; any status") {
     client_rig r([](const seen_request&) { return text_reply(409, R"({"error":"paused"})"); },
                  "sk_local_1");
     auto res = run_one(r.ioc, r.client->send("POST", "/v1/cloud/pause", R"({"x":1})"));
@@ -93,9 +93,31 @@ TEST_CASE("http_client::send: a body goes as JSON; the key in both headers; any 
     CHECK(q.target == "/v1/cloud/pause");
     CHECK(q.body == R"({"x":1})");
     CHECK(q.headers.at("content-type") == "application/json");
-    CHECK(q.headers.at("authorization") == "Bearer sk_local_1");
+    CHECK(q.headers.count("authorization") == 0); // not a JWT: no Bearer (cloud/key_format.hpp)
     CHECK(q.headers.at("apikey") == "sk_local_1");
     CHECK(q.headers.at("user-agent") == "lanesync/0.1.0");
+}
+
+TEST_CASE("http_client::send: a JWT-shaped key goes as apikey and as Authorization: Bearer") {
+    const std::string jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl";
+    client_rig r([](const seen_request&) { return text_reply(200, "{}"); }, jwt);
+    auto res = run_one(r.ioc, r.client->send("GET", "/v1/status"));
+    CHECK(res.status == 200);
+    REQUIRE(r.server.requests().size() == 1);
+    const auto& q = r.server.requests()[0];
+    CHECK(q.headers.at("authorization") == "Bearer " + jwt);
+    CHECK(q.headers.at("apikey") == jwt);
+}
+
+TEST_CASE("http_client::send: an sb_secret_ key goes as apikey only") {
+    const std::string key = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
+    client_rig r([](const seen_request&) { return text_reply(200, "{}"); }, key);
+    auto res = run_one(r.ioc, r.client->send("GET", "/v1/status"));
+    CHECK(res.status == 200);
+    REQUIRE(r.server.requests().size() == 1);
+    const auto& q = r.server.requests()[0];
+    CHECK(q.headers.count("authorization") == 0);
+    CHECK(q.headers.at("apikey") == key);
 }
 
 TEST_CASE("http_client::post: the endpoint's target; one kept-alive connection for both calls") {

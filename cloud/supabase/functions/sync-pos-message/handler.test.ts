@@ -12,7 +12,7 @@ function handler(over: Partial<HandlerOptions> = {}) {
   const lookups: Array<[string, string]> = [];
   const logs: Array<Record<string, unknown>> = [];
   const h = createHandler({
-    serviceKey: KEY,
+    serviceKeys: [KEY],
     maxBodyBytes: 1000,
     apply: (_id, checked) => {
       calls.push(checked);
@@ -97,6 +97,21 @@ Deno.test("405 before authentication, 401 before reading the body", async () => 
   }));
   assert.equal(mixed.status, 200);
   await mixed.body?.cancel();
+  assert.equal(calls.length, 2);
+});
+
+Deno.test("every accepted key authenticates (legacy service_role JWT and sb_secret_ keys)", async () => {
+  const legacy = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl";
+  const secret = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
+  const { h, calls } = handler({ serviceKeys: [legacy, secret] });
+  for (const key of [legacy, secret]) {
+    const res = await h(request("/sync-pos-message", { key, body: '{"messages":[]}' }));
+    assert.equal(res.status, 200, key);
+    await res.body?.cancel();
+  }
+  const wrong = await h(request("/sync-pos-message", { key: KEY, body: '{"messages":[]}' }));
+  assert.equal(wrong.status, 401);
+  await wrong.body?.cancel();
   assert.equal(calls.length, 2);
 });
 

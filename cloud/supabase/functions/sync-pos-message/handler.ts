@@ -2,7 +2,7 @@
 // POST uploads a batch, GET tells one lane the highest seq the cloud holds of it.
 // The database work is injected (`apply`, `highestSeq`), so this module has no connection of its own.
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createKeyCheck } from "../_shared/service_keys.ts";
 import type { Result } from "./db.ts";
 import { type Checked, checkEnvelope, checkLaneQuery, checkMessage } from "./validate.ts";
 
@@ -15,8 +15,11 @@ export const DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024;
 const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export interface HandlerOptions {
-  /** The project's secret key; callers must present it as `apikey` or `Authorization: Bearer`. */
-  serviceKey: string;
+  /**
+   * The accepted keys (at least one; ../_shared/service_keys.ts acceptedKeys): callers must
+   * present one of them as `apikey` or `Authorization: Bearer`.
+   */
+  serviceKeys: string[];
   maxBodyBytes: number;
   /** Applies a checked batch in one transaction; see db.ts applyBatch. */
   apply: (requestId: string, checked: Checked[]) => Promise<Result[]>;
@@ -36,20 +39,6 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
     status,
     headers: { "content-type": "application/json", ...headers },
   });
-}
-
-const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest();
-
-/** Constant-time check of the keys the caller presented against the secret. */
-function authorized(req: Request, secretDigest: Uint8Array): boolean {
-  const presented: string[] = [];
-  const apikey = req.headers.get("apikey");
-  if (apikey) presented.push(apikey.trim());
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get("authorization") ?? "");
-  if (bearer) presented.push(bearer[1]);
-  let ok = false;
-  for (const key of presented) ok = timingSafeEqual(sha256(key), secretDigest) || ok;
-  return ok;
 }
 
 type Body = { ok: true; bytes: Uint8Array } | { ok: false; status: 400 | 413; error: string };
@@ -100,7 +89,7 @@ function routeMatches(pathname: string): boolean {
 
 /** Builds the request handler for Deno.serve. */
 export function createHandler(opts: HandlerOptions): (req: Request) => Promise<Response> {
-  const secretDigest = sha256(opts.serviceKey);
+  const authorized = createKeyCheck(opts.serviceKeys);
   const log = opts.log ?? ((entry) => console.log(JSON.stringify(entry)));
 
   return async (req) => {
@@ -136,7 +125,7 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
     if (req.method !== "POST" && req.method !== "GET") {
       return done(json(405, { error: "method not allowed; use GET or POST" }, { allow: "GET, POST" }));
     }
-    if (!authorized(req, secretDigest)) {
+    if (!authorized(req)) {
       return done(json(401, { error: "missing or invalid service key (apikey or Authorization: Bearer)" }));
     }
 

@@ -6,13 +6,16 @@
 //
 // Environment:
 //   SUPABASE_DB_URL            Postgres URL of the database owner (hosted Supabase sets it)
-//   LANESYNC_SERVICE_KEY       the key callers must present; if unset, SUPABASE_SERVICE_ROLE_KEY
+//   LANESYNC_SERVICE_KEY       the only key callers may present, when set; otherwise the
+//                              project's keys: SUPABASE_SERVICE_ROLE_KEY (legacy JWT) and every
+//                              value of SUPABASE_SECRET_KEYS (hosted Supabase sets both)
 //   LANESYNC_MAX_BODY_BYTES    request body limit, default 6 MiB
 //   LANESYNC_DB_POOL_MAX       Postgres connections of this instance, default 5
 // Local cloud only (the hosted Edge Runtime picks its own listener):
 //   LANESYNC_LISTEN_PORT, LANESYNC_LISTEN_HOST (default 127.0.0.1),
 //   LANESYNC_TLS_CERT_FILE + LANESYNC_TLS_KEY_FILE (PEM) to serve HTTPS
 
+import { acceptedKeys } from "../_shared/service_keys.ts";
 import { applyBatch, connect, highestSeq, isUnavailable, poolMaxFrom } from "./db.ts";
 import { createHandler, DEFAULT_MAX_BODY_BYTES } from "./handler.ts";
 
@@ -26,8 +29,12 @@ function fail(message: string): never {
   throw new Error(message);
 }
 
-const serviceKey = env("LANESYNC_SERVICE_KEY") ?? env("SUPABASE_SERVICE_ROLE_KEY") ??
-  fail("no service key: set LANESYNC_SERVICE_KEY or SUPABASE_SERVICE_ROLE_KEY");
+const accepted = acceptedKeys(env);
+for (const w of accepted.warnings) console.error(`sync-pos-message: ${w}`);
+if (accepted.keys.length === 0) {
+  fail("no service key: set LANESYNC_SERVICE_KEY, SUPABASE_SERVICE_ROLE_KEY or SUPABASE_SECRET_KEYS");
+}
+console.log(`sync-pos-message: accepting the keys of ${accepted.sources.join(", ")}`);
 const dbUrl = env("SUPABASE_DB_URL") ?? fail("SUPABASE_DB_URL is not set");
 const maxBodyText = env("LANESYNC_MAX_BODY_BYTES");
 const maxBodyBytes = maxBodyText === undefined ? DEFAULT_MAX_BODY_BYTES : Number(maxBodyText);
@@ -44,7 +51,7 @@ try {
 
 const sql = connect(dbUrl, poolMax);
 const handler = createHandler({
-  serviceKey,
+  serviceKeys: accepted.keys,
   maxBodyBytes,
   apply: (requestId, checked) => applyBatch(sql, requestId, checked),
   highestSeq: (storeId, terminalId) => highestSeq(sql, storeId, terminalId),

@@ -56,6 +56,7 @@ db_url=$(echo "$cloud_env" | sed -n 's/^SUPABASE_DB_URL=//p')
 mkdir -p data/logs
 rm -f data/L1.db* data/L2.db* data/L3.db*
 echo "== starting lanes L1, L2, L3 (logs in data/logs/)"
+chmod 600 examples/store/L*.env # they hold PEER_SECRET (git checks them out 0644)
 for l in L1 L2 L3; do
   # The env files leave SUPABASE_* out, so the values exported above fill them in.
   "$bin" agent --env "examples/store/$l.env" >"data/logs/$l.log" 2>&1 &

@@ -286,7 +286,11 @@ class Lane:
         env = dict(self.env)
         if self.peer_urls:
             env["PEER_TERMINALS"] = ",".join(self.peer_urls)
-        with open(self.env_path, "w") as f:
+        # 0600, as `lanesync init-store` writes them: the file holds PEER_SECRET (the agent
+        # warns about an env file with secrets that others can read).
+        fd = os.open(self.env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
             if self.label:
                 f.write(f"# written by {self.label} for lane {self.id}\n")
             for k, v in env.items():

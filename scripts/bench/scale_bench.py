@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -189,18 +190,63 @@ def replicas_of(lane, origin):
     return lane.status()["replicas"].get(origin, 0)
 
 
-def bench_catchup(old, new, n):
+def start_perf(out, pids):
+    """perf record -g of these processes until stop_perf (None when perf is missing)."""
+    if not shutil.which("perf"):
+        raise SystemExit("scale_bench: --perf needs perf (Debian linux-perf)")
+    return subprocess.Popen(["perf", "record", "-g", "-o", out, "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+
+
+def stop_perf(p):
+    if p is not None:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=120)
+
+
+def bench_catchup(old, new, n, perf_out=None):
     """The new, empty lane starts; time until it holds all n of the old lane's messages."""
     log(f"catch-up: new lane {new.id} joins {old.id} ({n:,} messages)")
     t0 = time.monotonic()
     new.start(wait=False)
-    wait_for(lambda: new.proc.poll() is None and replicas_of(new, old.id) >= n, 1200,
-             f"{new.id} holds {n} messages of {old.id}", interval=0.05)
-    held_s = time.monotonic() - t0
-    wait_for(lambda: old.counts()["pending"] == 0, 600, f"{old.id} all peer_ack", interval=0.05)
-    acked_s = time.monotonic() - t0
+    perf = None
+    if perf_out:  # once the new lane's threads exist (perf -p follows no thread made later)
+        wait_for(lambda: healthz_200(new.api_port), 30, f"{new.id} healthy", interval=0.001)
+        perf = start_perf(perf_out, [old.proc.pid, new.proc.pid])
+    try:
+        wait_for(lambda: new.proc.poll() is None and replicas_of(new, old.id) >= n, 1200,
+                 f"{new.id} holds {n} messages of {old.id}", interval=0.05)
+        held_s = time.monotonic() - t0
+        wait_for(lambda: old.counts()["pending"] == 0, 600, f"{old.id} all peer_ack",
+                 interval=0.05)
+        acked_s = time.monotonic() - t0
+    finally:
+        stop_perf(perf)
     return {"messages": n, "held_s": held_s, "rate": n / held_s, "all_peer_ack_s": acked_s,
             "old_mem": proc_mem(old.proc.pid), "new_mem": proc_mem(new.proc.pid)}
+
+
+def outbox_copy(fill_bin, lane, n, keep):
+    """outbox_fill, or with `keep` (a folder) a copy of the file a run before left there."""
+    if not keep:
+        return fill_outbox(fill_bin, lane, n)
+    saved = os.path.join(keep, f"{lane.store_id}-{lane.id}-{n}.db")
+    if not os.path.exists(saved):
+        res = fill_outbox(fill_bin, lane, n)
+        os.makedirs(keep, exist_ok=True)
+        db = sqlite3.connect(lane.env["OUTBOX_PATH"])
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        shutil.copyfile(lane.env["OUTBOX_PATH"], saved + ".tmp")
+        with open(saved + ".json", "w") as f:
+            json.dump(res, f)
+        os.rename(saved + ".tmp", saved)
+        return res
+    log(f"copying {saved} (--keep-outbox)")
+    shutil.copyfile(saved, lane.env["OUTBOX_PATH"])
+    with open(saved + ".json") as f:
+        return dict(json.load(f), copied_from=saved)
 
 
 def bench_big_outbox(cfg, rows, work, binary, fill_bin):
@@ -212,13 +258,13 @@ def bench_big_outbox(cfg, rows, work, binary, fill_bin):
     new.peer_with(old)
     out = {}
     try:
-        out["fill"] = fill_outbox(fill_bin, old, n)
+        out["fill"] = outbox_copy(fill_bin, old, n, cfg.get("keep_outbox"))
         if "startup" in rows:
             out["startup"] = bench_startup(cfg, old)
         else:
             old.start(timeout=60)
         if "catchup" in rows:
-            out["catchup"] = bench_catchup(old, new, n)
+            out["catchup"] = bench_catchup(old, new, n, cfg.get("perf"))
     except BaseException:
         store.close(failed=True, artifacts=os.path.join(ROOT, "bench", "results", "failed"))
         raise
@@ -291,6 +337,10 @@ def main():
     ap.add_argument("--outbox-messages", type=int)
     ap.add_argument("--cloud-batch", type=int,
                     help="CLOUD_BATCH_SIZE of the drain's lanes (default: the agent's default)")
+    ap.add_argument("--keep-outbox", metavar="DIR",
+                    help="keep the filled outbox in DIR and copy it from there next time")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record -g both agents during the catch-up into FILE")
     ap.add_argument("--smoke", action="store_true", help="small sizes: checks the bench works")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     a = ap.parse_args()
@@ -304,6 +354,10 @@ def main():
         cfg["outbox_messages"] = a.outbox_messages
     if a.cloud_batch:
         cfg["cloud_batch"] = a.cloud_batch
+    if a.keep_outbox:
+        cfg["keep_outbox"] = os.path.abspath(a.keep_outbox)
+    if a.perf:
+        cfg["perf"] = os.path.abspath(a.perf)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally blocks stop everything
     binary = os.path.abspath(a.bin)
     gen = Loadgen(os.path.abspath(a.loadgen))

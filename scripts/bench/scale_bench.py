@@ -63,6 +63,16 @@ def proc_mem(pid):
     return out
 
 
+def proc_written_mb(pid):
+    """Bytes the process asked the kernel to write so far (wchar of /proc/PID/io), in MB."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == "wchar":
+                return int(value) / 1e6
+    return 0.0
+
+
 def post(lane, path):
     r = http("POST", lane.api + path, timeout=10)
     if r.status not in (200, 202):
@@ -224,7 +234,8 @@ def bench_catchup(old, new, n, perf_out=None):
     finally:
         stop_perf(perf)
     return {"messages": n, "held_s": held_s, "rate": n / held_s, "all_peer_ack_s": acked_s,
-            "old_mem": proc_mem(old.proc.pid), "new_mem": proc_mem(new.proc.pid)}
+            "old_mem": proc_mem(old.proc.pid), "new_mem": proc_mem(new.proc.pid),
+            "new_written_mb": proc_written_mb(new.proc.pid)}
 
 
 def outbox_copy(fill_bin, lane, n, keep):
@@ -305,7 +316,8 @@ def table_rows(res):
         rows.append(["catch-up of a new empty peer", f"{c['messages']:,} msgs",
                      f"{c['held_s']:.2f} s", f"{c['rate']:,.0f} msg/s",
                      f"all peer_ack on the old lane at {c['all_peer_ack_s']:.2f} s; RSS/HWM MB "
-                     f"old {mb(c['old_mem'])}, new {mb(c['new_mem'])}"])
+                     f"old {mb(c['old_mem'])}, new {mb(c['new_mem'])}; the new lane wrote "
+                     f"{c['new_written_mb']:,.0f} MB"])
     return rows
 
 

@@ -303,9 +303,11 @@ def table_rows(res):
     big = res.get("outbox", {})
     f = big.get("fill")
     if f:
+        note = f"{f['file_bytes'] / 1e6:,.0f} MB file"
+        if f.get("copied_from"):
+            note += f"; copied from {f['copied_from']}, time of the run that filled it"
         rows.append(["  (outbox_fill: publish_batch, no HTTP)", f"{f['messages']:,} msgs",
-                     f"{f['seconds']:.2f} s", f"{f['rate']:,.0f} msg/s",
-                     f"{f['file_bytes'] / 1e6:,.0f} MB file"])
+                     f"{f['seconds']:.2f} s", f"{f['rate']:,.0f} msg/s", note])
     for k, s in enumerate(big.get("startup", [])):
         rows.append([f"start-up, exec -> /healthz 200 (#{k + 1})", f"{f['messages']:,} own msgs",
                      f"{s['startup_s'] * 1000:.0f} ms", "-",

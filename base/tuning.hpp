@@ -16,6 +16,11 @@ using namespace std::chrono_literals;
 inline constexpr std::size_t group_commit_max_requests = 1024;
 /// SQLite busy timeout for every connection; the CLI and the agent share the file in WAL mode.
 inline constexpr int sqlite_busy_timeout_ms = 10'000;
+/// Statement journals kept in memory up to this size (SQLite's default spills them to a temp
+/// file past 64 KiB). Inside a request's savepoint each INSERT journals the ~6 pages it
+/// touches, so a 256-message replica batch needs ~6 MB: with the default, storing one message
+/// wrote ~25 KB to a temp file (outbox/sqlite.cpp). Freed when the request's savepoint ends.
+inline constexpr std::size_t sqlite_statement_journal_spill_bytes = 8u << 20;
 
 // ---- peer protocol ------------------------------------------------------------------------
 /// Highest peer protocol version this lane speaks, offered in the hello frame

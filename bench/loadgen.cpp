@@ -88,22 +88,6 @@ nlohmann::json recorder::summary(clock_type::time_point t0) {
             {"achieved_rate", secs > 0 ? static_cast<double>(ok_) / secs : 0.0}};
 }
 
-std::string sale_json(std::size_t i, std::size_t bytes) {
-    char head[512];
-    std::snprintf(head, sizeof head,
-                  R"({"receipt":"R-%08zu","cashier":"c-%02zu","currency":"EUR",)"
-                  R"("lines":[{"sku":"4006381333931","qty":2,"price":1.99},)"
-                  R"({"sku":"5000112637922","qty":1,"price":4.49},)"
-                  R"({"sku":"8710398512343","qty":3,"price":0.89}],)"
-                  R"("total":11.14,"tender":"card","note":")",
-                  i, i % 24);
-    std::string s = head;
-    std::size_t tail = 2; // "}
-    s.append(s.size() + tail < bytes ? bytes - s.size() - tail : 1, 'x');
-    s += "\"}";
-    return s;
-}
-
 namespace {
 
 /// One request of a run: what to send, and what its answer means.

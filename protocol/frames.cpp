@@ -212,19 +212,6 @@ bool decode_message(const json& m, const frame_limits& lim, message& out, std::s
     return true;
 }
 
-json message_json(const message& m) {
-    json j;
-    j["id"] = m.id;
-    j["origin"] = m.origin;
-    j["seq"] = m.seq;
-    j["topic"] = m.topic;
-    j["priority"] = to_string(m.prio);
-    // data is canonical JSON text produced by canonical_json(); parse cannot fail.
-    j["data"] = json::parse(m.data);
-    j["created_at"] = m.created_at_ms;
-    return j;
-}
-
 json hwm_json(const hwm_map& h) {
     json j = json::object();
     for (const auto& [k, v] : h)
@@ -489,14 +476,70 @@ std::string encode(const ready_frame& f) {
     return dump(j);
 }
 
+namespace {
+
+/// A string value as dump() writes it. The fields written here are validated identifiers
+/// (UUID, terminal id, topic, priority); anything else goes through the library's escaping.
+void append_string(std::string& out, const std::string& s) {
+    bool plain = std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    });
+    if (!plain) {
+        out += dump(json(s));
+        return;
+    }
+    out += '"';
+    out += s;
+    out += '"';
+}
+
+/// One message object exactly as a json DOM of its fields dumps it (keys sorted), with the data
+/// embedded verbatim: it is canonical_json text already, which parse + dump gives back as is.
+void append_message(std::string& out, const message& m) {
+    out += R"({"created_at":)";
+    out += std::to_string(m.created_at_ms);
+    out += R"(,"data":)";
+    out += m.data;
+    out += R"(,"id":)";
+    append_string(out, m.id);
+    out += R"(,"origin":)";
+    append_string(out, m.origin);
+    out += R"(,"priority":)";
+    append_string(out, std::string(to_string(m.prio)));
+    out += R"(,"seq":)";
+    out += std::to_string(m.seq);
+    out += R"(,"topic":)";
+    append_string(out, m.topic);
+    out += '}';
+}
+
+} // namespace
+
+// Written directly rather than through a json DOM (the sender's hot path when a peer catches
+// up): the same text, keys in dump()'s sorted order, without parsing every message's data
+// into a DOM only to serialize it again.
 std::string encode(const batch_frame& f) {
-    json msgs = json::array();
+    std::size_t size = 64;
     for (const auto& m : f.messages)
-        msgs.push_back(message_json(m));
-    json j{{"type", "batch"}, {"n", f.n}, {"messages", std::move(msgs)}};
-    if (!f.floor.empty())
-        j["floor"] = hwm_json(f.floor);
-    return dump(j);
+        size += encoded_size(m);
+    std::string out;
+    out.reserve(size);
+    out += '{';
+    if (!f.floor.empty()) {
+        out += R"("floor":)";
+        out += dump(hwm_json(f.floor));
+        out += ',';
+    }
+    out += R"("messages":[)";
+    for (std::size_t i = 0; i < f.messages.size(); ++i) {
+        if (i)
+            out += ',';
+        append_message(out, f.messages[i]);
+    }
+    out += R"(],"n":)";
+    out += std::to_string(f.n);
+    out += R"(,"type":"batch"})";
+    return out;
 }
 
 std::string encode(const ack_frame& f) {

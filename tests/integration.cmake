@@ -62,6 +62,6 @@ set_tests_properties(harness.quick PROPERTIES
 
 # Issue 10: the benchmarks' smoke form (small sizes, well under 60 s): it checks that every
 # table is produced with non-zero counts and no errors, never the numbers.
-add_test(NAME bench.smoke COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/bench.sh --smoke
+add_test(NAME bench.smoke COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/bench.sh --smoke --no-build
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(bench.smoke PROPERTIES TIMEOUT 300 LABELS "bench;cloud")

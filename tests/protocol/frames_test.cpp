@@ -205,6 +205,34 @@ TEST_CASE("batch round trip: several messages, unicode and nested data, a floor"
     CHECK(encode(back) == text);
 }
 
+TEST_CASE("batch encode writes exactly what a json DOM of the frame dumps") {
+    // The encoder writes the text directly (data verbatim); it must stay the library's text.
+    batch_frame b;
+    b.n = 9;
+    message odd = sample_message(3, "L_2-x");
+    odd.data = canonical_json(json::parse(R"({"q":"a\"b\\c\u0002","e":1e300,"u":"\u00e9"})"));
+    odd.created_at_ms = -1;
+    b.messages = {sample_message(1), sample_message(2), odd};
+    for (bool with_floor : {false, true}) {
+        CAPTURE(with_floor);
+        b.floor = with_floor ? hwm_map{{"L1", 3}, {"L9", 0}} : hwm_map{};
+        json msgs = json::array();
+        for (const auto& m : b.messages)
+            msgs.push_back(json{{"id", m.id},
+                                {"origin", m.origin},
+                                {"seq", m.seq},
+                                {"topic", m.topic},
+                                {"priority", std::string(to_string(m.prio))},
+                                {"data", json::parse(m.data)},
+                                {"created_at", m.created_at_ms}});
+        json j{{"type", "batch"}, {"n", b.n}, {"messages", msgs}};
+        if (with_floor)
+            j["floor"] = json{{"L1", 3}, {"L9", 0}};
+        CHECK(encode(b) == j.dump());
+        CHECK(decode_ok<batch_frame>(encode(b)).messages == b.messages);
+    }
+}
+
 TEST_CASE("batch round trip: no floor means no floor field") {
     batch_frame b;
     b.n = 1;

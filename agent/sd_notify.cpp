@@ -57,7 +57,8 @@ std::optional<notify_address> parse_notify_socket(const char* value) {
 std::optional<std::chrono::microseconds> watchdog_period(const char* usec, const char* pid,
                                                          std::int64_t self) {
     auto us = decimal(usec);
-    if (!us || *us == 0)
+    // Below 2 ms (a typo, WATCHDOG_USEC=1) the io thread would do nothing but ping: off.
+    if (!us || *us < 2'000)
         return std::nullopt;
     if (pid != nullptr && *pid != '\0') {
         auto p = decimal(pid);

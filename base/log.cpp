@@ -17,8 +17,8 @@ namespace lanesync::log {
 namespace {
 
 /// stderr goes to the journal: JOURNAL_STREAM names stderr's device:inode (systemd sets it
-/// when stdout or stderr is connected to the journal), or INVOCATION_ID is set (a systemd
-/// service; its output goes to the journal unless the unit says otherwise).
+/// when stdout or stderr is connected to the journal). The unit file sets nothing else that
+/// this could rely on (INVOCATION_ID is inherited by everything a service starts).
 bool detect_journal() {
     if (const char* js = std::getenv("JOURNAL_STREAM"); js && *js) {
         struct stat st {};
@@ -30,8 +30,9 @@ bool detect_journal() {
                 return true;
         }
     }
-    const char* inv = std::getenv("INVOCATION_ID");
-    return inv != nullptr && *inv != '\0';
+    // Not INVOCATION_ID: every process started under a service inherits it (a CI runner, a
+    // StandardError=file: unit), and those logs need their timestamps.
+    return false;
 }
 
 /// The syslog priority prefix the journal reads off each line (sd-daemon(3) SD_ERR...).

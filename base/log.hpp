@@ -4,7 +4,7 @@
 ///     2026-11-22T03:57:20.123Z info  L1 peer.connected peer=L2 url=ws://127.0.0.1:8124/v1/peer
 ///     {"ts":"2026-11-22T03:57:20.123Z","level":"info","lane":"L1","event":"peer.connected","peer":"L2"}
 ///
-/// Under systemd (stderr is the journal: JOURNAL_STREAM matches it, or INVOCATION_ID is set)
+/// Under systemd (stderr is the journal: JOURNAL_STREAM names it)
 /// each line starts with the journal's priority prefix ("<6>" info, "<4>" warn, "<3>" error,
 /// "<7>" debug/trace) and carries no timestamp, since the journal stamps it:
 ///

@@ -21,7 +21,7 @@ priority_span span_of(const std::vector<outbox::record>& recs) {
 
 bool may_start_beside(const std::vector<priority_span>& running, priority_span next) {
     return std::all_of(running.begin(), running.end(),
-                       [&](const priority_span& r) { return next.least_urgent <= r.most_urgent; });
+                       [&](const priority_span& r) { return next.most_urgent <= r.most_urgent; });
 }
 
 std::size_t rounds_allowed(std::size_t max_in_flight, std::uint32_t consecutive_failures) {

@@ -373,7 +373,9 @@ void uploader::impl::failed(const batch& b, int http_status, std::string error, 
     auto delay =
         std::max(backoff::full_jitter(cfg_.backoff_base, cfg_.backoff_max, failures_ - 1), floor)
             .count();
-    next_attempt_ = clock_type::now() + std::chrono::milliseconds(delay);
+    // Never earlier than a wait already planned: with two rounds in flight, a second failure
+    // (its jitter may be near 0) must not cut the first one's wait short (a 404's floor).
+    next_attempt_ = std::max(next_attempt_, clock_type::now() + std::chrono::milliseconds(delay));
     work_hint_ = true; // retry on the timer, without waiting for a new local write
     backoff_->set(static_cast<double>(delay) / 1000.0);
     error = log::redact(std::move(error));

@@ -271,6 +271,10 @@ net::awaitable<void> uploader::impl::run(std::shared_ptr<impl> self) {
 
 /// One turn: wait until due and a round may start, then read a batch and start its round.
 net::awaitable<void> uploader::impl::step() {
+    if (detached_) { // the uploader object is gone: call nothing of its owner's (cover_)
+        stopping_ = true;
+        co_return;
+    }
     auto now = clock_type::now();
     if (cover_ && !paused_ && now >= next_cover_check_ && now >= next_attempt_)
         ask_cover(now);
@@ -282,10 +286,7 @@ net::awaitable<void> uploader::impl::step() {
         co_return;
     }
     work_hint_ = false;
-    if (detached_) {
-        stopping_ = true;
-        co_return;
-    }
+    const auto epoch = failure_epoch_; // a failure during the read is after this round began
     auto reading = read_round();
     auto recs = co_await std::move(reading);
     if (detached_) { // the uploader was destroyed during the read
@@ -295,6 +296,12 @@ net::awaitable<void> uploader::impl::step() {
     next_poll_ = now + cfg_.cloud_interval; // every read counts as a poll
     if (recs.empty() || stopping_)
         co_return;
+    if (epoch != failure_epoch_ || !due(clock_type::now()) || !room()) {
+        // A running round failed (or the lane paused) while this batch was read: it waits for
+        // that backoff like everything else and is read again then.
+        work_hint_ = true;
+        co_return;
+    }
     auto span = span_of(recs);
     std::vector<priority_span> running;
     for (const auto& s : slots_)

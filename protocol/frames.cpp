@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
 
 namespace lanesync::protocol {
 namespace {
@@ -496,6 +497,10 @@ void append_string(std::string& out, const std::string& s) {
 /// One message object exactly as a json DOM of its fields dumps it (keys sorted), with the data
 /// embedded verbatim: it is canonical_json text already, which parse + dump gives back as is.
 void append_message(std::string& out, const message& m) {
+    // A row whose data is not JSON (a damaged file) must not become a frame the peer rejects
+    // whole: refused here, as parsing it did before (accept() builds no DOM).
+    if (!json::accept(m.data))
+        throw std::invalid_argument("message " + m.id + ": stored data is not valid JSON");
     out += R"({"created_at":)";
     out += std::to_string(m.created_at_ms);
     out += R"(,"data":)";

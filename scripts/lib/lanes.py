@@ -205,7 +205,9 @@ class Http:
 # Variables a lane (or the CLI, psql, the cloud scripts) must not inherit from our own
 # environment: everything a lane needs is written into its env file.
 _LANE_KEYS = ("TERMINAL_", "STORE_ID", "PEER_", "LOCAL_API", "OUTBOX_", "SUPABASE_",
-              "SYNC_", "CLOUD_", "MAX_MESSAGE_BYTES", "LOG_")
+              "SYNC_", "CLOUD_", "MAX_MESSAGE_BYTES", "LOG_",
+              # a test runner started by systemd: its lanes are not services of their own
+              "NOTIFY_SOCKET", "WATCHDOG_", "JOURNAL_STREAM")
 
 
 def child_env(**extra):

@@ -2,7 +2,7 @@
 // WATCHDOG_USEC, the STATUS= line), the sender against real unix datagram sockets (a path and
 // an abstract `@name`), and the real `lanesync agent` process with NOTIFY_SOCKET pointing at a
 // socket of this test: READY=1 only once both listeners accept, WATCHDOG=1 at half of
-// WATCHDOG_USEC, STOPPING=1 on SIGTERM, and journal-style log lines under INVOCATION_ID.
+// WATCHDOG_USEC, STOPPING=1 on SIGTERM, and journal-style log lines under JOURNAL_STREAM.
 
 #include "agent/sd_notify.hpp"
 
@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <sstream>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,6 +186,7 @@ TEST_CASE("watchdog_period: half of WATCHDOG_USEC, only for this process") {
     CHECK_FALSE(sd::watchdog_period("20000000", "41", 42)); // our parent's watchdog
     CHECK_FALSE(sd::watchdog_period(nullptr, nullptr, 42));
     CHECK_FALSE(sd::watchdog_period("0", nullptr, 42));
+    CHECK_FALSE(sd::watchdog_period("1", nullptr, 42)); // below 2 ms: the io thread would spin
     CHECK_FALSE(sd::watchdog_period("-5", nullptr, 42));
     CHECK_FALSE(sd::watchdog_period("10s", nullptr, 42));
     CHECK_FALSE(sd::watchdog_period("99999999999999999999999", nullptr, 42));
@@ -235,10 +237,17 @@ TEST_CASE("lanesync agent under NOTIFY_SOCKET: READY after the listeners, WATCHD
                             << (dir.path / "L1.db").string() << "\n";
     const auto log_path = dir.path / "agent.log";
     const std::string bin = std::string(LANESYNC_BINARY_DIR) + "/lanesync";
-    // WATCHDOG_USEC=300 ms: a ping every 150 ms. INVOCATION_ID: logs as under systemd.
+    // WATCHDOG_USEC=300 ms: a ping every 150 ms. JOURNAL_STREAM naming the log file (its
+    // stderr): logs as under systemd.
+    std::ofstream(log_path).flush();
+    struct stat st {};
+    REQUIRE(::stat(log_path.c_str(), &st) == 0);
+    const std::string journal_stream = std::to_string(static_cast<unsigned long long>(st.st_dev)) +
+                                       ":" +
+                                       std::to_string(static_cast<unsigned long long>(st.st_ino));
     child agent({bin, "agent", "--env", env_path.string()},
                 {"NOTIFY_SOCKET=" + r.notify_socket, "WATCHDOG_USEC=300000",
-                 "INVOCATION_ID=0123456789abcdef0123456789abcdef"},
+                 "JOURNAL_STREAM=" + journal_stream},
                 log_path.string());
 
     // READY=1 comes once: both listeners accept connections at that moment.

@@ -41,17 +41,19 @@ TEST_CASE("span_of: the most and least urgent priority of a round") {
     CHECK(span_of(records({P::low, P::low})) == span(P::low, P::low));
 }
 
-TEST_CASE("may_start_beside: rounds of one level overlap, a lower level waits for the answers") {
+TEST_CASE("may_start_beside: a batch's priority is its most urgent message; a lower one waits") {
     // Nothing in flight: any round.
     CHECK(may_start_beside({}, span(P::low, P::low)));
     // The same single level: the pipelined case of a steady backlog.
     CHECK(may_start_beside({span(P::normal, P::normal)}, span(P::normal, P::normal)));
-    // A lower priority than a round in flight is not sent until that round was answered.
+    // A lower-priority batch is not sent until the higher-priority one was answered.
     CHECK_FALSE(may_start_beside({span(P::high, P::high)}, span(P::normal, P::normal)));
     CHECK_FALSE(may_start_beside({span(P::critical, P::normal)}, span(P::normal, P::normal)));
-    // A round that mixes levels holds back everything below its most urgent one...
-    CHECK_FALSE(may_start_beside({span(P::normal, P::normal)}, span(P::normal, P::low)));
-    // ...and a more urgent round (new critical writes) may overtake a running lower one.
+    CHECK_FALSE(may_start_beside({span(P::high, P::normal)}, span(P::normal, P::low)));
+    // Mixed batches of one top level (own messages in seq order) still overlap.
+    CHECK(may_start_beside({span(P::high, P::normal)}, span(P::high, P::low)));
+    CHECK(may_start_beside({span(P::normal, P::normal)}, span(P::normal, P::low)));
+    // A more urgent round (new critical writes) may start beside a running lower one.
     CHECK(may_start_beside({span(P::low, P::low)}, span(P::critical, P::high)));
     // Every running round counts.
     CHECK_FALSE(may_start_beside({span(P::low, P::low), span(P::high, P::high)},

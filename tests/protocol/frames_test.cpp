@@ -231,6 +231,12 @@ TEST_CASE("batch encode writes exactly what a json DOM of the frame dumps") {
         CHECK(encode(b) == j.dump());
         CHECK(decode_ok<batch_frame>(encode(b)).messages == b.messages);
     }
+    // Data that is not JSON (a damaged row) is refused by the sender, never sent half-made.
+    for (const char* bad : {"", "{", R"({"a":1}, "x":2)", "not json"}) {
+        CAPTURE(bad);
+        b.messages[1].data = bad;
+        CHECK_THROWS_AS(encode(b), std::invalid_argument);
+    }
 }
 
 TEST_CASE("batch round trip: no floor means no floor field") {

@@ -296,7 +296,7 @@ net::awaitable<void> uploader::impl::step() {
     next_poll_ = now + cfg_.cloud_interval; // every read counts as a poll
     if (recs.empty() || stopping_)
         co_return;
-    if (epoch != failure_epoch_ || !due(clock_type::now()) || !room()) {
+    if (epoch != failure_epoch_ || paused_ || clock_type::now() < next_attempt_ || !room()) {
         // A running round failed (or the lane paused) while this batch was read: it waits for
         // that backoff like everything else and is read again then.
         work_hint_ = true;

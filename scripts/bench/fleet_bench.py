@@ -34,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from lanes import REPO as ROOT, Cloud, child_env  # noqa: E402
+from store_bench import write_results  # noqa: E402
 from fleet_stats import (SAMPLE_S, Psql, Sampler, claims_probe, db_stats,  # noqa: E402
                          die_with_parent, enable_statement_stats, reset_stats, window_stats)
 
@@ -304,17 +305,7 @@ def main():
         cloud.purge(check=False)
         shutil.rmtree(work, ignore_errors=True)
     print_table(res)
-    os.makedirs(a.out, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = os.path.join(a.out, f"fleet-{'smoke-' if a.smoke else ''}{stamp}.json")
-    with open(path, "w") as f:
-        json.dump(res, f, indent=1)
-    shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-    print(f"\nresults: {shown}")
-    bad = problems(res)
-    for p in bad:
-        print(f"fleet_bench: FAILED {p}", file=sys.stderr)
-    return 1 if bad else 0
+    return write_results("fleet", res, a.out, a.smoke, problems(res))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
 from lanes import REPO as ROOT, Cloud, Store, child_env, http, wait_for  # noqa: E402
-from store_bench import Loadgen, die_with_parent, print_rows  # noqa: E402
+from store_bench import Loadgen, die_with_parent, print_rows, write_results  # noqa: E402
 
 FULL = {"drain_messages": 100_000, "outbox_messages": 1_000_000, "starts": 3,
         "backlog_batch": 500, "backlog_inflight": 8}
@@ -390,17 +390,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(res)
-    os.makedirs(a.out, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = os.path.join(a.out, f"scale-{'smoke-' if a.smoke else ''}{stamp}.json")
-    with open(path, "w") as f:
-        json.dump(res, f, indent=1)
-    shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-    print(f"\nresults: {shown}")
-    bad = problems(res)
-    for p in bad:
-        print(f"scale_bench: FAILED {p}", file=sys.stderr)
-    return 1 if bad else 0
+    return write_results("scale", res, a.out, a.smoke, problems(res))
 
 
 if __name__ == "__main__":

@@ -395,6 +395,21 @@ def print_table(res):
         print_jetstream_ratios(res)
 
 
+def write_results(kind, res, out_dir, smoke, bad):
+    """Writes `res` as bench/results/KIND-[smoke-]TIME.json, names the file, reports each of
+    `bad` (the run's problems) on stderr; the exit status: 1 when there were any."""
+    os.makedirs(out_dir, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = os.path.join(out_dir, f"{kind}-{'smoke-' if smoke else ''}{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    print(f"\nresults: {shown}")
+    for p in bad:
+        print(f"{kind}_bench: FAILED {p}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def problems(res):
     """Smoke checks: every row that ran counted messages and had no errors."""
     out = []
@@ -462,17 +477,7 @@ def main():
             store.close()
         shutil.rmtree(work, ignore_errors=True)
     print_table(res)
-    os.makedirs(a.out, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = os.path.join(a.out, f"store-{'smoke-' if a.smoke else ''}{stamp}.json")
-    with open(path, "w") as f:
-        json.dump(res, f, indent=1)
-    shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-    print(f"\nresults: {shown}")
-    bad = problems(res)
-    for p in bad:
-        print(f"store_bench: FAILED {p}", file=sys.stderr)
-    return 1 if bad else 0
+    return write_results("store", res, a.out, a.smoke, problems(res))
 
 
 if __name__ == "__main__":

@@ -127,8 +127,7 @@ int cmd_init_store(const init_args& a) {
             return exit_failure;
         }
         std::cout << "wrote " << (dir_abs / f.filename).string() << ": lane " << f.lane
-                  << ", peers dial ws://" << f.host << ":" << f.peer_port
-                  << ", API 127.0.0.1:" << f.api_port << "\n";
+                  << ", peers dial " << f.peer_url << ", API 127.0.0.1:" << f.api_port << "\n";
     }
     std::cout << "mode 0600, owner " << (owner ? "lanesync" : "the current user")
               << "; one PEER_SECRET shared by the " << files->size()

@@ -36,7 +36,9 @@ std::string file_text(const init_store_options& o, const lane_file& me,
     for (const auto& f : all)
         if (f.lane != me.lane)
             peers += (peers.empty() ? "" : ",") + peer_url(f);
-    const std::string bind = loopback_host(me.host) ? "127.0.0.1" : "0.0.0.0";
+    const bool v6 = me.host.find(':') != std::string::npos;
+    const std::string bind =
+        loopback_host(me.host) ? (v6 ? "::1" : "127.0.0.1") : (v6 ? "::" : "0.0.0.0");
     std::string t;
     t += "# Lane " + me.lane + " of store " + o.store_id + " (" + std::to_string(all.size()) +
          (all.size() == 1 ? " lane" : " lanes") + "), written by `lanesync init-store`.\n";
@@ -128,6 +130,7 @@ std::optional<std::vector<lane_file>> plan_store(const init_store_options& o, st
             o.api_port == 0)
             return fail("ports past 65535: lower --port or --api-port");
         f.peer_port = static_cast<std::uint16_t>(o.peer_port + k);
+        f.peer_url = peer_url(f);
         f.api_port = static_cast<std::uint16_t>(o.api_port + k);
         if (f.host.empty() || !conf::parse_peer_url(peer_url(f)))
             return fail("--hosts: \"" + f.host + "\" is not a host name or IP address");

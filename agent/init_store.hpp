@@ -25,12 +25,14 @@ struct lane_file {
     std::string filename; ///< "<lane>.env"
     std::string host;
     std::uint16_t peer_port = 0, api_port = 0;
-    std::string text; ///< the whole file
+    std::string peer_url; ///< ws://host:port/v1/peer (an IPv6 host in brackets)
+    std::string text;     ///< the whole file
 };
 
 /// Plans the files: lanes sharing a host get consecutive ports (peer_port, peer_port + 1, ...;
 /// the same for api_port); each lane's PEER_TERMINALS lists every other lane at its host and
-/// port; a loopback host binds the peer listener to 127.0.0.1, any other to 0.0.0.0.
+/// port; a loopback host binds the peer listener to 127.0.0.1 (::1 for IPv6), any other to
+/// 0.0.0.0 (:: for an IPv6 host).
 /// nullopt with `error` set on bad input (an invalid or repeated lane id, a host count that
 /// differs from the lane count, a host that does not make a valid ws:// URL, ports that run
 /// past 65535 or collide with each other, a bad store id, a secret shorter than 16 characters).

@@ -65,8 +65,12 @@ TEST_CASE("plan_store: one PC per lane: the same ports everywhere, bound to ever
     for (const auto& f : *files) {
         CHECK(f.peer_port == 8123);
         CHECK(f.api_port == 9123);
-        CHECK(f.text.find("TERMINAL_BIND=0.0.0.0\n") != std::string::npos);
+        // An IPv6 host listens on every IPv6 address (peers dial it in brackets).
+        const bool v6 = f.host == "fd00::13";
+        CHECK(f.text.find(v6 ? "TERMINAL_BIND=::\n" : "TERMINAL_BIND=0.0.0.0\n") !=
+              std::string::npos);
     }
+    CHECK(files->at(2).peer_url == "ws://[fd00::13]:8123/v1/peer");
     CHECK(files->at(1).text.find("PEER_TERMINALS=ws://10.0.0.11:8123/v1/peer,"
                                  "ws://[fd00::13]:8123/v1/peer\n") != std::string::npos);
     // Two lanes on one PC, one on another: the shared PC's second lane gets the next ports.

@@ -16,11 +16,16 @@ using namespace std::chrono_literals;
 inline constexpr std::size_t group_commit_max_requests = 1024;
 /// SQLite busy timeout for every connection; the CLI and the agent share the file in WAL mode.
 inline constexpr int sqlite_busy_timeout_ms = 10'000;
-/// Statement journals kept in memory up to this size (SQLite's default spills them to a temp
-/// file past 64 KiB). Inside a request's savepoint each INSERT journals the ~6 pages it
-/// touches, so a 256-message replica batch needs ~6 MB: with the default, storing one message
-/// wrote ~25 KB to a temp file (outbox/sqlite.cpp). Freed when the request's savepoint ends.
-inline constexpr std::size_t sqlite_statement_journal_spill_bytes = 8u << 20;
+/// Statement journals stay in memory up to 1 GiB, more than any request can touch (a
+/// 500-message batch publish, a 16 MiB replica frame): in practice never spilled to a temp
+/// file (SQLite's default spills past 64 KiB). Inside a request's savepoint each INSERT
+/// journals the pages it touches, ~6 MB for a 256-message replica batch: with the default,
+/// storing one message wrote ~25 KB to a temp file. An 8 MiB threshold was tried: a request
+/// whose journal passed it failed with SQLITE_FULL ("database or disk is full") on SQLite 3.40
+/// with the disk far from full (a 5,000-message publish_batch on a 200 MB outbox). -1 (never
+/// spill, per the documentation) measured as slow as the default here. The journal lives only
+/// while one request runs; freed when its savepoint ends (outbox/sqlite.cpp).
+inline constexpr int sqlite_statement_journal_spill_bytes = 1 << 30;
 
 // ---- peer protocol ------------------------------------------------------------------------
 /// Highest peer protocol version this lane speaks, offered in the hello frame

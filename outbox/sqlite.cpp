@@ -17,10 +17,10 @@ void configure_sqlite_once() {
     std::call_once(once, [] {
         // Statement journals (the undo of one statement inside the write transaction: every
         // INSERT with the count triggers has one, and each request's savepoint) stay in memory
-        // up to this size instead of spilling to a temporary file at SQLite's 64 KiB. They are
-        // never needed after a crash (the WAL is), so durability does not change.
-        sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL,
-                       static_cast<int>(tuning::sqlite_statement_journal_spill_bytes));
+        // instead of spilling to a temporary file at SQLite's 64 KiB (base/tuning.hpp says why
+        // never, not a larger threshold). They are never needed after a crash (the WAL is), so
+        // durability does not change.
+        sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, tuning::sqlite_statement_journal_spill_bytes);
     });
 }
 

@@ -145,8 +145,7 @@ def fill_outbox(fill_bin, lane, n):
     log(f"writing {n:,} own messages into {lane.id}'s outbox (outbox_fill)")
     p = subprocess.run([fill_bin, "--path", lane.env["OUTBOX_PATH"], "--terminal", lane.id,
                         "--store", lane.store_id, "--messages", str(n),
-                        # the local API's batch limit; 5,000-message requests ended in
-                        # SQLITE_FULL on a 200 MB file here (under investigation)
+                        # the local API's batch limit (requests as large as the API's)
                         "--batch", "500"], capture_output=True,
                        text=True, timeout=1200, env=child_env(), preexec_fn=die_with_parent)
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]

@@ -35,8 +35,8 @@ from lanes import Http, StoreTestCase, log, wait_for  # noqa: E402
 KILLS = int(os.environ.get("CRASH_LOOP_KILLS", "50"))
 SEED = int(os.environ.get("CRASH_LOOP_SEED") or random.SystemRandom().randrange(1, 10 ** 6))
 # pacing of each POS client (load generation, not synchronisation)
-SINGLE_EVERY_S = 0.01
-BATCH_EVERY_S = 0.2
+SINGLE_EVERY_S = 0.02
+BATCH_EVERY_S = 0.25
 
 
 class Ledger:
@@ -93,13 +93,13 @@ class Client(threading.Thread):
         self.n += 1
         mid = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         return {"id": mid, "topic": "transaction",
-                "data": {"total": self.n, "client": self.name, "pad": "x" * self.rng.randint(10, 300)}}
+                "data": {"total": self.n, "client": self.name, "pad": "x" * self.rng.randint(10, 120)}}
 
     def run(self):
         try:
             while not self.stop_ev.is_set():
                 if self.batch:
-                    body = {"messages": [self._msg() for _ in range(self.rng.randint(2, 20))]}
+                    body = {"messages": [self._msg() for _ in range(self.rng.randint(2, 12))]}
                 else:
                     body = self._msg()
                 self._send(body)
@@ -208,10 +208,10 @@ class CrashLoop(StoreTestCase):
             delay = rng.uniform(0.0, 0.05) if kind == "catch-up" else rng.uniform(0.05, 0.6)
             peer = rng.choice((l2, l3)) if rng.random() < 0.15 else None
             time.sleep(delay)
-            if kind == "commit" and not ledger.wait_in_flight("L1", 2, 5.0):
-                log(f"kill {k + 1}: no two publishes in flight within 5 s; killing anyway")
             if self._replica_lag(l1, (l2, l3)):
                 moments["catching up on peers"] += 1
+            if kind == "commit" and not ledger.wait_in_flight("L1", 2, 5.0):
+                log(f"kill {k + 1}: no two publishes in flight within 5 s; killing anyway")
             with ledger.lock:   # what was under way at the kill, for the report
                 if ledger.in_flight.get("L1"):
                     moments["publishes in flight"] += 1

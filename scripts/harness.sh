@@ -10,6 +10,8 @@ case "${1:-}" in
 Usage: scripts/harness.sh [--lanes N] [--messages K] [--scenario NAME]... [--seed S] [--quick]
                           [--rate R] [--payload BYTES] [--clients C] [--deadline SECS]
                           [--keep] [--work-dir DIR] [--bin PATH] [--no-cloud] [--list] [--help]
+                          [--soak MINUTES [--soak-extra NAME,...] [--soak-min-faults N]
+                           [--soak-keep-going]]
 
 Starts its own local cloud (scripts/cloud-up.sh, free ports, its own CLOUD_DIR) and N lane
 agents (default 3, env files with free ports in a temporary work folder), drives load through
@@ -48,9 +50,19 @@ Options:
   --log-level L      the lanes' LOG_LEVEL (default info)
   -v, --verbose      more progress output
   --list             list the scenarios and what each proves
+  --soak MINUTES     the soak: the quick forms of the scenarios in cycles (a new order each
+                     cycle, a new seed each run) for MINUTES; prints process-level faults by
+                     kind, proxy chunk-level faults apart, messages accepted, peer_ack'd
+                     messages lost (must be 0), pending-only messages lost with a destroyed
+                     disk (expected), duplicates in the cloud (must be 0); exit 1 otherwise.
+                     Stops at the first run with a violation, keeping its folder.
+  --soak-extra NAMES scenarios run twice per soak cycle (more faults per minute)
+  --soak-min-faults N  exit 1 unless the soak injected at least N process-level faults
+  --soak-keep-going  do not stop the soak at a run with a violation
 
 Long form (the documented full run): scripts/harness.sh --scenario all
 CI short form:                       scripts/harness.sh --quick --scenario all
+An hour's soak:                      scripts/harness.sh --soak 60 --soak-min-faults 200
 
 Exit status: 0 all checks passed, 1 a violation (named in the output), 2 usage error,
 130 interrupted. Everything the harness started is stopped at the end, also on Ctrl-C.

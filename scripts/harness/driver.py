@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import lanes  # noqa: E402
 from lanes import REPO, Cloud, Deadline, Monitor, free_port, log  # noqa: E402
 from scenarios import SCENARIOS, Context, Skip  # noqa: E402
+import soak  # noqa: E402
 import verify  # noqa: E402
 
 QUICK = dict(messages=400, rate=50.0, clients=4, payload=200, deadline=90.0)
@@ -74,9 +75,22 @@ def parse_args(argv):
                    help="peer-only: no cloud, messages end at peer_ack; cloud scenarios are "
                         "skipped")
     p.add_argument("--log-level", default="info", help="LOG_LEVEL of the lanes (default info)")
+    p.add_argument("--soak", type=float, metavar="MINUTES",
+                   help="soak: run the scenarios (the quick forms) again and again, each cycle "
+                        "in a new order with a new seed, for MINUTES; prints the fault table")
+    p.add_argument("--soak-extra", default="", metavar="NAME,...",
+                   help="with --soak: scenarios run twice per cycle (more faults per minute)")
+    p.add_argument("--soak-min-faults", type=int, default=0, metavar="N",
+                   help="with --soak: fail unless at least N process-level faults were injected")
+    p.add_argument("--soak-keep-going", action="store_true",
+                   help="with --soak: go on after a scenario with a violation (default: stop)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="more progress output")
     a = p.parse_args(argv)
+    if a.soak is not None:
+        if a.soak <= 0:
+            p.error("--soak MINUTES must be > 0")
+        a.quick = True      # the soak cycles the short forms: their fault cadence
     base = QUICK if a.quick else LONG
     for k, v in base.items():
         if getattr(a, k) is None:
@@ -94,6 +108,10 @@ def parse_args(argv):
             elif n not in names:
                 names.append(n)
     a.names = names
+    a.soak_extra = [n.strip() for n in a.soak_extra.split(",") if n.strip()]
+    bad = [n for n in a.soak_extra if n not in SCENARIOS]
+    if bad:
+        p.error(f"--soak-extra: unknown scenario {bad[0]!r}")
     if a.lanes < 2 or a.lanes > 32:
         p.error("--lanes must be 2..32 (a store with peers)")
     if not 1 <= a.quorum < a.lanes:
@@ -284,6 +302,7 @@ def main(argv):
 
     cloud = None
     results = []
+    t_run = time.monotonic()
     ok = False
     interrupted = False
     watchdog = None
@@ -303,10 +322,13 @@ def main(argv):
             t = time.monotonic()
             cloud.up()
             log(f"cloud up in {time.monotonic() - t:.1f}s: {cloud.url}")
-        for name in opts.names:
-            results.append(run_scenario(name, opts, root, cloud))
-            if results[-1]["result"] == "INTERRUPTED":
-                raise KeyboardInterrupt("signal")
+        if opts.soak is not None:
+            soak.run(opts, root, cloud, run_scenario, results)
+        else:
+            for name in opts.names:
+                results.append(run_scenario(name, opts, root, cloud))
+                if results[-1]["result"] == "INTERRUPTED":
+                    raise KeyboardInterrupt("signal")
         ok = all(r["result"] in ("PASS", "SKIP") for r in results)
     except KeyboardInterrupt as e:
         interrupted = True
@@ -328,6 +350,8 @@ def main(argv):
             json.dump({"seed": opts.seed, "argv": argv, "results": results}, f, indent=2,
                       default=str)
 
+    if opts.soak is not None:
+        return soak_summary(opts, root, results, time.monotonic() - t_run, ok, interrupted)
     print()
     print(f"lanesync harness: seed {opts.seed}, {'quick' if opts.quick else 'long'} form, "
           f"{opts.lanes} lanes (quorum {opts.quorum}), {opts.messages} messages/lane"
@@ -347,22 +371,8 @@ def main(argv):
         extra.extend(r["notes"])
         if extra:
             print(f"  {r['name']}: " + "; ".join(extra))
-    bad = [r for r in results if r["violations"] and r["result"] not in ("SKIP", "INTERRUPTED")]
-    if bad:
-        print("\nVIOLATIONS")
-        for r in bad:
-            for v in r["violations"]:
-                print(f"  [{r['name']}] {v}")
-    repro = (f"scripts/harness.sh --seed {opts.seed}"
-             + (" --quick" if opts.quick else "")
-             + "".join(f" --scenario {n}" for n in opts.names)
-             + (f" --lanes {opts.lanes}" if opts.lanes != 3 else "")
-             + (f" --quorum {opts.quorum}" if opts.quorum != 1 else "")
-             + (" --failover" if opts.failover else "")
-             + "".join(f" --{k} {getattr(opts, k):g}" for k in ("messages", "rate", "payload",
-                                                                  "clients")
-                       if getattr(opts, k) != (QUICK if opts.quick else LONG)[k]))
-    print(f"\nreproduce: {repro}")
+    print_violations(results)
+    print(f"\nreproduce: {reproduce(opts)}")
     keep = opts.keep or not ok or interrupted
     if keep:
         print(f"work folder kept (env files, lane logs, outboxes, cloud logs): {root}")
@@ -371,6 +381,50 @@ def main(argv):
     if interrupted:
         return 130
     return 0 if ok else 1
+
+
+def print_violations(results):
+    bad = [r for r in results if r["violations"] and r["result"] not in ("SKIP", "INTERRUPTED")]
+    if bad:
+        print("\nVIOLATIONS")
+        for r in bad:
+            for v in r["violations"]:
+                print(f"  [{r['name']}{' cycle %d' % r['cycle'] if 'cycle' in r else ''}] {v}")
+
+
+def soak_summary(opts, root, results, elapsed, ok, interrupted):
+    """--soak: the fault table, the violations, how to replay a failed run; the exit code."""
+    totals = soak.totals(results, elapsed)
+    print()
+    print(soak.report(totals, opts, _table))
+    print_violations(results)
+    for r in results:
+        if r["result"] not in ("PASS", "SKIP"):
+            print(f"  replay: scripts/harness.sh --quick --seed {r['seed']} --scenario {r['name']}"
+                  f"{' --failover' if opts.failover else ''}; folder {r['folder']}")
+    why = soak.failed(totals, opts)
+    if why:
+        print("\nSOAK FAILED: " + "; ".join(why))
+    keep = opts.keep or not ok or interrupted or bool(why)
+    if keep:
+        print(f"work folder kept: {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    if interrupted:
+        return 130
+    return 0 if ok and not why else 1
+
+
+def reproduce(opts):
+    return (f"scripts/harness.sh --seed {opts.seed}"
+             + (" --quick" if opts.quick else "")
+             + "".join(f" --scenario {n}" for n in opts.names)
+             + (f" --lanes {opts.lanes}" if opts.lanes != 3 else "")
+             + (f" --quorum {opts.quorum}" if opts.quorum != 1 else "")
+             + (" --failover" if opts.failover else "")
+             + "".join(f" --{k} {getattr(opts, k):g}" for k in ("messages", "rate", "payload",
+                                                                  "clients")
+                       if getattr(opts, k) != (QUICK if opts.quick else LONG)[k]))
 
 
 if __name__ == "__main__":

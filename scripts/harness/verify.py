@@ -413,6 +413,9 @@ def check_cloud(ctx, last, copy_rows):
         return
     counts = Counter(r["id"] for r in rows)
     twice = [i for i, c in counts.items() if c > 1]
+    # duplicates in the cloud (the soak's table): extra rows of one id, a seq both stored and a
+    # copy, events applied twice in the domain tables (added below)
+    ctx.metrics["cloud_duplicates"] = sum(c - 1 for c in counts.values() if c > 1)
     if twice:
         V.append(f"cloud: {len(twice)} ids stored more than once, e.g. {twice[:3]}")
     by_id = {r["id"]: r for r in rows}
@@ -462,6 +465,7 @@ def check_cloud(ctx, last, copy_rows):
     for r in rows + copy_rows:
         seqs[r["t"]].add(r["seq"])
     both = {(r["t"], r["seq"]) for r in rows} & {(r["t"], r["seq"]) for r in copy_rows}
+    ctx.metrics["cloud_duplicates"] += len(both)
     if both:
         V.append(f"cloud: {len(both)} seqs both in pos_messages and pos_message_copies, "
                  f"e.g. {sorted(both)[:3]}")
@@ -495,6 +499,7 @@ def check_cloud(ctx, last, copy_rows):
         return
     tx = sum(1 for r in rows if r["topic"] == "transaction")
     inv = [r for r in rows if r["topic"] == "inventory"]
+    ctx.metrics["cloud_duplicates"] += max(0, dom["sales"] - tx) + max(0, dom["moves"] - len(inv))
     if dom["sales"] != tx:
         V.append(f"cloud: {dom['sales']} sales rows for {tx} transaction messages")
     if dom["moves"] != len(inv):

@@ -251,10 +251,17 @@ def lane_dead(ctx):
         ctx.fault("lane dead")
         t = time.monotonic()
         want = ctx.ledger.count(v.id)
-        wait_for(lambda: ctx.cloud.origin_rows(sid, v.id) >= want, deadline,
-                 f"{v.id}'s {want} messages in the cloud, uploaded by a peer", interval=0.2)
+        seen = {}
+
+        def uploaded():
+            # The taker shows the cover only while something is left to upload (lanes/cover.cpp):
+            # it is looked for during the upload, not only after it.
+            _look_for_cover(ctx, v, taker, seen)
+            return ctx.cloud.origin_rows(sid, v.id) >= want
+        wait_for(uploaded, deadline, f"{v.id}'s {want} messages in the cloud, uploaded by a peer",
+                 interval=0.2)
         ctx.metrics["takeover_s"] = time.monotonic() - t
-        _check_cover(ctx, v, taker, want)
+        _check_cover(ctx, v, taker, want, seen)
         ctx.finish_load(run)
         log(f"  restart {v.id}, its cloud still cut")
         v.start()
@@ -282,19 +289,28 @@ def lane_dead(ctx):
     ctx.after_converge = lambda: _double_uploads(ctx, v)
 
 
-def _check_cover(ctx, v, taker, want):
+def _look_for_cover(ctx, v, taker, seen):
+    """Notes in `seen` what the taker's status.origins (covered_by) and /metrics
+    (lanesync_origin_covered) say of the dead lane now; a value once seen as expected stays."""
+    if seen.get("covered_by") != taker:
+        seen["covered_by"] = (ctx.lane(taker).origin_row(v.id) or {}).get("covered_by")
+    if seen.get("gauge") != 1:
+        seen["gauge"] = ctx.lane(taker).metric("lanesync_origin_covered", origin=v.id, by=taker)
+
+
+def _check_cover(ctx, v, taker, want, seen):
     """sync_log names the taker as uploader of every message of the dead lane; its status
-    shows it covering."""
+    showed it covering (during the upload, or now)."""
     ups = ctx.cloud.uploads_by(ctx.store_id, v.id)
     stored = sum(u["stored"] for u in ups.values())
     if set(ups) != {taker} or stored < want:
         ctx.violations.append(f"takeover of {v.id}: sync_log by uploader {ups}, expected only "
                               f"{taker} storing {want}")
-    row = ctx.lane(taker).origin_row(v.id) or {}
-    if row.get("covered_by") != taker:
+    _look_for_cover(ctx, v, taker, seen)
+    if seen["covered_by"] != taker:
         ctx.violations.append(f"takeover of {v.id}: {taker}'s status.origins says covered_by "
-                              f"{row.get('covered_by')!r}, expected {taker!r}")
-    gauge = ctx.lane(taker).metric("lanesync_origin_covered", origin=v.id, by=taker)
+                              f"{seen['covered_by']!r}, expected {taker!r}")
+    gauge = seen["gauge"]
     if gauge != 1:
         ctx.violations.append(f"takeover of {v.id}: {taker}'s lanesync_origin_covered"
                               f"{{origin={v.id},by={taker}}} is {gauge}, expected 1")

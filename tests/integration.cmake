@@ -17,7 +17,7 @@ lanesync_py_test(api_cli test_api_cli)
 lanesync_py_test(api_wait test_api_wait)
 # Issue 11: L1 of a three-lane store kill -9'd 50 times under load (singles, batches, replicas
 # from its peers), every accepted message checked after each restart (CRASH_LOOP_KILLS=500 and
-# CRASH_LOOP_SEED=S for the longer local form / a replay; about 40 s).
+# CRASH_LOOP_SEED=S for the longer local form / a replay; 35-60 s).
 lanesync_py_test(crash_loop test_crash_loop)
 # scripts/lib/lanes.py itself (ports, waits, HTTP, process rules) against a stand-in agent.
 lanesync_py_test(lanes_lib test_lanes_lib)

@@ -218,8 +218,10 @@ def check(ctx, sts):
     # ---- lane processes ------------------------------------------------------------------
     for lane in ctx.lanes:
         for (_, rc) in lane.unexpected_exits:
-            V.append(f"lane {lane.id} exited on its own with code {rc}; log tail:\n"
-                     + lane.log_tail(15))
+            # a signal the harness did not send (another program on the machine) shows here
+            stops = lane.log_lines("agent.stopping", limit=3)
+            V.append(f"lane {lane.id} exited on its own with code {rc}; its last stop requests: "
+                     f"{stops}; log tail:\n" + lane.log_tail(15))
         crash = lane.log_lines(*CRASH_SIGNS, limit=5)
         if crash:
             V.append(f"lane {lane.id}: crash signature in its log: {crash}")

@@ -251,7 +251,14 @@ private:
             reg.get_gauge("lanesync_replicas_held", "Copies of other lanes' messages held");
         auto& connected =
             reg.get_gauge("lanesync_peers_connected", "Peers with an authenticated session");
+        auto& disk_full = reg.get_gauge("lanesync_outbox_disk_full",
+                                        "1 while the outbox's disk is full (writes refused)");
+        auto& writable = reg.get_gauge("lanesync_outbox_writable",
+                                       "1 while the outbox accepts writes (/healthz 200)");
         reg.add_collector([&, this] {
+            auto h = store_->health();
+            disk_full.set(h.disk_full ? 1 : 0);
+            writable.set(h.writable ? 1 : 0);
             auto c = store_->get_counts();
             pending.set(static_cast<double>(c.pending));
             peer_ack.set(static_cast<double>(c.peer_ack));

@@ -286,8 +286,6 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
         in.cloud = *cloud;
     in.stored_rebuild = store.get_rebuild_state();
     in.summaries = store.origin_summaries();
-    if (gossip || uploader)
-        in.health = store.health();
     return status_json(cfg, in, agent_running, now_ms);
 }
 
@@ -303,6 +301,8 @@ status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* goss
         in.marks = store.peer_marks();
     in.stored_rebuild = store.get_rebuild_state();
     in.summaries = store.origin_summaries();
+    if (gossip || uploader)
+        in.health = store.health();
     if (gossip) {
         in.rebuild = gossip->rebuild();
         in.origins = gossip->origins(in.summaries);

@@ -99,6 +99,7 @@ class Abuse(StoreTestCase):
         ws.send_raw(frame_header(0x1, 1 << 62))
         c = ws.expect_close()
         self.assertEqual(c.code, 1009)
+        ws.close()  # rather than answer the close (the agent would wait for that up to 10 s)
         wait_for(lambda: self.preauth("oversized_frame") == 1, 10, what="oversized_frame counted")
         self.assertGreaterEqual(self.l1.metric("lanesync_peer_malformed_frames_total"), 1)
         lines = self.l1.log_lines("peer.preauth_failed")
@@ -133,6 +134,7 @@ class Abuse(StoreTestCase):
         before = self.l1.metric("lanesync_peer_malformed_frames_total")
         ws.send_raw(frame_header(0x1, 4) + b'{"\xff"')
         self.assertEqual(ws.expect_close().code, 1007)
+        ws.close()
         wait_for(lambda: self.l1.metric("lanesync_peer_malformed_frames_total") == before + 1, 10,
                  what="invalid UTF-8 counted as malformed")
         self.stored_nothing()

@@ -15,8 +15,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -349,7 +352,14 @@ int run_agent(const conf::config& cfg) {
     try {
         store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
     } catch (const std::exception& e) {
-        log::error("agent.start_failed", {{"error", e.what()}});
+        // SQLite says only "unable to open database file" for a read-only mount: say why.
+        std::string why = e.what();
+        auto dir = std::filesystem::path(cfg.outbox_path).parent_path();
+        struct statvfs st {};
+        if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) == 0 && (st.f_flag & ST_RDONLY))
+            why += " (the outbox's folder is on a read-only file system; the agent must write "
+                   "its outbox: remount it read-write)";
+        log::error("agent.start_failed", {{"error", why}});
         return 1;
     }
     try {

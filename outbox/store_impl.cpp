@@ -245,8 +245,9 @@ void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
     const bool group_failed = !group_error.empty();
     if (group_failed)
         storage_error = group_error;
+    const bool ok = storage_error.empty();
     bool full = group_full_;
-    if (!full && storage_error.empty()) {
+    if (ok) {
         bool was_full = false;
         {
             std::lock_guard lk(health_mutex_);
@@ -254,7 +255,7 @@ void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
         }
         full = was_full && space_low(storage_error); // still full, though this group fitted
     }
-    note_group_end(!group_failed && (storage_error.empty() || full), storage_error, full);
+    note_group_end(ok, storage_error, full);
     if (group_failed) {
         // Nothing of this group is on disk: every request reports the storage failure.
         log::error("outbox.commit_failed",

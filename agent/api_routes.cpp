@@ -270,9 +270,16 @@ response metrics_text() {
 
 response healthz(const outbox::health& h) {
     if (h.writable)
-        return json_response(200, {{"ok", true}});
-    return json_response(503,
-                         {{"ok", false}, {"error", "outbox is not writable"}, {"reason", h.error}});
+        return json_response(200, {{"ok", true}, {"status", "ok"}});
+    if (h.disk_full)
+        return json_response(503, {{"ok", false},
+                                   {"status", "disk_full"},
+                                   {"error", "outbox disk is full"},
+                                   {"reason", h.error}});
+    return json_response(503, {{"ok", false},
+                               {"status", "not_writable"},
+                               {"error", "outbox is not writable"},
+                               {"reason", h.error}});
 }
 
 response healthz_rebuilding(const lanes::rebuild_view& v) {

@@ -3,6 +3,7 @@
 #include "agent/api_session.hpp"
 #include "agent/api_test_hooks.hpp"
 #include "base/log.hpp"
+#include "base/log_limit.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -101,7 +102,8 @@ private:
             return;
         if (ec) {
             // E.g. EMFILE: wait a little instead of spinning on the error.
-            log::warn("api.accept_failed", {{"error", ec.message()}});
+            if (failed_lines_.gate("accept_failed"))
+                log::warn("api.accept_failed", {{"error", ec.message()}});
             retry_.expires_after(std::chrono::milliseconds(100));
             retry_.async_wait([self = shared_from_this()](error_code wec) {
                 if (!wec)
@@ -117,8 +119,14 @@ private:
             session->run();
         } else {
             am().refused.inc();
-            log::debug("api.connection_refused",
-                       {{"reason", state_->stopping() ? "stopping" : "too many connections"}});
+            const bool stopping = state_->stopping();
+            if (stopping)
+                log::debug("api.connection_refused", {{"reason", "stopping"}});
+            else if (refused_lines_.gate("too_many_connections"))
+                log::warn(
+                    "api.connection_refused",
+                    {{"reason", "too many connections"},
+                     {"limit", std::to_string(state_->deps().cfg->local_api_max_connections)}});
             // Dropping `session` closes the socket.
         }
         do_accept();
@@ -129,6 +137,8 @@ private:
     net::steady_timer retry_;
     std::shared_ptr<api_shared_state> state_;
     std::uint16_t port_ = 0;
+    log::limited_lines refused_lines_{"api.connection_refused"};
+    log::limited_lines failed_lines_{"api.accept_failed"};
 };
 
 struct api_server::impl {

@@ -101,10 +101,10 @@ public:
     std::size_t max_message_bytes() const { return max_message_bytes_; }
     std::size_t body_limit() const { return body_limit_; }
 
-    /// Registers a new session; false when stopping or at api_max_connections.
+    /// Registers a new session; false when stopping or at LOCAL_API_MAX_CONNECTIONS.
     bool join(const std::shared_ptr<http_session>& s) {
         std::lock_guard lk(mutex_);
-        if (stopping_ || sessions_.size() >= tuning::api_max_connections)
+        if (stopping_ || sessions_.size() >= deps_.cfg->local_api_max_connections)
             return false;
         sessions_.emplace(s.get(), s);
         return true;

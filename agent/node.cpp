@@ -15,8 +15,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -251,7 +254,14 @@ private:
             reg.get_gauge("lanesync_replicas_held", "Copies of other lanes' messages held");
         auto& connected =
             reg.get_gauge("lanesync_peers_connected", "Peers with an authenticated session");
+        auto& disk_full = reg.get_gauge("lanesync_outbox_disk_full",
+                                        "1 while the outbox's disk is full (writes refused)");
+        auto& writable = reg.get_gauge("lanesync_outbox_writable",
+                                       "1 while the outbox accepts writes (/healthz 200)");
         reg.add_collector([&, this] {
+            auto h = store_->health();
+            disk_full.set(h.disk_full ? 1 : 0);
+            writable.set(h.writable ? 1 : 0);
             auto c = store_->get_counts();
             pending.set(static_cast<double>(c.pending));
             peer_ack.set(static_cast<double>(c.peer_ack));
@@ -342,7 +352,14 @@ int run_agent(const conf::config& cfg) {
     try {
         store = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
     } catch (const std::exception& e) {
-        log::error("agent.start_failed", {{"error", e.what()}});
+        // SQLite says only "unable to open database file" for a read-only mount: say why.
+        std::string why = e.what();
+        auto dir = std::filesystem::path(cfg.outbox_path).parent_path();
+        struct statvfs st {};
+        if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) == 0 && (st.f_flag & ST_RDONLY))
+            why += " (the outbox's folder is on a read-only file system; the agent must write "
+                   "its outbox: remount it read-write)";
+        log::error("agent.start_failed", {{"error", why}});
         return 1;
     }
     try {

@@ -301,6 +301,8 @@ status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* goss
         in.marks = store.peer_marks();
     in.stored_rebuild = store.get_rebuild_state();
     in.summaries = store.origin_summaries();
+    if (gossip || uploader)
+        in.health = store.health();
     if (gossip) {
         in.rebuild = gossip->rebuild();
         in.origins = gossip->origins(in.summaries);
@@ -326,6 +328,11 @@ nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, boo
                    {"oldest_pending_age_s", age_s(c.oldest_pending_stored_at_ms, now_ms)},
                    {"oldest_peer_ack_age_s", age_s(c.oldest_peer_ack_at_ms, now_ms)},
                    {"last_seq", c.own_last_seq}};
+    if (in.health) {
+        j["outbox"]["writable"] = in.health->writable;
+        j["outbox"]["disk_full"] = in.health->disk_full;
+        j["outbox"]["storage_error"] = text_or_null(in.health->writable ? "" : in.health->error);
+    }
     json replicas = json::object();
     for (const auto& [origin, n] : c.replicas)
         replicas[origin] = n;
@@ -393,6 +400,10 @@ std::string status_table(const nlohmann::json& s) {
                    str(at(ob, "failed")), str(at(ob, "last_seq")),
                    at(ob, "pending") == 0 ? "-" : format_age(at(ob, "oldest_pending_age_s")),
                    at(ob, "peer_ack") == 0 ? "-" : format_age(at(ob, "oldest_peer_ack_age_s"))}});
+    if (at(ob, "writable").is_boolean() && !at(ob, "writable").get<bool>())
+        out += std::string(at(ob, "disk_full") == true ? "STORAGE: disk full"
+                                                       : "STORAGE: not writable") +
+               " (" + str(at(ob, "storage_error")) + "): new messages are refused with 503\n";
     out += "\n";
 
     std::string reps;

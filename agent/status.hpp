@@ -33,6 +33,8 @@ struct status_inputs {
     /// The origins held, and with gossip who covers each and when it was last seen.
     std::vector<outbox::origin_summary> summaries;
     std::optional<std::vector<lanes::origin_view>> origins;
+    /// The outbox's health snapshot (a running agent: with gossip or an uploader).
+    std::optional<outbox::health> health;
 };
 
 /// Reads the inputs: the outbox's counts (and peer marks when `gossip` is null), gossip's and

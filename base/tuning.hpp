@@ -26,6 +26,10 @@ inline constexpr int sqlite_busy_timeout_ms = 10'000;
 /// spill, per the documentation) measured as slow as the default here. The journal lives only
 /// while one request runs; freed when its savepoint ends (outbox/sqlite.cpp).
 inline constexpr int sqlite_statement_journal_spill_bytes = 1 << 30;
+/// After a write failed with "database or disk is full", the outbox counts as full (/healthz
+/// 503 "disk_full", lanesync_outbox_disk_full 1) until its folder's file system has this much
+/// free again: a small write that still fits (an ack mark into the WAL) does not clear it.
+inline constexpr std::uint64_t outbox_free_space_after_full = 2u << 20;
 
 // ---- peer protocol ------------------------------------------------------------------------
 /// Highest peer protocol version this lane speaks, offered in the hello frame
@@ -69,8 +73,6 @@ inline constexpr auto peer_news_interval = 2s;
 inline constexpr std::size_t api_header_limit = 16u << 10;
 /// A local API client must send its request within this.
 inline constexpr auto api_request_timeout = 30s;
-/// Most simultaneous local API connections; more are closed at accept.
-inline constexpr std::size_t api_max_connections = 512;
 /// Default and largest `limit` of GET /v1/messages.
 inline constexpr std::size_t api_list_default_limit = 100;
 inline constexpr std::size_t api_list_max_limit = 10'000;

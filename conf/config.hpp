@@ -72,6 +72,11 @@ struct config {
     std::string log_level = "info";         ///< LOG_LEVEL
     bool log_json = false;                  ///< LOG_FORMAT=json
 
+    /// PEER_MAX_CONNECTIONS: connections open at once on TERMINAL_PORT (more: closed at accept).
+    std::size_t peer_max_connections = 64;
+    /// LOCAL_API_MAX_CONNECTIONS: local API connections open at once (more: closed at accept).
+    std::size_t local_api_max_connections = 512;
+
     bool cloud_enabled() const { return !supabase_url.empty(); }
 };
 

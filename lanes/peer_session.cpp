@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "base/tuning.hpp"
+#include "lanes/preauth.hpp"
 #include "lanes/session_support.hpp"
 #include "lanes/streams.hpp"
 #include "protocol/message.hpp"
@@ -30,7 +31,12 @@ public:
           mode_(hub_->rebuild().mode()),
           machine_(detail::machine_config(hub_->cfg(), offer_version, mode_),
                    outbound ? protocol::peer_role::client : protocol::peer_role::server),
-          auth_deadline_(ws_.get_executor()) {}
+          auth_deadline_(ws_.get_executor()) {
+        boost::system::error_code ec;
+        auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
+        if (!ec)
+            remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
 
     /// Runs the session to its end.
     net::awaitable<session_result> run() {
@@ -38,19 +44,28 @@ public:
         auth_deadline_.expires_after(tuning::peer_handshake_timeout);
         std::weak_ptr<peer_session> weak = self;
         auth_deadline_.async_wait([weak](boost::system::error_code ec) {
-            if (auto s = weak.lock(); s && !ec)
+            if (auto s = weak.lock(); s && !ec) {
+                s->auth_timed_out_ = !s->machine_.authenticated();
                 s->apply(s->machine_.on_auth_timeout());
+            }
         });
         apply(machine_.start());
         co_await read_loop();
         auth_deadline_.cancel();
         if (peer_closed_)
             detail::on_peer_closed(*hub_, machine_.peer_id(), close_reason_text_);
+        if ((too_big_ || bad_frame_) && machine_.authenticated())
+            detail::note_bad_frame(machine_.peer_id(), remote_, end_reason_, too_big_);
         if (machine_.authenticated()) {
             hub_->leave(this, end_reason_);
             log::info("peer.disconnected", {{"peer", machine_.peer_id()},
                                             {"direction", direction()},
                                             {"reason", end_reason_}});
+        } else if (!outbound_) {
+            // Abuse of the peer port is counted by reason and logged rate-limited.
+            detail::note_preauth_failure(
+                detail::classify_preauth({auth_timed_out_, preauth_cause_, too_big_, bad_frame_}),
+                remote_, end_reason_);
         } else if (!refusal_logged_) {
             // Our own refusals were logged as peer.refused; log the ones the other side decided
             // (e.g. it found our PEER_SECRET wrong) and connections that died mid-handshake.
@@ -133,6 +148,12 @@ private:
     }
 
     void note_end(const boost::system::error_code& ec) {
+        if (ec == websocket::error::message_too_big)
+            too_big_ = true; // Beast sent close 1009 (docs/protocol.md "Close codes")
+        else if (ec == beast::error::timeout)
+            auth_timed_out_ = !machine_.authenticated(); // the idle timeout came first
+        else if (ec == websocket::condition::protocol_violation)
+            bad_frame_ = true; // Beast refused the frame (bad UTF-8: 1007; bad opcode: 1002)
         if (ec == websocket::error::closed && !close_requested_) {
             peer_closed_ = true;
             auto r = ws_.reason();
@@ -153,6 +174,9 @@ private:
         }
         if (ec == beast::error::timeout)
             return "peer timed out (no heartbeat)";
+        if (ec == websocket::error::message_too_big)
+            return "frame over the size limit (closed " +
+                   std::to_string(protocol::close_code::message_too_big) + ")";
         return ec.message();
     }
 
@@ -324,7 +348,11 @@ private:
     }
 
     void on_action(protocol::close_link& a) {
-        detail::on_close_decided(*hub_, a, outbound_, machine_.peer_id(), machine_.claimed_id());
+        const bool preauth = !outbound_ && !machine_.authenticated();
+        if (preauth && a.refusal)
+            preauth_cause_ = a.cause;
+        detail::on_close_decided(*hub_, a, outbound_, machine_.peer_id(), machine_.claimed_id(),
+                                 preauth);
         if (a.refusal) {
             refusal_logged_ = true;
             end_reason_ = a.reason;
@@ -420,6 +448,11 @@ private:
     net::steady_timer auth_deadline_;
     beast::flat_buffer buffer_;
 
+    std::string remote_; ///< address:port of the other end, for the abuse lines
+    bool auth_timed_out_ = false;
+    bool too_big_ = false;
+    bool bad_frame_ = false;
+    std::optional<protocol::close_cause> preauth_cause_; ///< an inbound refusal before auth
     bool refusal_logged_ = false;
     bool reachable_noted_ = false;
     bool ready_seen_ = false;
@@ -456,6 +489,7 @@ template net::awaitable<session_result> run_session<ws_tls>(ws_tls, std::shared_
 
 void register_peer_metrics() {
     pm();
+    detail::register_preauth_metrics();
 }
 
 } // namespace lanesync::lanes

@@ -84,14 +84,16 @@ protocol::stored_outcome to_protocol(outbox::replicas_outcome o) {
 }
 
 void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std::string& peer_id,
-                      const std::string& claimed_id) {
+                      const std::string& claimed_id, bool quiet) {
     using protocol::close_cause;
     if (a.auth_failure)
         pm().auth_failures.inc();
     if (a.cause == close_cause::malformed)
         pm().malformed.inc();
     const std::string peer = or_unknown(peer_id);
-    if (a.cause == close_cause::wrong_secret && !outbound)
+    if (quiet)
+        ; // logged once, rate-limited, when the connection ends (lanes/preauth.hpp)
+    else if (a.cause == close_cause::wrong_secret && !outbound)
         log::warn("peer.auth_failed", {{"peer", claimed_id}, {"reason", "wrong PEER_SECRET"}});
     else if (a.cause == close_cause::outbox_lost)
         log::error("peer.outbox_behind_peer", {{"peer", peer},
@@ -105,7 +107,7 @@ void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std:
         log::error("peer.id_conflict", {{"peer", peer}, {"conflict", detail_of(a, "conflict")}});
     else if (a.cause == close_cause::storage_failure)
         log::error("peer.store_failed", {{"peer", peer}, {"error", detail_of(a, "error")}});
-    if (a.refusal)
+    if (a.refusal && !quiet)
         log::warn("peer.refused",
                   {{"peer", peer}, {"code", std::to_string(a.code)}, {"reason", a.reason}});
     // What the lane does about it. The outbox-lost close carries the reason the rebuild shows

@@ -40,9 +40,10 @@ protocol::stored_outcome to_protocol(outbox::replicas_outcome o);
 /// A close this lane decided: the log lines and counters of its kind, and what the lane does
 /// about it (outbox lost: a rebuild; incarnation mismatch: a conflict of the rebuild). An
 /// "outbox lost" from a peer with a trust cap is turned into an incarnation mismatch (`a` is
-/// changed: the close then goes out so).
+/// changed: the close then goes out so). `quiet`: an inbound connection refused before it
+/// authenticated; its one (rate-limited) log line is lanes/preauth.hpp's, not these.
 void on_close_decided(hub& h, protocol::close_link& a, bool outbound, const std::string& peer,
-                      const std::string& claimed_id);
+                      const std::string& claimed_id, bool quiet = false);
 
 /// A close the peer decided: an incarnation mismatch it found is a conflict of our rebuild.
 void on_peer_closed(hub& h, const std::string& peer, std::string_view reason);

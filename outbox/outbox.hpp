@@ -197,6 +197,9 @@ struct health {
     std::optional<std::int64_t> last_failure_at_ms; ///< last group that failed
     std::optional<std::int64_t> busy_since_ms;      ///< the writer is inside a group since then
     std::size_t queued = 0;                         ///< write requests waiting for the writer
+    /// A write failed with SQLITE_FULL and the outbox's file system has not had
+    /// tuning::outbox_free_space_after_full free since (`writable` is false meanwhile).
+    bool disk_full = false;
 };
 
 /// This lane's rebuild state and incarnation, persisted in `meta` (docs/outbox.md, "Rebuild").

@@ -2,7 +2,12 @@
 #include "outbox/detail/store_impl.hpp"
 
 #include "base/log.hpp"
+#include "base/tuning.hpp"
 #include "protocol/message.hpp"
+
+#include <sys/statvfs.h>
+
+#include <filesystem>
 
 namespace lanesync::outbox::detail {
 
@@ -64,18 +69,37 @@ void sqlite_store::note_group_start() {
     busy_since_ms_ = protocol::now_ms();
 }
 
-void sqlite_store::note_group_end(bool ok, const std::string& error) {
+void sqlite_store::note_group_end(bool ok, const std::string& error, bool full) {
     auto now = protocol::now_ms();
     std::lock_guard lk(health_mutex_);
     busy_since_ms_.reset();
-    last_group_ok_ = ok;
-    if (ok) {
+    last_group_ok_ = ok && !full;
+    last_group_full_ = full;
+    if (ok && full) {
+        last_commit_at_ms_ = now; // it fitted, but the disk still counts as full
+        last_group_error_ = error;
+    } else if (ok) {
         last_commit_at_ms_ = now;
         last_group_error_.clear();
     } else {
         last_failure_at_ms_ = now;
         last_group_error_ = error;
     }
+}
+
+bool sqlite_store::space_low(std::string& why) const {
+    auto dir = std::filesystem::path(path_).parent_path();
+    if (dir.empty())
+        dir = ".";
+    struct statvfs st {};
+    if (::statvfs(dir.c_str(), &st) != 0)
+        return false; // cannot tell: let the next write find out
+    auto free_bytes = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+    if (free_bytes >= tuning::outbox_free_space_after_full)
+        return false;
+    why = "database or disk is full (" + std::to_string(free_bytes / 1024) + " KiB free in " +
+          dir.string() + ")";
+    return true;
 }
 
 outbox::health sqlite_store::health() {
@@ -98,6 +122,7 @@ outbox::health sqlite_store::health() {
             h.error = "outbox closed";
         } else if (!last_group_ok_) {
             h.error = last_group_error_;
+            h.disk_full = last_group_full_;
             probe = !probe_queued_;
             probe_queued_ = true;
         } else {

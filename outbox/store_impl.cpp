@@ -43,6 +43,12 @@ bool is_storage_failure(const std::exception& e) {
     return primary == SQLITE_FULL || primary == SQLITE_IOERR;
 }
 
+/// SQLITE_FULL: the file system (or max_page_count) has no room.
+bool is_disk_full(const std::exception& e) {
+    auto* se = dynamic_cast<const sqlite_error*>(&e);
+    return se && (se->code() & 0xff) == SQLITE_FULL;
+}
+
 constexpr const char* closed_text = "outbox closed";
 constexpr const char* read_only_text = "outbox is read-only";
 
@@ -173,7 +179,17 @@ void sqlite_store::submit(Body&& body, std::function<void(Out)> done) {
 
 void sqlite_store::queue_probe() {
     submit<count_outcome>(
-        [](write_transaction&, commit_info&) {
+        [this](write_transaction&, commit_info&) {
+            bool full = false;
+            {
+                std::lock_guard lk(health_mutex_);
+                full = last_group_full_;
+            }
+            // After a full disk an empty write still commits (it needs no page): the probe
+            // succeeds only once the file system has room again.
+            std::string why;
+            if (full && space_low(why))
+                throw sqlite_error(SQLITE_FULL, why);
             count_outcome out;
             out.ok = true;
             return out;
@@ -224,11 +240,22 @@ void sqlite_store::run_group(std::vector<std::unique_ptr<request>>& group) {
     std::string storage_error;
     std::vector<char> applied(group.size(), 0);
     note_group_start();
+    group_full_ = false;
     const std::string group_error = commit_group(group, applied, storage_error);
     const bool group_failed = !group_error.empty();
     if (group_failed)
         storage_error = group_error;
-    note_group_end(storage_error.empty(), storage_error);
+    const bool ok = storage_error.empty();
+    bool full = group_full_;
+    if (ok) {
+        bool was_full = false;
+        {
+            std::lock_guard lk(health_mutex_);
+            was_full = last_group_full_;
+        }
+        full = was_full && space_low(storage_error); // still full, though this group fitted
+    }
+    note_group_end(ok, storage_error, full);
     if (group_failed) {
         // Nothing of this group is on disk: every request reports the storage failure.
         log::error("outbox.commit_failed",
@@ -275,10 +302,12 @@ std::string sqlite_store::commit_group(std::vector<std::unique_ptr<request>>& gr
                 log::warn("outbox.request_failed", {{"error", e.what()}});
                 if (is_storage_failure(e))
                     storage_error = e.what(); // the disk, not the request (health())
+                group_full_ = group_full_ || is_disk_full(e);
             }
         }
         tx.commit();
     } catch (const std::exception& e) {
+        group_full_ = group_full_ || is_disk_full(e);
         std::string why = e.what();
         return why.empty() ? std::string("unknown storage failure") : why;
     }

@@ -19,6 +19,9 @@ inline constexpr std::uint16_t invalid_payload = 1007;
 /// other store, duplicate id, failed authentication, gap, window exceeded, binary frame,
 /// id conflict, incarnation mismatch, a v1 session with a rebuilding lane.
 inline constexpr std::uint16_t policy_violation = 1008;
+/// A frame over the size limit (docs/protocol.md "Transport"), announced or real. Beast sends
+/// it (read_message_max); lanes/preauth.cpp counts and logs it.
+inline constexpr std::uint16_t message_too_big = 1009;
 /// The receiver could not commit a batch (storage failure).
 inline constexpr std::uint16_t internal_error = 1011;
 

@@ -21,6 +21,10 @@ lanesync_py_test(api_wait test_api_wait)
 lanesync_py_test(crash_loop test_crash_loop)
 # scripts/lib/lanes.py itself (ports, waits, HTTP, process rules) against a stand-in agent.
 lanesync_py_test(lanes_lib test_lanes_lib)
+# Issue 11: abuse of the peer port and the API (docs/bad-input.md), and storage faults (a full
+# tmpfs, corrupt and read-only outboxes; the mounts need root, as in CI).
+lanesync_py_test(abuse test_abuse)
+lanesync_py_test(storage_faults test_storage_faults)
 
 # Issue 14: `lanesync init-store` output passes check-config and runs a three-lane store.
 lanesync_py_test(init_store test_init_store)

@@ -121,7 +121,11 @@ private:
     void stop_reader();
     /// Writer thread: a group starts / ended (ok, or failed with SQLite's message).
     void note_group_start();
-    void note_group_end(bool ok, const std::string& error);
+    /// `full`: the group met SQLITE_FULL, or the disk was full and still has too little space.
+    void note_group_end(bool ok, const std::string& error, bool full = false);
+    /// The outbox folder's file system has less than tuning::outbox_free_space_after_full
+    /// free (statvfs; writer thread). `why` gets the text for the health snapshot.
+    bool space_low(std::string& why) const;
     /// Queues an empty write (BEGIN IMMEDIATE; COMMIT) whose group records a recovery.
     void queue_probe();
 
@@ -218,7 +222,9 @@ private:
     bool last_group_ok_ = true;
     std::string last_group_error_;
     std::optional<std::int64_t> last_commit_at_ms_, last_failure_at_ms_, busy_since_ms_;
-    bool probe_queued_ = false; ///< an empty write queued by health() after a failure
+    bool probe_queued_ = false;    ///< an empty write queued by health() after a failure
+    bool last_group_full_ = false; ///< health: the disk is full (outbox::health::disk_full)
+    bool group_full_ = false;      ///< writer thread: the running group met SQLITE_FULL
 
     // Reader thread: runs post_read() jobs in order on the read connection.
     std::mutex reader_mutex_;

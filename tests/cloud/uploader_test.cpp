@@ -8,6 +8,7 @@
 #include "base/metrics.hpp"
 #include "fake_cloud.hpp"
 #include "outbox/async.hpp"
+#include "outbox/detail/test_hooks.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -846,4 +847,39 @@ TEST_CASE("a success beside a failure does not end that failure's backoff") {
     REQUIRE(firsts.size() == 2);
     CHECK(std::chrono::duration<double, std::milli>(firsts[1] - firsts[0]).count() >= 295.0);
     CHECK(r.status().consecutive_failures == 0);
+}
+
+TEST_CASE("answers that cannot be marked (the outbox refuses the write) back off, never loop") {
+    // The disk is full for the marks: every 2xx is followed by a failed cloud_ack write. The
+    // uploader must wait its backoff before it sends the batch again (the cloud then answers
+    // duplicate), never re-upload at once, and mark everything once the write succeeds.
+    rig r([&](const seen_request& q) { return ack_all(q); });
+    r.cfg.backoff_base = std::chrono::milliseconds(100);
+    r.cfg.backoff_max = std::chrono::milliseconds(100);
+    r.publish(3);
+    outbox::detail::test_hooks::exec_on_writer(
+        *r.store, "CREATE TEMP TRIGGER disk_full BEFORE UPDATE OF state ON messages "
+                  "WHEN NEW.state = 2 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+    r.start();
+    REQUIRE(run_until(
+        r.ioc, [&] { return r.status().consecutive_failures >= 20; }, 20s));
+    auto s = r.status();
+    CHECK(s.last_error.find("outbox write failed") != std::string::npos);
+    CHECK(s.last_error.find("full") != std::string::npos);
+    CHECK(s.next_attempt_at_ms);
+    CHECK(r.counts().cloud_ack == 0);
+    // Every request was followed by a failure and its backoff (at most one more in flight).
+    const auto n = r.cloud->requests().size();
+    CHECK(n <= s.consecutive_failures + 1);
+    auto gaps = r.gaps_ms();
+    double sum = 0;
+    for (auto g : gaps)
+        sum += g;
+    // Full jitter over [0, 100] ms averages 50 ms; a loop without backoff averages ~1 ms.
+    CHECK(sum / static_cast<double>(gaps.size()) >= 20.0);
+    for (const auto& q : r.cloud->requests())
+        CHECK(q.seqs() == std::vector<std::uint64_t>{1, 2, 3});
+    // Space is back: the next attempt marks the batch.
+    outbox::detail::test_hooks::exec_on_writer(*r.store, "DROP TRIGGER disk_full");
+    REQUIRE(r.wait_counts(3));
 }

@@ -11,7 +11,9 @@ Installs the Debian packages lanesync builds and tests with: compiler, CMake, Ni
 Boost 1.81 (Asio/Beast), SQLite, OpenSSL, nlohmann-json, doctest, CLI11, PostgreSQL 15 (local
 cloud), Node.js + npm (Deno from npm), Chromium (dashboard test), Python 3 with
 prometheus-client (metrics test), dpkg-dev + lintian + systemd + file (the Debian package and
-its unit: scripts/package.sh, integration.package). Safe to run again.
+its unit: scripts/package.sh, integration.package), clang 14 + libclang-rt-14-dev (libFuzzer
+and the sanitizer runtimes: scripts/fuzz.sh) + llvm-14 (llvm-symbolizer for readable fuzzer
+reports). Safe to run again.
 USAGE
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
@@ -25,6 +27,7 @@ packages=(
   python3 python3-prometheus-client
   procps psmisc iproute2 curl
   dpkg-dev lintian systemd file
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

@@ -6,7 +6,6 @@ a clear answer. Nothing of it is stored, and the agent keeps serving."""
 import json
 import os
 import socket
-import struct
 import sys
 import threading
 import time
@@ -16,20 +15,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lanes import SECRET, StoreTestCase, http, wait_for  # noqa: E402
 
 from test_peer_protocol import mac  # noqa: E402
+import wsclient  # noqa: E402
 from wsclient import WsClient  # noqa: E402
 
 
 def frame_header(opcode, n, fin=True):
     """A masked client frame header announcing `n` payload bytes, with an all-zero mask (valid
     per RFC 6455, and the payload then goes unchanged: no Python loop over 17 MiB)."""
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return hdr + b"\0\0\0\0"
+    return wsclient.frame_header(opcode, n, fin)
 
 
 def send_quietly(sock, data):

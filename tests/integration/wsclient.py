@@ -7,6 +7,18 @@ import socket
 import struct
 
 
+
+def frame_header(opcode, n, fin=True, mask=b"\0\0\0\0"):
+    """A masked client frame header announcing `n` payload bytes, ending with `mask`."""
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        hdr = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    return hdr + mask
+
 class Closed(Exception):
     def __init__(self, code, reason):
         super().__init__(f"closed {code}: {reason}")
@@ -34,16 +46,8 @@ class WsClient:
 
     def _frame(self, opcode, payload, fin=True):
         mask = os.urandom(4)
-        b0 = (0x80 if fin else 0) | opcode
-        n = len(payload)
-        if n < 126:
-            hdr = struct.pack("!BB", b0, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return hdr + mask + masked
+        return frame_header(opcode, len(payload), fin, mask) + masked
 
     def send_text(self, text):
         self.sock.sendall(self._frame(0x1, text.encode() if isinstance(text, str) else text))

@@ -33,6 +33,8 @@ while (($#)); do
 done
 # ccache hits across clones of the repository (CI builds in a fresh clone each time).
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+# Four build folders (main, asan, tsan, fuzz) outgrow ccache's default 5 GB.
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-20G}
 werror=OFF
 [[ "${CI:-}" == "true" ]] && werror=ON
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \

@@ -36,7 +36,6 @@ while (($#)); do
     --help|-h) usage; exit 0 ;;
     --no-setup) setup=0 ;;
     -R) ctest_args+=(-R "$2"); skip+=(asan tsan fuzz); shift ;;
-    --all-stages) chosen+=(main asan tsan fuzz) ;; # the default; kept for old scripts
     --no-sanitizers) skip+=(asan tsan) ;;
     --no-fuzz) skip+=(fuzz) ;;
     --stage)

@@ -62,6 +62,10 @@ void http_session::handle() {
         return send(api::root_page());
     case api::route::rebuild:
         return start_rebuild();
+    case api::route::catalog_get:
+        return start_catalog_get(m.id);
+    case api::route::changes:
+        return start_changes(*t);
     case api::route::sync:
     case api::route::cloud_pause:
     case api::route::cloud_resume:
@@ -130,8 +134,9 @@ void http_session::start_status() {
     const auto& deps = state_->deps();
     read_then(
         api::route::status,
-        [cfg = deps.cfg, gossip = deps.gossip, uploader = deps.uploader](outbox::store& s) {
-            return status_json(*cfg, read_status_inputs(s, gossip, uploader), true,
+        [cfg = deps.cfg, gossip = deps.gossip, uploader = deps.uploader,
+         puller = deps.puller](outbox::store& s) {
+            return status_json(*cfg, read_status_inputs(s, gossip, uploader, puller), true,
                                protocol::now_ms());
         },
         [](nlohmann::json doc) { return api::status_answer(doc); });
@@ -184,9 +189,11 @@ void http_session::cloud_control(api::route r) {
     const auto& deps = state_->deps();
     const bool configured = deps.uploader && deps.cfg->cloud_enabled();
     if (configured) {
-        if (r == api::route::sync)
+        if (r == api::route::sync) {
             deps.uploader->sync_now();
-        else if (r == api::route::cloud_pause)
+            if (deps.puller)
+                deps.puller->pull_now(); // sync-now pulls head office's changes too
+        } else if (r == api::route::cloud_pause)
             deps.uploader->pause();
         else
             deps.uploader->resume();

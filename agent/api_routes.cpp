@@ -130,6 +130,13 @@ match route_request(std::string_view method, std::string_view path) {
         return only("POST", route::cloud_resume);
     if (path == "/v1/rebuild")
         return only("POST", route::rebuild);
+    if (path.starts_with("/v1/catalog/")) {
+        auto m = only("GET", route::catalog_get);
+        m.id = std::string(path.substr(std::string_view("/v1/catalog/").size()));
+        return m;
+    }
+    if (path == "/v1/changes")
+        return only("GET", route::changes);
     return {route::not_found, {}, {}};
 }
 

@@ -51,6 +51,8 @@ enum class route {
     cloud_pause,   ///< POST /v1/cloud/pause
     cloud_resume,  ///< POST /v1/cloud/resume
     rebuild,       ///< POST /v1/rebuild
+    catalog_get,   ///< GET /v1/catalog/{scope}/{key} (match::id: "{scope}/{key}")
+    changes,       ///< GET /v1/changes?scope=S&since=V&limit=N[&timeout_ms=T]
     not_found,     ///< no such path (404)
     wrong_method,  ///< known path, other method (405 with `allow`)
 };

@@ -190,6 +190,8 @@ void api_server::stop(std::function<void()> done) {
 
 void api_server::on_commit(const outbox::commit_info& ci) {
     impl_->state->waiters().wake(ci);
+    if (ci.catalog_changed)
+        impl_->state->catalog_changed();
 }
 
 std::uint16_t api_server::port() const {

@@ -2,6 +2,7 @@
 /// The local HTTP API on 127.0.0.1:LOCAL_API_PORT (SPEC section 5, docs/api.md).
 /// Heavy Boost.Beast headers stay in api_server.cpp.
 
+#include "cloud/puller.hpp"
 #include "cloud/uploader.hpp"
 #include "conf/config.hpp"
 #include "lanes/gossip.hpp"
@@ -30,6 +31,7 @@ struct api_deps {
     lanes::gossip* gossip = nullptr;
     cloud::uploader* uploader = nullptr;
     outbox::async_store* outbox_async = nullptr;
+    cloud::puller* puller = nullptr; ///< may be null; POST /v1/sync also pulls at once
 };
 
 class api_server {
@@ -47,7 +49,8 @@ public:
     std::uint16_t port() const;
 
     /// From the outbox's commit listener (the writer thread): wakes the requests waiting for
-    /// acks when messages may have moved to peer_ack, cloud_ack or failed. Thread-safe, cheap.
+    /// acks when messages may have moved to peer_ack, cloud_ack or failed, and the waits for
+    /// catalog changes (GET /v1/changes?timeout_ms) after a catalog page. Thread-safe, cheap.
     void on_commit(const outbox::commit_info& ci);
 
 private:

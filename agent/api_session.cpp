@@ -54,6 +54,9 @@ void http_session::stop() {
         // A wait for acks ends now: answered with the state it reached (202 if short of it).
         if (self->phase_ == phase::waiting && self->wait_ && !self->wait_->settling)
             self->guarded([&] { self->settle_wait(std::nullopt); });
+        // A wait for catalog changes ends now: answered with nothing new.
+        if (self->changes_)
+            self->end_changes_wait(self->changes_gen_, false);
     });
 }
 

@@ -6,6 +6,7 @@
 ///                     through outbox::async_store, answer (pure parts in api_routes.cpp)
 /// Heavy Beast headers stay out of api_server.hpp.
 
+#include "agent/api_catalog.hpp"
 #include "agent/api_publish.hpp"
 #include "agent/api_routes.hpp"
 #include "agent/api_server.hpp"
@@ -145,6 +146,53 @@ public:
         return stopping_;
     }
 
+    // ---- waits for catalog changes (GET /v1/changes?timeout_ms=T) ---------------------------
+
+    /// Counts catalog commits; read before a read of changes, handed to catalog_wait().
+    std::uint64_t catalog_generation() const {
+        std::lock_guard lk(catalog_mutex_);
+        return catalog_gen_;
+    }
+    /// Runs `wake` (once, from the committing thread: post it) after the next catalog commit,
+    /// at once when one came since generation `gen`. 0 (nothing registered) when
+    /// max_waiters() waits are registered already; else a ticket for catalog_unwait().
+    std::uint64_t catalog_wait(std::uint64_t gen, std::function<void()> wake) {
+        std::unique_lock lk(catalog_mutex_);
+        if (gen != catalog_gen_) {
+            lk.unlock();
+            wake();
+            return ~std::uint64_t(0);
+        }
+        if (catalog_waits_.size() >= max_waiters())
+            return 0;
+        const auto ticket = ++catalog_ticket_;
+        catalog_waits_.emplace(ticket, std::move(wake));
+        changes_waiting().set(static_cast<double>(catalog_waits_.size()));
+        return ticket;
+    }
+    void catalog_unwait(std::uint64_t ticket) {
+        std::lock_guard lk(catalog_mutex_);
+        catalog_waits_.erase(ticket);
+        changes_waiting().set(static_cast<double>(catalog_waits_.size()));
+    }
+    static metrics::gauge& changes_waiting() {
+        return metrics::global().get_gauge(
+            "lanesync_api_changes_waiting",
+            "GET /v1/changes requests waiting for a catalog commit now (timeout_ms)");
+    }
+    /// From the commit listener after a catalog page: wakes every wait.
+    void catalog_changed() {
+        std::unordered_map<std::uint64_t, std::function<void()>> waits;
+        {
+            std::lock_guard lk(catalog_mutex_);
+            ++catalog_gen_;
+            waits.swap(catalog_waits_);
+            changes_waiting().set(0);
+        }
+        for (auto& [t, w] : waits)
+            w();
+    }
+
 private:
     void maybe_done(std::unique_lock<std::mutex>& lk) {
         if (!stopping_ || !listener_closed_ || !sessions_.empty() || finished_)
@@ -164,6 +212,10 @@ private:
     const std::chrono::milliseconds timeout_;
     const std::size_t max_message_bytes_;
     const std::size_t body_limit_;
+
+    mutable std::mutex catalog_mutex_;
+    std::uint64_t catalog_gen_ = 0, catalog_ticket_ = 0;
+    std::unordered_map<std::uint64_t, std::function<void()>> catalog_waits_;
 
     mutable std::mutex mutex_;
     std::unordered_map<const http_session*, std::weak_ptr<http_session>> sessions_;
@@ -306,6 +358,17 @@ private:
     /// POST /v1/rebuild {"without": [...]}: leave peers out of the rebuild.
     void start_rebuild();
 
+    // ---- head office's data (api_catalog_handlers.cpp) ----
+
+    /// GET /v1/catalog/{scope}/{key} (`rest` = "{scope}/{key}").
+    void start_catalog_get(const std::string& rest);
+    /// GET /v1/changes?scope=S&since=V&limit=N[&timeout_ms=T].
+    void start_changes(const api::target& t);
+    /// One read of the changes; with none and time left, waits for the next catalog commit.
+    void read_changes(api::changes_query q, std::chrono::steady_clock::time_point deadline);
+    /// The wait for a catalog commit ended (woken, timed out, the API stops): answer or read.
+    void end_changes_wait(std::uint64_t gen, bool woken);
+
     /// Writes one answer; `close` ends the connection after it (with a lingering close).
     void send(api::response r, bool close = false);
 
@@ -335,6 +398,12 @@ private:
     std::optional<ack_wait> wait_;
     std::uint64_t wait_gen_ = 0;
     net::steady_timer wait_timer_;
+    // A GET /v1/changes waiting for a catalog commit (catalog_ticket_ 0: none).
+    std::optional<api::changes_query> changes_;
+    std::chrono::steady_clock::time_point changes_deadline_{};
+    std::uint64_t catalog_ticket_ = 0, changes_gen_ = 0;
+    protocol::catalog_scope_state changes_scope_;
+    std::optional<net::steady_timer> changes_timer_;
     // For the request log line.
     std::string method_, path_, topic_, published_id_;
     std::uint64_t published_seq_ = 0;

@@ -41,6 +41,7 @@ int run_cli(int argc, char** argv) {
         cli::add_retry(app),        cli::add_sync_now(app), cli::add_pause(app),
         cli::add_resume(app),       cli::add_rebuild(app),  cli::add_prune(app),
         cli::add_check_config(app), cli::add_check_db(app), cli::add_init_store(app),
+        cli::add_changes(app),
     };
 
     if (unknown_command(argc, argv, commands))

@@ -37,6 +37,7 @@ command add_check_config(CLI::App& app); // cli_agent.cpp
 command add_check_db(CLI::App& app);     // cli_outbox.cpp
 command add_rebuild(CLI::App& app);      // cli_rebuild.cpp
 command add_init_store(CLI::App& app);   // cli_init_store.cpp
+command add_changes(CLI::App& app);      // cli_changes.cpp
 
 // ---- shared (cli_common.cpp) --------------------------------------------------------------
 

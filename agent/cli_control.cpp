@@ -50,8 +50,9 @@ command add_control(CLI::App& app, const char* name, const char* help, std::stri
 } // namespace
 
 command add_sync_now(CLI::App& app) {
-    return add_control(app, "sync-now", "Ask the running agent to upload to the cloud now",
-                       "/v1/sync", "upload requested");
+    return add_control(app, "sync-now",
+                       "Ask the running agent to upload to the cloud and pull from it now",
+                       "/v1/sync", "upload and pull requested");
 }
 
 command add_pause(CLI::App& app) {

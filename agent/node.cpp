@@ -5,6 +5,7 @@
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/tuning.hpp"
+#include "cloud/puller.hpp"
 #include "cloud/uploader.hpp"
 #include "lanes/gossip.hpp"
 #include "outbox/async.hpp"
@@ -44,7 +45,8 @@ public:
     node(const conf::config& cfg, std::unique_ptr<outbox::store> store)
         : cfg_(cfg), ioc_(1), store_(std::move(store)), outbox_(ioc_.get_executor(), *store_),
           gossip_(ioc_, *store_, cfg_), uploader_(ioc_, outbox_, cfg_),
-          api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_}),
+          puller_(ioc_, outbox_, cfg_),
+          api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_, &puller_}),
           signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_),
           notify_(sd::notifier::from_environment()), notify_status_(ioc_), watchdog_(ioc_) {}
 
@@ -72,6 +74,7 @@ public:
         // Takeover: the uploader asks before each round which origins to upload for.
         uploader_.set_cover([this] { return gossip_.covering(); });
         uploader_.start();
+        puller_.start(); // head office's changes (docs/downstream.md "Lane")
         register_gauges();
         log::info("agent.started",
                   {{"store", cfg_.store_id},
@@ -118,14 +121,16 @@ private:
         api_.stop([this] {
             gossip_.stop([this] {
                 uploader_.stop([this] {
-                    // Everything that could write has stopped; the writer drains its queue.
-                    store_->close();
-                    hard_stop_.cancel();
-                    signals_.cancel();
-                    watchdog_.cancel();
-                    // Anything still holding work (an idle keep-alive API client) must not
-                    // keep the process alive.
-                    ioc_.stop();
+                    puller_.stop([this] {
+                        // Everything that could write has stopped; the writer drains its queue.
+                        store_->close();
+                        hard_stop_.cancel();
+                        signals_.cancel();
+                        watchdog_.cancel();
+                        // Anything still holding work (an idle keep-alive API client) must not
+                        // keep the process alive.
+                        ioc_.stop();
+                    });
                 });
             });
         });
@@ -164,6 +169,13 @@ private:
                     log::warn("outbox.prune_failed", {{"error", o.error}});
                 else if (o.count)
                     log::info("outbox.pruned", {{"count", std::to_string(o.count)}});
+            });
+            // Catalog tombstones past CATALOG_TOMBSTONE_DAYS (each purge raises the horizon).
+            auto tomb = protocol::now_ms() -
+                        static_cast<std::int64_t>(cfg_.catalog_tombstone_days) * 24 * 3600 * 1000;
+            outbox_.purge_catalog(tomb, [](outbox::count_outcome o) {
+                if (!o.ok)
+                    log::warn("outbox.catalog_purge_failed", {{"error", o.error}});
             });
             schedule_prune(prune_interval);
         });
@@ -282,6 +294,28 @@ private:
             connected.set(static_cast<double>(up));
         });
         register_origin_gauges();
+        register_catalog_gauges();
+    }
+
+    /// Per scope of head office's data: the applied version and how far behind the cloud's
+    /// head it is (docs/api.md "/metrics").
+    void register_catalog_gauges() {
+        auto& reg = metrics::global();
+        reg.add_collector([&reg, this] {
+            for (const auto& s : store_->catalog_scopes()) {
+                const std::string label = "scope=\"" + s.scope + "\"";
+                reg.get_gauge("lanesync_catalog_through",
+                              "Catalog version applied per scope (complete through it)", label)
+                    .set(static_cast<double>(s.through));
+                reg.get_gauge("lanesync_catalog_behind",
+                              "Catalog versions per scope known at the cloud (or a peer) and not "
+                              "applied yet (head - through)",
+                              label)
+                    .set(static_cast<double>(std::max<std::int64_t>(0, s.head - s.through)));
+                reg.get_gauge("lanesync_catalog_keys", "Live catalog keys held per scope", label)
+                    .set(static_cast<double>(s.keys));
+            }
+        });
     }
 
     /// The rebuild and per-origin gauges (docs/api.md "/metrics"). A covered series that is no
@@ -324,6 +358,7 @@ private:
     outbox::async_store outbox_;
     lanes::gossip gossip_;
     cloud::uploader uploader_;
+    cloud::puller puller_;
     api_server api_;
     net::signal_set signals_;
     net::steady_timer poll_;

@@ -1,5 +1,6 @@
 #include "agent/status.hpp"
 
+#include "agent/status_catalog.hpp"
 #include "agent/views.hpp"
 #include "base/log.hpp"
 #include "protocol/message.hpp"
@@ -286,12 +287,16 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
         in.cloud = *cloud;
     in.stored_rebuild = store.get_rebuild_state();
     in.summaries = store.origin_summaries();
+    in.catalog = store.catalog_scopes();
     return status_json(cfg, in, agent_running, now_ms);
 }
 
 status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
-                                 const cloud::uploader* uploader) {
+                                 const cloud::uploader* uploader, const cloud::puller* puller) {
     status_inputs in;
+    if (puller)
+        in.pull = puller->get_status();
+    in.catalog = store.catalog_scopes();
     if (gossip)
         in.peers = gossip->status();
     if (uploader)
@@ -375,6 +380,8 @@ nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, boo
         rv.incarnation = in.stored_rebuild.incarnation;
     j["incarnation"] = text_or_null(rv.incarnation);
     j["rebuild"] = rebuild_json(rv);
+    j["pull"] = pull_json(cfg, in.pull);
+    j["catalog"] = catalog_json(in.catalog);
     if (in.origins) {
         j["origins"] = origins_json(*in.origins);
     } else {
@@ -449,6 +456,7 @@ std::string status_table(const nlohmann::json& s) {
             out += "          last error " + str(at(c, "last_error")) + "\n";
         }
     }
+    out += catalog_lines(s);
     return out;
 }
 

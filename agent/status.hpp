@@ -5,6 +5,7 @@
 /// Secrets never appear: the document names the cloud by SUPABASE_URL only, never the
 /// service key, and never mentions PEER_SECRET.
 
+#include "cloud/puller.hpp"
 #include "cloud/uploader.hpp"
 #include "conf/config.hpp"
 #include "lanes/gossip.hpp"
@@ -35,13 +36,17 @@ struct status_inputs {
     std::optional<std::vector<lanes::origin_view>> origins;
     /// The outbox's health snapshot (a running agent: with gossip or an uploader).
     std::optional<outbox::health> health;
+    /// Head office's data held (always read) and the puller's state (a running agent).
+    std::vector<protocol::catalog_scope_state> catalog;
+    std::optional<cloud::pull_status> pull;
 };
 
 /// Reads the inputs: the outbox's counts (and peer marks when `gossip` is null), gossip's and
 /// the uploader's status (either may be null). Blocking: the API calls it on the outbox
 /// reader thread (outbox::async_store::read), the CLI directly. Throws what the reads throw.
 status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
-                                 const cloud::uploader* uploader);
+                                 const cloud::uploader* uploader,
+                                 const cloud::puller* puller = nullptr);
 
 /// The status document from its inputs (pure). Ages are computed against `now_ms`.
 nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, bool agent_running,

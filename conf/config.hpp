@@ -64,10 +64,14 @@ struct config {
     std::chrono::milliseconds backoff_max{60000};    ///< SYNC_BACKOFF_MAX_MS
     std::chrono::milliseconds cloud_interval{30000}; ///< CLOUD_SYNC_INTERVAL_MS
     std::size_t cloud_batch_size = 50;               ///< CLOUD_BATCH_SIZE (1..1000)
+    /// CLOUD_PULL_INTERVAL_MS: how often head office's changes are pulled (sync-pull); 0 = never
+    /// (the lane still gets them from its peers). cloud/puller.hpp.
+    std::chrono::milliseconds cloud_pull_interval{30000};
     /// CLOUD_TAKEOVER_AFTER_S (1..86400): a lane no lane has seen for this long has its held
     /// messages uploaded by a peer (protocol::origins_to_cover).
     std::chrono::seconds cloud_takeover_after{300};
     int retention_days = 30;                ///< OUTBOX_RETENTION_DAYS
+    int catalog_tombstone_days = 30;        ///< CATALOG_TOMBSTONE_DAYS (deletes kept this long)
     std::size_t max_message_bytes = 262144; ///< MAX_MESSAGE_BYTES
     std::string log_level = "info";         ///< LOG_LEVEL
     bool log_json = false;                  ///< LOG_FORMAT=json

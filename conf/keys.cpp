@@ -155,6 +155,13 @@ template <auto Field> void set_ca_file(key_state& st, std::string_view key, cons
 
 // ---- one function per key (the keys that need more than the shared parsers) --------------
 
+void set_cloud_pull_interval(key_state& st, std::string_view key, const std::string& v) {
+    const auto n = st.chk.number(key, v, 0, max_delay_ms);
+    if (n != 0 && n < 100)
+        st.chk.fail(key, std::to_string(n) + " is too small (0 = off, or 100..86400000)");
+    st.cfg.cloud_pull_interval = std::chrono::milliseconds(static_cast<std::int64_t>(n));
+}
+
 void set_terminal_id(key_state& st, std::string_view key, const std::string& v) {
     if (!protocol::valid_terminal_id(v))
         st.chk.fail(key, quote_for_message(v) +
@@ -349,12 +356,17 @@ const key_def table[] = {
      "idle poll", set_ms<&C::cloud_interval, 100>},
     {"CLOUD_BATCH_SIZE", shown_default<&C::cloud_batch_size>, false,
      "messages per upload request", set_number<&C::cloud_batch_size, 1, 1000>},
+    {"CLOUD_PULL_INTERVAL_MS", shown_default<&C::cloud_pull_interval>, false,
+     "how often head office's changes are pulled from the cloud; `0` = never", set_cloud_pull_interval},
     {"CLOUD_TAKEOVER_AFTER_S", shown_default<&C::cloud_takeover_after>, false,
      "a lane no lane has seen for this long has its messages uploaded by a peer",
      set_seconds<&C::cloud_takeover_after, 1, max_takeover_s>},
     {"OUTBOX_RETENTION_DAYS", shown_default<&C::retention_days>, false,
      "`cloud_ack` messages older than this are pruned",
      set_number<&C::retention_days, 1, max_retention_days>},
+    {"CATALOG_TOMBSTONE_DAYS", shown_default<&C::catalog_tombstone_days>, false,
+     "deleted catalog rows (tombstones) older than this are purged",
+     set_number<&C::catalog_tombstone_days, 1, max_retention_days>},
     {"MAX_MESSAGE_BYTES", shown_default<&C::max_message_bytes>, false,
      "largest accepted message body", set_number<&C::max_message_bytes, 1024, max_message_bytes_limit>},
     {"LOG_LEVEL", shown_default<&C::log_level>, false,

@@ -106,8 +106,10 @@ TEST_CASE("known_keys lists every key of SPEC section 4 (plus peer TLS) in docum
                                                "SYNC_BACKOFF_MAX_MS",
                                                "CLOUD_SYNC_INTERVAL_MS",
                                                "CLOUD_BATCH_SIZE",
+                                               "CLOUD_PULL_INTERVAL_MS",
                                                "CLOUD_TAKEOVER_AFTER_S",
                                                "OUTBOX_RETENTION_DAYS",
+                                               "CATALOG_TOMBSTONE_DAYS",
                                                "MAX_MESSAGE_BYTES",
                                                "LOG_LEVEL",
                                                "LOG_FORMAT"};
@@ -563,6 +565,23 @@ TEST_CASE("CLOUD_SYNC_INTERVAL_MS") {
     CHECK(contains(bad("CLOUD_SYNC_INTERVAL_MS", "0"), "too small"));
     CHECK(contains(bad("CLOUD_SYNC_INTERVAL_MS", "86400001"), "too large"));
     CHECK(contains(bad("CLOUD_SYNC_INTERVAL_MS", "30s"), "is not a whole number"));
+}
+
+TEST_CASE("CLOUD_PULL_INTERVAL_MS: 0 = off, else 100..86400000") {
+    CHECK(config{}.cloud_pull_interval == 30000ms);
+    CHECK(good("CLOUD_PULL_INTERVAL_MS", "0").cloud_pull_interval == 0ms);
+    CHECK(good("CLOUD_PULL_INTERVAL_MS", "100").cloud_pull_interval == 100ms);
+    CHECK(bad("CLOUD_PULL_INTERVAL_MS", "99") ==
+          "t.env:2: CLOUD_PULL_INTERVAL_MS: 99 is too small (0 = off, or 100..86400000)");
+    CHECK(contains(bad("CLOUD_PULL_INTERVAL_MS", "86400001"), "too large"));
+    CHECK(contains(bad("CLOUD_PULL_INTERVAL_MS", "-1"), "is not a whole number"));
+}
+
+TEST_CASE("CATALOG_TOMBSTONE_DAYS") {
+    CHECK(config{}.catalog_tombstone_days == 30);
+    CHECK(good("CATALOG_TOMBSTONE_DAYS", "1").catalog_tombstone_days == 1);
+    CHECK(contains(bad("CATALOG_TOMBSTONE_DAYS", "0"), "too small"));
+    CHECK(contains(bad("CATALOG_TOMBSTONE_DAYS", "36501"), "too large"));
 }
 
 TEST_CASE("CLOUD_BATCH_SIZE") {

@@ -168,7 +168,57 @@ public:
                                     });
     }
 
+    /// One catalog page in one transaction (store::apply_catalog).
+    template <class Token>
+    auto apply_catalog(protocol::catalog_page page, std::string source, Token&& token) {
+        return write<catalog_outcome>(
+            std::forward<Token>(token),
+            [page = std::move(page), source = std::move(source)](store& s, auto done) mutable {
+                s.apply_catalog(std::move(page), std::move(source), std::move(done));
+            });
+    }
+
+    template <class Token> auto purge_catalog(std::int64_t older_than_ms, Token&& token) {
+        return write<count_outcome>(std::forward<Token>(token),
+                                    [older_than_ms](store& s, auto done) mutable {
+                                        s.purge_catalog(older_than_ms, std::move(done));
+                                    });
+    }
+
     // ---- reads (the outbox reader thread) -----------------------------------------------------
+
+    template <class Token> auto catalog_scopes(Token&& token) {
+        return named_read<std::vector<protocol::catalog_scope_state>>(
+            "catalog_scopes", std::forward<Token>(token),
+            [](store& s) { return s.catalog_scopes(); });
+    }
+
+    template <class Token> auto catalog_get(std::string scope, std::string key, Token&& token) {
+        return named_read<std::optional<protocol::catalog_change>>(
+            "catalog_get", std::forward<Token>(token),
+            [scope = std::move(scope), key = std::move(key)](store& s) {
+                return s.catalog_get(scope, key);
+            });
+    }
+
+    template <class Token>
+    auto catalog_since(std::string scope, std::int64_t since, std::size_t limit, Token&& token) {
+        return named_read<std::vector<protocol::catalog_change>>(
+            "catalog_since", std::forward<Token>(token),
+            [scope = std::move(scope), since, limit](store& s) {
+                return s.catalog_since(scope, since, limit);
+            });
+    }
+
+    template <class Token>
+    auto catalog_keys_after(std::string scope, std::string after_key, std::size_t limit,
+                            Token&& token) {
+        return named_read<std::vector<protocol::catalog_change>>(
+            "catalog_keys_after", std::forward<Token>(token),
+            [scope = std::move(scope), after_key = std::move(after_key), limit](store& s) {
+                return s.catalog_keys_after(scope, after_key, limit);
+            });
+    }
 
     template <class Token> auto get(std::string id, Token&& token) {
         return named_read<std::optional<record>>(

@@ -45,6 +45,7 @@
 /// The publish_sync / publish_batch_sync / retry_sync / prune_sync helpers block until the commit:
 /// CLI only.
 
+#include "protocol/catalog.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/message.hpp"
 #include "protocol/publish.hpp"
@@ -231,6 +232,20 @@ struct commit_info {
     bool new_peer_ack = false;    ///< own messages became peer_ack (uploader has work)
     bool requeued = false;        ///< failed messages were re-queued
     bool new_cloud_state = false; ///< cloud answers or news made messages cloud_ack or failed
+    /// A catalog page changed the lane's catalog: rows applied or tombstoned, or a scope's
+    /// through moved (the mesh announces its catalog_have; a page of skips only does not).
+    bool catalog_changed = false;
+};
+
+/// Outcome of apply_catalog(): the page and the scope's new state in one transaction, or
+/// nothing (ok false: a refused page, or a storage failure; `error` says which).
+struct catalog_outcome {
+    bool ok = false;
+    std::string error;
+    std::size_t applied = 0;             ///< changes newer than the key's version: written
+    std::size_t skipped = 0;             ///< changes at or below the key's version: ignored
+    std::size_t tombstoned = 0;          ///< keys a finished snapshot did not carry: deleted
+    protocol::catalog_scope_state scope; ///< the scope after the commit
 };
 
 class store {
@@ -317,6 +332,27 @@ public:
     /// was within the cap and it acked past it with this lane's ids). count 1 when one went.
     virtual void lift_trust_cap(std::string terminal, std::function<void(count_outcome)> done) = 0;
 
+    // ---- head office's data (docs/downstream.md, "Lane") ---------------------------------------
+
+    /// Applies one page and the scope's new state in ONE transaction (a crash never applies half
+    /// a page or loses the cursor). Per key, a change is written only when its version is above
+    /// the version held (else skipped: idempotent, order-proof). `reset` starts a snapshot
+    /// (every key the snapshot carries is marked), `continues_snapshot` continues the one under
+    /// way from the same `source`, and a snapshot's last page (`done`) tombstones the keys it
+    /// did not carry (with version `through`) and sets `through`. A catch-up page raises
+    /// `through` (never lowers it); while a snapshot is under way it is applied per key but
+    /// leaves `through` alone. Refused (ok false, nothing written): an invalid scope, key or
+    /// version, a catch-up change above the page's through, `continues_snapshot` without a
+    /// snapshot of that source under way. source: "cloud" or the peer's terminal id.
+    virtual void apply_catalog(protocol::catalog_page page, std::string source,
+                               std::function<void(catalog_outcome)> done) = 0;
+
+    /// Deletes tombstones applied before `older_than_ms` (unix ms) and raises each scope's
+    /// `horizon` to the highest version deleted: a peer whose through is below it gets a
+    /// snapshot. count = tombstones deleted.
+    virtual void purge_catalog(std::int64_t older_than_ms,
+                               std::function<void(count_outcome)> done) = 0;
+
     /// Called on the writer thread after each successful commit. Set before traffic starts.
     virtual void set_commit_listener(std::function<void(const commit_info&)> listener) = 0;
 
@@ -388,6 +424,18 @@ public:
 
     /// What each peer last confirmed (persisted).
     virtual std::vector<peer_mark> peer_marks() = 0;
+
+    /// Every scope held, by name.
+    virtual std::vector<protocol::catalog_scope_state> catalog_scopes() = 0;
+    /// The current row of (scope, key), a tombstone (deleted) included; nullopt when never held.
+    virtual std::optional<protocol::catalog_change> catalog_get(std::string_view scope,
+                                                                std::string_view key) = 0;
+    /// Current rows (tombstones included) of scope with version > since, version order.
+    virtual std::vector<protocol::catalog_change>
+    catalog_since(std::string_view scope, std::int64_t since, std::size_t limit) = 0;
+    /// Live rows of scope with key > after_key, key order (snapshots served to peers).
+    virtual std::vector<protocol::catalog_change>
+    catalog_keys_after(std::string_view scope, std::string_view after_key, std::size_t limit) = 0;
 
     /// True when another connection (e.g. the CLI) committed since the last call.
     virtual bool changed_elsewhere() = 0;

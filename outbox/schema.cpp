@@ -137,10 +137,57 @@ CREATE INDEX messages_priority ON messages (origin, state, priority, seq);
 )sql");
 }
 
+/// 3 -> 4: head office's data on the lane (docs/downstream.md, "Lane"). `catalog` holds the
+/// current row of every (scope, key), tombstones included (deleted = 1, data 'null');
+/// `catalog_scopes` the per-scope cursor and snapshot state. `keys` (live rows) is kept exact
+/// by the three triggers, like `counts`. snapshot_gen: a reset snapshot takes the next
+/// generation and marks every key it carries with it; its last page tombstones the rest.
+void migrate_to_4(write_transaction& tx) {
+    tx.db().exec(R"sql(
+CREATE TABLE catalog_scopes (
+    scope        TEXT PRIMARY KEY NOT NULL,
+    through      INTEGER NOT NULL DEFAULT 0 CHECK (through >= 0),
+    horizon      INTEGER NOT NULL DEFAULT 0 CHECK (horizon >= 0),
+    head         INTEGER NOT NULL DEFAULT 0 CHECK (head >= 0),
+    snapshot     INTEGER NOT NULL DEFAULT 0 CHECK (snapshot IN (0, 1)),
+    snapshot_gen INTEGER NOT NULL DEFAULT 0,
+    resume       TEXT NOT NULL DEFAULT '',
+    keys         INTEGER NOT NULL DEFAULT 0,
+    applied_at   INTEGER NOT NULL DEFAULT 0,
+    source       TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+
+CREATE TABLE catalog (
+    scope        TEXT NOT NULL REFERENCES catalog_scopes (scope),
+    key          TEXT NOT NULL,
+    version      INTEGER NOT NULL CHECK (version > 0),
+    deleted      INTEGER NOT NULL CHECK (deleted IN (0, 1)),
+    data         TEXT NOT NULL,
+    changed_at   INTEGER NOT NULL DEFAULT 0,
+    applied_at   INTEGER NOT NULL,
+    snapshot_gen INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+-- catalog_since (the API's changes, the mesh's catch-up): one scope in version order.
+CREATE INDEX catalog_version ON catalog (scope, version);
+
+CREATE TRIGGER catalog_keys_insert AFTER INSERT ON catalog WHEN NEW.deleted = 0 BEGIN
+    UPDATE catalog_scopes SET keys = keys + 1 WHERE scope = NEW.scope;
+END;
+CREATE TRIGGER catalog_keys_delete AFTER DELETE ON catalog WHEN OLD.deleted = 0 BEGIN
+    UPDATE catalog_scopes SET keys = keys - 1 WHERE scope = OLD.scope;
+END;
+CREATE TRIGGER catalog_keys_update AFTER UPDATE OF deleted ON catalog
+    WHEN OLD.deleted IS NOT NEW.deleted BEGIN
+    UPDATE catalog_scopes SET keys = keys + OLD.deleted - NEW.deleted WHERE scope = NEW.scope;
+END;
+)sql");
+}
+
 using migration = void (*)(write_transaction&);
 /// steps[v] migrates from user_version v to v + 1.
 constexpr std::array<migration, schema_version> steps = {&migrate_to_1, &migrate_to_2,
-                                                         &migrate_to_3};
+                                                         &migrate_to_3, &migrate_to_4};
 
 [[noreturn]] void newer(const std::string& path, std::int64_t v) {
     throw error("outbox " + path + " has schema version " + std::to_string(v) +

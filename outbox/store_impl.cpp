@@ -326,6 +326,7 @@ void sqlite_store::notify_listener(const std::vector<std::unique_ptr<request>>& 
         info.new_peer_ack |= ri.new_peer_ack;
         info.requeued |= ri.requeued;
         info.new_cloud_state |= ri.new_cloud_state;
+        info.catalog_changed |= ri.catalog_changed;
     }
     std::function<void(const commit_info&)> listener;
     {
@@ -449,6 +450,25 @@ void sqlite_store::lift_trust_cap(std::string terminal, std::function<void(count
     submit<count_outcome>(
         [this, terminal = std::move(terminal)](write_transaction& tx, commit_info&) {
             return do_lift_trust_cap(tx, terminal);
+        },
+        std::move(done));
+}
+
+void sqlite_store::apply_catalog(protocol::catalog_page page, std::string source,
+                                 std::function<void(catalog_outcome)> done) {
+    submit<catalog_outcome>(
+        [this, page = std::move(page), source = std::move(source)](write_transaction& tx,
+                                                                   commit_info& info) {
+            return do_apply_catalog(tx, page, source, info);
+        },
+        std::move(done));
+}
+
+void sqlite_store::purge_catalog(std::int64_t older_than_ms,
+                                 std::function<void(count_outcome)> done) {
+    submit<count_outcome>(
+        [this, older_than_ms](write_transaction& tx, commit_info&) {
+            return do_purge_catalog(tx, older_than_ms);
         },
         std::move(done));
 }

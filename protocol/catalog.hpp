@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lanesync::protocol {
@@ -40,6 +41,8 @@ struct catalog_page {
     /// Highest version the sender knows for this scope (the cloud's head), 0 when unknown.
     std::int64_t head = 0;
     std::vector<catalog_change> changes;
+    bool continues_snapshot = false; ///< a later page of a snapshot whose first page had reset
+    std::string resume;              ///< the sender's token for the snapshot's next page ("" none)
 };
 
 /// What a lane holds of one scope (status, the mesh's catalog_have frame, the puller's cursor).
@@ -51,8 +54,30 @@ struct catalog_scope_state {
     bool snapshot_active = false;   ///< a reset snapshot is under way (not served to peers)
     std::uint64_t keys = 0;         ///< live keys held
     std::int64_t applied_at_ms = 0; ///< last page applied (unix ms, 0 never)
+    std::string resume; ///< snapshot under way: the sender's token for its next page ("" none)
+    std::string source; ///< who sent the last page applied: "cloud" or a peer's terminal id
 
     friend bool operator==(const catalog_scope_state&, const catalog_scope_state&) = default;
 };
+
+/// A scope name: 1-64 of [a-z0-9_.-].
+inline bool valid_catalog_scope(std::string_view s) {
+    if (s.empty() || s.size() > 64)
+        return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    return true;
+}
+
+/// A key: 1-256 bytes, no control characters (UTF-8 is checked by the JSON layers).
+inline bool valid_catalog_key(std::string_view k) {
+    if (k.empty() || k.size() > 256)
+        return false;
+    for (char c : k)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            return false;
+    return true;
+}
 
 } // namespace lanesync::protocol

@@ -142,6 +142,56 @@ inline constexpr std::string_view first_young_replica =
 inline constexpr std::string_view delete_prefix =
     "DELETE FROM messages WHERE origin = ?1 AND state = 2 AND seq <= ?2";
 
+// ---- the catalog (head office's data, schema 4) ---------------------------------------------
+
+#define LANESYNC_CATALOG_COLUMNS "scope, key, version, deleted, data, changed_at"
+#define LANESYNC_SCOPE_COLUMNS                                                                     \
+    "scope, through, horizon, head, snapshot, keys, applied_at, resume, source, snapshot_gen"
+
+inline constexpr std::string_view catalog_scope_row =
+    "SELECT " LANESYNC_SCOPE_COLUMNS " FROM catalog_scopes WHERE scope = ?1";
+inline constexpr std::string_view catalog_all_scopes =
+    "SELECT " LANESYNC_SCOPE_COLUMNS " FROM catalog_scopes ORDER BY scope";
+inline constexpr std::string_view catalog_ensure_scope =
+    "INSERT INTO catalog_scopes(scope) VALUES (?1) ON CONFLICT(scope) DO NOTHING";
+inline constexpr std::string_view catalog_set_scope =
+    "UPDATE catalog_scopes SET through = ?2, horizon = ?3, head = ?4, snapshot = ?5, "
+    "snapshot_gen = ?6, resume = ?7, applied_at = ?8, source = ?9 WHERE scope = ?1";
+/// Apply-if-newer: writes the row only when its version is above the one held (changes() 0:
+/// skipped). ?8: the snapshot generation that carried it (kept as is when 0).
+inline constexpr std::string_view catalog_upsert =
+    "INSERT INTO catalog(" LANESYNC_CATALOG_COLUMNS ", applied_at, snapshot_gen) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(scope, key) DO UPDATE SET "
+    "version = excluded.version, deleted = excluded.deleted, data = excluded.data, "
+    "changed_at = excluded.changed_at, applied_at = excluded.applied_at, snapshot_gen = "
+    "CASE WHEN excluded.snapshot_gen = 0 THEN catalog.snapshot_gen ELSE excluded.snapshot_gen END "
+    "WHERE excluded.version > catalog.version";
+/// A snapshot carried a key this lane already holds at the same or a newer version.
+inline constexpr std::string_view catalog_mark =
+    "UPDATE catalog SET snapshot_gen = ?3 WHERE scope = ?1 AND key = ?2";
+/// The end of a snapshot: live keys it did not carry, at or below its through, are deleted.
+inline constexpr std::string_view catalog_tombstone_unseen =
+    "UPDATE catalog SET deleted = 1, data = 'null', version = ?3, changed_at = ?4, "
+    "applied_at = ?4 WHERE scope = ?1 AND deleted = 0 AND snapshot_gen <> ?2 AND version <= ?3";
+inline constexpr std::string_view catalog_get =
+    "SELECT " LANESYNC_CATALOG_COLUMNS " FROM catalog WHERE scope = ?1 AND key = ?2";
+inline constexpr std::string_view catalog_since =
+    "SELECT " LANESYNC_CATALOG_COLUMNS
+    " FROM catalog WHERE scope = ?1 AND version > ?2 ORDER BY version LIMIT ?3";
+inline constexpr std::string_view catalog_keys_after =
+    "SELECT " LANESYNC_CATALOG_COLUMNS
+    " FROM catalog WHERE scope = ?1 AND key > ?2 AND deleted = 0 ORDER BY key LIMIT ?3";
+/// purge_catalog (maintenance, a scan on purpose): old tombstones per scope, then deleted.
+inline constexpr std::string_view catalog_old_tombstones =
+    "SELECT scope, max(version), COUNT(*) FROM catalog WHERE deleted = 1 AND applied_at < ?1 "
+    "GROUP BY scope";
+inline constexpr std::string_view catalog_purge =
+    "DELETE FROM catalog WHERE deleted = 1 AND applied_at < ?1";
+inline constexpr std::string_view catalog_raise_horizon =
+    "UPDATE catalog_scopes SET horizon = max(horizon, ?2) WHERE scope = ?1";
+
+#undef LANESYNC_CATALOG_COLUMNS
+#undef LANESYNC_SCOPE_COLUMNS
 #undef LANESYNC_RECORD_COLUMNS
 
 } // namespace lanesync::outbox::detail::sql

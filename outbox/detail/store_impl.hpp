@@ -50,6 +50,10 @@ public:
     void finish_rebuild(std::vector<std::string> excluded_terminals,
                         std::function<void(count_outcome)> done) override;
     void lift_trust_cap(std::string terminal, std::function<void(count_outcome)> done) override;
+    void apply_catalog(protocol::catalog_page page, std::string source,
+                       std::function<void(catalog_outcome)> done) override;
+    void purge_catalog(std::int64_t older_than_ms,
+                       std::function<void(count_outcome)> done) override;
     void set_commit_listener(std::function<void(const commit_info&)> listener) override;
     void close() override;
 
@@ -70,6 +74,14 @@ public:
     rebuild_state get_rebuild_state() override;
     std::vector<record> list(state st, std::size_t limit) override;
     std::vector<peer_mark> peer_marks() override;
+    std::vector<protocol::catalog_scope_state> catalog_scopes() override;
+    std::optional<protocol::catalog_change> catalog_get(std::string_view scope,
+                                                        std::string_view key) override;
+    std::vector<protocol::catalog_change> catalog_since(std::string_view scope, std::int64_t since,
+                                                        std::size_t limit) override;
+    std::vector<protocol::catalog_change> catalog_keys_after(std::string_view scope,
+                                                             std::string_view after_key,
+                                                             std::size_t limit) override;
     bool changed_elsewhere() override;
     std::vector<std::string> integrity_check() override;
     bool writable() override;
@@ -156,6 +168,13 @@ private:
     count_outcome do_lift_trust_cap(write_transaction& tx, const std::string& terminal);
     count_outcome do_finish_rebuild(write_transaction& tx,
                                     const std::vector<std::string>& excluded);
+
+    /// store_catalog.cpp: one page (apply_catalog) and the tombstone purge.
+    catalog_outcome do_apply_catalog(write_transaction& tx, const protocol::catalog_page& page,
+                                     const std::string& source, commit_info& info);
+    count_outcome do_purge_catalog(write_transaction& tx, std::int64_t older_than_ms);
+    struct catalog_row;
+    catalog_row read_catalog_scope(write_transaction& tx, const std::string& scope);
 
     /// The copy of `id` held under `origin` (an id may be held under several origins).
     std::optional<record> find(write_transaction& tx, const std::string& id,

@@ -49,13 +49,19 @@ struct sqlite_store::write_statements {
           first_young_replica(db, sql::first_young_replica), delete_prefix(db, sql::delete_prefix),
           data_version(db, sql::data_version), own_cloud_acked(db, sql::own_cloud_acked),
           meta_value(db, sql::meta_value), put_meta(db, sql::put_meta),
-          delete_meta(db, sql::delete_meta) {}
+          delete_meta(db, sql::delete_meta), catalog_scope_row(db, sql::catalog_scope_row),
+          catalog_ensure_scope(db, sql::catalog_ensure_scope),
+          catalog_set_scope(db, sql::catalog_set_scope), catalog_upsert(db, sql::catalog_upsert),
+          catalog_mark(db, sql::catalog_mark),
+          catalog_tombstone_unseen(db, sql::catalog_tombstone_unseen) {}
 
     statement get_by_id_origin, insert_message, id_at_seq, ensure_origin, origin_row, set_origin,
         all_origins, first_seq_in_state, upsert_peer, kth_peer_mark, promote_to_peer_ack,
         cloud_ack_one, cloud_reject_one, note_attempt, retry_one, retry_all, replicas_cloud_acked,
         first_young_own, first_young_replica, delete_prefix, data_version, own_cloud_acked,
         meta_value, put_meta, delete_meta;
+    statement catalog_scope_row, catalog_ensure_scope, catalog_set_scope, catalog_upsert,
+        catalog_mark, catalog_tombstone_unseen;
 };
 
 struct sqlite_store::read_statements {
@@ -66,11 +72,14 @@ struct sqlite_store::read_statements {
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
           id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version),
           pending_by_priority(db, sql::pending_by_priority), all_meta(db, sql::all_meta),
-          state_by_id_origin(db, sql::state_by_id_origin), state_by_id(db, sql::state_by_id) {}
+          state_by_id_origin(db, sql::state_by_id_origin), state_by_id(db, sql::state_by_id),
+          catalog_all_scopes(db, sql::catalog_all_scopes), catalog_get(db, sql::catalog_get),
+          catalog_since(db, sql::catalog_since), catalog_keys_after(db, sql::catalog_keys_after) {}
 
     statement get_by_id_origin, get_by_id, by_state, after_seq, oldest_in_state, all_counts,
         all_origins, all_peers, id_at_seq, data_version, pending_by_priority, all_meta,
         state_by_id_origin, state_by_id;
+    statement catalog_all_scopes, catalog_get, catalog_since, catalog_keys_after;
 };
 
 } // namespace lanesync::outbox::detail

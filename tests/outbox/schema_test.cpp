@@ -127,7 +127,12 @@ TEST_CASE("a version-1 file with data migrates to the current version with every
     auto s = store::open(opts(path));
     {
         raw_db db(path);
-        CHECK(db.integer("PRAGMA user_version") == 3);
+        CHECK(db.integer("PRAGMA user_version") == 4);
+        // Version 4: the catalog (head office's data), its scopes and their key triggers.
+        CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('catalog', "
+                         "'catalog_scopes', 'catalog_version')") == 3);
+        CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                         "tbl_name = 'catalog'") == 3);
         // The new keys: (origin, seq) identifies a row, (id, origin) is unique.
         auto sql = db.rows("SELECT sql FROM sqlite_master WHERE name = 'messages'");
         REQUIRE(sql.size() == 1);

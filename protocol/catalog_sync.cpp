@@ -46,8 +46,8 @@ std::string check_changes_page(const catalog_frame& f) {
     std::set<std::string_view> keys;
     std::int64_t last = f.since;
     for (const auto& c : f.page.changes) {
-        if (c.version <= f.since)
-            return "catalog change version must be above since";
+        if (c.version <= f.since || c.version > f.page.through)
+            return "catalog change version must be above since and at most through";
         if (c.version < last)
             return "catalog changes must be in version order";
         last = c.version;
@@ -83,7 +83,12 @@ std::optional<served_page> serve_changes(const catalog_scope_state& ours, const 
     // One row more than a page: whether more follow, and whether the next one shares the last
     // kept one's version.
     auto rows = read.since(ours.scope, plan.since, lim.page_changes + 1);
-    const auto next_version = trim(rows, lim.page_changes, lim.page_bytes);
+    // Rows above our through (a snapshot brought them before the log did) are not part of what
+    // we are complete through: they go once our through covers them.
+    auto above = std::find_if(rows.begin(), rows.end(),
+                              [&](const catalog_change& c) { return c.version > ours.through; });
+    rows.erase(above, rows.end());
+    auto next_version = trim(rows, lim.page_changes, lim.page_bytes);
     served_page out;
     out.since = plan.since;
     out.reason = plan.reason;
@@ -104,7 +109,7 @@ std::optional<served_page> serve_changes(const catalog_scope_state& ours, const 
             }
             rows.erase(cut, rows.end());
         }
-        out.page.through = std::min(rows.back().version, ours.through);
+        out.page.through = rows.back().version;
     }
     out.page.done = out.page.through == ours.through;
     out.page.changes = std::move(rows);
@@ -112,14 +117,6 @@ std::optional<served_page> serve_changes(const catalog_scope_state& ours, const 
 }
 
 } // namespace
-
-bool valid_scope(std::string_view s) {
-    return valid_topic(s); // the same syntax: [a-z0-9_.-]{1,64}
-}
-
-bool valid_catalog_key(std::string_view s) {
-    return !s.empty() && s.size() <= 256;
-}
 
 std::string check_page_shape(const catalog_frame& f) {
     if (f.page.reset && f.page.continues_snapshot)

@@ -29,14 +29,11 @@
 
 namespace lanesync::protocol {
 
-/// `[a-z0-9_.-]{1,64}`: a catalog scope (prices, products, customers, ...).
-bool valid_scope(std::string_view s);
-/// 1-256 bytes (UTF-8 is checked by the JSON parser).
-bool valid_catalog_key(std::string_view s);
 /// The rules of a catalog frame that need no state; empty when it follows them. A snapshot page
 /// (reset or continues_snapshot, never both) has since 0, live rows only (no tombstone) in
 /// strictly increasing key order; a catch-up page has through > since and changes with versions
-/// above since, in non-decreasing version order, each key once.
+/// in (since, through], in non-decreasing version order, each key once. (Scope and key syntax:
+/// protocol/catalog.hpp valid_catalog_scope, valid_catalog_key.)
 std::string check_page_shape(const catalog_frame& f);
 
 struct catalog_sync_limits {
@@ -102,8 +99,9 @@ struct served_page {
 };
 
 /// plan_scope, the reads and the page, for one scope; nullopt when nothing is to be sent.
-/// Changes pages: through = the last change's version (capped at ours.through) while more
-/// follow, ours.through on the last one (done); a full page ending in a run of one version
+/// Changes pages: through = the last change's version while more follow, ours.through on the
+/// last one (done); rows above ours.through (a snapshot brought them early) wait until our
+/// through covers them; a full page ending in a run of one version
 /// drops that run (it goes in the next page), and a full page of one version only becomes a
 /// snapshot. Snapshot pages: through = as_of, reset on the first, continues_snapshot after,
 /// done on the last. Pages stop growing past limits.page_bytes (at least one change each).

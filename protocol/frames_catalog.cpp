@@ -61,7 +61,7 @@ bool decode_entry(const json& e, catalog_have_entry& out, std::string& err) {
     const std::string* scope = get_string(e, "scope", err);
     if (!scope)
         return false;
-    if (!valid_scope(*scope)) {
+    if (!valid_catalog_scope(*scope)) {
         err = "catalog_have scope is invalid";
         return false;
     }
@@ -97,7 +97,7 @@ bool decode_change(const json& c, const frame_limits& lim, catalog_change& out, 
     if (!key)
         return false;
     if (!valid_catalog_key(*key)) {
-        err = "catalog change key must be 1-256 bytes";
+        err = "catalog change key must be 1-256 bytes without control characters";
         return false;
     }
     out.key = *key;
@@ -188,7 +188,7 @@ decode_result decode_catalog(const json& j, const frame_limits& lim) {
     const std::string* scope = nullptr;
     if (!get_int(j, "n", 1, n, err) || !(scope = get_string(j, "scope", err)))
         return policy(err);
-    if (!valid_scope(*scope))
+    if (!valid_catalog_scope(*scope))
         return policy("catalog scope is invalid");
     f.n = static_cast<std::uint64_t>(n);
     p.scope = *scope;

@@ -211,17 +211,22 @@ TEST_SUITE("catalog_sync") {
         CHECK(*p->next == serving_snapshot{120, "b"});
     }
 
-    TEST_CASE("serve: through is capped at ours when rows above it came from a snapshot") {
+    TEST_CASE("serve: rows above our through (from a snapshot) wait until it covers them") {
         fake_rows f;
         f.add("a", 101);
         f.add("b", 150); // newer than our through (a cloud snapshot row)
         auto e = peer(100);
         auto p = serve_scope(state(120), &e, nullptr, f.reader(), small(1));
         REQUIRE(p);
-        CHECK(p->page.through == 101);
-        p = serve_scope(state(120), &e, nullptr, f.reader(), small(5));
+        REQUIRE(p->page.changes.size() == 1);
+        CHECK(p->page.changes[0].key == "a");
         CHECK(p->page.through == 120);
-        CHECK(p->page.changes.size() == 2);
+        CHECK(p->page.done);
+        e = peer(120);
+        CHECK_FALSE(serve_scope(state(120), &e, nullptr, f.reader(), {}));
+        p = serve_scope(state(150), &e, nullptr, f.reader(), {});
+        REQUIRE(p->page.changes.size() == 1);
+        CHECK(p->page.changes[0].key == "b");
     }
 
     TEST_CASE("serve: a snapshot in key order, reset first, continues after, done last") {

@@ -46,9 +46,11 @@ struct mem_catalog {
                     out[k] = c.version;
         return out;
     }
-    void apply(const catalog_page& p) {
+    void apply(const catalog_page& p, const std::string& source) {
         auto& s = scopes[p.scope];
         s.scope = p.scope;
+        if (p.reset || p.continues_snapshot || !s.snapshot_active)
+            s.source = source;
         auto& r = rows[p.scope];
         if (p.reset) {
             s.snapshot_active = true;
@@ -122,7 +124,9 @@ struct cat_lane {
         auto s = cat.state(scope);
         if (!s || !s->snapshot_active)
             return snapshot_owner::none;
-        return owned.contains(scope) ? snapshot_owner::this_session : snapshot_owner::cloud;
+        if (s->source == "cloud")
+            return snapshot_owner::cloud;
+        return owned.contains(scope) ? snapshot_owner::this_session : snapshot_owner::orphan;
     }
     peer_actions have() {
         return base.m.on_catalog_have(
@@ -146,7 +150,7 @@ struct cat_lane {
         if (v == page_verdict::apply) {
             if (f.page.reset)
                 owned.insert(f.page.scope);
-            cat.apply(f.page);
+            cat.apply(f.page, base.m.peer_id());
             if ((f.page.reset || f.page.continues_snapshot) && f.page.done)
                 owned.erase(f.page.scope);
             sender.on_local_change();

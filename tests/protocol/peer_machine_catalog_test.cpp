@@ -86,7 +86,8 @@ TEST_SUITE("peer_machine catalog") {
         fill(t.l1.cat, "prices", 5, 10);
         fill(t.l1.cat, "products", 3, 30);
         t.l1.cat.scopes["products"].snapshot_active = true; // L1's own cloud snapshot
-        t.l2.cat.scopes["prices"] = catalog_scope_state{"prices", 0, 0, 0, true, 0, 0};
+        t.l1.cat.scopes["products"].source = "cloud";
+        t.l2.cat.scopes["prices"] = catalog_scope_state{"prices", 0, 0, 0, true, 0, 0, "", "cloud"};
         wire_log wire;
         run_catalog(t.l2, t.l1, &wire);
         CHECK(wire.types["catalog"] == 0);

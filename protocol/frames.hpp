@@ -128,6 +128,9 @@ struct frame_limits {
     std::size_t max_origins = 1024;          ///< entries in one hwm/floor map
     std::size_t max_scopes = 256;            ///< scopes in one catalog_have
     std::size_t max_catalog_changes = 1000;  ///< changes in one catalog page
+    /// canonical data size of one catalog change (head office's rows are not messages: their
+    /// own cap, under the frame size limit with room for the rest of a page)
+    std::size_t max_catalog_data_bytes = 4u << 20;
 };
 
 /// Why a frame was refused, with the WebSocket close code to send:

@@ -118,7 +118,7 @@ bool decode_change(const json& c, const frame_limits& lim, catalog_change& out, 
         return false;
     }
     out.data = canonical_json(*d);
-    if (out.data.size() > lim.max_message_bytes) {
+    if (out.data.size() > lim.max_catalog_data_bytes) {
         err = "catalog change data over the size limit";
         return false;
     }

@@ -170,7 +170,7 @@ TEST_SUITE("frames catalog") {
         p["changes"][0].erase("data");
         CHECK(refused(p) == "catalog change has no data");
         frame_limits lim;
-        lim.max_message_bytes = 10;
+        lim.max_catalog_data_bytes = 10;
         CHECK(refused(change_with("data", json{{"name", "a long product name"}}), lim) ==
               "catalog change data over the size limit");
         lim = {};

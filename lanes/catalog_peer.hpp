@@ -17,7 +17,9 @@
 #include "protocol/peer_machine.hpp"
 
 #include <exception>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lanesync::lanes::detail {
@@ -51,6 +53,9 @@ public:
             return;
         }
         reading_ = true;
+        // The pages done so far are acked by the have built from this read (after their
+        // commits), never by one read before them.
+        acks_ = std::exchange(done_, {});
         s_.hub_->outbox().catalog_scopes(
             s_.on_strand([](Session& s, std::vector<protocol::catalog_scope_state> st) {
                 s.catalog_.on_scopes(std::move(st));
@@ -88,6 +93,8 @@ private:
         reading_ = false;
         if (!active())
             return;
+        for (auto n : std::exchange(acks_, {}))
+            s_.machine_.on_catalog_done(n);
         std::map<std::string, protocol::snapshot_owner> owners;
         for (const auto& x : st)
             owners[x.scope] = owner(x);
@@ -180,9 +187,9 @@ private:
         page_done(f.n);
     }
 
-    /// The page counts for our next have's ack, which goes now.
+    /// The page counts for the ack of our next have read after it, which goes now.
     void page_done(std::uint64_t n) {
-        s_.machine_.on_catalog_done(n);
+        done_.push_back(n);
         announce(false);
     }
 
@@ -191,6 +198,8 @@ private:
     bool sending_ = false;
     bool reading_ = false;
     bool again_ = false;
+    std::vector<std::uint64_t> done_; ///< pages applied or ignored, not yet in a have read
+    std::vector<std::uint64_t> acks_; ///< ... and those the have being read acks
 };
 
 } // namespace lanesync::lanes::detail

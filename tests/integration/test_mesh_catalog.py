@@ -87,7 +87,8 @@ class MeshCatalog(StoreTestCase):
         self.assertTrue(catalog(l3, "prices")[2]["sku-00007"][1])  # the tombstone arrived
         self.assertGreaterEqual(l3.metric("lanesync_catalog_peer_pages_total", direction="received"), 3)
         self.assertGreaterEqual(l1.metric("lanesync_catalog_peer_pages_total", direction="sent"), 3)
-        self.assertTrue(l3.log_lines("peer.catalog_applied", "scope=prices"))
+        applied = [l for l in l3.log_lines("peer.catalog_applied", limit=1000) if "prices" in l]
+        self.assertTrue(applied, "one peer.catalog_applied line per page")
 
     def test_a_lane_below_the_horizon_gets_a_snapshot_that_drops_deleted_keys(self):
         l1, l2 = self.pair()
@@ -105,7 +106,7 @@ class MeshCatalog(StoreTestCase):
 
         wait_for(synced, 60, what="L2's prices equal L1's after a snapshot")
         self.assertTrue(catalog(l2, "prices")[2]["gone"][1])  # deleted by the snapshot's end
-        self.assertTrue(l2.log_lines("peer.catalog_applied", "kind=reset"))
+        self.assertTrue([l for l in l2.log_lines("peer.catalog_applied", limit=1000) if "reset" in l])
 
     def _handshake(self, lane, v):
         ws = WsClient(lane.peer_port)

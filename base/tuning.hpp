@@ -34,7 +34,8 @@ inline constexpr std::uint64_t outbox_free_space_after_full = 2u << 20;
 // ---- peer protocol ------------------------------------------------------------------------
 /// Highest peer protocol version this lane speaks, offered in the hello frame
 /// (protocol/version.hpp; docs/protocol.md "Versions").
-inline constexpr int peer_protocol_version = 2;
+/// Version 3 adds the catalog frames (catalog_have, catalog); v1 and v2 peers never see them.
+inline constexpr int peer_protocol_version = 3;
 /// Lowest version this lane still serves and falls back to (a v1 lane's hello is served as v1).
 inline constexpr int peer_protocol_min_version = 1;
 /// Largest WebSocket message accepted from a peer (a batch frame).
@@ -67,6 +68,16 @@ inline constexpr std::size_t peer_nonce_bytes = 32;
 /// A v2 session sends a news frame (liveness, cloud_through, cover) on change and at least
 /// this often (docs/protocol.md "News").
 inline constexpr auto peer_news_interval = 2s;
+/// v3 catalog anti-entropy (docs/protocol.md "Catalog"): most changes in one catalog page, and
+/// the page's soft size cap (a page stops growing past it; each change's data is at most
+/// MAX_MESSAGE_BYTES, so a page stays far below peer_max_frame_bytes).
+inline constexpr std::size_t peer_catalog_page_changes = 500;
+inline constexpr std::size_t peer_catalog_page_bytes = 4u << 20;
+/// After a commit that changed the catalog, every v3 session sends its catalog_have this much
+/// later (several commits in a row make one frame) ...
+inline constexpr auto peer_catalog_have_debounce = 100ms;
+/// ... and at least this often anyway (a change the lane was not told about still spreads).
+inline constexpr auto peer_catalog_have_interval = 5s;
 
 // ---- local HTTP API -----------------------------------------------------------------------
 /// Header block limit for a local API request.

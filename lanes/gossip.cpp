@@ -26,11 +26,33 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg)
         : ioc_(ioc), cfg_(cfg), hub_(std::make_shared<hub>(ioc.get_executor(), store, cfg)),
           listener_(make_listener(ioc, hub_, cfg)), stop_timer_(ioc), check_timer_(ioc),
-          tick_timer_(ioc) {
+          tick_timer_(ioc), catalog_timer_(ioc) {
         register_peer_metrics(); // so /metrics lists them (at 0) before any session
     }
 
+    /// Thread-safe: a catalog change; the haves go out once, debounced.
+    void catalog_changed() {
+        net::post(ioc_, [self = shared_from_this()] {
+            if (self->stopping_ || self->catalog_due_)
+                return;
+            self->catalog_due_ = true;
+            self->catalog_timer_.expires_after(tuning::peer_catalog_have_debounce);
+            self->catalog_timer_.async_wait([self](boost::system::error_code ec) {
+                self->catalog_due_ = false;
+                if (ec || self->stopping_)
+                    return;
+                self->last_have_ = std::chrono::steady_clock::now();
+                self->hub_->catalog_have_all();
+            });
+        });
+    }
+
     void start() {
+        // A peer's page applied by one session: every session announces (debounced).
+        hub_->on_catalog_changed([weak = weak_from_this()] {
+            if (auto self = weak.lock())
+                self->catalog_changed();
+        });
         listener_->start();
         start_rebuild();
         // Peer links trust PEER_CA_FILE alone when it is set, else the system store.
@@ -97,6 +119,12 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             last_news_ = std::chrono::steady_clock::now();
             hub_->news_all();
         }
+        // The catalog's haves also go out now and then: a change this lane was not told of
+        // (a commit listener that does not call notify_catalog) still spreads.
+        if (std::chrono::steady_clock::now() - last_have_ >= tuning::peer_catalog_have_interval) {
+            last_have_ = std::chrono::steady_clock::now();
+            hub_->catalog_have_all();
+        }
     }
 
     void stop(std::function<void()> done) {
@@ -105,6 +133,7 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
             self->check_timer_.cancel();
             self->hub_->rebuild().stopping(); // POSTs held by the start check are answered
             self->tick_timer_.cancel();
+            self->catalog_timer_.cancel();
             self->listener_->close();
             for (auto& l : self->links_)
                 l->stop();
@@ -135,9 +164,12 @@ struct gossip::impl : std::enable_shared_from_this<gossip::impl> {
     std::shared_ptr<hub> hub_;
     std::shared_ptr<listener> listener_;
     net::steady_timer stop_timer_;
-    net::steady_timer check_timer_; ///< the start check's deadline
-    net::steady_timer tick_timer_;  ///< lane_tick
+    net::steady_timer check_timer_;   ///< the start check's deadline
+    net::steady_timer tick_timer_;    ///< lane_tick
+    net::steady_timer catalog_timer_; ///< peer_catalog_have_debounce
+    bool catalog_due_ = false;        ///< io thread only: the debounce timer runs
     std::chrono::steady_clock::time_point last_news_{};
+    std::chrono::steady_clock::time_point last_have_{};
     bool stopping_ = false; ///< io thread only
     std::chrono::steady_clock::time_point stop_deadline_;
     std::vector<std::shared_ptr<peer_link>> links_;
@@ -157,6 +189,9 @@ void gossip::stop(std::function<void()> done) {
 }
 void gossip::notify() {
     impl_->hub_->wake_all();
+}
+void gossip::notify_catalog() {
+    impl_->catalog_changed();
 }
 std::uint16_t gossip::port() const {
     return impl_->listener_->port();

@@ -92,6 +92,10 @@ public:
 
     /// New data was committed (own or replicas): wake the senders. Thread-safe.
     void notify();
+    /// A commit changed the catalog (outbox commit_info::catalog_changed, e.g. the cloud
+    /// puller applied a page): every v3 session sends its catalog_have after
+    /// tuning::peer_catalog_have_debounce (several changes make one). Thread-safe.
+    void notify_catalog();
 
     /// The port the listener is bound to (useful with TERMINAL_PORT=0 in tests).
     std::uint16_t port() const;

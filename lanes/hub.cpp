@@ -157,6 +157,8 @@ void hub::leave(const session_handle* s, const std::string& why) {
             return;
         entry gone = *it;
         sessions_.erase(it);
+        // Its catalog snapshots under way are orphans now: any peer may restart them.
+        std::erase_if(catalog_owners_, [s](const auto& o) { return o.second == s; });
         peer = gone.peer_id;
         last = std::none_of(sessions_.begin(), sessions_.end(),
                             [&](const entry& e) { return e.peer_id == gone.peer_id; });
@@ -254,6 +256,43 @@ void hub::wake_all() {
 void hub::news_all() {
     for (auto& h : live_sessions(false))
         h->send_news();
+}
+
+void hub::catalog_have_all() {
+    for (auto& h : live_sessions(false))
+        h->send_catalog_have();
+}
+
+void hub::catalog_changed() {
+    if (catalog_changed_)
+        catalog_changed_();
+    else
+        catalog_have_all();
+}
+
+protocol::snapshot_owner hub::catalog_owner(const protocol::catalog_scope_state& st,
+                                            const session_handle* me) const {
+    using protocol::snapshot_owner;
+    if (!st.snapshot_active)
+        return snapshot_owner::none;
+    if (st.source == "cloud")
+        return snapshot_owner::cloud;
+    std::lock_guard lock(mutex_);
+    auto it = catalog_owners_.find(st.scope);
+    if (it == catalog_owners_.end())
+        return snapshot_owner::orphan;
+    return it->second == me ? snapshot_owner::this_session : snapshot_owner::other_session;
+}
+
+void hub::claim_catalog_snapshot(const std::string& scope, const session_handle* me) {
+    std::lock_guard lock(mutex_);
+    catalog_owners_[scope] = me;
+}
+
+void hub::release_catalog_snapshot(const std::string& scope, const session_handle* me) {
+    std::lock_guard lock(mutex_);
+    if (auto it = catalog_owners_.find(scope); it != catalog_owners_.end() && it->second == me)
+        catalog_owners_.erase(it);
 }
 
 std::vector<std::string> hub::connected_peers() const {

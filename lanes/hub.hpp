@@ -9,6 +9,7 @@
 #include "lanes/rebuild.hpp"
 #include "outbox/async.hpp"
 #include "outbox/outbox.hpp"
+#include "protocol/catalog_sync.hpp"
 #include "protocol/frames.hpp"
 
 #include <cstdint>
@@ -35,6 +36,9 @@ public:
     virtual void close(std::uint16_t code, std::string reason) = 0;
     /// Send a news frame now (hub::cover()'s news; nothing before the data phase or in v1).
     virtual void send_news() = 0;
+    /// v3: our catalog changed: send our catalog_have and plan our pages again (nothing in
+    /// v1/v2).
+    virtual void send_catalog_have() = 0;
 };
 
 /// Per-session counters shown in status.
@@ -92,6 +96,20 @@ public:
     void wake_all();
     /// Every session sends a news frame now.
     void news_all();
+    /// Every session sends its catalog_have now (docs/protocol.md "Catalog").
+    void catalog_have_all();
+    /// A session applied a peer's catalog page: the callback (gossip's debounce, then
+    /// catalog_have_all) runs. Set it before start; thread-safe.
+    void catalog_changed();
+    void on_catalog_changed(std::function<void()> f) { catalog_changed_ = std::move(f); }
+    /// Who a scope's snapshot under way comes from, seen from session `me`: the cloud (the
+    /// state's source), `me`, another live session, or nobody alive (orphan: any peer may
+    /// restart it). protocol::snapshot_owner::none when no snapshot is under way.
+    protocol::snapshot_owner catalog_owner(const protocol::catalog_scope_state& st,
+                                           const session_handle* me) const;
+    /// Session `me` applies a snapshot of `scope` (its reset page), until release or its end.
+    void claim_catalog_snapshot(const std::string& scope, const session_handle* me);
+    void release_catalog_snapshot(const std::string& scope, const session_handle* me);
     /// The peers with an authenticated session now (sorted, unique).
     std::vector<std::string> connected_peers() const;
     /// The peer's incarnation from its ready (for status).
@@ -143,6 +161,8 @@ private:
     std::map<std::string, link_info> links_;
     rebuild_controller rebuild_;
     cover_state cover_;
+    std::map<std::string, const session_handle*> catalog_owners_; ///< scope -> session
+    std::function<void()> catalog_changed_;
 };
 
 } // namespace lanesync::lanes

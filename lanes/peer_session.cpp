@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "base/tuning.hpp"
+#include "lanes/catalog_peer.hpp"
 #include "lanes/preauth.hpp"
 #include "lanes/session_support.hpp"
 #include "lanes/streams.hpp"
@@ -87,7 +88,13 @@ public:
     void set_sender(bool on) override {
         net::post(ws_.get_executor(), [self = this->shared_from_this(), on] {
             self->apply(self->machine_.on_sender(on));
+            self->catalog_.set_sender(on);
         });
+    }
+
+    void send_catalog_have() override {
+        net::post(ws_.get_executor(),
+                  [self = this->shared_from_this()] { self->catalog_.announce(true); });
     }
 
     void send_news() override {
@@ -102,7 +109,9 @@ public:
     }
 
 private:
+    friend class detail::catalog_peer<peer_session>;
     static std::string or_unknown(const std::string& id) { return id.empty() ? "?" : id; }
+    const session_handle* handle() const { return this; }
 
     void news_now() {
         if (machine_.closing())
@@ -232,9 +241,9 @@ private:
     template <class F> auto on_strand(F f) {
         std::weak_ptr<peer_session> weak = this->shared_from_this();
         return net::bind_executor(ws_.get_executor(),
-                                  [weak, f = std::move(f)](auto result) mutable {
+                                  [weak, f = std::move(f)](auto... result) mutable {
                                       if (auto s = weak.lock())
-                                          f(*s, std::move(result));
+                                          f(*s, std::move(result)...);
                                   });
     }
 
@@ -311,6 +320,8 @@ private:
     }
 
     void on_action(protocol::news_received& a) { detail::on_news(*hub_, a); }
+    void on_action(protocol::catalog_have_received& a) { catalog_.on_peer_have(a); }
+    void on_action(protocol::catalog_page_received& a) { catalog_.on_page(a); }
     void on_action(protocol::lift_trust_cap& a) { detail::lift_trust_cap(*hub_, a); }
 
     void on_action(protocol::read_next_batch& a) {
@@ -338,8 +349,9 @@ private:
                               ? hub_->join(this->shared_from_this(), a.peer, outbound_, url_)
                               : std::string("rebuilding: the lane's mode changed");
         if (why.empty()) {
-            // The machine keeps it until our ready went out (v2), then sends it.
+            // The machine keeps them until our ready went out (v2, v3), then sends them.
             news_now();
+            catalog_.announce(false);
             auth_deadline_.cancel();
             log::info("peer.connected",
                       {{"peer", a.peer}, {"direction", direction()}, {"url", url_}});
@@ -469,6 +481,7 @@ private:
     bool close_requested_ = false;
     bool close_sent_ = false;
     websocket::close_reason close_reason_;
+    detail::catalog_peer<peer_session> catalog_{*this}; ///< v3 catalog anti-entropy
 };
 
 } // namespace
@@ -489,6 +502,7 @@ template net::awaitable<session_result> run_session<ws_tls>(ws_tls, std::shared_
 
 void register_peer_metrics() {
     pm();
+    detail::register_catalog_metrics();
     detail::register_preauth_metrics();
 }
 

@@ -444,6 +444,10 @@ decode_result decode_frame(std::string_view text, const frame_limits& lim) {
         return decode_ack(j, lim);
     if (*type == "news")
         return decode_news(j, lim);
+    if (*type == "catalog_have")
+        return detail::decode_catalog_have(j, lim);
+    if (*type == "catalog")
+        return detail::decode_catalog(j, lim);
     return policy("unknown frame type");
 }
 

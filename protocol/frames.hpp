@@ -3,8 +3,11 @@
 /// one JSON object with a "type". Pure: encoders build strings, decode_frame() validates
 /// strictly and says which close code a bad frame deserves. No sockets here.
 
+#include "protocol/catalog.hpp"
 #include "protocol/close_code.hpp"
 #include "protocol/message.hpp"
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <map>
@@ -86,14 +89,48 @@ struct news {
 /// name an origin once.
 struct news_frame : news {};
 
+/// v3: what the sender holds of one scope (docs/protocol.md "Catalog").
+struct catalog_have_entry {
+    std::string scope;
+    std::int64_t through = 0; ///< complete through this version
+    std::int64_t horizon = 0; ///< tombstones at or below it may be gone
+    /// The sender's scope is mid-snapshot: `busy` from another source (the cloud, another peer:
+    /// do not serve it), `yours` from the receiver of this frame (continue or restart it).
+    enum class snapshot_state { none, busy, yours } snapshot = snapshot_state::none;
+
+    friend bool operator==(const catalog_have_entry&, const catalog_have_entry&) = default;
+};
+/// v3, data phase, both directions: `{"type":"catalog_have","acked":N,"scopes":[...]}`. Sent
+/// after the ready, whenever the sender's catalog changed, and as the ack of catalog pages:
+/// `acked` = the highest catalog frame n of this link such that every page up to it was applied
+/// or ignored (0: none). Scopes are distinct, at most frame_limits::max_scopes.
+struct catalog_have_frame {
+    std::uint64_t acked = 0;
+    std::vector<catalog_have_entry> scopes;
+};
+/// v3, data phase: one page of one scope (protocol/catalog.hpp catalog_page; `resume` is never
+/// sent between lanes). `n`: 1, 2, 3 ... per link and direction. `since`: a catch-up page
+/// holds the changes above it (the receiver's through it answers); 0 in snapshot pages
+/// (`reset`, `continues_snapshot`), which hold live rows in key order.
+struct catalog_frame {
+    std::uint64_t n = 0;
+    std::int64_t since = 0;
+    catalog_page page;
+};
+
 using frame = std::variant<hello_frame, challenge_frame, auth_frame, ready_frame, batch_frame,
-                           ack_frame, news_frame>;
+                           ack_frame, news_frame, catalog_have_frame, catalog_frame>;
 
 /// Limits applied while decoding a frame.
 struct frame_limits {
     std::size_t max_messages = 256;          ///< messages in one batch
     std::size_t max_message_bytes = 262'144; ///< canonical data size of one message
     std::size_t max_origins = 1024;          ///< entries in one hwm/floor map
+    std::size_t max_scopes = 256;            ///< scopes in one catalog_have
+    std::size_t max_catalog_changes = 1000;  ///< changes in one catalog page
+    /// canonical data size of one catalog change (head office's rows are not messages: their
+    /// own cap, under the frame size limit with room for the rest of a page)
+    std::size_t max_catalog_data_bytes = 4u << 20;
 };
 
 /// Why a frame was refused, with the WebSocket close code to send:
@@ -115,6 +152,14 @@ std::string encode(const ready_frame& f);
 std::string encode(const batch_frame& f);
 std::string encode(const ack_frame& f);
 std::string encode(const news_frame& f);
+std::string encode(const catalog_have_frame& f);
+std::string encode(const catalog_frame& f);
+
+namespace detail {
+/// protocol/frames_catalog.cpp: the v3 frames' decoders (called by decode_frame).
+decode_result decode_catalog_have(const nlohmann::json& j, const frame_limits& lim);
+decode_result decode_catalog(const nlohmann::json& j, const frame_limits& lim);
+} // namespace detail
 
 /// Size of one message inside a batch frame, for batch byte caps: an upper bound of its
 /// encoded length (at most about 150 bytes over).

@@ -41,6 +41,8 @@ peer_actions peer_machine::on_frame(frame f) {
     if (std::holds_alternative<news_frame>(f) && stage_ != stage::joining && stage_ != stage::open)
         return refuse(close_code::policy_violation, "malformed frame: news before the data phase",
                       close_cause::malformed);
+    if ((std::holds_alternative<catalog_have_frame>(f) || std::holds_alternative<catalog_frame>(f)))
+        return on_catalog_frame(f);
     if (stage_ == stage::joining || stage_ == stage::open)
         return on_data_frame(f);
     return on_handshake_frame(f);

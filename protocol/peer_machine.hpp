@@ -173,14 +173,26 @@ struct lift_trust_cap {
     std::string peer;
     std::uint64_t seq = 0; ///< the verified mark above the cap
 };
+/// v3: the peer's catalog_have (the pages of ours it acked are in `have.acked`).
+struct catalog_have_received {
+    std::string peer;
+    catalog_have_frame have;
+};
+/// v3: a catalog page from the peer, in order. The lane decides it (protocol/catalog_sync.hpp
+/// accept_page), applies or ignores it, then answers on_catalog_done(n) and sends its have.
+struct catalog_page_received {
+    std::string peer;
+    catalog_frame page;
+};
 /// Drop the connection without a close frame (authentication timed out).
 struct abort_link {
     std::string reason;
 };
 
-using peer_action = std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark,
-                                 read_next_batch, peer_acked, join_hub, close_link, abort_link,
-                                 own_reported, read_origin_mark, news_received, lift_trust_cap>;
+using peer_action =
+    std::variant<send_frame, store_batch, read_hwm, read_tip_ids, read_own_mark, read_next_batch,
+                 peer_acked, join_hub, close_link, abort_link, own_reported, read_origin_mark,
+                 news_received, lift_trust_cap, catalog_have_received, catalog_page_received>;
 using peer_actions = std::vector<peer_action>;
 
 /// The outcome of a store_batch, in protocol terms (lanes/ converts the outbox's).
@@ -228,6 +240,16 @@ public:
     /// Send this news (v2 only): a news frame once our ready went out. Before that the latest
     /// news given is kept and sent right after our ready; in a v1 session nothing, ever.
     peer_actions on_news(news n);
+    /// v3 only (nothing in a v1/v2 session, ever): send our catalog_have with these scopes; its
+    /// `acked` is set here (on_catalog_done). Before our ready the latest is kept and sent
+    /// right after it.
+    peer_actions on_catalog_have(std::vector<catalog_have_entry> scopes);
+    /// v3 only, after our ready (the peer's have, which pages answer, is delivered only then):
+    /// send this catalog page (numbered by the catalog_sender).
+    peer_actions on_catalog_send(const catalog_frame& f);
+    /// The lane applied or ignored the peer's catalog page `n`: it counts for our next have's
+    /// `acked` (the highest n with every page up to it done).
+    void on_catalog_done(std::uint64_t n);
     /// The lane wants the link closed (shutdown).
     peer_actions on_close_request(std::uint16_t code, std::string reason);
 
@@ -254,6 +276,10 @@ private:
     enum class stage { idle, hello_sent, challenge_sent, auth_sent, joining, open };
 
     bool v2() const { return version_ >= 2; }
+    bool v3() const { return version_ >= 3; }
+    peer_actions on_catalog_frame(frame& f);
+    void flush_catalog_have(peer_actions& out);
+    void deliver_catalog_have(peer_actions& out);
     std::string check_identity(int version, const std::string& store,
                                const std::string& terminal) const;
     std::string check_marks_form(bool frame_v2, const hwm_map& marks) const;
@@ -338,6 +364,13 @@ private:
     bool cap_lifted_ = false;       ///< ... and lift_trust_cap went out (once)
     std::uint64_t trusted_seq_ = 0; ///< the highest mark of ours found true so far
     std::string trusted_id_;
+
+    // v3 catalog frames
+    std::optional<std::vector<catalog_have_entry>> have_out_; ///< waits for our ready
+    std::optional<catalog_have_frame> have_in_;               ///< the peer's, ditto
+    std::uint64_t next_catalog_in_ = 1;
+    std::map<std::uint64_t, std::string> catalog_pending_; ///< pages given to the lane: n -> scope
+    std::uint64_t catalog_acked_ = 0;
 
     // receiver side
     std::deque<std::pair<std::uint64_t, hwm_map>> acks_waiting_; ///< v2: acks waiting for ids

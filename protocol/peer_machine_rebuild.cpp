@@ -26,6 +26,7 @@ void peer_machine::send_ready(const hwm_map& own, tip_ids ids, peer_actions& out
     if (news_out_ && v2())
         out.push_back(send_frame{encode(news_frame{std::move(*news_out_)})});
     news_out_.reset();
+    flush_catalog_have(out);
 }
 
 // ---- serving a rebuild ----------------------------------------------------------------------

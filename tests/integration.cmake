@@ -12,6 +12,8 @@ endfunction()
 
 lanesync_py_test(peers test_peers)
 lanesync_py_test(peer_protocol test_peer_protocol)
+# Issue 13: head office's catalog over the peer mesh (protocol v3), and v2/v1 peers beside it.
+lanesync_py_test(mesh_catalog test_mesh_catalog)
 lanesync_py_test(api_cli test_api_cli)
 # Issue 10: waiting for acks (?wait=peer_ack, publish --wait) and batch publish, two lanes.
 lanesync_py_test(api_wait test_api_wait)

@@ -246,6 +246,8 @@ struct fake_session : lanes::session_handle {
     void set_sender(bool on) override { sender = on; }
     void close(std::uint16_t code, std::string) override { closed = code; }
     void send_news() override {}
+    int haves = 0;
+    void send_catalog_have() override { ++haves; }
 };
 } // namespace
 

@@ -1,0 +1,50 @@
+-- Downstream (issue 13): compaction of the change log. lanesync.compact_change_log(keep)
+-- removes every log row older than `keep` (by changed_at; all rows up to the newest such
+-- version, so the log stays a suffix) and the tombstones of catalog_current at or below that
+-- version, and raises the horizon of each (scope, store_id) that lost a row to the highest
+-- version it lost. Returns the version compacted through (0 when nothing was old enough).
+--
+-- A lane whose cursor of a scope is below that scope's horizon can no longer catch up from
+-- the log (a change or a delete it has not seen may be gone): sync-pull answers it with a
+-- snapshot of the current state instead. Live rows of catalog_current are never removed.
+-- No log lock: every version at or below the cut is committed (a running publisher holds a
+-- version above every committed one), so compaction never waits for head office.
+
+create or replace function lanesync.compact_change_log(keep interval) returns bigint
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+  v_cut bigint;
+begin
+  if keep is null or keep < interval '0' then
+    raise exception 'compact_change_log: keep must be an interval >= 0'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  select max(version) into v_cut from public.change_log
+    where changed_at < pg_catalog.clock_timestamp() - keep;
+  if v_cut is null then
+    return 0;
+  end if;
+
+  with gone as (
+    delete from public.change_log where version <= v_cut
+    returning scope, store_id, version
+  ), dead as (
+    delete from public.catalog_current where deleted and version <= v_cut
+    returning scope, store_id, version
+  ), lost as (
+    select scope, store_id, max(version) as version
+    from (select * from gone union all select * from dead) x
+    group by scope, store_id
+  )
+  update public.catalog_scopes s set horizon = greatest(s.horizon, lost.version)
+  from lost
+  where s.scope = lost.scope and s.store_id is not distinct from lost.store_id;
+
+  update lanesync.change_log_state set compacted_through = greatest(compacted_through, v_cut);
+  return v_cut;
+end
+$$;
+
+revoke all on function lanesync.compact_change_log(interval) from public, anon, authenticated;

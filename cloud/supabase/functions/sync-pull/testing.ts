@@ -209,6 +209,76 @@ export async function publish(
   data: unknown,
 ): Promise<number> {
   const [row] = await sql`select lanesync.publish_change(${store}, ${scope}, ${key},
-    ${data === null ? null : JSON.stringify(data)}::jsonb)::text as v`;
+    ${data === null ? null : JSON.stringify(data)}::text::jsonb)::text as v`;
   return Number(row.v);
+}
+
+/**
+ * What a lane does with the pages (docs/downstream.md, "Lane"), small enough to check the
+ * cloud against: apply a change only when its version is above the key's; a reset starts a
+ * snapshot, whose last page deletes the keys it did not carry; through advances per page.
+ */
+export class LaneModel {
+  keys = new Map<string, { version: number; deleted: boolean; data: unknown; gen: number }>();
+  through = 0;
+  resume = "";
+  private gen = 0;
+
+  cursor(): { through: number; resume: string } {
+    return { through: this.through, resume: this.resume };
+  }
+
+  apply(p: WireScope): void {
+    if (p.reset) this.gen++;
+    const snap = p.reset || p.continues_snapshot;
+    for (const c of p.changes) {
+      const held = this.keys.get(c.key);
+      if (!held || held.version < c.version) {
+        this.keys.set(c.key, { version: c.version, deleted: c.deleted, data: c.data, gen: snap ? this.gen : 0 });
+      } else if (snap) {
+        held.gen = this.gen;
+      }
+    }
+    if (snap && !p.more) {
+      for (const held of this.keys.values()) {
+        if (held.gen !== this.gen && !held.deleted) {
+          held.deleted = true;
+          held.data = null;
+          held.version = Math.max(held.version, p.through);
+        }
+      }
+      this.through = p.through;
+      this.resume = "";
+    } else if (snap) {
+      this.resume = p.resume;
+    } else {
+      this.through = Math.max(this.through, p.through);
+    }
+  }
+
+  /** key -> data of the live keys, sorted by key. */
+  live(): Array<[string, unknown]> {
+    return [...this.keys].filter(([, v]) => !v.deleted).map(([k, v]): [string, unknown] => [k, v.data])
+      .sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+}
+
+/** The cloud's current live state of a scope as a store sees it (the higher version of a key wins). */
+export async function cloudLive(sql: postgres.Sql, store: string, scope: string): Promise<Array<[string, unknown]>> {
+  const rows = await sql`
+    select key, deleted, data from (
+      select distinct on (key) key, deleted, data from public.catalog_current
+      where scope = ${scope} and (store_id = ${store} or store_id is null)
+      order by key, version desc) x
+    where not deleted order by key collate "C"`;
+  return rows.map((r): [string, unknown] => [r.key as string, r.data]);
+}
+
+/** Pulls one scope until it has nothing more; returns the number of pulls. */
+export async function pullUntilDone(store: string, scope: string, lane: LaneModel, limit: number): Promise<number> {
+  for (let n = 1;; n++) {
+    const p = scopeOf(await pull(store, { [scope]: lane.cursor() }, limit), scope);
+    lane.apply(p);
+    if (!p.more) return n;
+  }
 }

@@ -59,7 +59,9 @@ export function parseJson(bytes: Uint8Array): { ok: true; value: unknown } | { o
   try {
     return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };
   } catch (err) {
-    const error = err instanceof SyntaxError ? `body is not valid JSON: ${err.message}` : "body is not valid UTF-8";
+    const error = err instanceof SyntaxError
+      ? `body is not valid JSON: ${err.message}`
+      : "body is not valid UTF-8";
     return { ok: false, error };
   }
 }

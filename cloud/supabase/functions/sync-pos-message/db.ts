@@ -2,7 +2,7 @@
 // message (lanesync.apply_batch, see the migrations) and writes the sync_log rows; and the
 // read of one lane's highest seq (GET).
 
-import { type Sql, seqFromText } from "../_shared/db.ts";
+import { seqFromText, type Sql } from "../_shared/db.ts";
 import type { Checked, ValidMessage } from "./validate.ts";
 
 export type { Sql };

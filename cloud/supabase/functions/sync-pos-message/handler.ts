@@ -39,7 +39,9 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
     const { requestId, done, failed } = exchange(req, log, opts.isUnavailable);
 
     const url = new URL(req.url);
-    if (!routeMatches(FUNCTION_NAME, url.pathname)) return done(json(404, { error: "not found" }), { path: url.pathname });
+    if (!routeMatches(FUNCTION_NAME, url.pathname)) {
+      return done(json(404, { error: "not found" }), { path: url.pathname });
+    }
     if (req.method !== "POST" && req.method !== "GET") {
       return done(json(405, { error: "method not allowed; use GET or POST" }, { allow: "GET, POST" }));
     }

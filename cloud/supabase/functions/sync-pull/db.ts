@@ -2,7 +2,7 @@
 // transaction, so every read sees the same snapshot (the log's head and the pages agree).
 // Tables and functions: migrations ..._change_log.sql, ..._compaction.sql.
 
-import { type Sql, seqFromText } from "../_shared/db.ts";
+import { seqFromText, type Sql } from "../_shared/db.ts";
 import type { Change, PullReader, ScopeInfo } from "./pull.ts";
 
 type Row = Record<string, unknown>;
@@ -97,5 +97,8 @@ export function reader(tx: Sql): PullReader {
 
 /** Runs fn with a reader on one read-only REPEATABLE READ transaction. */
 export async function readSnapshot<T>(sql: Sql, fn: (r: PullReader) => Promise<T>): Promise<T> {
-  return await sql.begin("isolation level repeatable read read only", (tx) => fn(reader(tx as unknown as Sql))) as T;
+  return await sql.begin(
+    "isolation level repeatable read read only",
+    (tx) => fn(reader(tx as unknown as Sql)),
+  ) as T;
 }

@@ -79,7 +79,12 @@ Deno.test("snapshot: no cursor -> live rows by key, paged with resume, continues
   for (const k of ["d", "a", "c", "b", "e", "g"]) log.publish(null, "products", k, { k });
   log.publish(null, "products", "c", null); // 7, a tombstone: left out
   const first = scope(await pull({}, 2), "products");
-  assert.deepEqual([first.reset, first.continues_snapshot, first.more, first.through], [true, false, true, 0]);
+  assert.deepEqual([first.reset, first.continues_snapshot, first.more, first.through], [
+    true,
+    false,
+    true,
+    0,
+  ]);
   assert.deepEqual(first.changes.map((c) => c.key), ["a", "b"]);
   assert.notEqual(first.resume, "");
   const second = scope(await pull({ products: { through: 0, resume: first.resume } }, 2), "products");
@@ -110,7 +115,9 @@ Deno.test("snapshot: a key held chain-wide and for the store: the higher version
   log.publish("S2", "secret", "x", { p: 9 }); // 9: a scope only S2 has
   const a = await pull({});
   assert.deepEqual(a.scopes.map((s) => s.scope), ["prices"]);
-  assert.deepEqual(scope(a, "prices").changes.map((c) => [c.key, c.data]), [["a", { p: 2 }], ["b", { p: 4 }]]);
+  assert.deepEqual(scope(a, "prices").changes.map((c) => [c.key, c.data]), [["a", { p: 2 }], ["b", {
+    p: 4,
+  }]]);
   assert.equal(a.head, 7, "the highest version visible to S1");
   const catchUp = scope(await pull({ prices: { through: 1 } }), "prices");
   assert.deepEqual(catchUp.changes.map((c) => c.version), [2, 3, 4, 5, 6, 7]);
@@ -207,7 +214,9 @@ Deno.test("HTTP: 401 without the right key, 404, 405, 400 bodies, 413, 503/500 f
   assert.equal((await post(null, { raw: " ".repeat(300 * 1024) })).status, 413);
   // 401 comes before the body is looked at.
   assert.equal((await post(null, { raw: "{", key: null })).status, 401);
-  const down = setup({ read: () => Promise.reject(Object.assign(new Error("refused"), { code: "ECONNREFUSED" })) });
+  const down = setup({
+    read: () => Promise.reject(Object.assign(new Error("refused"), { code: "ECONNREFUSED" })),
+  });
   const r503 = await down.post(ok);
   assert.deepEqual([r503.status, r503.body], [503, { error: "database unavailable, retry later" }]);
   const broken = setup({ read: () => Promise.reject(new Error("boom")) });

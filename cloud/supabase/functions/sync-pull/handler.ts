@@ -38,7 +38,9 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
     if (!routeMatches(FUNCTION_NAME, url.pathname)) {
       return done(json(404, { error: "not found" }), { path: url.pathname });
     }
-    if (req.method !== "POST") return done(json(405, { error: "method not allowed; use POST" }, { allow: "POST" }));
+    if (req.method !== "POST") {
+      return done(json(405, { error: "method not allowed; use POST" }, { allow: "POST" }));
+    }
     if (!authorized(req)) {
       return done(json(401, { error: "missing or invalid service key (apikey or Authorization: Bearer)" }));
     }
@@ -62,13 +64,20 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
           if (!infos.has(scope)) infos.set(scope, { scope, head: 0, horizon: 0 });
         }
         const scopes: ScopePage[] = [];
-        for (const info of [...infos.values()].sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : 0))) {
+        for (
+          const info of [...infos.values()].sort((
+            a,
+            b,
+          ) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : 0))
+        ) {
           scopes.push(await pullScope(r, storeId, info, cursors.get(info.scope) ?? null, limit, logHead));
         }
         return { head: known.reduce((m, s) => Math.max(m, s.head), 0), scopes };
       });
     } catch (err) {
-      if (err instanceof BadResume) return done(json(400, { error: err.message }), { ...who, error: err.message });
+      if (err instanceof BadResume) {
+        return done(json(400, { error: err.message }), { ...who, error: err.message });
+      }
       return failed(err, who);
     }
     return done(json(200, answer, { "cache-control": "no-store" }), {

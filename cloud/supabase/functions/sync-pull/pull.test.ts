@@ -50,7 +50,9 @@ Deno.test("RLS: authenticated users read their store's and chain-wide rows; no s
       await sql.begin(async (tx) => {
         await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
         await tx`set local role authenticated`;
-        const rows = await tx.unsafe(`select key from public.${table} where scope = $1 order by key`, [scope]);
+        const rows = await tx.unsafe(`select key from public.${table} where scope = $1 order by key`, [
+          scope,
+        ]);
         return rows.map((r) => r.key);
       });
     for (const table of ["change_log", "catalog_current"]) {
@@ -96,7 +98,8 @@ Deno.test("products table: triggers publish products and prices; deletes are tom
     await sql`update lanesync.products set price_cents = 199 where sku = ${sku}`;
     await sql`update lanesync.products set name = 'Green tea' where sku = ${sku}`;
     await sql`update lanesync.products set updated_at = now() where sku = ${sku}`; // publishes nothing
-    const log = await sql`select scope, op, data from public.change_log where key = ${sku} and version > ${head}
+    const log =
+      await sql`select scope, op, data from public.change_log where key = ${sku} and version > ${head}
       order by version`;
     assert.deepEqual(log.map((r) => [r.scope, r.op, r.data?.price_cents, r.data?.name]), [
       ["products", "upsert", 199, "Tea"],
@@ -198,10 +201,13 @@ Deno.test("a transaction's changes are served only once it commits; a rolled bac
     const after = scopeOf(await pull(store, { [scope]: { through: before.through } }), scope);
     assert.deepEqual(after.changes.map((c) => [c.key, c.version]), [["late", published]]);
     // Rolled back: never served, and the version is never reused.
-    await assert.rejects(sql.begin(async (tx) => {
-      await publish(tx, null, scope, "undone", 1);
-      throw new Error("roll back");
-    }), /roll back/);
+    await assert.rejects(
+      sql.begin(async (tx) => {
+        await publish(tx, null, scope, "undone", 1);
+        throw new Error("roll back");
+      }),
+      /roll back/,
+    );
     const next = await publish(sql, null, scope, "next", 1);
     const last = scopeOf(await pull(store, { [scope]: { through: after.through } }), scope);
     assert.deepEqual(last.changes.map((c) => [c.key, c.version]), [["next", next]]);
@@ -224,7 +230,8 @@ Deno.test("compaction raises the horizon: a cursor below it gets a snapshot, an 
     assert.ok(Number(cut) >= changed);
     const [{ n }] = await sql`select count(*)::int as n from public.change_log where scope = ${scope}`;
     assert.equal(n, 0, "the log is compacted");
-    const [{ t }] = await sql`select count(*)::int as t from public.catalog_current where scope = ${scope} and deleted`;
+    const [{ t }] =
+      await sql`select count(*)::int as t from public.catalog_current where scope = ${scope} and deleted`;
     assert.equal(t, 0, "tombstones are purged");
 
     const below = scopeOf(await pull(store, { [scope]: { through: oldCursor } }), scope);

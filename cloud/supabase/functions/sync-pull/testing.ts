@@ -91,7 +91,10 @@ export class FakeLog {
           const b = best.get(r.key);
           if (!b || b.version < r.version) best.set(r.key, r);
         }
-        const live = [...best.values()].filter((r) => r.data !== null).sort((a, b) => (a.key < b.key ? -1 : 1));
+        const live = [...best.values()].filter((r) => r.data !== null).sort((
+          a,
+          b,
+        ) => (a.key < b.key ? -1 : 1));
         return Promise.resolve(live.slice(0, limit).map(change));
       },
     };
@@ -134,7 +137,10 @@ export interface Reply {
 }
 
 /** POSTs to sync-pull (the key as apikey and Bearer unless `key: null`). */
-export async function pullRaw(body: unknown, opts: { key?: string | null; raw?: string } = {}): Promise<Reply> {
+export async function pullRaw(
+  body: unknown,
+  opts: { key?: string | null; raw?: string } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   const key = opts.key === undefined ? cloud.key : opts.key;
   if (key !== null) {
@@ -234,7 +240,12 @@ export class LaneModel {
     for (const c of p.changes) {
       const held = this.keys.get(c.key);
       if (!held || held.version < c.version) {
-        this.keys.set(c.key, { version: c.version, deleted: c.deleted, data: c.data, gen: snap ? this.gen : 0 });
+        this.keys.set(c.key, {
+          version: c.version,
+          deleted: c.deleted,
+          data: c.data,
+          gen: snap ? this.gen : 0,
+        });
       } else if (snap) {
         held.gen = this.gen;
       }
@@ -264,7 +275,11 @@ export class LaneModel {
 }
 
 /** The cloud's current live state of a scope as a store sees it (the higher version of a key wins). */
-export async function cloudLive(sql: postgres.Sql, store: string, scope: string): Promise<Array<[string, unknown]>> {
+export async function cloudLive(
+  sql: postgres.Sql,
+  store: string,
+  scope: string,
+): Promise<Array<[string, unknown]>> {
   const rows = await sql`
     select key, deleted, data from (
       select distinct on (key) key, deleted, data from public.catalog_current
@@ -275,7 +290,12 @@ export async function cloudLive(sql: postgres.Sql, store: string, scope: string)
 }
 
 /** Pulls one scope until it has nothing more; returns the number of pulls. */
-export async function pullUntilDone(store: string, scope: string, lane: LaneModel, limit: number): Promise<number> {
+export async function pullUntilDone(
+  store: string,
+  scope: string,
+  lane: LaneModel,
+  limit: number,
+): Promise<number> {
   for (let n = 1;; n++) {
     const p = scopeOf(await pull(store, { [scope]: lane.cursor() }, limit), scope);
     lane.apply(p);

@@ -7,7 +7,10 @@ import { checkPullRequest, DEFAULT_LIMIT } from "./validate.ts";
 const base = { store_id: "S1", terminal_id: "L1" };
 
 Deno.test("checkPullRequest: store, terminal, limit (default 500) and cursors", () => {
-  const r = checkPullRequest({ ...base, cursors: { prices: { through: 120 }, products: { through: 0, resume: "x" } } });
+  const r = checkPullRequest({
+    ...base,
+    cursors: { prices: { through: 120 }, products: { through: 0, resume: "x" } },
+  });
   assert.ok(r.ok);
   assert.equal(r.request.limit, DEFAULT_LIMIT);
   assert.deepEqual([...r.request.cursors], [["prices", { through: 120, resume: "" }], [
@@ -47,7 +50,10 @@ Deno.test("checkPullRequest: every malformed field is refused with its name", ()
     [{ ...base, cursors: { prices: { through: 2 ** 53 } } }, /through/],
     [{ ...base, cursors: { prices: { resume: 5 } } }, /cursors.prices.resume must be a string/],
     [{ ...base, cursors: { prices: { resume: "x".repeat(4097) } } }, /longer than 4096/],
-    [{ ...base, cursors: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`s${i}`, {}])) }, /at most 100/],
+    [
+      { ...base, cursors: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`s${i}`, {}])) },
+      /at most 100/,
+    ],
   ];
   for (const [body, error] of cases) {
     const r = checkPullRequest(body);

@@ -42,7 +42,10 @@ export function checkPullRequest(body: unknown): Checked {
   }
   let limit = DEFAULT_LIMIT;
   if (body.limit !== undefined && body.limit !== null) {
-    if (typeof body.limit !== "number" || !Number.isInteger(body.limit) || body.limit < 1 || body.limit > MAX_LIMIT) {
+    if (
+      typeof body.limit !== "number" || !Number.isInteger(body.limit) || body.limit < 1 ||
+      body.limit > MAX_LIMIT
+    ) {
       return bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
     }
     limit = body.limit;

@@ -42,11 +42,13 @@ create table public.change_log (
   op         text not null check (op in ('upsert', 'delete')),
   data       jsonb,
   changed_at timestamptz not null default clock_timestamp(),
+  -- store_id as an index key: '' for chain-wide rows (never a store id), so that an index on
+  -- it serves `= ''` in order (the planner cannot use `is null` for an ordered index scan).
+  store_key  text not null generated always as (coalesce(store_id, '')) stored,
   constraint change_log_data_iff_upsert check ((op = 'upsert') = (data is not null))
 );
--- Catch-up reads: (scope, store_id = S) and (scope, store_id is null), each in version order.
-create index change_log_scope_store_version_idx on public.change_log (scope, store_id, version);
-create index change_log_changed_at_idx on public.change_log (changed_at);
+-- Catch-up reads: (scope, store S) and (scope, chain-wide), each in version order.
+create index change_log_scope_store_version_idx on public.change_log (scope, store_key, version);
 comment on table public.change_log is
   'Head office''s changes, one version space, in commit order (lanesync.publish_change); store_id null = every store.';
 
@@ -58,9 +60,11 @@ create table public.catalog_current (
   deleted    boolean not null,
   data       jsonb,
   changed_at timestamptz not null,
-  constraint catalog_current_key unique nulls not distinct (scope, store_id, key)
+  store_key  text not null generated always as (coalesce(store_id, '')) stored,
+  constraint catalog_current_key unique (scope, store_key, key)
 );
-create index catalog_current_scope_store_version_idx on public.catalog_current (scope, store_id, version);
+-- Snapshots read (scope, store) in key order (the unique index); heads read the top version.
+create index catalog_current_scope_store_version_idx on public.catalog_current (scope, store_key, version);
 comment on table public.catalog_current is
   'The latest change of each (scope, store_id, key), tombstones (deleted) included until compaction.';
 
@@ -69,7 +73,8 @@ create table public.catalog_scopes (
   store_id   text,
   horizon    bigint not null default 0 check (horizon >= 0),
   created_at timestamptz not null default now(),
-  constraint catalog_scopes_key unique nulls not distinct (scope, store_id)
+  store_key  text not null generated always as (coalesce(store_id, '')) stored,
+  constraint catalog_scopes_key unique (scope, store_key)
 );
 comment on table public.catalog_scopes is
   'Every (scope, store_id) with changes; horizon: log rows and tombstones at or below it may be gone.';
@@ -81,50 +86,87 @@ as $$
   select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('lanesync.change_log', 0))
 $$;
 
--- Publishes one change and returns its version. store_id null: every store; data null (SQL
--- or JSON null): a delete, kept as a tombstone. Runs in the caller's transaction: the change
--- is visible to sync-pull when that transaction commits, and the log lock is held until then.
-create or replace function lanesync.publish_change(store_id text, scope text, key text, data jsonb)
+-- Publishes changes of one (store, scope) in the caller's transaction, in array order (a key
+-- given twice: the later one wins), and returns the last version (null for empty arrays).
+-- store_id null: every store; a data element null (SQL or JSON null): a delete, kept as a
+-- tombstone. Set-based (one statement per table), for bulk loads and the statement triggers
+-- of ..._products.sql; lanesync.publish_change is the one-change form. The changes are
+-- visible to sync-pull when the caller's transaction commits; the log lock is held until then.
+create or replace function lanesync.publish_set(p_store text, p_scope text, p_keys text[], p_data jsonb[])
 returns bigint
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-  v_version bigint;
-  v_deleted boolean := data is null or jsonb_typeof(data) = 'null';
-  v_at      timestamptz;
+  v_last bigint;
+  v_at   timestamptz;
 begin
-  if store_id is not null and store_id !~ '^[A-Za-z0-9_-]{1,64}$' then
-    raise exception 'publish_change: store_id must match [A-Za-z0-9_-]{1,64} or be null'
+  if p_store is not null and p_store !~ '^[A-Za-z0-9_-]{1,64}$' then
+    raise exception 'lanesync publish: store_id must match [A-Za-z0-9_-]{1,64} or be null'
       using errcode = 'invalid_parameter_value';
   end if;
-  if scope is null or scope !~ '^[a-z0-9_.-]{1,64}$' then
-    raise exception 'publish_change: scope must match [a-z0-9_.-]{1,64}'
+  if p_scope is null or p_scope !~ '^[a-z0-9_.-]{1,64}$' then
+    raise exception 'lanesync publish: scope must match [a-z0-9_.-]{1,64}'
       using errcode = 'invalid_parameter_value';
   end if;
-  if key is null or octet_length(key) not between 1 and 256 then
-    raise exception 'publish_change: key must be 1 to 256 bytes'
+  if coalesce(cardinality(p_keys), 0) <> coalesce(cardinality(p_data), 0) then
+    raise exception 'lanesync publish: % keys but % data values', cardinality(p_keys), cardinality(p_data)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if coalesce(cardinality(p_keys), 0) = 0 then
+    return null;
+  end if;
+  if exists (select 1 from unnest(p_keys) k where k is null or octet_length(k) not between 1 and 256) then
+    raise exception 'lanesync publish: every key must be 1 to 256 bytes'
       using errcode = 'invalid_parameter_value';
   end if;
 
+  -- The log lock, then the versions: held to the commit, so versions follow commit order.
   perform lanesync.lock_change_log();
-  v_version := nextval('lanesync.change_version');
   v_at := clock_timestamp();
-  insert into public.change_log (version, store_id, scope, key, op, data, changed_at)
-  values (v_version, publish_change.store_id, publish_change.scope, publish_change.key,
-          case when v_deleted then 'delete' else 'upsert' end,
-          case when v_deleted then null else publish_change.data end, v_at);
-  insert into public.catalog_current (scope, store_id, key, version, deleted, data, changed_at)
-  values (publish_change.scope, publish_change.store_id, publish_change.key, v_version, v_deleted,
-          case when v_deleted then null else publish_change.data end, v_at)
-  on conflict on constraint catalog_current_key do update
-    set version = excluded.version, deleted = excluded.deleted, data = excluded.data,
-        changed_at = excluded.changed_at;
-  insert into public.catalog_scopes (scope, store_id)
-  values (publish_change.scope, publish_change.store_id)
-  on conflict on constraint catalog_scopes_key do nothing;
-  return v_version;
+  with numbered as (
+    -- nextval in array order (the subquery is sorted), so a later element gets a higher version.
+    select s.k, s.del, s.d, nextval('lanesync.change_version') as v
+    from (select u.k, (u.d is null or jsonb_typeof(u.d) = 'null') as del, u.d, u.n
+          from unnest(p_keys, p_data) with ordinality as u(k, d, n)
+          order by u.n) s
+  ), logged as (
+    insert into public.change_log (version, store_id, scope, key, op, data, changed_at)
+    select n.v, p_store, p_scope, n.k, case when n.del then 'delete' else 'upsert' end,
+           case when n.del then null else n.d end, v_at
+    from numbered n
+    returning change_log.version, change_log.key, change_log.op, change_log.data
+  ), latest as (
+    select distinct on (l.key) l.key, l.version, l.op = 'delete' as del, l.data
+    from logged l
+    order by l.key, l.version desc
+  ), cur as (
+    insert into public.catalog_current (scope, store_id, key, version, deleted, data, changed_at)
+    select p_scope, p_store, x.key, x.version, x.del, x.data, v_at from latest x
+    on conflict on constraint catalog_current_key do update
+      set version = excluded.version, deleted = excluded.deleted, data = excluded.data,
+          changed_at = excluded.changed_at
+  )
+  select max(l.version) into v_last from logged l;
+
+  if not exists (select 1 from public.catalog_scopes c
+                 where c.scope = p_scope and c.store_key = coalesce(p_store, '')) then
+    insert into public.catalog_scopes (scope, store_id) values (p_scope, p_store)
+    on conflict on constraint catalog_scopes_key do nothing;
+  end if;
+  return v_last;
 end
+$$;
+
+-- Publishes one change and returns its version. store_id null: every store; data null (SQL
+-- or JSON null): a delete, kept as a tombstone. Runs in the caller's transaction: the change
+-- is visible to sync-pull when that transaction commits, and the log lock is held until then.
+create or replace function lanesync.publish_change(store_id text, scope text, key text, data jsonb)
+returns bigint
+language sql volatile
+set search_path = ''
+as $$
+  select lanesync.publish_set(store_id, scope, array[key], array[data])
 $$;
 
 -- The log's head: its highest committed version as seen by the caller's snapshot (every
@@ -139,6 +181,7 @@ $$;
 
 revoke all on function lanesync.lock_change_log() from public, anon, authenticated;
 revoke all on function lanesync.publish_change(text, text, text, jsonb) from public, anon, authenticated;
+revoke all on function lanesync.publish_set(text, text, text[], jsonb[]) from public, anon, authenticated;
 revoke all on function lanesync.change_log_head() from public, anon, authenticated;
 revoke all on sequence lanesync.change_version from public, anon, authenticated;
 revoke all on table lanesync.change_log_state from public, anon, authenticated;

@@ -29,18 +29,18 @@ begin
 
   with gone as (
     delete from public.change_log where version <= v_cut
-    returning scope, store_id, version
+    returning scope, store_key, version
   ), dead as (
     delete from public.catalog_current where deleted and version <= v_cut
-    returning scope, store_id, version
+    returning scope, store_key, version
   ), lost as (
-    select scope, store_id, max(version) as version
+    select scope, store_key, max(version) as version
     from (select * from gone union all select * from dead) x
-    group by scope, store_id
+    group by scope, store_key
   )
   update public.catalog_scopes s set horizon = greatest(s.horizon, lost.version)
   from lost
-  where s.scope = lost.scope and s.store_id is not distinct from lost.store_id;
+  where s.scope = lost.scope and s.store_key = lost.store_key;
 
   update lanesync.change_log_state set compacted_through = greatest(compacted_through, v_cut);
   return v_cut;

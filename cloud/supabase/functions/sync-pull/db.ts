@@ -32,11 +32,11 @@ export function reader(tx: Sql): PullReader {
         select s.scope, max(s.horizon)::text as horizon,
           greatest(max(s.horizon),
             (select max(c.version) from public.catalog_current c
-              where c.scope = s.scope and c.store_id = ${storeId}),
+              where c.scope = s.scope and c.store_key = ${storeId}),
             (select max(c.version) from public.catalog_current c
-              where c.scope = s.scope and c.store_id is null), 0)::text as head
+              where c.scope = s.scope and c.store_key = ''), 0)::text as head
         from public.catalog_scopes s
-        where s.store_id = ${storeId} or s.store_id is null
+        where s.store_key in (${storeId}, '')
         group by s.scope
         order by s.scope`;
       return rows.map((r): ScopeInfo => ({
@@ -53,11 +53,11 @@ export function reader(tx: Sql): PullReader {
           (extract(epoch from u.changed_at) * 1000)::bigint::text as at_ms
         from (
           (select * from public.change_log
-            where scope = ${scope} and store_id = ${storeId} and version > ${after}
+            where scope = ${scope} and store_key = ${storeId} and version > ${after}
             order by version limit ${limit})
           union all
           (select * from public.change_log
-            where scope = ${scope} and store_id is null and version > ${after}
+            where scope = ${scope} and store_key = '' and version > ${after}
             order by version limit ${limit})
         ) u
         order by u.version
@@ -66,27 +66,30 @@ export function reader(tx: Sql): PullReader {
     },
 
     async liveAfterKey(storeId, scope, afterKey, limit) {
-      // Two index range scans merged in key order; a row is left out when the same key has a
-      // higher version on the other side (store vs chain-wide), and tombstones are left out.
+      // Two ordered index range scans (the store's rows, the chain-wide rows; store_key ''),
+      // merged in key order; a row is left out when the same key has a higher version on the
+      // other side, and tombstones are left out. The other side's version is a scalar
+      // subquery (one index probe per row), which the planner keeps as such: a NOT EXISTS would
+      // be turned into a hash anti join that loses the index order and sorts the whole scope.
       const rows = await tx`
         select u.version::text as version, u.key, false as deleted, u.data,
           (extract(epoch from u.changed_at) * 1000)::bigint::text as at_ms
         from (
-          (select c.* from public.catalog_current c
-            where c.scope = ${scope} and c.store_id = ${storeId} and c.key > ${afterKey}
+          (select c.version, c.key, c.data, c.changed_at from public.catalog_current c
+            where c.scope = ${scope} and c.store_key = ${storeId} and c.key > ${afterKey}
               and not c.deleted
-              and not exists (select 1 from public.catalog_current o
-                where o.scope = ${scope} and o.store_id is null and o.key = c.key
-                  and o.version > c.version)
-            order by c.key)
+              and coalesce((select o.version from public.catalog_current o
+                where o.scope = ${scope} and o.store_key = '' and o.key = c.key), 0) < c.version
+            order by c.key
+            limit ${limit})
           union all
-          (select c.* from public.catalog_current c
-            where c.scope = ${scope} and c.store_id is null and c.key > ${afterKey}
+          (select c.version, c.key, c.data, c.changed_at from public.catalog_current c
+            where c.scope = ${scope} and c.store_key = '' and c.key > ${afterKey}
               and not c.deleted
-              and not exists (select 1 from public.catalog_current o
-                where o.scope = ${scope} and o.store_id = ${storeId} and o.key = c.key
-                  and o.version > c.version)
-            order by c.key)
+              and coalesce((select o.version from public.catalog_current o
+                where o.scope = ${scope} and o.store_key = ${storeId} and o.key = c.key), 0) < c.version
+            order by c.key
+            limit ${limit})
         ) u
         order by u.key
         limit ${limit}`;

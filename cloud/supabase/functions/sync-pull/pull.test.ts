@@ -129,6 +129,54 @@ Deno.test("products table: triggers publish products and prices; deletes are tom
   });
 });
 
+Deno.test("products table: one statement over many rows publishes set-based; a renamed sku is a tombstone and a new key", async () => {
+  const p = fresh("bulk");
+  const sku = (i: number) => `${p}-${i}`;
+  await withDb(async (sql) => {
+    const head = async () => Number((await sql`select lanesync.change_log_head()::text as h`)[0].h);
+    const since = async (from: number) =>
+      (await sql`select scope, key, op, data->>'price_cents' as price from public.change_log
+        where key like ${p + "-%"} and version > ${from} order by version`).map((r) =>
+        `${r.scope}:${r.key.slice(p.length + 1)}:${r.op}${r.price === null ? "" : ":" + r.price}`
+      );
+    let h = await head();
+    await sql`insert into lanesync.products (sku, name, price_cents)
+      values (${sku(1)}, 'One', 100), (${sku(2)}, 'Two', 200), (${sku(3)}, 'Three', 300)`;
+    assert.deepEqual(await since(h), [
+      "products:1:upsert:100",
+      "products:2:upsert:200",
+      "products:3:upsert:300",
+      "prices:1:upsert:100",
+      "prices:2:upsert:200",
+      "prices:3:upsert:300",
+    ]);
+    h = await head();
+    await sql`update lanesync.products set price_cents = price_cents + 1 where sku in (${sku(1)}, ${sku(2)})`;
+    await sql`update lanesync.products set sku = ${sku(4)} where sku = ${sku(3)}`;
+    await sql`update lanesync.products set updated_at = now() where sku like ${p + "-%"}`;
+    assert.deepEqual(await since(h), [
+      "products:1:upsert:101",
+      "products:2:upsert:201",
+      "prices:1:upsert:101",
+      "prices:2:upsert:201",
+      "products:3:delete",
+      "products:4:upsert:300",
+      "prices:3:delete",
+      "prices:4:upsert:300",
+    ]);
+    h = await head();
+    await sql`delete from lanesync.products where sku like ${p + "-%"}`;
+    assert.deepEqual(await since(h), [
+      "products:1:delete",
+      "products:2:delete",
+      "products:4:delete",
+      "prices:1:delete",
+      "prices:2:delete",
+      "prices:4:delete",
+    ]);
+  });
+});
+
 Deno.test("snapshot paging under concurrent changes, then catch-up: the lane ends with exactly the cloud's state", async () => {
   const scope = fresh("snap");
   const store = fresh("S");

@@ -956,6 +956,44 @@ class Cloud:
                    .strip())
 
 
+# ---- head office's data on a lane (issue 13), read from its outbox ---------------------------
+def catalog_cursor(lane, scope):
+    """A lane's cursor of a catalog scope, read (read-only) from its outbox while it runs:
+    {through, horizon, head, snapshot}, or None when it holds nothing of that scope yet."""
+    import sqlite3  # standard library; only the catalog readers need it
+    try:
+        db = sqlite3.connect(f"file:{lane.outbox_path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = db.execute("select through, horizon, head, snapshot from catalog_scopes "
+                             "where scope = ?", (scope,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return None  # no outbox yet, or one not yet at schema 4
+    if row is None:
+        return None
+    return {"through": row[0], "horizon": row[1], "head": row[2], "snapshot": bool(row[3])}
+
+
+def catalog_held(lane, scope, prefix=""):
+    """A lane's live rows of a catalog scope (keys starting with prefix), read-only from its
+    outbox: {key: [version, data]}, the shape of Cloud.catalog."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{lane.outbox_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("select key, version, data from catalog where scope = ? and deleted = 0 "
+                          "and substr(key, 1, ?) = ?", (scope, len(prefix), prefix)).fetchall()
+    finally:
+        db.close()
+    return {k: [v, json.loads(d)] for k, v, d in rows}
+
+
+def catalog_synced(lane, scope, head):
+    """True when the lane holds `scope` complete through `head` (no snapshot under way)."""
+    c = catalog_cursor(lane, scope)
+    return c is not None and c["through"] >= head and not c["snapshot"]
+
+
 class CloudStoreTestCase(StoreTestCase):
     """A StoreTestCase whose tests share one local cloud (PostgreSQL + the edge function under
     Deno, up for the class); each test gets its own store id (self.sid), so rows never meet."""

@@ -153,4 +153,6 @@ revoke all on function lanesync.products_published_insert() from public, anon, a
 revoke all on function lanesync.products_published_update() from public, anon, authenticated;
 revoke all on function lanesync.products_published_delete() from public, anon, authenticated;
 revoke all on function lanesync.products_touch() from public, anon, authenticated;
+revoke all on function lanesync.product_data(lanesync.products) from public, anon, authenticated;
+revoke all on function lanesync.price_data(lanesync.products) from public, anon, authenticated;
 revoke all on function lanesync.products_no_truncate() from public, anon, authenticated;

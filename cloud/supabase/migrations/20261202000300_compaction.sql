@@ -1,7 +1,7 @@
 -- Downstream (issue 13): compaction of the change log. lanesync.compact_change_log(keep)
--- removes every log row older than `keep` (by changed_at; all rows up to the newest such
--- version, so the log stays a suffix) and the tombstones of catalog_current at or below that
--- version, and raises the horizon of each (scope, store_id) that lost a row to the highest
+-- removes the log rows older than `keep` (by changed_at: every row below the oldest row that
+-- is younger, so the log stays a suffix) and the tombstones of catalog_current at or below the
+-- same version, and raises the horizon of each (scope, store_id) that lost a row to the highest
 -- version it lost. Returns the version compacted through (0 when nothing was old enough).
 --
 -- A lane whose cursor of a scope is below that scope's horizon can no longer catch up from
@@ -21,9 +21,15 @@ begin
     raise exception 'compact_change_log: keep must be an interval >= 0'
       using errcode = 'invalid_parameter_value';
   end if;
-  select max(version) into v_cut from public.change_log
-    where changed_at < pg_catalog.clock_timestamp() - keep;
-  if v_cut is null then
+  -- The cut: just below the oldest row young enough to keep (found by walking the primary key
+  -- from the oldest row, so the cost is the rows to remove), or the whole log.
+  select version - 1 into v_cut from public.change_log
+    where changed_at >= pg_catalog.clock_timestamp() - keep
+    order by version limit 1;
+  if not found then
+    select max(version) into v_cut from public.change_log;
+  end if;
+  if v_cut is null or not exists (select 1 from public.change_log where version <= v_cut) then
     return 0;
   end if;
 

@@ -300,6 +300,26 @@ Deno.test("compaction raises the horizon: a cursor below it gets a snapshot, an 
   });
 });
 
+Deno.test("compaction keeps the young suffix of the log: older rows go, the horizon is the highest removed", async () => {
+  const scope = fresh("keep");
+  const store = fresh("S");
+  await withDb(async (sql) => {
+    const v1 = await publish(sql, null, scope, "a", 1);
+    const v2 = await publish(sql, null, scope, "b", null);
+    const v3 = await publish(sql, null, scope, "c", 3);
+    // Make everything up to v2 (and anything older of other tests) two days old.
+    await sql`update public.change_log set changed_at = now() - interval '2 days' where version <= ${v2}`;
+    const [{ cut }] = await sql`select lanesync.compact_change_log('1 day')::text as cut`;
+    assert.ok(Number(cut) >= v2 && Number(cut) < v3, `cut ${cut} between ${v2} and ${v3}`);
+    const left = await sql`select key from public.change_log where scope = ${scope} order by version`;
+    assert.deepEqual(left.map((r) => r.key), ["c"]);
+    const p = scopeOf(await pull(store, { [scope]: { through: v1 } }), scope);
+    assert.deepEqual([p.reset, p.horizon, p.changes.map((c) => c.key)], [true, v2, ["a", "c"]]);
+    const q = scopeOf(await pull(store, { [scope]: { through: v2 } }), scope);
+    assert.deepEqual([q.reset, q.changes.map((c) => c.key)], [false, ["c"]]);
+  });
+});
+
 Deno.test("over HTTP: 401, 405, 400 for malformed bodies and bad resume tokens", async () => {
   const scope = fresh("http");
   await withDb((sql) => publish(sql, null, scope, "k", 1));

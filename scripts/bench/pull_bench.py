@@ -161,7 +161,7 @@ def main():
         snap_s = snap.until_done()
         assert snap.rows >= n, f"snapshot gave {snap.rows} rows, expected {n}"
         t = time.monotonic()
-        cloud.psql("update lanesync.products set price_cents = price_cents + 1", timeout=600)
+        cloud.psql_script("update lanesync.products set price_cents = price_cents + 1;", timeout=900)
         update_s = time.monotonic() - t
         catch = Puller(cloud, "products")
         catch.through = snap.through

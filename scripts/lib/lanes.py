@@ -888,7 +888,8 @@ class Cloud:
 
     # ---- downstream (issue 13): head office's changes, docs/downstream.md "Cloud" -------------
     def psql_script(self, script, timeout=300):
-        """Runs a SQL script given on stdin (any size) in one transaction; returns stdout."""
+        """Runs a SQL script given on stdin (any size) in one transaction, without psql()'s
+        statement timeout (bulk loads); returns stdout."""
         env = child_env(PGCONNECT_TIMEOUT="5")
         r = subprocess.run(["psql", self.db_url, "-X", "-q", "-At", "-1", "-v", "ON_ERROR_STOP=1",
                             "-f", "-"], input=script, env=env, capture_output=True, text=True,
@@ -925,10 +926,10 @@ class Cloud:
         """Inserts `count` rows into lanesync.products in one statement (the triggers publish
         scopes products and prices); sku = prefix + 6-digit number from 1, name "Product N",
         price price_cents + N % 1000. Returns the log's head after it."""
-        self.psql(f"insert into lanesync.products (sku, name, price_cents) "
-                  f"select {sql_str(prefix)} || lpad(g::text, 6, '0'), 'Product ' || g, "
-                  f"{int(price_cents)} + g % 1000 from generate_series(1, {int(count)}) g",
-                  timeout=600)
+        self.psql_script(f"insert into lanesync.products (sku, name, price_cents) "
+                         f"select {sql_str(prefix)} || lpad(g::text, 6, '0'), 'Product ' || g, "
+                         f"{int(price_cents)} + g % 1000 from generate_series(1, {int(count)}) g;",
+                         timeout=900)
         return self.log_head()
 
     def set_price(self, sku, price_cents):

@@ -12,7 +12,7 @@ function change(row: Row): Change {
     key: row.key as string,
     version: seqFromText(row.version),
     deleted: row.deleted as boolean,
-    data: row.deleted ? null : row.data,
+    data: row.deleted || row.data === null ? "null" : (row.data as string),
     changed_at_ms: Number(row.at_ms),
   };
 }
@@ -49,7 +49,7 @@ export function reader(tx: Sql): PullReader {
     async changesAfter(storeId, scope, after, limit) {
       // Two index range scans (the store's rows, the chain-wide rows) merged in version order.
       const rows = await tx`
-        select u.version::text as version, u.key, u.op = 'delete' as deleted, u.data,
+        select u.version::text as version, u.key, u.op = 'delete' as deleted, u.data::text as data,
           (extract(epoch from u.changed_at) * 1000)::bigint::text as at_ms
         from (
           (select * from public.change_log
@@ -72,7 +72,7 @@ export function reader(tx: Sql): PullReader {
       // subquery (one index probe per row), which the planner keeps as such: a NOT EXISTS would
       // be turned into a hash anti join that loses the index order and sorts the whole scope.
       const rows = await tx`
-        select u.version::text as version, u.key, false as deleted, u.data,
+        select u.version::text as version, u.key, false as deleted, u.data::text as data,
           (extract(epoch from u.changed_at) * 1000)::bigint::text as at_ms
         from (
           (select c.version, c.key, c.data, c.changed_at from public.catalog_current c

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import {
+  cloud,
   cloudLive,
   fresh,
   LaneModel,
@@ -318,6 +319,24 @@ Deno.test("compaction keeps the young suffix of the log: older rows go, the hori
     const q = scopeOf(await pull(store, { [scope]: { through: v2 } }), scope);
     assert.deepEqual([q.reset, q.changes.map((c) => c.key)], [false, ["c"]]);
   });
+});
+
+Deno.test("data reaches the lane exactly as head office wrote it: big integers keep every digit", async () => {
+  const scope = fresh("exact");
+  const store = fresh("S");
+  const text = '{"big": 1152921504606846977, "dec": 0.1000000000000000055511151231257827, "s": "é\\u0001"}';
+  await withDb((sql) => sql`select lanesync.publish_change(null, ${scope}, 'k', ${text}::text::jsonb)`);
+  const res = await fetch(cloud.url, {
+    method: "POST",
+    headers: { apikey: cloud.key, "content-type": "application/json" },
+    body: JSON.stringify({ store_id: store, terminal_id: "L1", cursors: {} }),
+  });
+  const body = await res.text();
+  assert.equal(res.status, 200);
+  assert.match(body, /"big": 1152921504606846977/);
+  assert.match(body, /"dec": 0\.1000000000000000055511151231257827/);
+  const p = scopeOf(JSON.parse(body), scope);
+  assert.deepEqual(p.changes.map((c) => c.key), ["k"]);
 });
 
 Deno.test("over HTTP: 401, 405, 400 for malformed bodies and bad resume tokens", async () => {

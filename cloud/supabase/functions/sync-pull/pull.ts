@@ -9,7 +9,11 @@ export interface Change {
   key: string;
   version: number;
   deleted: boolean;
-  data: unknown;
+  /**
+   * The JSON value as the database wrote it (jsonb's text), "null" for a delete: spliced into
+   * the answer as is, so numbers keep every digit (no round trip through JavaScript numbers).
+   */
+  data: string;
   changed_at_ms: number;
 }
 

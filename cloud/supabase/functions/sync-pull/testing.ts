@@ -58,7 +58,7 @@ export class FakeLog {
       key: r.key,
       version: r.version,
       deleted: r.data === null,
-      data: r.data,
+      data: JSON.stringify(r.data),
       changed_at_ms: 1000 * r.version,
     });
     return {

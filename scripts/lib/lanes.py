@@ -945,11 +945,12 @@ class Cloud:
     def catalog(self, store_id, scope):
         """The cloud's current state of a scope as store_id sees it: {key: [version, data]} of
         the live keys (of a key held chain-wide and for the store, the higher version)."""
-        return self.psql_json(
+        out = self.psql(
             "select coalesce(jsonb_object_agg(key, jsonb_build_array(version, data)), '{}') from ("
             " select distinct on (key) key, version, deleted, data from public.catalog_current"
             f" where scope = {sql_str(scope)} and store_key in ({sql_str(store_id)}, '')"
-            " order by key, version desc) x where not deleted") or {}
+            " order by key, version desc) x where not deleted", timeout=120).strip()
+        return json.loads(out) if out else {}
 
     def compact(self, keep="0 seconds"):
         """lanesync.compact_change_log(keep); returns the version compacted through."""

@@ -117,6 +117,7 @@ class Pull(CloudStoreTestCase):
         lane.start()
         wait_synced(lane, scope, head)
         self.assert_same_as_cloud(lane, scope)
+        lane.stop()
         self.assertEqual(lane.check_db()[0], 0)
 
     def test_concurrent_head_office_writers_never_make_a_lane_miss_a_change(self):

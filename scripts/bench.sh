@@ -7,7 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: scripts/bench.sh [--smoke] [--no-cloud] [--jetstream] [--store-only] [--scale-only]
-                       [--scale-rows drain,startup,catchup] [--fleet] [--no-build] [--help]
+                       [--scale-rows drain,startup,catchup] [--fleet] [--pull] [--no-build] [--help]
 
 Prints four tables:
   1. outbox group commit: msgs/s, msgs per fsync, p50/p99 publish latency at 1..256 concurrent
@@ -36,6 +36,10 @@ Prints four tables:
                 lanes uploading at once through the local cloud's edge function (Deno) to its
                 PostgreSQL, with CPU, connections, waits and statement times; with --smoke, 20
                 lanes for 1.5 s
+  --pull        only the downstream table (scripts/bench/pull_bench.py): head office publishing
+                100,000 products, a new lane's snapshot of them and a catch-up over sync-pull,
+                serialized publishers and one holding the log lock; no lane binary needed;
+                with --smoke, 2,000 products
   --no-build    use the binaries in build/ as they are (the ctest bench.smoke: the test run
                 built them; a build here could reconfigure the build folder)
 Speed figures live here, never in unit tests. docs/benchmarks.md explains each row.
@@ -50,6 +54,7 @@ scale_rows=drain,startup,catchup
 jetstream=0
 store_only=0
 fleet=0
+pull=0
 build=1
 scale_only=0
 no_cloud=0
@@ -68,6 +73,7 @@ while (($#)); do
       scale_rows=$1
       shift ;;
     --fleet) fleet=1 ;;
+    --pull) pull=1 ;;
     --no-build) build=0 ;;
     *) echo "bench.sh: unknown option $a" >&2; usage >&2; exit 2 ;;
   esac
@@ -87,6 +93,10 @@ install_jetstream() {
 }
 ((jetstream)) && install_jetstream
 
+if ((pull)); then
+  echo "== downstream on the local cloud (scripts/bench/pull_bench.py)"
+  exec python3 "$root/scripts/bench/pull_bench.py" "${smoke[@]}"
+fi
 ((build)) && "$root/scripts/build.sh" >/dev/null
 if ((fleet)); then
   echo "== fleet of lanes uploading to the local cloud (scripts/bench/fleet_bench.py)"

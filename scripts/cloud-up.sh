@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local cloud: a real PostgreSQL cluster with the migrations applied and the edge
-# function sync-pos-message served by a real Deno. See --help and docs/cloud.md.
+# functions sync-pos-message and sync-pull served by a real Deno. See --help and docs/cloud.md.
 set -euo pipefail
 
 usage() {
@@ -11,9 +11,10 @@ Starts the local lanesync cloud (SPEC section 8), or whatever part of it is down
   - PostgreSQL (Debian package) in $CLOUD_DIR/pg, on 127.0.0.1:$CLOUD_DB_PORT, database
     "lanesync", with cloud/local/supabase_shim.sql and then each migration of
     cloud/supabase/migrations applied once (tracked in lanesync_local.applied_migrations);
-  - the edge function cloud/supabase/functions/sync-pos-message/index.ts under Deno (npm
-    package, installed into cloud/local/node_modules on first use), serving
-    http://127.0.0.1:$CLOUD_API_PORT/functions/v1/sync-pos-message.
+  - the edge functions sync-pos-message and sync-pull (cloud/supabase/functions), served by
+    one Deno process (npm package, installed into cloud/local/node_modules on first use)
+    running cloud/local/serve.ts, at
+    http://127.0.0.1:$CLOUD_API_PORT/functions/v1/sync-pos-message and .../sync-pull.
 
 On success stdout carries exactly these lines (progress and errors go to stderr):
   SUPABASE_URL=http://127.0.0.1:54321
@@ -228,7 +229,8 @@ if [ "$TLS" = 1 ] && ! [ -s "$TLS_DIR/server.pem" ]; then make_tls; fi
 if [ "$TLS" = 1 ]; then SCHEME=https; else SCHEME=http; fi
 BASE_URL="$SCHEME://127.0.0.1:$API_PORT"
 FN_URL="$BASE_URL/functions/v1/sync-pos-message"
-MODE="$API_PORT $TLS${LANESYNC_DB_POOL_MAX:+ pool=$LANESYNC_DB_POOL_MAX}"
+# "serve": the router of every function (an older cloud-up.sh served sync-pos-message alone).
+MODE="$API_PORT $TLS serve${LANESYNC_DB_POOL_MAX:+ pool=$LANESYNC_DB_POOL_MAX}"
 
 if fn_pid >/dev/null && [ "$(cat "$FN_MODEFILE" 2>/dev/null)" != "$MODE" ]; then
   log "function runs with other settings; restarting it"
@@ -249,7 +251,7 @@ if ! fn_pid >/dev/null; then
     LANESYNC_DB_POOL_MAX="${LANESYNC_DB_POOL_MAX:-}" \
     DENO_DIR="$CLOUD_DIR/deno" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 \
     "$DENO" run --config "$LOCAL_DIR/deno.json" --no-remote --no-prompt \
-    --allow-net=127.0.0.1 --allow-env --allow-read="$TLS_DIR" "$FUNCTION_DIR/index.ts" \
+    --allow-net=127.0.0.1 --allow-env --allow-read="$TLS_DIR" "$SERVE_TS" \
     >>"$LOG_DIR/functions.log" 2>&1 </dev/null 9>&- &
   printf '%s\n' "$MODE" >"$FN_MODEFILE"
 fi
@@ -272,7 +274,7 @@ until answer=$(env "${probe_env[@]}" node --no-warnings "$LOCAL_DIR/probe.mjs" "
 done
 
 printf 'API_PORT=%s\nDB_PORT=%s\nTLS=%s\n' "$API_PORT" "$DB_PORT" "$TLS" >"$STATE_FILE"
-log "local cloud is up: $FN_URL"
+log "local cloud is up: $FN_URL and $BASE_URL/functions/v1/sync-pull"
 printf 'SUPABASE_URL=%s\n' "$BASE_URL"
 printf 'SUPABASE_SERVICE_KEY=%s\n' "$SERVICE_KEY"
 [ "$TLS" = 1 ] && printf 'SUPABASE_CA_FILE=%s\n' "$CA_FILE"

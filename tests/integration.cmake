@@ -46,6 +46,8 @@ lanesync_py_test(cloud test_cloud cloud)
 # Issue 9: a lane rebuilt from its peers; a dead lane's messages uploaded by a peer (takeover).
 lanesync_py_test(rebuild test_rebuild)
 lanesync_py_test(takeover test_takeover cloud)
+# Issue 13: head office's changes pulled by real lanes from the local cloud (sync-pull).
+lanesync_py_test(pull test_pull cloud)
 
 # Observability (issue 5): /metrics parsed by Debian's python3-prometheus-client, which is
 # installed for Debian's own interpreter; a python3 earlier on PATH (pyenv) may not see it.

@@ -6,7 +6,10 @@
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOCAL_DIR=$REPO/cloud/local
-FUNCTION_DIR=$REPO/cloud/supabase/functions/sync-pos-message
+FUNCTIONS_DIR=$REPO/cloud/supabase/functions
+FUNCTION_DIR=$FUNCTIONS_DIR/sync-pos-message
+# The local cloud serves every function from one Deno process: this router (cloud/local/serve.ts).
+SERVE_TS=$LOCAL_DIR/serve.ts
 MIGRATIONS_DIR=$REPO/cloud/supabase/migrations
 DB_NAME=lanesync
 DB_USER=postgres
@@ -101,8 +104,9 @@ fn_pid() {
   pid=$(<"$FN_PIDFILE")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against a recycled pid: it must still be deno serving our function.
-  grep -qxF -- "$FUNCTION_DIR/index.ts" < <(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  # Guard against a recycled pid: it must still be deno serving our functions (the router, or
+  # sync-pos-message alone as started by an older cloud-up.sh, which the next one restarts).
+  grep -qxF -e "$SERVE_TS" -e "$FUNCTION_DIR/index.ts" < <(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
   printf '%s\n' "$pid"
 }
 

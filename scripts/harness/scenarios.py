@@ -497,6 +497,7 @@ class Skip(Exception):
 
 
 from survival import backup_restore, disk_loss, lane_dead  # noqa: E402 (uses Skip, start_all)
+from downstream import downstream  # noqa: E402 (uses Skip, start_all)
 
 
 SCENARIOS = {
@@ -513,4 +514,5 @@ SCENARIOS = {
     "disk-loss": disk_loss,
     "backup-restore": backup_restore,
     "lane-dead": lane_dead,
+    "downstream": downstream,
 }

@@ -886,6 +886,115 @@ class Cloud:
         return [l.split("\t") for l in self.psql(query, timeout, separator="\t").splitlines()
                 if l]
 
+    # ---- downstream (issue 13): head office's changes, docs/downstream.md "Cloud" -------------
+    def psql_script(self, script, timeout=300):
+        """Runs a SQL script given on stdin (any size) in one transaction, without psql()'s
+        statement timeout (bulk loads); returns stdout."""
+        env = child_env(PGCONNECT_TIMEOUT="5")
+        r = subprocess.run(["psql", self.db_url, "-X", "-q", "-At", "-1", "-v", "ON_ERROR_STOP=1",
+                            "-f", "-"], input=script, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr.strip()[-500:]}")
+        return r.stdout
+
+    def publish(self, store_id, scope, key, data):
+        """lanesync.publish_change as head office (store_id None: every store; data None: a
+        delete); returns the version."""
+        store = "null" if store_id is None else sql_str(store_id)
+        value = "null" if data is None else sql_str(json.dumps(data)) + "::jsonb"
+        return int(self.psql(f"select lanesync.publish_change({store}, {sql_str(scope)}, "
+                             f"{sql_str(key)}, {value})").strip())
+
+    def publish_many(self, store_id, scope, items):
+        """[(key, data), ...] published in one transaction (lanesync.publish_set, in order);
+        returns the last version (None for no items)."""
+        if not items:
+            return None
+        store = "null" if store_id is None else sql_str(store_id)
+        doc = json.dumps([[k, d] for k, d in items])
+        out = self.psql_script(
+            f"with j as (select {sql_str(doc)}::jsonb as j)\n"
+            f"select lanesync.publish_set({store}, {sql_str(scope)},\n"
+            "  array(select e.x ->> 0 from j, jsonb_array_elements(j.j) with ordinality e(x, n)"
+            " order by n),\n"
+            "  array(select nullif(e.x -> 1, 'null'::jsonb) from j,"
+            " jsonb_array_elements(j.j) with ordinality e(x, n) order by n));\n")
+        return int(out.strip())
+
+    def load_products(self, count, prefix="sku-", price_cents=100):
+        """Inserts `count` rows into lanesync.products in one statement (the triggers publish
+        scopes products and prices); sku = prefix + 6-digit number from 1, name "Product N",
+        price price_cents + N % 1000. Returns the log's head after it."""
+        self.psql_script(f"insert into lanesync.products (sku, name, price_cents) "
+                         f"select {sql_str(prefix)} || lpad(g::text, 6, '0'), 'Product ' || g, "
+                         f"{int(price_cents)} + g % 1000 from generate_series(1, {int(count)}) g;",
+                         timeout=900)
+        return self.log_head()
+
+    def set_price(self, sku, price_cents):
+        """Updates one product's price (publishes products and prices); returns the log's head."""
+        self.psql(f"update lanesync.products set price_cents = {int(price_cents)} "
+                  f"where sku = {sql_str(sku)}")
+        return self.log_head()
+
+    def log_head(self):
+        """The change log's head: the highest committed version."""
+        return int(self.psql("select lanesync.change_log_head()").strip())
+
+    def catalog(self, store_id, scope):
+        """The cloud's current state of a scope as store_id sees it: {key: [version, data]} of
+        the live keys (of a key held chain-wide and for the store, the higher version)."""
+        out = self.psql(
+            "select coalesce(jsonb_object_agg(key, jsonb_build_array(version, data)), '{}') from ("
+            " select distinct on (key) key, version, deleted, data from public.catalog_current"
+            f" where scope = {sql_str(scope)} and store_key in ({sql_str(store_id)}, '')"
+            " order by key, version desc) x where not deleted", timeout=120).strip()
+        return json.loads(out) if out else {}
+
+    def compact(self, keep="0 seconds"):
+        """lanesync.compact_change_log(keep); returns the version compacted through."""
+        return int(self.psql(f"select lanesync.compact_change_log({sql_str(keep)}::interval)")
+                   .strip())
+
+
+# ---- head office's data on a lane (issue 13), read from its outbox ---------------------------
+def catalog_cursor(lane, scope):
+    """A lane's cursor of a catalog scope, read (read-only) from its outbox while it runs:
+    {through, horizon, head, snapshot}, or None when it holds nothing of that scope yet."""
+    import sqlite3  # standard library; only the catalog readers need it
+    try:
+        db = sqlite3.connect(f"file:{lane.outbox_path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = db.execute("select through, horizon, head, snapshot from catalog_scopes "
+                             "where scope = ?", (scope,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return None  # no outbox yet, or one not yet at schema 4
+    if row is None:
+        return None
+    return {"through": row[0], "horizon": row[1], "head": row[2], "snapshot": bool(row[3])}
+
+
+def catalog_held(lane, scope, prefix=""):
+    """A lane's live rows of a catalog scope (keys starting with prefix), read-only from its
+    outbox: {key: [version, data]}, the shape of Cloud.catalog."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{lane.outbox_path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("select key, version, data from catalog where scope = ? and deleted = 0 "
+                          "and substr(key, 1, ?) = ?", (scope, len(prefix), prefix)).fetchall()
+    finally:
+        db.close()
+    return {k: [v, json.loads(d)] for k, v, d in rows}
+
+
+def catalog_synced(lane, scope, head):
+    """True when the lane holds `scope` complete through `head` (no snapshot under way)."""
+    c = catalog_cursor(lane, scope)
+    return c is not None and c["through"] >= head and not c["snapshot"]
+
 
 class CloudStoreTestCase(StoreTestCase):
     """A StoreTestCase whose tests share one local cloud (PostgreSQL + the edge function under

@@ -2,17 +2,13 @@
 // POST uploads a batch, GET tells one lane the highest seq the cloud holds of it.
 // The database work is injected (`apply`, `highestSeq`), so this module has no connection of its own.
 
+import { exchange, json, parseJson, readBody, routeMatches } from "../_shared/http.ts";
 import { createKeyCheck } from "../_shared/service_keys.ts";
 import type { Result } from "./db.ts";
 import { type Checked, checkEnvelope, checkLaneQuery, checkMessage } from "./validate.ts";
 
 export const FUNCTION_NAME = "sync-pos-message";
 export const DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024;
-
-/** Bodies over the limit are still read (and discarded) up to this size before the 413, so
- * the client reliably gets the answer instead of a reset connection while it is still
- * sending. Beyond it the connection is dropped after the answer. */
-const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export interface HandlerOptions {
   /**
@@ -34,94 +30,18 @@ export interface HandlerOptions {
   log?: (entry: Record<string, unknown>) => void;
 }
 
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
-
-type Body = { ok: true; bytes: Uint8Array } | { ok: false; status: 400 | 413; error: string };
-
-/** Reads the body, counting bytes; over `limit` it keeps draining (discarding) up to DRAIN_LIMIT_BYTES. */
-async function readBody(req: Request, limit: number): Promise<Body> {
-  const tooLarge: Body = { ok: false, status: 413, error: `body larger than ${limit} bytes` };
-  const declared = req.headers.get("content-length");
-  if (declared !== null && !/^\d+$/.test(declared.trim())) {
-    return { ok: false, status: 400, error: "bad Content-Length" };
-  }
-  // A declared size over the limit is answered with 413 whatever arrives; nothing is kept.
-  const keep = declared === null || Number(declared) <= limit;
-  if (!keep && Number(declared) > DRAIN_LIMIT_BYTES) return tooLarge;
-  if (req.body === null) return { ok: true, bytes: new Uint8Array() };
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = req.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > DRAIN_LIMIT_BYTES) {
-        await reader.cancel();
-        return tooLarge;
-      }
-      if (keep && total <= limit) chunks.push(value);
-    }
-  } catch {
-    return { ok: false, status: 400, error: "could not read the request body" };
-  }
-  if (!keep || total > limit) return tooLarge;
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
-  }
-  return { ok: true, bytes };
-}
-
-function routeMatches(pathname: string): boolean {
-  const p = pathname.endsWith("/") ? pathname.slice(0, -1) : pathname;
-  // Hosted Supabase hands the function /<name>; the local cloud serves /functions/v1/<name>.
-  return p === `/${FUNCTION_NAME}` || p === `/functions/v1/${FUNCTION_NAME}`;
-}
-
 /** Builds the request handler for Deno.serve. */
 export function createHandler(opts: HandlerOptions): (req: Request) => Promise<Response> {
   const authorized = createKeyCheck(opts.serviceKeys);
   const log = opts.log ?? ((entry) => console.log(JSON.stringify(entry)));
 
   return async (req) => {
-    const started = performance.now();
-    const requestId = crypto.randomUUID();
-    const done = (res: Response, extra: Record<string, unknown> = {}) => {
-      res.headers.set("x-request-id", requestId);
-      log({
-        at: new Date().toISOString(),
-        request_id: requestId,
-        method: req.method,
-        status: res.status,
-        ms: Math.round(performance.now() - started),
-        ...extra,
-      });
-      return res;
-    };
-
-    /** 503 or 500 for an error of the database work; its message goes to the log only. */
-    const failed = (err: unknown, extra: Record<string, unknown>) => {
-      const unavailable = opts.isUnavailable(err);
-      const message = err instanceof Error ? err.message : String(err);
-      return done(
-        json(unavailable ? 503 : 500, {
-          error: unavailable ? "database unavailable, retry later" : "internal error, retry later",
-        }),
-        { ...extra, error: message },
-      );
-    };
+    const { requestId, done, failed } = exchange(req, log, opts.isUnavailable);
 
     const url = new URL(req.url);
-    if (!routeMatches(url.pathname)) return done(json(404, { error: "not found" }), { path: url.pathname });
+    if (!routeMatches(FUNCTION_NAME, url.pathname)) {
+      return done(json(404, { error: "not found" }), { path: url.pathname });
+    }
     if (req.method !== "POST" && req.method !== "GET") {
       return done(json(405, { error: "method not allowed; use GET or POST" }, { allow: "GET, POST" }));
     }
@@ -154,16 +74,9 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
 
     const body = await readBody(req, opts.maxBodyBytes);
     if (!body.ok) return done(json(body.status, { error: body.error }));
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body.bytes));
-    } catch (err) {
-      const error = err instanceof SyntaxError
-        ? `body is not valid JSON: ${err.message}`
-        : "body is not valid UTF-8";
-      return done(json(400, { error }));
-    }
-    const envelope = checkEnvelope(parsed);
+    const parsed = parseJson(body.bytes);
+    if (!parsed.ok) return done(json(400, { error: parsed.error }));
+    const envelope = checkEnvelope(parsed.value);
     if (!envelope.ok) return done(json(400, { error: envelope.error }));
 
     const checked = envelope.messages.map(checkMessage);

@@ -1,4 +1,4 @@
-// Unit tests of the pure parts of db.ts (no database).
+// Unit tests of the shared database helpers (no database).
 
 import assert from "node:assert/strict";
 import { DEFAULT_POOL_MAX, poolMaxFrom, seqFromText } from "./db.ts";

@@ -51,11 +51,13 @@ public:
           notify_(sd::notifier::from_environment()), notify_status_(ioc_), watchdog_(ioc_) {}
 
     int run() {
-        // Wake replication and upload after every commit (the listener runs on the writer
-        // thread; notify() only posts).
+        // Wake replication, the catalog's anti-entropy and upload after every commit (the listener
+        // runs on the writer thread; notify() only posts).
         store_->set_commit_listener([this](const outbox::commit_info& ci) {
             if (ci.new_own || ci.new_replicas)
                 gossip_.notify();
+            if (ci.catalog_changed)
+                gossip_.notify_catalog(); // peers hear of a page from the cloud (or a peer) at once
             if (ci.new_peer_ack || ci.requeued || ci.new_own)
                 uploader_.notify();
             api_.on_commit(ci); // requests waiting for acks (?wait=peer_ack|cloud_ack)

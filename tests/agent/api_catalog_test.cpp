@@ -185,8 +185,8 @@ TEST_CASE("pull_json: a live puller's state, or what the configuration says") {
     auto live = agent::pull_json(cfg, p);
     CHECK(live["state"] == "backoff");
     CHECK(live["last_error"] == "HTTP 503: database unavailable");
-    CHECK(live["last_ok_at"] == "2026-12-02T00:00:00.000Z");
-    CHECK(live["next_attempt_at"] == "2026-12-02T00:00:01.000Z");
+    CHECK(live["last_ok_at"] == "2025-12-02T00:00:00.000Z");
+    CHECK(live["next_attempt_at"] == "2025-12-02T00:00:01.000Z");
     CHECK(live["consecutive_failures"] == 2);
     cfg.cloud_pull_interval = std::chrono::milliseconds(0);
     CHECK(agent::pull_json(cfg, std::nullopt)["enabled"] == false);

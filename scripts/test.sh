@@ -5,10 +5,11 @@
 set -euo pipefail
 usage() {
   cat <<'USAGE'
-usage: scripts/test.sh [--no-setup] [-R REGEX] [--no-sanitizers] [--no-fuzz] [--stage S]... [--help]
+usage: scripts/test.sh [--no-setup] [-R REGEX] [--all-stages] [--no-sanitizers] [--no-fuzz] [--stage S]...
+                       [--help]
 
-Installs missing packages (scripts/setup.sh), builds (scripts/build.sh) and runs every stage in
-turn (CI runs all four; --stage S picks some):
+Installs missing packages (scripts/setup.sh), builds (scripts/build.sh) and runs the main stage;
+--all-stages (or --stage S) also runs the others:
   main   ctest in build/: every test
   asan   build-asan/ (GCC, AddressSanitizer + UndefinedBehaviorSanitizer): the unit tests, the
          integration tests (with that build's lanesync) and a harness subset
@@ -28,7 +29,7 @@ USAGE
 root=$(cd "$(dirname "$0")/.." && pwd)
 setup=1
 ctest_args=()
-stages=(main asan tsan fuzz)
+stages=(main)
 chosen=()
 skip=()
 while (($#)); do
@@ -36,6 +37,7 @@ while (($#)); do
     --help|-h) usage; exit 0 ;;
     --no-setup) setup=0 ;;
     -R) ctest_args+=(-R "$2"); skip+=(asan tsan fuzz); shift ;;
+    --all-stages) chosen+=(main asan tsan fuzz) ;;
     --no-sanitizers) skip+=(asan tsan) ;;
     --no-fuzz) skip+=(fuzz) ;;
     --stage)

@@ -345,4 +345,18 @@ net::awaitable<http_result> http_client::send(std::string method, std::string ta
     }
 }
 
+std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
+    tls::trust_roots roots{.system_store = true, .ca_files = {}};
+    if (!ca_file.empty())
+        roots.ca_files.push_back(ca_file);
+    try {
+        return tls::make_client_context(roots);
+    } catch (const std::runtime_error& e) {
+        // "<file>: cannot load CA certificates: ..." names the setting for the operator.
+        if (!ca_file.empty() && std::string_view(e.what()).starts_with(ca_file))
+            throw std::runtime_error("SUPABASE_CA_FILE " + std::string(e.what()));
+        throw;
+    }
+}
+
 } // namespace lanesync::cloud

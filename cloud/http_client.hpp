@@ -95,4 +95,10 @@ private:
     std::uint64_t connections_ = 0;
 };
 
+/// The cloud's trust roots (STYLE TLS checklist, base/tls.hpp): the system store plus
+/// SUPABASE_CA_FILE when set (`ca_file`), for the uploader and the puller alike. SNI and the
+/// host check are set per connection. Throws std::runtime_error naming SUPABASE_CA_FILE when
+/// that file cannot be loaded.
+std::unique_ptr<boost::asio::ssl::context> make_cloud_tls(const std::string& ca_file);
+
 } // namespace lanesync::cloud

@@ -40,14 +40,6 @@ namespace {
 constexpr const char* function_name = "sync-pull";
 constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
 
-/// The same trust roots as the uploader's (base/tls): the system store plus SUPABASE_CA_FILE.
-std::unique_ptr<net::ssl::context> make_tls(const std::string& ca_file) {
-    tls::trust_roots roots{.system_store = true, .ca_files = {}};
-    if (!ca_file.empty())
-        roots.ca_files.push_back(ca_file);
-    return tls::make_client_context(roots);
-}
-
 } // namespace
 
 struct puller::impl : std::enable_shared_from_this<impl> {
@@ -62,7 +54,7 @@ struct puller::impl : std::enable_shared_from_this<impl> {
                 throw std::runtime_error("SUPABASE_URL: " + why);
             ep_ = wire::make_endpoint(*url, function_name);
             if (ep_->tls)
-                tls_ = make_tls(cfg_.supabase_ca_file);
+                tls_ = make_cloud_tls(cfg_.supabase_ca_file);
             client_ =
                 std::make_unique<http_client>(strand_, *ep_, tls_.get(), cfg_.supabase_service_key,
                                               lim_.request_timeout, lim_.max_response_bytes);

@@ -31,22 +31,6 @@ std::string joined(const std::vector<std::string>& v) {
     return out.empty() ? "-" : out;
 }
 
-/// The cloud's trust roots (STYLE TLS checklist, base/tls.hpp): the system store plus
-/// SUPABASE_CA_FILE when set. SNI and the host check are set per connection (http_client.cpp).
-std::unique_ptr<ssl::context> make_cloud_tls(const std::string& ca_file) {
-    tls::trust_roots roots{.system_store = true, .ca_files = {}};
-    if (!ca_file.empty())
-        roots.ca_files.push_back(ca_file);
-    try {
-        return tls::make_client_context(roots);
-    } catch (const std::runtime_error& e) {
-        // "<file>: cannot load CA certificates: ..." names the setting for the operator.
-        if (!ca_file.empty() && std::string_view(e.what()).starts_with(ca_file))
-            throw std::runtime_error("SUPABASE_CA_FILE " + std::string(e.what()));
-        throw;
-    }
-}
-
 /// One GET of the highest-seq query (parameters by value: the frame owns them).
 net::awaitable<wire::highest_seq_answer> ask_highest_seq(std::shared_ptr<http_client> client,
                                                          std::string target, std::string store,

@@ -12,8 +12,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
-from lanes import (CloudStoreTestCase, catalog_cursor, catalog_held, catalog_synced, log,  # noqa: E402
-                   sql_str, wait_for)
+from lanes import (CloudStoreTestCase, catalog_cursor, catalog_held, catalog_synced,  # noqa: E402
+                   free_port, log, sql_str, wait_for)
 
 PULL = {"CLOUD_PULL_INTERVAL_MS": 200}
 
@@ -80,6 +80,36 @@ class Pull(CloudStoreTestCase):
         for lane in lanes:
             wait_synced(lane, "prices", head)
             self.assertNotIn(sku, lane_catalog(lane, "prices", prefix))
+
+    def test_a_lane_whose_cloud_link_is_cut_gets_the_change_through_its_peers(self):
+        # L3's SUPABASE_URL names a port nobody listens on: only L1 and L2 reach the cloud, and
+        # L3 peers with L2 alone, so a change reaches it only through the mesh (protocol v3).
+        prefix = f"{self.sid}-"
+        head = self.cloud.load_products(20, prefix=prefix)
+        env = dict(self.cloud.lane_env(), **PULL)
+        l1, l2 = self.store.lane("L1", **env), self.store.lane("L2", **env)
+        cut = dict(env, SUPABASE_URL=f"http://127.0.0.1:{free_port()}")
+        l3 = self.store.lane("L3", **cut)
+        l1.peer_with(l2)
+        l2.peer_with(l1, l3)
+        l3.peer_with(l2)
+        for lane in (l1, l2, l3):
+            lane.start()
+        for lane in (l1, l2, l3):
+            wait_synced(lane, "prices", head)
+        sku = prefix + "000003"
+        t = time.monotonic()
+        head = self.cloud.set_price(sku, 777)
+        wait_for(lambda: lane_catalog(l3, "prices", sku).get(sku, [0])[0] == head, 60,
+                 what="L3 has the new price through L2")
+        log(f"  price change -> the lane without a cloud link: {time.monotonic() - t:.2f} s")
+        self.assertEqual(lane_catalog(l3, "prices", sku)[sku][1],
+                         {"price_cents": 777, "currency": "EUR"})
+        self.assert_same_as_cloud(l3, "prices", prefix)
+        # It never reached the cloud itself: its puller's last attempt failed.
+        wait_for(lambda: l3.status()["pull"].get("last_error"), 30,
+                 what="L3's puller reports its failing cloud link")
+        self.assertFalse(l3.status()["pull"].get("last_ok_at"), "L3 never reached the cloud")
 
     def test_a_lane_killed_mid_page_resumes_without_gap_or_double_apply(self):
         scope = f"restart-{self.sid[3:]}"

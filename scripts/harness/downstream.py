@@ -17,7 +17,7 @@ import random
 import threading
 import time
 
-from lanes import Deadline, catalog_held, catalog_synced, free_port, log, sql_str, wait_for
+from lanes import Deadline, catalog_cursor, catalog_held, catalog_synced, free_port, log, sql_str, wait_for
 from scenarios import Skip, start_all
 
 SCOPES = ("prices", "products")
@@ -56,21 +56,23 @@ class Arrivals:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _arrived(self, version, skus):
+    def _arrived(self, version):
+        """Every lane's prices scope is complete through the round's version (the log head
+        right after it committed; its own price rows have that version or a lower one)."""
         for lane in self.ctx.lanes:
             try:
-                held = catalog_held(lane, "prices", self.ctx.sku_prefix)
+                cursor = catalog_cursor(lane, "prices")
             except Exception:  # noqa: BLE001 - a lane being restarted: not yet
                 return False
-            if any(held.get(s, [version])[0] < version for s in skus):
+            if cursor is None or cursor["snapshot"] or cursor["through"] < version:
                 return False
         return True
 
     def _run(self):
         while not self.stop.is_set():
             while self.seen < len(self.office.committed):
-                version, at, skus = self.office.committed[self.seen]
-                if not self._arrived(version, skus):
+                version, at, _ = self.office.committed[self.seen]
+                if not self._arrived(version):
                     break
                 self.latencies.append(time.monotonic() - at)
                 self.seen += 1

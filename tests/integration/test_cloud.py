@@ -91,7 +91,9 @@ class CloudSync(WithCloud):
     def test_kill9_after_cloud_commit_before_local_mark_comes_back_as_duplicate(self):
         proxy = HoldingProxy(self.cloud.url)
         self.addCleanup(proxy.close)
-        env = dict(self.cloud.lane_env(), SUPABASE_URL=proxy.url)
+        # The proxy holds the first answer it forwards: only uploads may pass through it (no
+        # catalog pulls, which would be held instead of the batch).
+        env = dict(self.cloud.lane_env(), SUPABASE_URL=proxy.url, CLOUD_PULL_INTERVAL_MS=0)
         l1 = self.store.lane("L1", **env)  # single lane: uploads pending directly
         l1.start()
         proxy.hold.set()

@@ -2,30 +2,10 @@
 // deployed). The integration tests talk to a running local cloud: tests/cloud/run-deno-tests.sh
 // starts one and exports SUPABASE_URL, SUPABASE_SERVICE_KEY and SUPABASE_DB_URL.
 
+import { localCloud } from "../_shared/testing.ts";
 import postgres from "postgres";
 
-function required(name: string): string {
-  const v = Deno.env.get(name);
-  if (!v) {
-    throw new Error(
-      `${name} is not set: these tests need a running local cloud; run tests/cloud/run-deno-tests.sh ` +
-        "(or export the lines printed by scripts/cloud-up.sh)",
-    );
-  }
-  return v;
-}
-
-export const cloud = {
-  get url() {
-    return `${required("SUPABASE_URL")}/functions/v1/sync-pos-message`;
-  },
-  get key() {
-    return required("SUPABASE_SERVICE_KEY");
-  },
-  get dbUrl() {
-    return required("SUPABASE_DB_URL");
-  },
-};
+export const cloud = localCloud("sync-pos-message");
 
 /** A fresh store id, so tests never see each other's rows (even against a long-lived cloud). */
 export function newStore(): string {

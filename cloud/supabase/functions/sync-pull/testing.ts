@@ -4,6 +4,7 @@
 // (tests/cloud/run-deno-tests.sh starts one and exports SUPABASE_URL, SUPABASE_SERVICE_KEY and
 // SUPABASE_DB_URL).
 
+import { localCloud } from "../_shared/testing.ts";
 import postgres from "postgres";
 import type { Change, PullReader, ScopeInfo } from "./pull.ts";
 
@@ -103,28 +104,7 @@ export class FakeLog {
 
 // ---- against the local cloud -----------------------------------------------------------------
 
-function required(name: string): string {
-  const v = Deno.env.get(name);
-  if (!v) {
-    throw new Error(
-      `${name} is not set: these tests need a running local cloud; run tests/cloud/run-deno-tests.sh ` +
-        "(or export the lines printed by scripts/cloud-up.sh)",
-    );
-  }
-  return v;
-}
-
-export const cloud = {
-  get url() {
-    return `${required("SUPABASE_URL")}/functions/v1/sync-pull`;
-  },
-  get key() {
-    return required("SUPABASE_SERVICE_KEY");
-  },
-  get dbUrl() {
-    return required("SUPABASE_DB_URL");
-  },
-};
+export const cloud = localCloud("sync-pull");
 
 /** A fresh id (store or scope), so tests never see each other's rows. */
 export function fresh(prefix: string): string {

@@ -9,12 +9,14 @@ import urllib.request
 class HoldingProxy:
     """An HTTP proxy in front of the function. While `hold` is set, it forwards a request,
     records the function's answer (the batch is committed in the cloud), and then never
-    answers the lane: the test kills the lane in that window."""
+    answers the lane: the test kills the lane in that window. While `refuse` is set, it
+    answers every upload 503 without forwarding it (pulls pass through)."""
 
     def __init__(self, target):
         self.target = target.rstrip("/")
         self.hold = threading.Event()
         self.held = threading.Event()
+        self.refuse = threading.Event()
         self.held_answer = None
         self.answers = []
         proxy = self
@@ -48,6 +50,9 @@ class HoldingProxy:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
+                if proxy.refuse.is_set() and "sync-pull" not in self.path:
+                    self.answer(503, b'{"error": "refused by the test proxy"}')
+                    return
                 if proxy.held.is_set() and proxy.hold.is_set():
                     # One batch is already committed and unanswered; the lane's retries must
                     # not reach the cloud before the test has killed the lane.

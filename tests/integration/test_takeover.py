@@ -11,6 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
 from lanes import CloudStoreTestCase, free_port, sql_str, wait_for  # noqa: E402
+from cloudlib import HoldingProxy  # noqa: E402
 
 TAKEOVER_S = 2
 
@@ -23,8 +24,12 @@ class Takeover(CloudStoreTestCase):
         return {r[0]: (int(r[1]), json.loads(r[2])) for r in rows}
 
     def test_dead_lanes_peer_ack_messages_are_uploaded_by_its_peer(self):
-        # L1's cloud is a port nothing listens on; L2 reaches the real cloud.
-        env = dict(self.cloud.lane_env(), CLOUD_TAKEOVER_AFTER_S=TAKEOVER_S)
+        # L1's cloud is a port nothing listens on; L2 reaches the real cloud through a proxy
+        # that can refuse uploads, so that the cover is seen before it has nothing left to do.
+        proxy = HoldingProxy(self.cloud.url)
+        self.addCleanup(proxy.close)
+        env = dict(self.cloud.lane_env(), CLOUD_TAKEOVER_AFTER_S=TAKEOVER_S,
+                   SUPABASE_URL=proxy.url)
         l1, l2 = self.pair(**env)
         l1.env["SUPABASE_URL"] = f"http://127.0.0.1:{free_port()}"
         l1.start()
@@ -44,8 +49,15 @@ class Takeover(CloudStoreTestCase):
             time.sleep(0.2)  # sampling a window in which nothing may happen, not a wait
         self.assertEqual(l1.counts()["peer_ack"], 30)
 
-        # Dead for good: L2 uploads L1's messages on its behalf.
+        # Dead for good: L2 covers L1 (shown while its uploads are refused: a cover ends once
+        # nothing of the origin is left to upload), then uploads L1's messages on its behalf.
+        proxy.refuse.set()
         l1.kill9()
+        wait_for(lambda: l2.origin_row("L1").get("covered_by") == "L2", 30,
+                 what="L2 covering L1 after the takeover time")
+        self.assertEqual(l2.metric("lanesync_origin_covered", origin="L1", by="L2"), 1)
+        self.assertEqual(self.cloud_rows("L1"), {})
+        proxy.refuse.clear()
         wait_for(lambda: len(self.cloud_rows("L1")) == 30, 60,
                  what="L1's 30 messages in the cloud, uploaded by L2")
         rows = self.cloud_rows("L1")
@@ -57,9 +69,9 @@ class Takeover(CloudStoreTestCase):
         self.assertEqual(ups["L2"]["rejected"], 0)
         self.assertEqual(set(self.cloud.uploads_by(self.sid, "L2")), {None},
                          "L2's own messages carry no uploadedBy")
-        self.assertEqual(l2.origin_row("L1").get("covered_by"), "L2")
-        self.assertEqual(l2.metric("lanesync_origin_covered", origin="L1", by="L2"), 1)
         self.assertEqual(l2.metric("lanesync_cloud_covered_messages_total", origin="L1"), 30)
+        wait_for(lambda: not l2.origin_row("L1").get("covered_by"), 30,
+                 what="L2's cover of L1 ended: nothing of it left to upload")
         dup = self.cloud.sql("select count(*) - count(distinct message_id) from pos_messages "
                              f"where store_id = {sql_str(self.sid)}")
         self.assertEqual(dup[0][0], "0")

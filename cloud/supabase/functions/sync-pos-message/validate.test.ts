@@ -187,6 +187,42 @@ Deno.test("topic schemas", () => {
   assert.ok(checkMessage({ ...base, topic: "constructor", data: {} }).ok);
 });
 
+Deno.test("customer tombstones: deleted is a boolean or absent", () => {
+  const cust = { ...base, topic: "customer" };
+  for (
+    const data of [{ customer_id: "C1", version: 2, deleted: true }, {
+      customer_id: "C1",
+      version: 2,
+      deleted: false,
+    }]
+  ) {
+    const r = checkMessage({ ...cust, data });
+    assert.ok(r.ok, JSON.stringify(data));
+    if (r.ok) assert.deepEqual(r.message.data, data, "data is kept as sent");
+  }
+  // A tombstone may carry the customer's other fields too.
+  assert.ok(
+    checkMessage({ ...cust, data: { customer_id: "C1", version: 3, deleted: true, name: "Ann" } }).ok,
+  );
+  for (const deleted of [null, "true", 1, 0, "yes", [], {}, [true]]) {
+    const r = checkMessage({ ...cust, data: { customer_id: "C1", version: 2, deleted } });
+    assert.ok(!r.ok, JSON.stringify(deleted));
+    if (!r.ok) {
+      assert.equal(
+        r.error,
+        "customer: data.deleted must be a boolean (true: the customer was deleted) or absent",
+      );
+    }
+  }
+  // The other checks come first: a tombstone still needs its id and version.
+  const noVersion = checkMessage({ ...cust, data: { customer_id: "C1", deleted: true } });
+  assert.ok(!noVersion.ok && noVersion.error === "customer: data.version must be an integer >= 1");
+  const noId = checkMessage({ ...cust, data: { version: 1, deleted: true } });
+  assert.ok(!noId.ok && noId.error === "customer: data.customer_id must be a non-empty string");
+  // Other topics may use a field named deleted freely.
+  assert.ok(checkMessage({ ...base, topic: "note", data: { deleted: "yes" } }).ok);
+});
+
 Deno.test("data that PostgreSQL jsonb cannot hold is refused up front", () => {
   assert.equal(jsonbProblem({ a: ["fine", 1, null, { b: true }] }), null);
   assert.match(jsonbProblem({ a: "x\u0000y" })!, /NUL/);

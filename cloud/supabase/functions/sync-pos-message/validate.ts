@@ -170,6 +170,11 @@ export const TOPIC_SCHEMAS: Record<string, DataCheck> = {
     if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1) {
       return "data.version must be an integer >= 1";
     }
+    // A tombstone: {customer_id, version, deleted: true}. Absent or false: an update. Null is
+    // refused rather than read as either.
+    if (data.deleted !== undefined && typeof data.deleted !== "boolean") {
+      return "data.deleted must be a boolean (true: the customer was deleted) or absent";
+    }
     return null;
   },
 };

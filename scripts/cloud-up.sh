@@ -11,6 +11,7 @@ Starts the local lanesync cloud (SPEC section 8), or whatever part of it is down
   - PostgreSQL (Debian package) in $CLOUD_DIR/pg, on 127.0.0.1:$CLOUD_DB_PORT, database
     "lanesync", with cloud/local/supabase_shim.sql and then each migration of
     cloud/supabase/migrations applied once (tracked in lanesync_local.applied_migrations);
+    with pg_cron preloaded when its Debian package (postgresql-<version>-cron) is installed;
   - the edge functions sync-pos-message and sync-pull (cloud/supabase/functions), served by
     one Deno process (npm package, installed into cloud/local/node_modules on first use)
     running cloud/local/serve.ts, at
@@ -138,7 +139,35 @@ init_cluster() {
   mv "$PG_DIR/data.new" "$PGDATA"
 }
 
+# pg_cron (Debian package postgresql-<version>-cron), when installed: preloaded, its jobs kept in
+# the lanesync database and run by background workers (no password needed), so the migrations
+# schedule their jobs (..._customer_tombstones.sql). $PGDATA/lanesync_local.conf, included by
+# postgresql.conf, is rewritten at every start: installing or removing the package takes
+# effect at the next start of PostgreSQL, and without it PostgreSQL starts as before.
+write_local_conf() {
+  local libdir sharedir conf=$PGDATA/lanesync_local.conf include="include_if_exists = 'lanesync_local.conf'"
+  libdir=$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null) || libdir=$PG_BINDIR/../lib
+  sharedir=$("$PG_BINDIR/pg_config" --sharedir 2>/dev/null) || sharedir=/nonexistent
+  {
+    printf '# Written by scripts/cloud-up.sh at every start of PostgreSQL; edits are lost.\n'
+    if [ -f "$libdir/pg_cron.so" ] && [ -f "$sharedir/extension/pg_cron.control" ]; then
+      printf "shared_preload_libraries = 'pg_cron'\n"
+      printf "cron.database_name = '%s'\n" "$DB_NAME"
+      printf 'cron.use_background_workers = on\n'
+      printf 'cron.max_running_jobs = 4\n'
+    else
+      printf '# pg_cron is not installed: no scheduled jobs.\n'
+    fi
+  } | as_pg tee "$conf.new" >/dev/null 9>&- || die "cannot write $conf"
+  as_pg mv -f "$conf.new" "$conf"
+  if ! as_pg grep -qxF "$include" "$PGDATA/postgresql.conf"; then
+    printf '\n%s\n' "$include" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null 9>&- ||
+      die "cannot extend $PGDATA/postgresql.conf"
+  fi
+}
+
 start_postgres() {
+  write_local_conf
   # The socket folder: short enough for a Unix socket path (107 bytes), else /tmp.
   local sock_dir=$PG_DIR/run
   [ "${#sock_dir}" -le 80 ] || sock_dir=/tmp

@@ -8,8 +8,8 @@ usage() {
 usage: scripts/setup.sh [--help]
 
 Installs the Debian packages lanesync builds and tests with: compiler, CMake, Ninja, ccache,
-Boost 1.81 (Asio/Beast), SQLite, OpenSSL, nlohmann-json, doctest, CLI11, PostgreSQL 15 (local
-cloud), Node.js + npm (Deno from npm), Chromium (dashboard test), Python 3 with
+Boost 1.81 (Asio/Beast), SQLite, OpenSSL, nlohmann-json, doctest, CLI11, PostgreSQL 15 with pg_cron
+(local cloud), Node.js + npm (Deno from npm), Chromium (dashboard test), Python 3 with
 prometheus-client (metrics test), dpkg-dev + lintian + systemd + file (the Debian package and
 its unit: scripts/package.sh, integration.package), clang 14 + libclang-rt-14-dev (libFuzzer
 and the sanitizer runtimes: scripts/fuzz.sh) + llvm-14 (llvm-symbolizer for readable fuzzer
@@ -22,7 +22,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libboost1.81-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev libcli11-dev
   sqlite3 openssl ca-certificates
-  postgresql postgresql-contrib
+  postgresql postgresql-contrib postgresql-15-cron
   chromium
   python3 python3-prometheus-client
   procps psmisc iproute2 curl

@@ -18,7 +18,7 @@ export function createApp(rt: Runtime): (req: Request) => Promise<Response> {
   return createHandler({
     serviceKeys: rt.keys,
     maxBodyBytes,
-    apply: (requestId, checked) => applyBatch(rt.sql, requestId, checked),
+    apply: (requestId, checked, lane) => applyBatch(rt.sql, requestId, checked, lane),
     highestSeq: (storeId, terminalId) => highestSeq(rt.sql, storeId, terminalId),
     isUnavailable,
   });

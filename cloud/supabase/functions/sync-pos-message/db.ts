@@ -3,7 +3,7 @@
 // read of one lane's highest seq (GET).
 
 import { seqFromText, type Sql } from "../_shared/db.ts";
-import type { Checked, ValidMessage } from "./validate.ts";
+import type { Checked, ValidLane, ValidMessage } from "./validate.ts";
 
 export type { Sql };
 
@@ -65,14 +65,25 @@ function logRows(requestId: string, checked: Checked[], results: Result[]): LogR
   return [...rows.values()];
 }
 
-async function applyOnce(sql: Sql, requestId: string, checked: Checked[]): Promise<Result[]> {
+async function applyOnce(
+  sql: Sql,
+  requestId: string,
+  checked: Checked[],
+  lane: ValidLane | null,
+): Promise<Result[]> {
   const valid: ValidMessage[] = checked.flatMap((c) => (c.ok ? [c.message] : []));
   return await sql.begin(async (tx) => {
     let applied: Array<{ status: Status; error?: string }> = [];
-    if (valid.length > 0) {
+    if (valid.length > 0 || lane !== null) {
       // An array of JSON texts: the database parses each message in its own subtransaction.
       const texts = JSON.stringify(valid.map((m) => JSON.stringify(m)));
-      const [row] = await tx`select lanesync.apply_batch(${texts}::text::jsonb) as results`;
+      // The lane's summary goes in the same call: recorded in this transaction, before the
+      // messages (lanesync.apply_batch(jsonb, jsonb), migration ..._lane_health.sql).
+      const [row] = lane === null
+        ? await tx`select lanesync.apply_batch(${texts}::text::jsonb) as results`
+        : await tx`select lanesync.apply_batch(${texts}::text::jsonb, ${
+          JSON.stringify({ ...lane, heartbeat: checked.length === 0 })
+        }::text::jsonb) as results`;
       applied = row.results;
       if (!Array.isArray(applied) || applied.length !== valid.length) {
         throw new Error(`apply_batch returned ${applied?.length} results for ${valid.length} messages`);
@@ -93,16 +104,24 @@ async function applyOnce(sql: Sql, requestId: string, checked: Checked[]): Promi
 }
 
 /**
- * Applies a validated batch in one transaction and returns one result per entry, in order.
+ * Applies a validated batch in one transaction and returns one result per entry, in order;
+ * with `lane`, records the sending lane's summary in that transaction (a heartbeat when the
+ * batch is empty).
  * Deadlocks and serialization failures (concurrent batches touching the same stock rows)
  * roll the whole transaction back and run it again, a bounded number of times. Any error
  * that escapes means nothing was committed.
  */
-export async function applyBatch(sql: Sql, requestId: string, checked: Checked[]): Promise<Result[]> {
-  if (checked.length === 0) return []; // nothing to commit (cloud-up.sh probes with this)
+export async function applyBatch(
+  sql: Sql,
+  requestId: string,
+  checked: Checked[],
+  lane: ValidLane | null = null,
+): Promise<Result[]> {
+  // Nothing to commit (cloud-up.sh probes with this); a heartbeat has its lane to record.
+  if (checked.length === 0 && lane === null) return [];
   for (let attempt = 1;; attempt++) {
     try {
-      return await applyOnce(sql, requestId, checked);
+      return await applyOnce(sql, requestId, checked, lane);
     } catch (err) {
       const code = (err as { code?: unknown })?.code;
       // No pause needed: the surviving transaction holds the locks, so the rerun waits on them.

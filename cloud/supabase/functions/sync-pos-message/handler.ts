@@ -5,7 +5,14 @@
 import { exchange, json, parseJson, readBody, routeMatches } from "../_shared/http.ts";
 import { createKeyCheck } from "../_shared/service_keys.ts";
 import type { Result } from "./db.ts";
-import { type Checked, checkEnvelope, checkLaneQuery, checkMessage } from "./validate.ts";
+import {
+  type Checked,
+  checkEnvelope,
+  checkLaneQuery,
+  checkMessage,
+  laneStoreProblem,
+  type ValidLane,
+} from "./validate.ts";
 
 export const FUNCTION_NAME = "sync-pos-message";
 export const DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024;
@@ -17,8 +24,11 @@ export interface HandlerOptions {
    */
   serviceKeys: string[];
   maxBodyBytes: number;
-  /** Applies a checked batch in one transaction; see db.ts applyBatch. */
-  apply: (requestId: string, checked: Checked[]) => Promise<Result[]>;
+  /**
+   * Applies a checked batch, and records the lane's summary when the request has one, in one
+   * transaction; see db.ts applyBatch.
+   */
+  apply: (requestId: string, checked: Checked[], lane: ValidLane | null) => Promise<Result[]>;
   /**
    * The greatest seq of (store, terminal) over pos_messages and pos_message_copies, 0 when
    * none; see db.ts highestSeq. Answers GET.
@@ -80,11 +90,18 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
     if (!envelope.ok) return done(json(400, { error: envelope.error }));
 
     const checked = envelope.messages.map(checkMessage);
+    // The sending lane's summary (optional): checked whole before anything is applied.
+    const lane = envelope.lane;
+    const laneLog = lane === null ? {} : { lane: lane.terminal_id, heartbeat: checked.length === 0 };
+    if (lane !== null) {
+      const problem = laneStoreProblem(lane, checked);
+      if (problem !== null) return done(json(400, { error: problem }), { ...laneLog, error: problem });
+    }
     let results: Result[];
     try {
-      results = await opts.apply(requestId, checked);
+      results = await opts.apply(requestId, checked, lane);
     } catch (err) {
-      return failed(err, { messages: checked.length });
+      return failed(err, { messages: checked.length, ...laneLog });
     }
     const count = (s: string) => results.filter((r) => r.status === s).length;
     // Messages a lane uploaded on behalf of another (replica takeover): one count, no ids.
@@ -95,6 +112,7 @@ export function createHandler(opts: HandlerOptions): (req: Request) => Promise<R
       stored: count("stored"),
       duplicate: count("duplicate"),
       rejected: count("rejected"),
+      ...laneLog,
     });
   };
 }

@@ -41,8 +41,32 @@ export type Checked =
   };
 
 export type Envelope =
-  | { ok: true; messages: unknown[] }
+  | { ok: true; messages: unknown[]; lane: ValidLane | null }
   | { ok: false; error: string };
+
+/**
+ * The `lane` object of a request, checked, in the shape lanesync.record_lane() reads (db.ts adds
+ * `heartbeat`): the sending lane's summary of itself.
+ */
+export interface ValidLane {
+  store_id: string;
+  terminal_id: string;
+  agent_version: string;
+  at_ms: number;
+  pending: number;
+  peer_ack: number;
+  cloud_ack: number;
+  failed: number;
+  oldest_pending_age_ms: number | null;
+  oldest_peer_ack_age_ms: number | null;
+  last_seq: number;
+  peers_up: number;
+  peers_configured: number;
+  retry_depth: number;
+}
+
+/** Longest `lane.agentVersion`, in characters (code points). */
+export const MAX_AGENT_VERSION = 64;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Syntax of a store id and of a terminal (lane) id, as the database's check constraints. */
@@ -99,7 +123,10 @@ export function jsonbProblem(value: unknown): string | null {
   return null;
 }
 
-/** The request body, parsed: an object with a `messages` array of 0..MAX_BATCH entries. */
+/**
+ * The request body, parsed: an object with a `messages` array of 0..MAX_BATCH entries and an
+ * optional `lane` object (absent or null: none), checked whole (checkLane).
+ */
 export function checkEnvelope(body: unknown): Envelope {
   if (!isObject(body)) return { ok: false, error: "body must be a JSON object" };
   const messages = body.messages;
@@ -107,7 +134,87 @@ export function checkEnvelope(body: unknown): Envelope {
   if (messages.length > MAX_BATCH) {
     return { ok: false, error: `too many messages: ${messages.length} (at most ${MAX_BATCH})` };
   }
-  return { ok: true, messages };
+  if (body.lane === undefined || body.lane === null) return { ok: true, messages, lane: null };
+  const lane = checkLane(body.lane);
+  if (!lane.ok) return lane;
+  return { ok: true, messages, lane: lane.lane };
+}
+
+/** The integer fields of `lane` (all required, integers >= 0), and their database names. */
+const LANE_COUNTS = {
+  at: "at_ms",
+  pending: "pending",
+  peerAck: "peer_ack",
+  cloudAck: "cloud_ack",
+  failed: "failed",
+  lastSeq: "last_seq",
+  peersUp: "peers_up",
+  peersConfigured: "peers_configured",
+  retryDepth: "retry_depth",
+} as const;
+/** The fields of `lane` that are an integer >= 0 or null (required too). */
+const LANE_AGES = {
+  oldestPendingAgeMs: "oldest_pending_age_ms",
+  oldestPeerAckAgeMs: "oldest_peer_ack_age_ms",
+} as const;
+const LANE_FIELDS = ["storeId", "terminalId", "agentVersion", ...Object.keys(LANE_COUNTS), ...Object.keys(LANE_AGES)];
+
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * The `lane` object: every field required, no other field. Errors name the field (never echo a
+ * value). Integers must be exact in JSON numbers (at most 2^53 - 1).
+ */
+export function checkLane(raw: unknown): { ok: true; lane: ValidLane } | { ok: false; error: string } {
+  const fail = (error: string) => ({ ok: false as const, error });
+  if (!isObject(raw)) return fail("lane must be a JSON object, or absent");
+  const unknown = Object.keys(raw).filter((k) => !LANE_FIELDS.includes(k));
+  if (unknown.length > 0) {
+    const shown = unknown.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 64))).join(", ");
+    return fail(`lane has unknown field(s) ${shown}`);
+  }
+  const missing = LANE_FIELDS.filter((k) => !Object.hasOwn(raw, k));
+  if (missing.length > 0) return fail(`lane.${missing[0]} is missing`);
+  if (typeof raw.storeId !== "string" || !STORE_RE.test(raw.storeId)) {
+    return fail("lane.storeId must match [A-Za-z0-9_-]{1,64}");
+  }
+  if (typeof raw.terminalId !== "string" || !TERMINAL_RE.test(raw.terminalId)) {
+    return fail("lane.terminalId must match [A-Za-z0-9_-]{1,32}");
+  }
+  const version = raw.agentVersion;
+  if (
+    typeof version !== "string" || !version.isWellFormed() || /[\u0000-\u001f\u007f]/.test(version) ||
+    [...version].length < 1 || [...version].length > MAX_AGENT_VERSION
+  ) {
+    return fail(`lane.agentVersion must be a string of 1..${MAX_AGENT_VERSION} characters, no control characters`);
+  }
+  const lane: Record<string, unknown> = {
+    store_id: raw.storeId,
+    terminal_id: raw.terminalId,
+    agent_version: version,
+  };
+  for (const [field, column] of Object.entries(LANE_COUNTS)) {
+    if (!isCount(raw[field])) return fail(`lane.${field} must be an integer >= 0`);
+    lane[column] = raw[field];
+  }
+  for (const [field, column] of Object.entries(LANE_AGES)) {
+    const v = raw[field];
+    if (v !== null && !isCount(v)) return fail(`lane.${field} must be an integer >= 0, or null`);
+    lane[column] = v;
+  }
+  return { ok: true, lane: lane as unknown as ValidLane };
+}
+
+/**
+ * A request's lane and its messages name one store: every message whose storeId is valid must
+ * carry lane.storeId. Returns the error (the first message that differs, by index), or null.
+ */
+export function laneStoreProblem(lane: ValidLane, checked: Checked[]): string | null {
+  const i = checked.findIndex((c) => {
+    const storeId = c.ok ? c.message.store_id : c.storeId;
+    return storeId !== null && storeId !== lane.store_id;
+  });
+  return i < 0 ? null : `lane.storeId must equal the storeId of every message (messages[${i}] differs)`;
 }
 
 export type LaneQuery =

@@ -3,19 +3,21 @@
 import assert from "node:assert/strict";
 import type { Result } from "./db.ts";
 import { createHandler, type HandlerOptions } from "./handler.ts";
-import type { Checked } from "./validate.ts";
+import type { Checked, ValidLane } from "./validate.ts";
 
 const KEY = "test-secret-key";
 
 function handler(over: Partial<HandlerOptions> = {}) {
   const calls: Checked[][] = [];
+  const lanes: Array<ValidLane | null> = [];
   const lookups: Array<[string, string]> = [];
   const logs: Array<Record<string, unknown>> = [];
   const h = createHandler({
     serviceKeys: [KEY],
     maxBodyBytes: 1000,
-    apply: (_id, checked) => {
+    apply: (_id, checked, lane) => {
       calls.push(checked);
+      lanes.push(lane);
       return Promise.resolve(
         checked.map((c): Result =>
           c.ok
@@ -32,7 +34,7 @@ function handler(over: Partial<HandlerOptions> = {}) {
     log: (entry) => logs.push(entry),
     ...over,
   });
-  return { h, calls, lookups, logs };
+  return { h, calls, lanes, lookups, logs };
 }
 
 function request(path: string, init: RequestInit & { key?: string | null } = {}): Request {
@@ -341,4 +343,72 @@ Deno.test("a POST with or without a query string is an upload, never a lookup", 
   }
   assert.equal(calls.length, 3);
   assert.equal(lookups.length, 0);
+});
+
+const summary = {
+  storeId: "store-1",
+  terminalId: "L1",
+  agentVersion: "0.1.0",
+  at: 1764633600000,
+  pending: 0,
+  peerAck: 0,
+  cloudAck: 5,
+  failed: 0,
+  oldestPendingAgeMs: null,
+  oldestPeerAckAgeMs: null,
+  lastSeq: 5,
+  peersUp: 1,
+  peersConfigured: 1,
+  retryDepth: 0,
+};
+
+Deno.test("lane: a heartbeat (no messages) and a batch hand the lane to the database; the log names it", async () => {
+  const { h, calls, lanes, logs } = handler();
+  const beat = await h(
+    request("/sync-pos-message", { body: JSON.stringify({ messages: [], lane: summary }) }),
+  );
+  assert.equal(beat.status, 200);
+  assert.deepEqual(await beat.json(), { results: [] });
+  assert.deepEqual(calls[0], []);
+  assert.equal(lanes[0]?.terminal_id, "L1");
+  assert.equal(lanes[0]?.oldest_pending_age_ms, null);
+  assert.equal(logs.at(-1)?.lane, "L1");
+  assert.equal(logs.at(-1)?.heartbeat, true);
+
+  const batch = await h(
+    request("/sync-pos-message", { body: JSON.stringify({ messages: [valid], lane: summary }) }),
+  );
+  assert.equal(batch.status, 200);
+  assert.equal((await batch.json()).results[0].status, "stored");
+  assert.equal(lanes[1]?.cloud_ack, 5);
+  assert.equal(logs.at(-1)?.heartbeat, false);
+
+  // Without lane: as before (the database call gets null, answers nothing to apply).
+  const empty = await h(request("/sync-pos-message", { body: '{"messages":[]}' }));
+  assert.deepEqual(await empty.json(), { results: [] });
+  assert.equal(lanes[2], null);
+  assert.equal(logs.at(-1)?.lane, undefined);
+});
+
+Deno.test("lane: malformed, or of another store than a message: 400 naming the field, nothing applied", async () => {
+  const { h, calls, logs } = handler();
+  const cases: Array<[unknown, unknown[], string]> = [
+    [{ ...summary, retryDepth: -1 }, [], "lane.retryDepth must be an integer >= 0"],
+    [{ ...summary, retryDepth: -1 }, [valid], "lane.retryDepth must be an integer >= 0"],
+    [{ ...summary, colour: "red" }, [valid], 'lane has unknown field(s) "colour"'],
+    [{ ...summary, terminalId: "L 1" }, [valid], "lane.terminalId must match [A-Za-z0-9_-]{1,32}"],
+    ["L1", [valid], "lane must be a JSON object, or absent"],
+    [
+      { ...summary, storeId: "store-2" },
+      [valid],
+      "lane.storeId must equal the storeId of every message (messages[0] differs)",
+    ],
+  ];
+  for (const [l, messages, error] of cases) {
+    const res = await h(request("/sync-pos-message", { body: JSON.stringify({ messages, lane: l }) }));
+    assert.equal(res.status, 400, error);
+    assert.deepEqual(await res.json(), { error });
+  }
+  assert.equal(calls.length, 0, "nothing reached the database");
+  assert.ok(!JSON.stringify(logs).includes(KEY));
 });

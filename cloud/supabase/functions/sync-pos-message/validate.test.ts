@@ -3,10 +3,12 @@
 import assert from "node:assert/strict";
 import {
   checkEnvelope,
+  checkLane,
   checkLaneQuery,
   checkMessage,
   isIsoTimestamp,
   jsonbProblem,
+  laneStoreProblem,
   MAX_DATA_DEPTH,
   STORE_RE,
   TERMINAL_RE,
@@ -243,7 +245,7 @@ Deno.test("data that PostgreSQL jsonb cannot hold is refused up front", () => {
 });
 
 Deno.test("envelope: an object with a messages array of at most 1000", () => {
-  assert.deepEqual(checkEnvelope({ messages: [] }), { ok: true, messages: [] });
+  assert.deepEqual(checkEnvelope({ messages: [] }), { ok: true, messages: [], lane: null });
   assert.ok(checkEnvelope({ messages: new Array(1000).fill({}) }).ok);
   for (const body of [null, [], "x", {}, { messages: {} }, { messages: new Array(1001).fill({}) }]) {
     assert.equal(checkEnvelope(body).ok, false, JSON.stringify(body)?.slice(0, 30));
@@ -281,4 +283,158 @@ Deno.test("checkLaneQuery: exactly storeId and terminalId, once each, with the m
   assert.ok(STORE_RE.test("x".repeat(64)) && !TERMINAL_RE.test("x".repeat(33)));
   for (const id of ["", "a b", "a.b", "é", "a\n", "x".repeat(65)]) assert.ok(!STORE_RE.test(id), id);
   assert.equal(checkMessage({ ...base, terminalId: "x".repeat(33) }).ok, false);
+});
+
+// The lane object of the contract (docs/cloud.md, "The lane object").
+const lane = {
+  storeId: "store-1",
+  terminalId: "L1",
+  agentVersion: "0.1.0",
+  at: 1764633600000,
+  pending: 3,
+  peerAck: 10,
+  cloudAck: 1000,
+  failed: 0,
+  oldestPendingAgeMs: 1234,
+  oldestPeerAckAgeMs: 5678,
+  lastSeq: 1013,
+  peersUp: 2,
+  peersConfigured: 2,
+  retryDepth: 0,
+};
+
+function laneRejects(over: Record<string, unknown>, error: string | RegExp) {
+  const r = checkLane({ ...lane, ...over });
+  assert.equal(r.ok, false, JSON.stringify(over));
+  if (!r.ok) {
+    if (typeof error === "string") assert.equal(r.error, error, JSON.stringify(over));
+    else assert.match(r.error, error, JSON.stringify(over));
+  }
+}
+
+Deno.test("lane: the contract's object is accepted and normalized", () => {
+  assert.deepEqual(checkLane(lane), {
+    ok: true,
+    lane: {
+      store_id: "store-1",
+      terminal_id: "L1",
+      agent_version: "0.1.0",
+      at_ms: 1764633600000,
+      pending: 3,
+      peer_ack: 10,
+      cloud_ack: 1000,
+      failed: 0,
+      oldest_pending_age_ms: 1234,
+      oldest_peer_ack_age_ms: 5678,
+      last_seq: 1013,
+      peers_up: 2,
+      peers_configured: 2,
+      retry_depth: 0,
+    },
+  });
+  // Ages null (nothing pending / peer_ack), zeros, the largest exact integer, 64 characters.
+  const r = checkLane({
+    ...lane,
+    oldestPendingAgeMs: null,
+    oldestPeerAckAgeMs: null,
+    at: 0,
+    pending: 0,
+    lastSeq: 2 ** 53 - 1,
+    agentVersion: "é".repeat(64),
+  });
+  assert.ok(r.ok);
+  if (r.ok) {
+    assert.equal(r.lane.oldest_pending_age_ms, null);
+    assert.equal(r.lane.oldest_peer_ack_age_ms, null);
+    assert.equal(r.lane.last_seq, 2 ** 53 - 1);
+  }
+  assert.ok(checkLane({ ...lane, agentVersion: "1.2.3-rc.1+g0a1b2c3 (debian)" }).ok);
+});
+
+Deno.test("lane: every field is required, no other field, each error names the field", () => {
+  laneRejects({ extra: 1 }, 'lane has unknown field(s) "extra"');
+  laneRejects({ store_id: "store-1" }, 'lane has unknown field(s) "store_id"');
+  for (const field of Object.keys(lane)) {
+    const copy: Record<string, unknown> = { ...lane };
+    delete copy[field];
+    const r = checkLane(copy);
+    assert.deepEqual(r, { ok: false, error: `lane.${field} is missing` });
+  }
+  for (const bad of [null, [], "lane", 1, true]) {
+    assert.deepEqual(checkLane(bad), { ok: false, error: "lane must be a JSON object, or absent" });
+  }
+});
+
+Deno.test("lane: ids of the message syntax, agentVersion 1..64 characters", () => {
+  for (const storeId of ["", "a b", "s/1", "x".repeat(65), 1, null]) {
+    laneRejects({ storeId }, "lane.storeId must match [A-Za-z0-9_-]{1,64}");
+  }
+  for (const terminalId of ["", "L 1", "x".repeat(33), 7, null]) {
+    laneRejects({ terminalId }, "lane.terminalId must match [A-Za-z0-9_-]{1,32}");
+  }
+  for (const agentVersion of ["", "x".repeat(65), 1, null, "a\u0000", "a\nb", "\ud800", ["0.1.0"]]) {
+    laneRejects({ agentVersion }, /^lane\.agentVersion must be a string of 1\.\.64 characters/);
+  }
+});
+
+Deno.test("lane: counts are integers >= 0 (exact), the ages too or null", () => {
+  const counts = [
+    "at",
+    "pending",
+    "peerAck",
+    "cloudAck",
+    "failed",
+    "lastSeq",
+    "peersUp",
+    "peersConfigured",
+    "retryDepth",
+  ];
+  for (const field of counts) {
+    for (const v of [-1, 1.5, "3", null, 2 ** 53, Infinity, true, {}]) {
+      laneRejects({ [field]: v }, `lane.${field} must be an integer >= 0`);
+    }
+  }
+  for (const field of ["oldestPendingAgeMs", "oldestPeerAckAgeMs"]) {
+    for (const v of [-1, 0.5, "10", 2 ** 53, false, []]) {
+      laneRejects({ [field]: v }, `lane.${field} must be an integer >= 0, or null`);
+    }
+  }
+});
+
+Deno.test("envelope: lane absent or null is none; a malformed lane fails the envelope", () => {
+  assert.deepEqual(checkEnvelope({ messages: [], lane: null }), { ok: true, messages: [], lane: null });
+  const r = checkEnvelope({ messages: [], lane });
+  assert.ok(r.ok && r.lane?.terminal_id === "L1");
+  assert.deepEqual(checkEnvelope({ messages: [], lane: { ...lane, pending: -1 } }), {
+    ok: false,
+    error: "lane.pending must be an integer >= 0",
+  });
+  assert.deepEqual(checkEnvelope({ messages: [], lane: "L1" }), {
+    ok: false,
+    error: "lane must be a JSON object, or absent",
+  });
+  // The messages array is checked first, as before.
+  assert.deepEqual(checkEnvelope({ lane }), { ok: false, error: "body.messages must be an array" });
+});
+
+Deno.test("laneStoreProblem: every message with a valid storeId must be of the lane's store", () => {
+  const l = checkLane(lane);
+  assert.ok(l.ok);
+  if (!l.ok) return;
+  const own = checkMessage(base);
+  const covered = checkMessage({ ...base, terminalId: "L3", uploadedBy: "L1" });
+  const bad = checkMessage({ ...base, seq: 0 });
+  const unnamed = checkMessage({ ...base, storeId: "no/store" });
+  assert.equal(laneStoreProblem(l.lane, []), null);
+  assert.equal(laneStoreProblem(l.lane, [own, covered, bad, unnamed]), null);
+  const other = checkMessage({ ...base, storeId: "store-2" });
+  const otherBad = checkMessage({ ...base, storeId: "store-2", seq: 0 });
+  assert.equal(
+    laneStoreProblem(l.lane, [own, other]),
+    "lane.storeId must equal the storeId of every message (messages[1] differs)",
+  );
+  assert.equal(
+    laneStoreProblem(l.lane, [otherBad]),
+    "lane.storeId must equal the storeId of every message (messages[0] differs)",
+  );
 });

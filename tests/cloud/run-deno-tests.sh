@@ -11,7 +11,8 @@ Usage: tests/cloud/run-deno-tests.sh [--help] [DENO_TEST_ARG...]
 Starts a local cloud (scripts/cloud-up.sh) in a temporary CLOUD_DIR on free ports, runs
   1. every *.test.ts of cloud/supabase/functions/sync-pos-message and .../sync-pull
      (validation and handler unit tests, and the integration tests against the served
-     functions and PostgreSQL: for sync-pull also the concurrent-writers proof) and of
+     functions and PostgreSQL: for sync-pull also the concurrent-writers proof; for
+     sync-pos-message also scripts/store-report.sh) and of
      cloud/supabase/functions/_shared (the key check, the database helpers);
   2. local_cloud.test.ts with LANESYNC_LOCAL_CLOUD_TESTS=1: the scripts themselves
      (re-runs, database and function outages, --tls);
@@ -65,7 +66,9 @@ export DENO_DIR=$CLOUD_DIR/deno DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
 deno_test=("$DENO" test --config "$LOCAL_DIR/deno.json" --no-remote --no-prompt --allow-net=127.0.0.1,localhost --allow-env)
 
 status=0
-"${deno_test[@]}" "$@" "$FUNCTION_DIR" "$FUNCTIONS_DIR/sync-pull" "$FUNCTIONS_DIR/_shared" || status=1
+# --allow-run: lane_health.test.ts runs scripts/store-report.sh against this cloud.
+"${deno_test[@]}" --allow-run="$REPO/scripts/store-report.sh" \
+  "$@" "$FUNCTION_DIR" "$FUNCTIONS_DIR/sync-pull" "$FUNCTIONS_DIR/_shared" || status=1
 LANESYNC_LOCAL_CLOUD_TESTS=1 "${deno_test[@]}" --allow-read="$CLOUD_DIR" \
   --allow-run="$REPO/scripts/cloud-up.sh,$REPO/scripts/cloud-down.sh" \
   "$@" "$FUNCTION_DIR/local_cloud.test.ts" || status=1

@@ -427,6 +427,7 @@ Deno.test("RLS is enabled on every public table, with store-scoped reads", async
         "customer_conflicts",
         "customers",
         "inventory_movements",
+        "lane_status",
         "pos_message_copies",
         "pos_messages",
         "sales",

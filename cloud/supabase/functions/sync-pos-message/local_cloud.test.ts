@@ -74,25 +74,46 @@ Deno.test({
 
     await t.step("a migration added since the last run is applied by the next cloud-up.sh", async () => {
       // Undo the newest migration as if this cloud had been set up before it existed.
-      const version = "20261201000200";
+      const version = "20261204000100";
       await withDb(async (sql) => {
-        await sql`alter table public.sync_log drop column uploaded_by`;
-        await sql`delete from lanesync_local.applied_migrations where version = ${version}`;
+        await sql.begin(async (tx) => {
+          await tx`drop view public.lane_health, public.sync_daily, public.sync_daily_uploads`;
+          await tx`drop function public.lane_health_with(interval, interval)`;
+          await tx`drop function lanesync.apply_batch(jsonb, jsonb)`;
+          await tx`drop function lanesync.record_lane(jsonb)`;
+          await tx`drop table public.lane_status`;
+          await tx`delete from lanesync_local.applied_migrations where version = ${version}`;
+        });
       });
       const run = await script("cloud-up.sh");
       assert.equal(run.code, 0, run.stderr);
-      assert.match(run.stderr, new RegExp(`applying migration ${version}_sync_log_uploaded_by`));
-      assert.doesNotMatch(run.stderr, /applying migration 20261122/, "older ones are not applied twice");
-      const [col] = await withDb((sql) =>
-        sql`select 1 as one from information_schema.columns
-          where table_schema = 'public' and table_name = 'sync_log' and column_name = 'uploaded_by'`
-      );
-      assert.equal(col?.one, 1);
+      assert.match(run.stderr, new RegExp(`applying migration ${version}_lane_health`));
+      assert.equal(run.stderr.match(/applying migration/g)?.length, 1, "older ones are not applied twice");
       const store = newStore();
-      const reply = await post({ messages: [message(store, 1, { uploadedBy: "L2" })] });
+      const reply = await post({
+        messages: [message(store, 1, { uploadedBy: "L2" })],
+        lane: {
+          storeId: store,
+          terminalId: "L2",
+          agentVersion: "0.1.0",
+          at: 1,
+          pending: 0,
+          peerAck: 0,
+          cloudAck: 1,
+          failed: 0,
+          oldestPendingAgeMs: null,
+          oldestPeerAckAgeMs: null,
+          lastSeq: 1,
+          peersUp: 0,
+          peersConfigured: 1,
+          retryDepth: 0,
+        },
+      });
       assert.equal(reply.status, 200);
       const [row] = await withDb((sql) => sql`select uploaded_by from sync_log where store_id = ${store}`);
       assert.equal(row?.uploaded_by, "L2");
+      const [health] = await withDb((sql) => sql`select state from lane_health where store_id = ${store}`);
+      assert.equal(health?.state, "ok");
     });
 
     await t.step(

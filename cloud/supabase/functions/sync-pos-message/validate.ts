@@ -157,7 +157,13 @@ const LANE_AGES = {
   oldestPendingAgeMs: "oldest_pending_age_ms",
   oldestPeerAckAgeMs: "oldest_peer_ack_age_ms",
 } as const;
-const LANE_FIELDS = ["storeId", "terminalId", "agentVersion", ...Object.keys(LANE_COUNTS), ...Object.keys(LANE_AGES)];
+const LANE_FIELDS = [
+  "storeId",
+  "terminalId",
+  "agentVersion",
+  ...Object.keys(LANE_COUNTS),
+  ...Object.keys(LANE_AGES),
+];
 
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
@@ -186,7 +192,9 @@ export function checkLane(raw: unknown): { ok: true; lane: ValidLane } | { ok: f
     typeof version !== "string" || !version.isWellFormed() || /[\u0000-\u001f\u007f]/.test(version) ||
     [...version].length < 1 || [...version].length > MAX_AGENT_VERSION
   ) {
-    return fail(`lane.agentVersion must be a string of 1..${MAX_AGENT_VERSION} characters, no control characters`);
+    return fail(
+      `lane.agentVersion must be a string of 1..${MAX_AGENT_VERSION} characters, no control characters`,
+    );
   }
   const lane: Record<string, unknown> = {
     store_id: raw.storeId,

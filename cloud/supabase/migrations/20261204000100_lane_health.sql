@@ -144,7 +144,8 @@ revoke all on function lanesync.apply_batch(jsonb, jsonb) from public, anon, aut
 --   'ok'      otherwise.
 -- The ages are the lane's as of the summary (received_at); behind_since is when the oldest
 -- message not yet in the cloud started waiting, by the cloud's clock.
--- Invoker's rights (not security definer), so lane_status's RLS applies to the caller.
+-- Invoker's rights (not security definer), so lane_status's RLS applies to the caller; a
+-- fixed search_path like lanesync's functions (one row per lane: inlining is not needed).
 create or replace function public.lane_health_with(p_silent_after interval, p_behind_after interval)
 returns table (
   store_id text, terminal_id text, state text, agent_version text,
@@ -154,6 +155,7 @@ returns table (
   retry_depth bigint, peers_up bigint, peers_configured bigint, last_seq bigint,
   lane_at timestamptz, first_seen_at timestamptz, requests bigint, heartbeats bigint)
 language sql stable
+set search_path = ''
 as $$
   select s.store_id, s.terminal_id,
          case

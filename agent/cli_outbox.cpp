@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
@@ -196,16 +197,31 @@ int cmd_prune(const std::string& env) {
     auto store = open_store(l->cfg, false, rc);
     if (!store)
         return rc;
-    auto cutoff =
-        protocol::now_ms() - static_cast<std::int64_t>(l->cfg.retention_days) * 86'400'000;
-    auto o = outbox::prune_sync(*store, cutoff);
+    // In the agent's steps (tuning::prune_batch_rows a transaction), so that a running agent's
+    // publishes commit between them.
+    const auto began = std::chrono::steady_clock::now();
+    const auto cutoff = protocol::now_ms() - l->cfg.retention.count();
+    std::size_t total = 0, transactions = 0;
+    outbox::count_outcome o;
+    do {
+        o = outbox::prune_sync(*store, cutoff, tuning::prune_batch_rows);
+        total += o.count;
+        ++transactions;
+    } while (o.ok && o.count == tuning::prune_batch_rows);
     store->close();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - began)
+                        .count();
+    const std::string what = std::to_string(total) + " message" + (total == 1 ? "" : "s") +
+                             " in cloud_ack for more than " + conf::days_text(l->cfg.retention) +
+                             " days (OUTBOX_RETENTION_DAYS), in " + std::to_string(transactions) +
+                             " transaction" + (transactions == 1 ? "" : "s") + ", " +
+                             std::to_string(ms) + " ms";
     if (!o.ok) {
-        std::cerr << "error: " << o.error << "\n";
+        std::cerr << "error: " << o.error << " (pruned " << what << " before it)\n";
         return exit_failure;
     }
-    std::cout << "pruned " << o.count << " message" << (o.count == 1 ? "" : "s")
-              << " in cloud_ack for more than " << l->cfg.retention_days << " days\n";
+    std::cout << "pruned " << what << "\n";
     return exit_ok;
 }
 

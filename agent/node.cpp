@@ -1,6 +1,7 @@
 #include "agent/node.hpp"
 
 #include "agent/api_server.hpp"
+#include "agent/retention.hpp"
 #include "agent/sd_notify.hpp"
 #include "base/log.hpp"
 #include "base/metrics.hpp"
@@ -31,8 +32,6 @@ namespace net = boost::asio;
 
 /// How often the agent looks for commits made by another process (the CLI's publish/retry).
 constexpr auto external_change_poll = std::chrono::milliseconds(250);
-/// How often cloud_ack messages past OUTBOX_RETENTION_DAYS are pruned.
-constexpr auto prune_interval = std::chrono::hours(1);
 /// How often the one-line STATUS= goes to the service manager (only under systemd).
 constexpr auto notify_status_interval = std::chrono::seconds(5);
 
@@ -47,7 +46,8 @@ public:
           gossip_(ioc_, *store_, cfg_), uploader_(ioc_, outbox_, cfg_),
           puller_(ioc_, outbox_, cfg_),
           api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_, &puller_}),
-          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_), prune_timer_(ioc_), hard_stop_(ioc_),
+          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_),
+          retention_(ioc_, outbox_, cfg_, tuning::prune_batch_rows), hard_stop_(ioc_),
           notify_(sd::notifier::from_environment()), notify_status_(ioc_), watchdog_(ioc_) {}
 
     int run() {
@@ -75,6 +75,14 @@ public:
         }
         // Takeover: the uploader asks before each round which origins to upload for.
         uploader_.set_cover([this] { return gossip_.covering(); });
+        // The lane summary each upload carries (docs/cloud.md "Lane health"): links up.
+        uploader_.set_peers([this] {
+            const auto peers = gossip_.status();
+            return cloud::peer_count{
+                static_cast<std::size_t>(std::count_if(peers.begin(), peers.end(),
+                                                       [](const auto& p) { return p.connected; })),
+                cfg_.peers.size()};
+        });
         uploader_.start();
         puller_.start(); // head office's changes (docs/downstream.md "Lane")
         register_gauges();
@@ -93,7 +101,8 @@ public:
                 shutdown(sig);
         });
         schedule_poll();
-        schedule_prune(std::chrono::seconds(10));
+        retention_.start(std::min<std::chrono::milliseconds>(std::chrono::seconds(10),
+                                                             prune_every(cfg_.retention)));
         notify_ready();
 
         ioc_.run();
@@ -111,7 +120,7 @@ private:
         notify_.send("STOPPING=1\nSTATUS=stopping");
         stopping_ = true;
         poll_.cancel();
-        prune_timer_.cancel();
+        retention_.stop();
         notify_status_.cancel();
         hard_stop_.expires_after(tuning::shutdown_grace + std::chrono::seconds(2));
         hard_stop_.async_wait([this](boost::system::error_code ec) {
@@ -156,30 +165,6 @@ private:
                              if (!stopping_)
                                  schedule_poll();
                          });
-        });
-    }
-
-    void schedule_prune(std::chrono::steady_clock::duration in) {
-        prune_timer_.expires_after(in);
-        prune_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec)
-                return;
-            auto cutoff = protocol::now_ms() -
-                          static_cast<std::int64_t>(cfg_.retention_days) * 24 * 3600 * 1000;
-            outbox_.prune(cutoff, [](outbox::count_outcome o) {
-                if (!o.ok)
-                    log::warn("outbox.prune_failed", {{"error", o.error}});
-                else if (o.count)
-                    log::info("outbox.pruned", {{"count", std::to_string(o.count)}});
-            });
-            // Catalog tombstones past CATALOG_TOMBSTONE_DAYS (each purge raises the horizon).
-            auto tomb = protocol::now_ms() -
-                        static_cast<std::int64_t>(cfg_.catalog_tombstone_days) * 24 * 3600 * 1000;
-            outbox_.purge_catalog(tomb, [](outbox::count_outcome o) {
-                if (!o.ok)
-                    log::warn("outbox.catalog_purge_failed", {{"error", o.error}});
-            });
-            schedule_prune(prune_interval);
         });
     }
 
@@ -364,7 +349,7 @@ private:
     api_server api_;
     net::signal_set signals_;
     net::steady_timer poll_;
-    net::steady_timer prune_timer_;
+    retention retention_;
     net::steady_timer hard_stop_;
     sd::notifier notify_;
     net::steady_timer notify_status_;

@@ -134,6 +134,11 @@ inline constexpr auto rebuild_retry_after = 2s;
 /// for the cloud (takeover) and sends news to its peers when something changed.
 inline constexpr auto lane_tick = 1s;
 
+// ---- retention ------------------------------------------------------------------------------
+/// Rows one retention transaction deletes at most (agent/retention.hpp): a few milliseconds of
+/// writer time, so a publish queued behind it waits at most that long.
+inline constexpr std::size_t prune_batch_rows = 2'000;
+
 // ---- shutdown -----------------------------------------------------------------------------
 /// After SIGTERM, sessions get this long to close cleanly before the io_context is stopped.
 inline constexpr auto shutdown_grace = 5s;

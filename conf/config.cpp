@@ -224,6 +224,21 @@ const std::vector<std::string>& known_keys() {
     return keys;
 }
 
+std::string days_text(std::chrono::milliseconds d) {
+    constexpr std::int64_t per_day = 86'400'000;
+    const std::int64_t ms = d.count();
+    std::string out = std::to_string(ms / per_day);
+    // ms to micro-days: x / 86.4 = x * 10 / 864, rounded to the nearest.
+    const std::int64_t micro = (ms % per_day * 10 + 432) / 864;
+    if (micro == 0)
+        return out;
+    std::string frac = std::to_string(micro);
+    frac.insert(0, 6 - std::min<std::size_t>(6, frac.size()), '0');
+    while (!frac.empty() && frac.back() == '0')
+        frac.pop_back();
+    return out + "." + frac;
+}
+
 loaded load_text(const std::string& text, const std::string& source, env_lookup lookup) {
     if (!lookup)
         lookup = [](const std::string& key) -> std::optional<std::string> {

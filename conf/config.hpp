@@ -67,10 +67,14 @@ struct config {
     /// CLOUD_PULL_INTERVAL_MS: how often head office's changes are pulled (sync-pull); 0 = never
     /// (the lane still gets them from its peers). cloud/puller.hpp.
     std::chrono::milliseconds cloud_pull_interval{30000};
+    /// CLOUD_HEARTBEAT_MS: an idle lane sends its summary (docs/cloud.md "Lane health") this
+    /// often; every upload carries it too. 0 = never.
+    std::chrono::milliseconds cloud_heartbeat{300000};
     /// CLOUD_TAKEOVER_AFTER_S (1..86400): a lane no lane has seen for this long has its held
     /// messages uploaded by a peer (protocol::origins_to_cover).
     std::chrono::seconds cloud_takeover_after{300};
-    int retention_days = 30;                ///< OUTBOX_RETENTION_DAYS
+    /// OUTBOX_RETENTION_DAYS, a decimal number of days (0.0001..36500) held as milliseconds.
+    std::chrono::milliseconds retention{std::chrono::hours(24 * 30)};
     int catalog_tombstone_days = 30;        ///< CATALOG_TOMBSTONE_DAYS (deletes kept this long)
     std::size_t max_message_bytes = 262144; ///< MAX_MESSAGE_BYTES
     std::string log_level = "info";         ///< LOG_LEVEL
@@ -111,6 +115,10 @@ loaded load_text(const std::string& text, const std::string& source, env_lookup 
 
 /// The known keys, in documentation order.
 const std::vector<std::string>& known_keys();
+
+/// A duration as a decimal number of days, the way OUTBOX_RETENTION_DAYS is written: "30",
+/// "1.5", "0.001" (at most 6 decimals, no trailing zeros).
+std::string days_text(std::chrono::milliseconds d);
 
 /// Parses one ws:// or wss:// URL; empty path means /v1/peer. nullopt when malformed.
 std::optional<peer_url> parse_peer_url(const std::string& text);

@@ -64,8 +64,14 @@ namespace {
 /// Longest accepted delay for the *_MS keys (one day): far beyond any sensible setting, and
 /// small enough that `now + delay` can never overflow a clock.
 constexpr std::uint64_t max_delay_ms = 86'400'000;
-/// OUTBOX_RETENTION_DAYS upper bound (100 years), so day arithmetic cannot overflow.
+/// OUTBOX_RETENTION_DAYS and CATALOG_TOMBSTONE_DAYS upper bound (100 years), so day arithmetic
+/// cannot overflow.
 constexpr std::uint64_t max_retention_days = 36'500;
+constexpr std::int64_t ms_per_day = 86'400'000;
+/// OUTBOX_RETENTION_DAYS: decimals it may have, and its lower bound in milliseconds (0.0001
+/// days, 8.64 s: a retention for tests and tiny disks, never a reason to prune mid-upload).
+constexpr std::size_t retention_decimals = 6;
+constexpr std::int64_t min_retention_ms = ms_per_day / 10'000;
 /// CLOUD_TAKEOVER_AFTER_S upper bound (one day, like the *_MS keys).
 constexpr std::uint64_t max_takeover_s = 86'400;
 /// PEER_SECRET minimum length in characters.
@@ -155,11 +161,43 @@ template <auto Field> void set_ca_file(key_state& st, std::string_view key, cons
 
 // ---- one function per key (the keys that need more than the shared parsers) --------------
 
-void set_cloud_pull_interval(key_state& st, std::string_view key, const std::string& v) {
+/// A period in milliseconds that 0 turns off: 0, or Lo to one day.
+template <auto Field, std::uint64_t Lo>
+void set_ms_or_off(key_state& st, std::string_view key, const std::string& v) {
     const auto n = st.chk.number(key, v, 0, max_delay_ms);
-    if (n != 0 && n < 100)
-        st.chk.fail(key, std::to_string(n) + " is too small (0 = off, or 100..86400000)");
-    st.cfg.cloud_pull_interval = std::chrono::milliseconds(static_cast<std::int64_t>(n));
+    if (n != 0 && n < Lo)
+        st.chk.fail(key, std::to_string(n) + " is too small (0 = off, or " + std::to_string(Lo) +
+                             "..86400000)");
+    st.cfg.*Field = std::chrono::milliseconds(static_cast<std::int64_t>(n));
+}
+
+/// OUTBOX_RETENTION_DAYS: digits, optionally "." and 1 to 6 more digits; 0.0001 to 36500 days.
+void set_retention(key_state& st, std::string_view key, const std::string& v) {
+    const auto dot = v.find('.');
+    const std::string whole = v.substr(0, dot);
+    const std::string frac = dot == std::string::npos ? "" : v.substr(dot + 1);
+    auto digits = [](const std::string& s) {
+        return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (whole.empty() || !digits(whole) || !digits(frac) ||
+        (dot != std::string::npos && (frac.empty() || frac.size() > retention_decimals)))
+        st.chk.fail(key, quote_for_message(v) + " is not a number of days (digits, optionally "
+                                                "a point and up to 6 decimals: 30, 0.5, 0.001)");
+    const std::string range = "(0.0001..36500)";
+    if (whole.size() > 5 || std::stoull(whole) > max_retention_days ||
+        (std::stoull(whole) == max_retention_days && frac.find_first_not_of('0') != frac.npos))
+        st.chk.fail(key, v + " is too large " + range);
+    std::string micro = frac + std::string(retention_decimals - frac.size(), '0');
+    // micro-days to ms: 86'400'000 / 1'000'000 = 86.4, exact in integers as x * 864 / 10.
+    const std::int64_t ms = static_cast<std::int64_t>(std::stoull(whole)) * ms_per_day +
+                            static_cast<std::int64_t>(std::stoull(micro)) * 864 / 10;
+    if (ms < min_retention_ms)
+        st.chk.fail(key, v + " is too small " + range);
+    st.cfg.retention = std::chrono::milliseconds(ms);
+}
+
+std::string retention_default() {
+    return days_text(config{}.retention);
 }
 
 void set_terminal_id(key_state& st, std::string_view key, const std::string& v) {
@@ -357,13 +395,16 @@ const key_def table[] = {
     {"CLOUD_BATCH_SIZE", shown_default<&C::cloud_batch_size>, false,
      "messages per upload request", set_number<&C::cloud_batch_size, 1, 1000>},
     {"CLOUD_PULL_INTERVAL_MS", shown_default<&C::cloud_pull_interval>, false,
-     "how often head office's changes are pulled from the cloud; `0` = never", set_cloud_pull_interval},
+     "how often head office's changes are pulled from the cloud; `0` = never",
+     set_ms_or_off<&C::cloud_pull_interval, 100>},
+    {"CLOUD_HEARTBEAT_MS", shown_default<&C::cloud_heartbeat>, false,
+     "an idle lane sends its summary to the cloud this often; `0` = never",
+     set_ms_or_off<&C::cloud_heartbeat, 1000>},
     {"CLOUD_TAKEOVER_AFTER_S", shown_default<&C::cloud_takeover_after>, false,
      "a lane no lane has seen for this long has its messages uploaded by a peer",
      set_seconds<&C::cloud_takeover_after, 1, max_takeover_s>},
-    {"OUTBOX_RETENTION_DAYS", shown_default<&C::retention_days>, false,
-     "`cloud_ack` messages older than this are pruned",
-     set_number<&C::retention_days, 1, max_retention_days>},
+    {"OUTBOX_RETENTION_DAYS", retention_default, false,
+     "`cloud_ack` messages older than this many days are pruned", set_retention},
     {"CATALOG_TOMBSTONE_DAYS", shown_default<&C::catalog_tombstone_days>, false,
      "deleted catalog rows (tombstones) older than this are purged",
      set_number<&C::catalog_tombstone_days, 1, max_retention_days>},

@@ -130,10 +130,12 @@ public:
                                     });
     }
 
-    template <class Token> auto prune(std::int64_t older_than_ms, Token&& token) {
-        return write<count_outcome>(
-            std::forward<Token>(token),
-            [older_than_ms](store& s, auto done) { s.prune(older_than_ms, std::move(done)); });
+    template <class Token>
+    auto prune(std::int64_t older_than_ms, std::size_t max_rows, Token&& token) {
+        return write<count_outcome>(std::forward<Token>(token),
+                                    [older_than_ms, max_rows](store& s, auto done) {
+                                        s.prune(older_than_ms, max_rows, std::move(done));
+                                    });
     }
 
     template <class Token>

@@ -57,8 +57,9 @@ count_outcome retry_sync(store& s, std::vector<std::string> ids) {
     return wait_for<count_outcome>([&](auto done) { s.retry(std::move(ids), std::move(done)); });
 }
 
-count_outcome prune_sync(store& s, std::int64_t older_than_ms) {
-    return wait_for<count_outcome>([&](auto done) { s.prune(older_than_ms, std::move(done)); });
+count_outcome prune_sync(store& s, std::int64_t older_than_ms, std::size_t max_rows) {
+    return wait_for<count_outcome>(
+        [&](auto done) { s.prune(older_than_ms, max_rows, std::move(done)); });
 }
 
 } // namespace lanesync::outbox

@@ -308,8 +308,11 @@ public:
     virtual void retry(std::vector<std::string> ids, std::function<void(count_outcome)> done) = 0;
 
     /// Deletes own cloud_ack messages and replicas known to be cloud_ack whose cloud_acked_at
-    /// (or stored_at for replicas) is older than `older_than_ms` (unix ms).
-    virtual void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) = 0;
+    /// (or stored_at for replicas) is older than `older_than_ms` (unix ms): at most `max_rows`
+    /// in this one transaction, so that a large prune runs as many short writes between
+    /// which publishes commit (count == max_rows: call again for more).
+    virtual void prune(std::int64_t older_than_ms, std::size_t max_rows,
+                       std::function<void(count_outcome)> done) = 0;
 
     /// Messages of `origin` with seq <= `through` are known to be in the cloud. Replicas become
     /// cloud_ack (also ones stored later). The own origin too (a peer uploaded them for us, or
@@ -467,6 +470,7 @@ protected:
 publish_outcome publish_sync(store& s, protocol::publish_request req);
 batch_outcome publish_batch_sync(store& s, std::vector<protocol::publish_request> reqs);
 count_outcome retry_sync(store& s, std::vector<std::string> ids);
-count_outcome prune_sync(store& s, std::int64_t older_than_ms);
+count_outcome prune_sync(store& s, std::int64_t older_than_ms,
+                         std::size_t max_rows = static_cast<std::size_t>(-1));
 
 } // namespace lanesync::outbox

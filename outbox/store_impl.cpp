@@ -410,10 +410,11 @@ void sqlite_store::retry(std::vector<std::string> ids, std::function<void(count_
         std::move(done));
 }
 
-void sqlite_store::prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) {
+void sqlite_store::prune(std::int64_t older_than_ms, std::size_t max_rows,
+                         std::function<void(count_outcome)> done) {
     submit<count_outcome>(
-        [this, older_than_ms](write_transaction& tx, commit_info&) {
-            return do_prune(tx, older_than_ms);
+        [this, older_than_ms, max_rows](write_transaction& tx, commit_info&) {
+            return do_prune(tx, older_than_ms, max_rows);
         },
         std::move(done));
 }

@@ -380,11 +380,15 @@ count_outcome sqlite_store::do_retry(write_transaction&, const std::vector<std::
     return out;
 }
 
-count_outcome sqlite_store::do_prune(write_transaction& tx, std::int64_t older_than_ms) {
+count_outcome sqlite_store::do_prune(write_transaction& tx, std::int64_t older_than_ms,
+                                     std::size_t max_rows) {
     // Only a prefix of each origin is ever deleted: seqs 1..P where every message is cloud_ack
     // and old enough. So what a lane holds of an origin is always one contiguous range ending
     // at its hwm, and "the first seq still held" is a valid floor for peers (docs/outbox.md).
     count_outcome out;
+    out.ok = true;
+    if (max_rows == 0)
+        return out;
     std::vector<std::pair<std::string, origin_marks>> origins;
     {
         use u(w_->all_origins);
@@ -411,9 +415,25 @@ count_outcome sqlite_store::do_prune(write_transaction& tx, std::int64_t older_t
         }
         if (limit == 0)
             continue;
+        // At most what is left of max_rows: from the first seq still held (the range held is
+        // contiguous, so seqs lo..lo+room-1 are at most `room` rows).
+        const std::size_t room = max_rows - out.count;
+        {
+            use u(w_->first_seq_in_state);
+            u.bind(1, origin).bind(2, state_int(state::cloud_ack));
+            if (!u.step())
+                continue;
+            const std::uint64_t lo = u.uint64(0);
+            if (lo > limit)
+                continue;
+            if (limit - lo >= room)
+                limit = lo + room - 1;
+        }
         use u(w_->delete_prefix);
         u.bind(1, origin).bind(2, limit).run();
         out.count += static_cast<std::size_t>(u.changes());
+        if (out.count >= max_rows)
+            break;
     }
     out.ok = true;
     return out;

@@ -46,6 +46,8 @@ lanesync_py_test(cloud test_cloud cloud)
 # Issue 9: a lane rebuilt from its peers; a dead lane's messages uploaded by a peer (takeover).
 lanesync_py_test(rebuild test_rebuild)
 lanesync_py_test(takeover test_takeover cloud)
+# Issue 12: OUTBOX_RETENTION_DAYS=0.0001 over rounds of load; `lanesync prune` (about 60 s).
+lanesync_py_test(retention test_retention cloud)
 # Issue 13: head office's changes pulled by real lanes from the local cloud (sync-pull).
 lanesync_py_test(pull test_pull cloud)
 

@@ -43,7 +43,8 @@ public:
     void note_attempt(std::vector<std::string> ids,
                       std::function<void(count_outcome)> done) override;
     void retry(std::vector<std::string> ids, std::function<void(count_outcome)> done) override;
-    void prune(std::int64_t older_than_ms, std::function<void(count_outcome)> done) override;
+    void prune(std::int64_t older_than_ms, std::size_t max_rows,
+               std::function<void(count_outcome)> done) override;
     void origin_cloud_through(std::string origin, std::uint64_t through,
                               std::function<void(count_outcome)> done) override;
     void begin_rebuild(std::string reason, std::function<void(count_outcome)> done) override;
@@ -159,7 +160,7 @@ private:
     count_outcome do_note_attempt(write_transaction& tx, const std::vector<std::string>& ids);
     count_outcome do_retry(write_transaction& tx, const std::vector<std::string>& ids,
                            commit_info& info);
-    count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms);
+    count_outcome do_prune(write_transaction& tx, std::int64_t older_than_ms, std::size_t max_rows);
     count_outcome do_origin_cloud_through(write_transaction& tx, const std::string& origin,
                                           std::uint64_t through);
     /// origin_cloud_through for the own origin (store_rebuild.cpp).

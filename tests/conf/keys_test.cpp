@@ -40,7 +40,7 @@ TEST_CASE("defaults") {
     CHECK(c.backoff_max == 60000ms);
     CHECK(c.cloud_interval == 30000ms);
     CHECK(c.cloud_batch_size == 50);
-    CHECK(c.retention_days == 30);
+    CHECK(c.retention == std::chrono::hours(24 * 30));
     CHECK(c.max_message_bytes == 262144);
     CHECK(c.log_level == "info");
     CHECK_FALSE(c.log_json);
@@ -77,7 +77,7 @@ TEST_CASE("a full file") {
     CHECK(c.backoff_max == 5000ms);
     CHECK(c.cloud_interval == 1000ms);
     CHECK(c.cloud_batch_size == 200);
-    CHECK(c.retention_days == 7);
+    CHECK(c.retention == std::chrono::hours(24 * 7));
     CHECK(c.max_message_bytes == 1048576);
     CHECK(c.log_level == "debug");
     CHECK(c.log_json);
@@ -107,6 +107,7 @@ TEST_CASE("known_keys lists every key of SPEC section 4 (plus peer TLS) in docum
                                                "CLOUD_SYNC_INTERVAL_MS",
                                                "CLOUD_BATCH_SIZE",
                                                "CLOUD_PULL_INTERVAL_MS",
+                                               "CLOUD_HEARTBEAT_MS",
                                                "CLOUD_TAKEOVER_AFTER_S",
                                                "OUTBOX_RETENTION_DAYS",
                                                "CATALOG_TOMBSTONE_DAYS",
@@ -567,6 +568,15 @@ TEST_CASE("CLOUD_SYNC_INTERVAL_MS") {
     CHECK(contains(bad("CLOUD_SYNC_INTERVAL_MS", "30s"), "is not a whole number"));
 }
 
+TEST_CASE("CLOUD_HEARTBEAT_MS: 0 = off, else 1000..86400000") {
+    CHECK(ok("TERMINAL_ID=L1\n").cfg.cloud_heartbeat == 300000ms);
+    CHECK(good("CLOUD_HEARTBEAT_MS", "0").cloud_heartbeat == 0ms);
+    CHECK(good("CLOUD_HEARTBEAT_MS", "1000").cloud_heartbeat == 1000ms);
+    CHECK(bad("CLOUD_HEARTBEAT_MS", "999") ==
+          "t.env:2: CLOUD_HEARTBEAT_MS: 999 is too small (0 = off, or 1000..86400000)");
+    CHECK(contains(bad("CLOUD_HEARTBEAT_MS", "86400001"), "too large"));
+}
+
 TEST_CASE("CLOUD_PULL_INTERVAL_MS: 0 = off, else 100..86400000") {
     CHECK(config{}.cloud_pull_interval == 30000ms);
     CHECK(good("CLOUD_PULL_INTERVAL_MS", "0").cloud_pull_interval == 0ms);
@@ -594,13 +604,30 @@ TEST_CASE("CLOUD_BATCH_SIZE") {
 }
 
 TEST_CASE("OUTBOX_RETENTION_DAYS") {
-    CHECK(good("OUTBOX_RETENTION_DAYS", "1").retention_days == 1);
-    CHECK(good("OUTBOX_RETENTION_DAYS", "36500").retention_days == 36500);
+    using std::chrono::milliseconds;
+    CHECK(good("OUTBOX_RETENTION_DAYS", "1").retention == milliseconds(86'400'000));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "36500").retention == milliseconds(36'500LL * 86'400'000));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "0.001").retention == milliseconds(86'400));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "1.5").retention == milliseconds(129'600'000));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "0.0001").retention == milliseconds(8'640));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "36500.000").retention ==
+          milliseconds(36'500LL * 86'400'000));
     CHECK(bad("OUTBOX_RETENTION_DAYS", "0") ==
-          "t.env:2: OUTBOX_RETENTION_DAYS: 0 is too small (1..36500)");
+          "t.env:2: OUTBOX_RETENTION_DAYS: 0 is too small (0.0001..36500)");
+    CHECK(contains(bad("OUTBOX_RETENTION_DAYS", "0.00009"), "too small"));
     CHECK(contains(bad("OUTBOX_RETENTION_DAYS", "36501"), "too large"));
+    CHECK(contains(bad("OUTBOX_RETENTION_DAYS", "36500.5"), "too large"));
     CHECK(contains(bad("OUTBOX_RETENTION_DAYS", "4294967297"), "too large"));
-    CHECK(contains(bad("OUTBOX_RETENTION_DAYS", "7d"), "is not a whole number"));
+    for (const char* v : {"7d", "1.", ".5", "1.2.3", "-1", "1e3", "0.0000001", "1,5"})
+        CHECK_MESSAGE(contains(bad("OUTBOX_RETENTION_DAYS", v), "is not a number of days"), v);
+}
+
+TEST_CASE("days_text writes a retention the way the env file does") {
+    using std::chrono::milliseconds;
+    CHECK(days_text(milliseconds(30LL * 86'400'000)) == "30");
+    CHECK(days_text(milliseconds(86'400)) == "0.001");
+    CHECK(days_text(milliseconds(129'600'000)) == "1.5");
+    CHECK(days_text(milliseconds(8'640)) == "0.0001");
 }
 
 TEST_CASE("MAX_MESSAGE_BYTES") {

@@ -229,3 +229,33 @@ TEST_CASE("prune never deletes pending, peer_ack or failed own messages") {
     CHECK(prune_sync(*s, protocol::now_ms() + 60'000).count == 0);
     CHECK(own_seqs(path) == iota_seqs(1, 3));
 }
+
+TEST_CASE("prune in steps deletes at most max_rows a call, lowest seqs first, origin by origin") {
+    temp_dir dir;
+    const auto path = dir.file("L1.db");
+    auto s = store::open(opts(path));
+    publish_n(*s, 7);
+    REQUIRE(origin_cloud_through_sync(*s, "L1", 7).count == 7);
+    REQUIRE(store_replicas_sync(*s, {replica("L2", 2, 1), replica("L2", 2, 2), replica("L2", 2, 3)})
+                .ok);
+    REQUIRE(origin_cloud_through_sync(*s, "L2", 3).count == 3);
+    const auto future = protocol::now_ms() + 60'000;
+
+    CHECK(prune_sync(*s, future, 0).count == 0);
+    CHECK(prune_sync(*s, future, 3).count == 3);
+    CHECK(own_seqs(path) == iota_seqs(4, 7));
+    CHECK(s->integrity_check().empty());
+    // The own origin's last four and then the first of L2's: a step may span origins.
+    auto r = prune_sync(*s, future, 5);
+    CHECK(r.ok);
+    CHECK(r.count == 5);
+    CHECK(own_seqs(path).empty());
+    CHECK(s->get_counts().replicas.at("L2") == 2);
+    CHECK_FALSE(s->get(uuid(2, 1)));
+    CHECK(s->get(uuid(2, 2)));
+    // Fewer than max_rows left: the last step says so by its count.
+    CHECK(prune_sync(*s, future, 5).count == 2);
+    CHECK(prune_sync(*s, future, 5).count == 0);
+    CHECK(s->integrity_check().empty());
+    CHECK(publish_sync(*s, req()).rec.msg.seq == 8); // never reused
+}

@@ -50,6 +50,10 @@ void uploader::impl::count_request(std::string_view outcome) {
 }
 
 net::awaitable<bool> uploader::impl::upload(round_state& r, std::vector<outbox::record> recs) {
+    if (recs.empty()) { // a heartbeat round (step)
+        auto op = heartbeat(r);
+        co_return co_await std::move(op);
+    }
     // Data that is not a JSON object can never be accepted: fail it here with the reason
     // instead of letting it spoil every batch it is in.
     batch unencodable;
@@ -106,8 +110,8 @@ batch uploader::impl::take_first(batch& all) const {
     batch first;
     std::size_t bytes = 0;
     for (auto& p : all) {
-        if (!first.empty() &&
-            wire::wrapped_size(bytes + p.json.size(), first.size() + 1) > byte_cap_)
+        if (!first.empty() && wire::wrapped_size(bytes + p.json.size(), first.size() + 1,
+                                                 wire::max_lane_bytes) > byte_cap_)
             break;
         bytes += p.json.size();
         first.push_back(std::move(p));
@@ -124,7 +128,8 @@ net::awaitable<bool> uploader::impl::send(round_state& r, batch b, std::deque<ba
         parts.push_back(p.json);
         sent.ids.push_back(p.id);
     }
-    auto body = wire::wrap_messages(parts);
+    auto summary = lane_json();
+    auto body = wire::wrap_messages(parts, co_await std::move(summary));
     sent.body_bytes = body.size();
 
     auto started = clock_type::now();
@@ -140,12 +145,45 @@ net::awaitable<bool> uploader::impl::send(round_state& r, batch b, std::deque<ba
     co_return co_await std::move(op);
 }
 
+/// The lane summary this request carries: the outbox's counts (a read on the reader thread),
+/// the links, the failures in a row.
+net::awaitable<std::string> uploader::impl::lane_json() {
+    auto reading = db_.counts(net::use_awaitable);
+    auto s = wire::summarize(co_await std::move(reading), protocol::now_ms());
+    const peer_count p = peers_ ? peers_() : peer_count{0, cfg_.peers.size()};
+    s.peers_up = p.up;
+    s.peers_configured = p.configured;
+    s.retry_depth = failures_;
+    co_return wire::encode_lane(s, cfg_.store_id, cfg_.terminal_id);
+}
+
+/// An idle lane's heartbeat: `{"messages":[],"lane":{...}}`. Its failure is counted and
+/// logged, nothing else: it changes no message, and the next upload finds an outage itself.
+net::awaitable<bool> uploader::impl::heartbeat(round_state& r) {
+    auto summary = lane_json();
+    auto body = wire::wrap_messages({}, co_await std::move(summary));
+    auto sending = post(r, std::move(body));
+    auto res = co_await std::move(sending);
+    if (res.fail == http_result::failure::none && res.status >= 200 && res.status < 300) {
+        heartbeats_ok_->inc();
+        log::debug("cloud.heartbeat", {{"status", std::to_string(res.status)}});
+    } else if (!stopping_) {
+        heartbeats_failed_->inc();
+        log::warn("cloud.heartbeat_failed",
+                  {{"status", std::to_string(res.status)},
+                   {"error", res.fail == http_result::failure::none ? wire::error_text(res.body)
+                                                                    : res.error}});
+    }
+    co_return false;
+}
+
 /// One request with its status bookkeeping and its adaptive deadline (the client owns
 /// connect, TLS, keep-alive).
 net::awaitable<http_result> uploader::impl::post(round_state& r, std::string body) {
     if (failures_ > 0)
         retries_->inc();
     ++requests_out_;
+    last_request_ = clock_type::now();
     edit_status([&](status& s) {
         s.in_flight = true;
         s.requests_in_flight = requests_out_;

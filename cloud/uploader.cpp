@@ -85,6 +85,10 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
                              std::string("outcome=\"") + o + "\"");
     retries_ = &reg.get_counter("lanesync_upload_retries_total",
                                 "Cloud upload requests sent after a failed one.");
+    for (auto [c, outcome] : {std::pair{&heartbeats_ok_, "ok"}, {&heartbeats_failed_, "failed"}})
+        *c = &reg.get_counter("lanesync_cloud_heartbeats_total",
+                              "Heartbeats (the lane summary alone) sent while idle, by outcome.",
+                              std::string("outcome=\"") + outcome + "\"");
     // Both count what the outbox changed: own messages and covered replicas (takeover).
     acked_ = &reg.get_counter("lanesync_cloud_acked_total",
                               "Messages the cloud confirmed (stored or duplicate): own ones and "
@@ -278,8 +282,15 @@ net::awaitable<void> uploader::impl::step() {
         co_return;
     }
     next_poll_ = now + cfg_.cloud_interval; // every read counts as a poll
-    if (recs.empty() || stopping_)
+    if (stopping_)
         co_return;
+    if (recs.empty()) {
+        // Idle: the lane summary alone, every CLOUD_HEARTBEAT_MS, so head office sees the lane.
+        // Its span is below every level: any batch may start beside it.
+        if (heartbeat_due(clock_type::now()) && epoch == failure_epoch_)
+            start_round({}, priority_span{UINT8_MAX, UINT8_MAX});
+        co_return;
+    }
     if (epoch != failure_epoch_ || paused_ || clock_type::now() < next_attempt_ || !room()) {
         // A running round failed (or the lane paused) while this batch was read: it waits for
         // that backoff like everything else and is read again then.
@@ -301,6 +312,11 @@ net::awaitable<void> uploader::impl::step() {
     if (recs.size() >= cfg_.cloud_batch_size)
         work_hint_ = true;
     start_round(std::move(recs), span);
+}
+
+bool uploader::impl::heartbeat_due(clock_type::time_point now) const {
+    return cfg_.cloud_heartbeat.count() > 0 && !paused_ && !stopping_ && now >= next_attempt_ &&
+           now - last_request_ >= cfg_.cloud_heartbeat && rounds_running() == 0;
 }
 
 std::size_t uploader::impl::rounds_running() const {
@@ -435,6 +451,11 @@ void uploader::resume() {
 void uploader::set_cover(std::function<std::vector<std::string>()> origins) {
     net::post(impl_->strand_,
               [i = impl_, o = std::move(origins)]() mutable { i->on_set_cover(std::move(o)); });
+}
+
+void uploader::set_peers(std::function<peer_count()> peers) {
+    net::post(impl_->strand_,
+              [i = impl_, p = std::move(peers)]() mutable { i->peers_ = std::move(p); });
 }
 
 void uploader::highest_seq(std::function<void(std::string, std::uint64_t)> done) {

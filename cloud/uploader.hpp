@@ -68,6 +68,11 @@ struct limits {
     std::chrono::milliseconds cover_check = tuning::cloud_cover_check;
 };
 
+/// The lane's links, as its summary to the cloud tells them.
+struct peer_count {
+    std::size_t up = 0, configured = 0;
+};
+
 class uploader {
 public:
     /// Does not start anything. `store` must outlive the uploader. Throws std::runtime_error
@@ -107,6 +112,10 @@ public:
     /// off); notify() makes that immediate.
     /// Thread-safe; `origins` itself must be safe to call from the uploader's strand.
     void set_cover(std::function<std::vector<std::string>()> origins);
+
+    /// Peers up and configured, for the lane summary every request carries (docs/cloud.md
+    /// "Lane health"); called on the uploader's strand. Unset: 0 up of PEER_TERMINALS.
+    void set_peers(std::function<peer_count()> peers);
 
     /// Asks the cloud for the highest seq it holds of this lane (docs/cloud.md "Highest seq")
     /// on a connection of its own: `done(error, seq)`, error empty when the cloud told. Runs

@@ -68,6 +68,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_pause();
     void on_resume();
     void on_set_cover(std::function<std::vector<std::string>()> origins);
+    bool heartbeat_due(clock_type::time_point now) const;
     void on_highest_seq(std::function<void(std::string, std::uint64_t)> done);
     boost::asio::awaitable<void> run(std::shared_ptr<impl> self);
     boost::asio::awaitable<void> step();
@@ -91,6 +92,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     batch take_first(batch& all) const;
     boost::asio::awaitable<bool> send(round_state& r, batch b, std::deque<batch>& todo);
     boost::asio::awaitable<http_result> post(round_state& r, std::string body);
+    boost::asio::awaitable<std::string> lane_json();
+    boost::asio::awaitable<bool> heartbeat(round_state& r);
     boost::asio::awaitable<bool> carry_out(round_state& r, decision d, batch b,
                                            std::deque<batch>& todo, std::int64_t ms);
     boost::asio::awaitable<bool> record_answer(round_state& r, decision d, const batch& b,
@@ -149,6 +152,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
     std::vector<std::string> last_cover_;             ///< covered_origins at the last ask
     clock_type::time_point next_cover_check_{};       ///< ask cover_ again from then on
+    std::function<peer_count()> peers_;               ///< peers up / configured (set_peers)
+    clock_type::time_point last_request_{};           ///< the last upload or heartbeat sent
     std::atomic<bool> detached_{false}; ///< the uploader object is gone: touch no store
 
     mutable std::mutex status_mutex_;
@@ -156,6 +161,8 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
 
     std::map<std::string, metrics::counter*, std::less<>> requests_;
     metrics::counter* retries_ = nullptr;
+    metrics::counter* heartbeats_ok_ = nullptr;
+    metrics::counter* heartbeats_failed_ = nullptr;
     metrics::counter* acked_ = nullptr;
     metrics::counter* failed_ = nullptr;
     metrics::gauge* backoff_ = nullptr;

@@ -101,26 +101,76 @@ std::optional<std::string> encode_message(const outbox::record& rec, std::string
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts) {
-    static constexpr std::string_view head = R"({"messages":[)";
-    static constexpr std::string_view tail = "]}";
-    return head.size() + parts_bytes + (parts > 0 ? parts - 1 : 0) + tail.size();
+namespace {
+constexpr std::string_view lane_key = R"(,"lane":)";
 }
 
-std::string wrap_messages(const std::vector<std::string>& parts) {
+std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts, std::size_t lane_bytes) {
+    static constexpr std::string_view head = R"({"messages":[)";
+    static constexpr std::string_view tail = "]}";
+    return head.size() + parts_bytes + (parts > 0 ? parts - 1 : 0) + tail.size() +
+           (lane_bytes > 0 ? lane_key.size() + lane_bytes : 0);
+}
+
+std::string wrap_messages(const std::vector<std::string>& parts, std::string_view lane) {
     std::size_t bytes = 0;
     for (const auto& p : parts)
         bytes += p.size();
     std::string out;
-    out.reserve(wrapped_size(bytes, parts.size()));
+    out.reserve(wrapped_size(bytes, parts.size(), lane.size()));
     out += R"({"messages":[)";
     for (std::size_t i = 0; i < parts.size(); ++i) {
         if (i)
             out += ',';
         out += parts[i];
     }
-    out += "]}";
+    out += ']';
+    if (!lane.empty()) {
+        out += lane_key;
+        out += lane;
+    }
+    out += '}';
     return out;
+}
+
+lane_summary summarize(const outbox::counts& c, std::int64_t now_ms) {
+    auto age = [now_ms](const std::optional<std::int64_t>& since) -> std::optional<std::int64_t> {
+        if (!since)
+            return std::nullopt;
+        return std::max<std::int64_t>(0, now_ms - *since);
+    };
+    lane_summary s;
+    s.at_ms = now_ms;
+    s.pending = c.pending;
+    s.peer_ack = c.peer_ack;
+    s.cloud_ack = c.cloud_ack;
+    s.failed = c.failed;
+    s.oldest_pending_age_ms = age(c.oldest_pending_stored_at_ms);
+    s.oldest_peer_ack_age_ms = age(c.oldest_peer_ack_at_ms);
+    s.last_seq = c.own_last_seq;
+    return s;
+}
+
+std::string encode_lane(const lane_summary& s, std::string_view store_id,
+                        std::string_view terminal_id) {
+    auto or_null = [](const std::optional<std::int64_t>& v) -> nlohmann::ordered_json {
+        return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+    };
+    const nlohmann::ordered_json j = {{"storeId", store_id},
+                                      {"terminalId", terminal_id},
+                                      {"agentVersion", LANESYNC_VERSION},
+                                      {"at", s.at_ms},
+                                      {"pending", s.pending},
+                                      {"peerAck", s.peer_ack},
+                                      {"cloudAck", s.cloud_ack},
+                                      {"failed", s.failed},
+                                      {"oldestPendingAgeMs", or_null(s.oldest_pending_age_ms)},
+                                      {"oldestPeerAckAgeMs", or_null(s.oldest_peer_ack_age_ms)},
+                                      {"lastSeq", s.last_seq},
+                                      {"peersUp", s.peers_up},
+                                      {"peersConfigured", s.peers_configured},
+                                      {"retryDepth", s.retry_depth}};
+    return j.dump();
 }
 
 std::string decoded::problem() const {

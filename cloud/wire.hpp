@@ -41,11 +41,34 @@ endpoint make_endpoint(const conf::cloud_url& url, std::string_view function);
 std::optional<std::string> encode_message(const outbox::record& rec, std::string_view store_id,
                                           std::string_view uploaded_by = {});
 
-/// `{"messages":[<parts joined by commas>]}`.
-std::string wrap_messages(const std::vector<std::string>& parts);
+/// The lane's summary that every upload request carries and an idle lane sends as a heartbeat
+/// (docs/cloud.md "Lane health"): head office's view of every lane.
+struct lane_summary {
+    std::int64_t at_ms = 0; ///< the lane's clock when it was taken
+    std::uint64_t pending = 0, peer_ack = 0, cloud_ack = 0, failed = 0; ///< own messages
+    std::optional<std::int64_t> oldest_pending_age_ms, oldest_peer_ack_age_ms;
+    std::uint64_t last_seq = 0; ///< highest own seq handed out
+    std::size_t peers_up = 0, peers_configured = 0;
+    std::uint32_t retry_depth = 0; ///< upload failures in a row now
+};
+
+/// The summary of the outbox's counts at `now_ms` (an age is never negative).
+lane_summary summarize(const outbox::counts& c, std::int64_t now_ms);
+
+/// The `lane` object: {"storeId","terminalId","agentVersion","at","pending","peerAck",
+/// "cloudAck","failed","oldestPendingAgeMs","oldestPeerAckAgeMs","lastSeq","peersUp",
+/// "peersConfigured","retryDepth"}, compact. At most max_lane_bytes.
+std::string encode_lane(const lane_summary& s, std::string_view store_id,
+                        std::string_view terminal_id);
+/// Room the byte cap keeps for the `lane` member (ids of at most 64 + 32 characters).
+inline constexpr std::size_t max_lane_bytes = 512;
+
+/// `{"messages":[<parts joined by commas>]}`, with `,"lane":<lane>` before the closing brace
+/// when `lane` is not empty. No parts and a lane: a heartbeat.
+std::string wrap_messages(const std::vector<std::string>& parts, std::string_view lane = {});
 
 /// Size wrap_messages() would produce, without building it.
-std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts);
+std::size_t wrapped_size(std::size_t parts_bytes, std::size_t parts, std::size_t lane_bytes = 0);
 
 /// What a 2xx answer said, read defensively. Only well-formed results for ids that were in
 /// the batch land in `results` (at most one per id). Everything else is counted, and the ids

@@ -53,6 +53,7 @@ struct lane {
         cfg.backoff_base = std::chrono::milliseconds(10);
         cfg.backoff_max = std::chrono::milliseconds(50);
         cfg.cloud_interval = std::chrono::milliseconds(60'000);
+        cfg.cloud_heartbeat = std::chrono::milliseconds(0);
     }
     ~lane() {
         if (up) {

@@ -35,6 +35,7 @@ conf::config base_config(const std::string& url) {
     c.backoff_max = std::chrono::milliseconds(100);
     c.cloud_interval = std::chrono::milliseconds(60'000); // no idle polls unless a test wants them
     c.cloud_batch_size = 50;
+    c.cloud_heartbeat = std::chrono::milliseconds(0); // the heartbeat tests turn it on
     return c;
 }
 
@@ -882,4 +883,71 @@ TEST_CASE("answers that cannot be marked (the outbox refuses the write) back off
     // Space is back: the next attempt marks the batch.
     outbox::detail::test_hooks::exec_on_writer(*r.store, "DROP TRIGGER disk_full");
     REQUIRE(r.wait_counts(3));
+}
+
+// ---- the lane summary and heartbeats (docs/cloud.md "Lane health") --------------------------
+
+TEST_CASE("every upload request carries the lane's summary") {
+    rig r([](const seen_request& q) { return ack_all(q); });
+    r.publish(3);
+    r.start();
+    REQUIRE(r.wait_counts(3));
+    REQUIRE(r.cloud->requests().size() == 1);
+    auto body = nlohmann::json::parse(r.cloud->requests().at(0).body);
+    REQUIRE(body.contains("lane"));
+    const auto& lane = body["lane"];
+    CHECK(lane["storeId"] == "store-1");
+    CHECK(lane["terminalId"] == "L1");
+    CHECK(lane["agentVersion"] == LANESYNC_VERSION);
+    CHECK(lane["pending"] == 3); // read just before the request: nothing acked yet
+    CHECK(lane["cloudAck"] == 0);
+    CHECK(lane["lastSeq"] == 3);
+    CHECK(lane["oldestPendingAgeMs"].get<std::int64_t>() >= 0);
+    CHECK(lane["oldestPeerAckAgeMs"].is_null());
+    CHECK(lane["retryDepth"] == 0);
+    CHECK(lane["peersConfigured"] == 0);
+    CHECK(lane["at"].get<std::int64_t>() > 0);
+}
+
+TEST_CASE("an idle lane sends its summary alone every CLOUD_HEARTBEAT_MS") {
+    rig r([](const seen_request& q) { return ack_all(q); });
+    r.cfg.cloud_heartbeat = 300ms;
+    r.cfg.cloud_interval = 50ms;
+    const auto ok_before = counter("lanesync_cloud_heartbeats_total", "outcome=\"ok\"");
+    auto& up = r.start();
+    up.set_peers([] { return cloud::peer_count{1, 2}; });
+    auto beats = [&] {
+        return counter("lanesync_cloud_heartbeats_total", "outcome=\"ok\"") - ok_before;
+    };
+    REQUIRE(run_until(
+        r.ioc, [&] { return beats() >= 2; }, 5s)); // answered, not only sent
+    auto reqs = r.cloud->requests();
+    for (const auto& q : reqs) {
+        auto body = nlohmann::json::parse(q.body);
+        CHECK(body["messages"].empty());
+        CHECK(body["lane"]["pending"] == 0);
+    }
+    CHECK(nlohmann::json::parse(reqs[1].body)["lane"]["peersUp"] == 1);
+    CHECK(nlohmann::json::parse(reqs[1].body)["lane"]["peersConfigured"] == 2);
+    CHECK(reqs[1].at - reqs[0].at >= 250ms); // not one per idle poll
+    // Work goes out as usual, and a request just sent puts the next heartbeat off.
+    r.publish(1);
+    up.notify();
+    REQUIRE(r.wait_counts(1));
+    CHECK(nlohmann::json::parse(r.cloud->requests().back().body)["messages"].size() == 1);
+}
+
+TEST_CASE("a failed heartbeat is counted and changes nothing") {
+    rig r([](const seen_request&) { return status_only(503); });
+    r.cfg.cloud_heartbeat = 200ms;
+    r.cfg.cloud_interval = 50ms;
+    const auto failed_before = counter("lanesync_cloud_heartbeats_total", "outcome=\"failed\"");
+    r.start();
+    auto failed = [&] {
+        return counter("lanesync_cloud_heartbeats_total", "outcome=\"failed\"") - failed_before;
+    };
+    REQUIRE(run_until(
+        r.ioc, [&] { return failed() >= 2; }, 5s));
+    CHECK(r.status().consecutive_failures == 0); // an idle lane's outage shows at its next upload
+    CHECK_FALSE(r.status().next_attempt_at_ms);
 }

@@ -34,6 +34,7 @@ struct tls_rig {
             fake_cloud::tls_files{cert, key});
         cfg.terminal_id = "L1";
         cfg.supabase_url = cloud->url(host);
+        cfg.cloud_heartbeat = std::chrono::milliseconds(0);
         cfg.supabase_service_key = tls_key;
         cfg.supabase_ca_file = ca_file;
         cfg.backoff_base = std::chrono::milliseconds(10);

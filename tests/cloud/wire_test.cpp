@@ -119,6 +119,49 @@ TEST_CASE("wrap_messages and wrapped_size agree") {
     }
 }
 
+TEST_CASE("the lane summary: from the outbox's counts, after the messages, sized for") {
+    outbox::counts c;
+    c.pending = 2;
+    c.peer_ack = 5;
+    c.cloud_ack = 7;
+    c.failed = 1;
+    c.own_last_seq = 15;
+    c.oldest_pending_stored_at_ms = 9'000;
+    c.oldest_peer_ack_at_ms = 10'500; // a clock step: never a negative age
+    auto s = wire::summarize(c, 10'000);
+    CHECK(s.at_ms == 10'000);
+    CHECK(s.oldest_pending_age_ms == 1'000);
+    CHECK(s.oldest_peer_ack_age_ms == 0);
+    CHECK(wire::summarize(outbox::counts{}, 1).oldest_pending_age_ms == std::nullopt);
+    s.peers_up = 1;
+    s.peers_configured = 2;
+    s.retry_depth = 3;
+    const std::string lane = wire::encode_lane(s, std::string(64, 's'), std::string(32, 't'));
+    CHECK(lane.size() <= wire::max_lane_bytes);
+    auto j = nlohmann::json::parse(lane);
+    CHECK(j == nlohmann::json{{"storeId", std::string(64, 's')},
+                              {"terminalId", std::string(32, 't')},
+                              {"agentVersion", LANESYNC_VERSION},
+                              {"at", 10'000},
+                              {"pending", 2},
+                              {"peerAck", 5},
+                              {"cloudAck", 7},
+                              {"failed", 1},
+                              {"oldestPendingAgeMs", 1'000},
+                              {"oldestPeerAckAgeMs", 0},
+                              {"lastSeq", 15},
+                              {"peersUp", 1},
+                              {"peersConfigured", 2},
+                              {"retryDepth", 3}});
+    const std::vector<std::string> parts = {*wire::encode_message(make_record(1), "s")};
+    auto body = wire::wrap_messages(parts, lane);
+    CHECK(body.size() == wire::wrapped_size(parts[0].size(), 1, lane.size()));
+    CHECK(nlohmann::json::parse(body)["lane"] == j);
+    auto beat = wire::wrap_messages({}, lane);
+    CHECK(beat.size() == wire::wrapped_size(0, 0, lane.size()));
+    CHECK(nlohmann::json::parse(beat)["messages"].empty());
+}
+
 TEST_CASE("decode_results: a clean answer") {
     std::vector<std::string> ids = {"a", "b", "c"};
     auto d = wire::decode_results(

@@ -48,6 +48,9 @@ lanesync_py_test(rebuild test_rebuild)
 lanesync_py_test(takeover test_takeover cloud)
 # Issue 12: OUTBOX_RETENTION_DAYS=0.0001 over rounds of load; `lanesync prune` (about 60 s).
 lanesync_py_test(retention test_retention cloud)
+# Issue 12: lane summaries and heartbeats in the cloud's lane_status / lane_health, a lane that
+# goes silent, scripts/store-report.sh (about 10 s).
+lanesync_py_test(lane_health test_lane_health cloud)
 # Issue 13: head office's changes pulled by real lanes from the local cloud (sync-pull).
 lanesync_py_test(pull test_pull cloud)
 

@@ -29,6 +29,7 @@ USAGE
 root=$(cd "$(dirname "$0")/.." && pwd)
 setup=1
 ctest_args=()
+all_stages=(main asan tsan fuzz)
 stages=(main)
 chosen=()
 skip=()
@@ -37,11 +38,11 @@ while (($#)); do
     --help|-h) usage; exit 0 ;;
     --no-setup) setup=0 ;;
     -R) ctest_args+=(-R "$2"); skip+=(asan tsan fuzz); shift ;;
-    --all-stages) chosen+=(main asan tsan fuzz) ;;
+    --all-stages) chosen+=("${all_stages[@]}") ;;
     --no-sanitizers) skip+=(asan tsan) ;;
     --no-fuzz) skip+=(fuzz) ;;
     --stage)
-      [[ " ${stages[*]} " == *" $2 "* ]] || { echo "test.sh: unknown stage $2" >&2; exit 2; }
+      [[ " ${all_stages[*]} " == *" $2 "* ]] || { echo "test.sh: unknown stage $2" >&2; exit 2; }
       chosen+=("$2"); shift ;;
     *) echo "test.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac

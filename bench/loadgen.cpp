@@ -102,11 +102,6 @@ public:
     virtual void answer(const http_result& r, std::chrono::nanoseconds latency, recorder& rec) = 0;
 };
 
-std::string failure_key(const http_result& r) {
-    return r.fail != http_result::failure::none ? cloud::outcome_label(r.fail)
-                                                : std::to_string(r.status);
-}
-
 /// POST /v1/messages, one message or a {"messages": [...]} batch per request; 201 is success.
 class publish_workload : public workload {
 public:
@@ -429,6 +424,11 @@ void check_options(const options& o) {
 }
 
 } // namespace
+
+std::string failure_key(const http_result& r) {
+    return r.fail != http_result::failure::none ? cloud::outcome_label(r.fail)
+                                                : std::to_string(r.status);
+}
 
 #ifndef LANESYNC_LOADGEN_JETSTREAM
 nlohmann::json run_jetstream(const options&) {

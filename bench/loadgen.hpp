@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+namespace lanesync::cloud {
+struct http_result;
+}
+
 namespace CLI {
 class App;
 }
@@ -105,6 +109,9 @@ void add_fleet_options(CLI::App& app, fleet_options& f);
 void check_fleet(const options& o, const fleet_options& f);
 /// The whole result line of a fleet run.
 nlohmann::json run_fleet(const options& o, const fleet_options& f);
+
+/// An error's key in the result line: the failure's label ("timeout", ...) or the HTTP status.
+std::string failure_key(const cloud::http_result& r);
 
 /// Runs `o` against a JetStream stream (creating it when missing); the result line without
 /// the common fields. Defined only when built with libnats.

@@ -168,11 +168,6 @@ void build_batch(fleet_run& run, fleet_lane& l, std::size_t n, clock_type::time_
     l.body = cloud::wire::wrap_messages(parts);
 }
 
-std::string failure_key(const http_result& r) {
-    return r.fail != http_result::failure::none ? cloud::outcome_label(r.fail)
-                                                : std::to_string(r.status);
-}
-
 /// Records one answer; true when the batch is done with (stored, duplicate or rejected).
 bool record(fleet_run& run, const fleet_lane& l, const http_result& r, clock_type::time_point sent,
             clock_type::time_point done) {

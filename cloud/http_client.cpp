@@ -28,8 +28,6 @@ namespace {
 /// Response headers from the Supabase gateway are small; this is generous.
 constexpr std::uint32_t response_header_limit = 64u << 10;
 
-constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
-
 /// The error-code helper (STYLE habit 6): did the other side close the connection rather
 /// than something break? These are the codes a kept-alive connection that the server closed
 /// while idle produces on our next request:

@@ -14,8 +14,10 @@
 #include "cloud/wire.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -29,6 +31,10 @@ class context;
 }
 
 namespace lanesync::cloud {
+
+/// `co_await op(as_tuple_awaitable)`: the error code as a value instead of an exception (the
+/// client, the uploader and the puller).
+inline constexpr auto as_tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
 
 class http_client {
 public:

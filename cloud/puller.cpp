@@ -38,7 +38,6 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* function_name = "sync-pull";
-constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
 
 } // namespace
 

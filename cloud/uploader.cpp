@@ -21,8 +21,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
-
 /// "L3,L4" ("-" when empty), for log lines.
 std::string joined(const std::vector<std::string>& v) {
     std::string out;

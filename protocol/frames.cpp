@@ -1,4 +1,5 @@
 #include "protocol/frames.hpp"
+#include "protocol/frame_fields.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -10,10 +11,8 @@ namespace lanesync::protocol {
 namespace {
 
 using json = nlohmann::json;
-
-decode_error policy(std::string why) {
-    return decode_error{close_code::policy_violation, std::move(why)};
-}
+using detail::get_string;
+using detail::policy;
 
 bool valid_hex(std::string_view s, std::size_t min_len, std::size_t max_len) {
     if (s.size() < min_len || s.size() > max_len || s.size() % 2 != 0)
@@ -22,16 +21,6 @@ bool valid_hex(std::string_view s, std::size_t min_len, std::size_t max_len) {
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return false;
     return true;
-}
-
-/// Reads obj[key] as a string; sets `err` when missing or not a string.
-const std::string* get_string(const json& obj, const char* key, std::string& err) {
-    auto it = obj.find(key);
-    if (it == obj.end() || !it->is_string()) {
-        err = std::string("field ") + key + " must be a string";
-        return nullptr;
-    }
-    return &it->get_ref<const std::string&>();
 }
 
 bool get_u64(const json& obj, const char* key, std::uint64_t& out, std::string& err) {

@@ -2,6 +2,7 @@
 // and encoded with sorted keys like every other frame. Their rules (what to send, what to
 // accept) are in protocol/catalog_sync.cpp.
 #include "protocol/catalog_sync.hpp"
+#include "protocol/frame_fields.hpp"
 #include "protocol/frames.hpp"
 
 #include <nlohmann/json.hpp>
@@ -12,10 +13,8 @@ namespace lanesync::protocol {
 namespace {
 
 using json = nlohmann::json;
-
-decode_error policy(std::string why) {
-    return decode_error{close_code::policy_violation, std::move(why)};
-}
+using detail::get_string;
+using detail::policy;
 
 /// obj[key] as an integer in [min, 2^63-1].
 bool get_int(const json& obj, const char* key, std::int64_t min, std::int64_t& out,
@@ -42,15 +41,6 @@ bool get_bool(const json& obj, const char* key, bool& out, std::string& err) {
     }
     out = it->get<bool>();
     return true;
-}
-
-const std::string* get_string(const json& obj, const char* key, std::string& err) {
-    auto it = obj.find(key);
-    if (it == obj.end() || !it->is_string()) {
-        err = std::string("field ") + key + " must be a string";
-        return nullptr;
-    }
-    return &it->get_ref<const std::string&>();
 }
 
 bool decode_entry(const json& e, catalog_have_entry& out, std::string& err) {

@@ -17,7 +17,10 @@ std::chrono::milliseconds prune_every(std::chrono::milliseconds retention) {
 
 retention::retention(boost::asio::io_context& ioc, outbox::async_store& outbox,
                      const conf::config& cfg, std::size_t batch_rows)
-    : outbox_(outbox), cfg_(cfg), batch_rows_(std::max<std::size_t>(1, batch_rows)), timer_(ioc) {}
+    : outbox_(outbox), cfg_(cfg), batch_rows_(std::max<std::size_t>(1, batch_rows)), timer_(ioc),
+      pruned_(metrics::global().get_counter(
+          "lanesync_outbox_pruned_total",
+          "Messages deleted by retention (cloud_ack past OUTBOX_RETENTION_DAYS)")) {}
 
 void retention::start(std::chrono::milliseconds first) {
     schedule(first);
@@ -41,19 +44,17 @@ void retention::schedule(std::chrono::milliseconds in) {
 
 void retention::step(std::int64_t cutoff_ms, std::size_t deleted, std::size_t batches,
                      std::chrono::steady_clock::time_point began) {
-    static metrics::counter& pruned = metrics::global().get_counter(
-        "lanesync_outbox_pruned_total",
-        "Messages deleted by retention (cloud_ack past OUTBOX_RETENTION_DAYS)");
     outbox_.prune(cutoff_ms, batch_rows_, [=, this](outbox::count_outcome o) {
+        pruned_.inc(o.count); // deleted, also by a step that completes after stop()
         if (stopped_)
             return;
         if (!o.ok) {
             log::warn("outbox.prune_failed",
                       {{"error", o.error}, {"pruned", std::to_string(deleted)}});
+            purge_catalog();
             schedule(prune_every(cfg_.retention));
             return;
         }
-        pruned.inc(o.count);
         if (o.count == batch_rows_) { // maybe more: the next batch queues behind what came in
             step(cutoff_ms, deleted + o.count, batches + 1, began);
             return;

@@ -3,6 +3,7 @@
 /// docs/outbox.md "Retention"): which messages go is the outbox's rule (outbox::store::prune);
 /// when and in what steps is decided here.
 
+#include "base/metrics.hpp"
 #include "conf/config.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -46,6 +47,7 @@ private:
     const conf::config& cfg_;
     std::size_t batch_rows_;
     boost::asio::steady_timer timer_;
+    metrics::counter& pruned_; ///< lanesync_outbox_pruned_total
     bool stopped_ = false;
 };
 

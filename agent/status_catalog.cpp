@@ -10,11 +10,12 @@ namespace {
 
 using nlohmann::json;
 
-json time_or_null(const std::optional<std::int64_t>& ms) {
+/// ISO-8601, or null when unset or 0 (a scope never applied).
+json time_or_null_if_zero(const std::optional<std::int64_t>& ms) {
     return ms && *ms > 0 ? json(protocol::format_time_ms(*ms)) : json(nullptr);
 }
 
-std::string str(const json& j) {
+std::string cell(const json& j) {
     if (j.is_null())
         return "-";
     if (j.is_string())
@@ -40,7 +41,7 @@ json catalog_json(const std::vector<protocol::catalog_scope_state>& scopes) {
                        {"head", s.head},
                        {"behind", std::max<std::int64_t>(0, s.head - s.through)},
                        {"keys", s.keys},
-                       {"applied_at", time_or_null(s.applied_at_ms)},
+                       {"applied_at", time_or_null_if_zero(s.applied_at_ms)},
                        {"snapshot_active", s.snapshot_active},
                        {"horizon", s.horizon},
                        {"source", s.source.empty() ? json(nullptr) : json(s.source)}});
@@ -58,10 +59,10 @@ json pull_json(const conf::config& cfg, const std::optional<cloud::pull_status>&
             j[k] = nullptr;
         return j;
     }
-    j["last_ok_at"] = time_or_null(p->last_ok_at_ms);
-    j["last_attempt_at"] = time_or_null(p->last_attempt_at_ms);
+    j["last_ok_at"] = time_or_null_if_zero(p->last_ok_at_ms);
+    j["last_attempt_at"] = time_or_null_if_zero(p->last_attempt_at_ms);
     j["last_error"] = p->last_error.empty() ? json(nullptr) : json(p->last_error);
-    j["next_attempt_at"] = time_or_null(p->next_attempt_at_ms);
+    j["next_attempt_at"] = time_or_null_if_zero(p->next_attempt_at_ms);
     j["consecutive_failures"] = p->consecutive_failures;
     j["last_http_status"] = p->last_http_status ? json(*p->last_http_status) : json(nullptr);
     j["requests_ok"] = p->requests_ok;
@@ -77,19 +78,19 @@ std::string catalog_lines(const json& s) {
     const bool on = field(pull, "enabled") == true;
     if ((!cat.is_array() || cat.empty()) && !on)
         return {};
-    std::string out = "\nPULL      " + str(field(pull, "state")) + "   last ok " +
-                      str(field(pull, "last_ok_at")) + "   next " +
-                      str(field(pull, "next_attempt_at")) + "   last error " +
-                      str(field(pull, "last_error")) + "\n";
+    std::string out = "\nPULL      " + cell(field(pull, "state")) + "   last ok " +
+                      cell(field(pull, "last_ok_at")) + "   next " +
+                      cell(field(pull, "next_attempt_at")) + "   last error " +
+                      cell(field(pull, "last_error")) + "\n";
     if (!cat.is_array() || cat.empty())
         return out + "CATALOG   nothing held yet\n";
     std::vector<std::vector<std::string>> rows{
         {"SCOPE", "THROUGH", "HEAD", "BEHIND", "KEYS", "SNAPSHOT", "APPLIED", "SOURCE"}};
     for (const auto& c : cat)
-        rows.push_back({str(field(c, "scope")), str(field(c, "through")), str(field(c, "head")),
-                        str(field(c, "behind")), str(field(c, "keys")),
+        rows.push_back({cell(field(c, "scope")), cell(field(c, "through")), cell(field(c, "head")),
+                        cell(field(c, "behind")), cell(field(c, "keys")),
                         field(c, "snapshot_active") == true ? "under way" : "-",
-                        str(field(c, "applied_at")), str(field(c, "source"))});
+                        cell(field(c, "applied_at")), cell(field(c, "source"))});
     std::vector<std::size_t> width(rows[0].size(), 0);
     for (const auto& r : rows)
         for (std::size_t i = 0; i < r.size(); ++i)

@@ -112,6 +112,13 @@ decision decide_refused(const http_result& res, const sent_batch& sent) {
 
 } // namespace
 
+bool lane_refused(const http_result& res) {
+    if (res.fail != http_result::failure::none || res.status != 400)
+        return false;
+    const std::string e = wire::error_text(res.body);
+    return e.starts_with("lane.") || e.starts_with("lane ");
+}
+
 decision decide(const http_result& res, const sent_batch& sent) {
     decision out;
     if (res.fail == http_result::failure::cancelled) {

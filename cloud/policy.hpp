@@ -57,6 +57,11 @@ struct decision {
 /// The rules for one request's result (docs/uploader.md, "Reading the answer").
 decision decide(const http_result& res, const sent_batch& sent);
 
+/// A 400 about the request's `lane` object (its error starts with "lane": "lane.pending must
+/// be ...", "lane has unknown field(s) ..."): a cloud function that does not take this lane's
+/// summary. The batch is sent again without it, never split or failed for it.
+bool lane_refused(const http_result& res);
+
 // ---- covered uploads (replica takeover, docs/uploader.md "Covered uploads") -----------------
 
 /// The origins to ask the outbox for, from what `set_cover` returned: valid terminal ids other

@@ -3,6 +3,7 @@
 
 #include "base/backoff.hpp"
 #include "base/log.hpp"
+#include "base/text.hpp"
 #include "cloud/uploader_impl.hpp"
 #include "protocol/message.hpp"
 
@@ -129,12 +130,22 @@ net::awaitable<bool> uploader::impl::send(round_state& r, batch b, std::deque<ba
         sent.ids.push_back(p.id);
     }
     auto summary = lane_json();
-    auto body = wire::wrap_messages(parts, co_await std::move(summary));
+    const std::string lane = co_await std::move(summary);
+    auto body = wire::wrap_messages(parts, lane);
     sent.body_bytes = body.size();
 
     auto started = clock_type::now();
     auto sending = post(r, std::move(body));
     auto res = co_await std::move(sending);
+    if (!lane.empty() && lane_refused(res)) {
+        // The cloud's function does not take our summary (a version apart): never again from
+        // this process, and the same batch goes again at once without it.
+        send_lane_ = false;
+        log::warn("cloud.lane_refused", {{"error", wire::error_text(res.body)},
+                                         {"effect", "summaries and heartbeats off"}});
+        auto again = send(r, std::move(b), todo);
+        co_return co_await std::move(again);
+    }
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
     if (stopping_ && res.fail != http_result::failure::none)
@@ -146,10 +157,21 @@ net::awaitable<bool> uploader::impl::send(round_state& r, batch b, std::deque<ba
 }
 
 /// The lane summary this request carries: the outbox's counts (a read on the reader thread),
-/// the links, the failures in a row.
+/// the links, the failures in a row. Empty (the request goes without it) once the cloud
+/// refused one, and when the read fails: never a summary of zeros in place of the real one.
 net::awaitable<std::string> uploader::impl::lane_json() {
-    auto reading = db_.counts(net::use_awaitable);
-    auto s = wire::summarize(co_await std::move(reading), protocol::now_ms());
+    if (!send_lane_)
+        co_return std::string();
+    auto reading = db_.read([](outbox::store& s) { return s.get_counts(); },
+                            net::as_tuple(net::use_awaitable));
+    auto [e, counts] = co_await std::move(reading);
+    if (e) {
+        log::warn("cloud.lane_summary_failed", {{"error", text::what(e)}});
+        co_return std::string();
+    }
+    if (detached_)
+        co_return std::string();
+    auto s = wire::summarize(counts, protocol::now_ms());
     const peer_count p = peers_ ? peers_() : peer_count{0, cfg_.peers.size()};
     s.peers_up = p.up;
     s.peers_configured = p.configured;
@@ -158,15 +180,22 @@ net::awaitable<std::string> uploader::impl::lane_json() {
 }
 
 /// An idle lane's heartbeat: `{"messages":[],"lane":{...}}`. Its failure is counted and
-/// logged, nothing else: it changes no message, and the next upload finds an outage itself.
+/// logged; it changes no message and starts no backoff (the next upload finds an outage
+/// itself), though it shows in status as the last attempt like any request.
 net::awaitable<bool> uploader::impl::heartbeat(round_state& r) {
     auto summary = lane_json();
-    auto body = wire::wrap_messages({}, co_await std::move(summary));
-    auto sending = post(r, std::move(body));
+    const std::string lane = co_await std::move(summary);
+    if (lane.empty())
+        co_return false;
+    auto sending = post(r, wire::wrap_messages({}, lane));
     auto res = co_await std::move(sending);
     if (res.fail == http_result::failure::none && res.status >= 200 && res.status < 300) {
         heartbeats_ok_->inc();
         log::debug("cloud.heartbeat", {{"status", std::to_string(res.status)}});
+    } else if (lane_refused(res)) {
+        send_lane_ = false;
+        log::warn("cloud.lane_refused", {{"error", wire::error_text(res.body)},
+                                         {"effect", "summaries and heartbeats off"}});
     } else if (!stopping_) {
         heartbeats_failed_->inc();
         log::warn("cloud.heartbeat_failed",

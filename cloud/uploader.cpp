@@ -313,8 +313,10 @@ net::awaitable<void> uploader::impl::step() {
 }
 
 bool uploader::impl::heartbeat_due(clock_type::time_point now) const {
-    return cfg_.cloud_heartbeat.count() > 0 && !paused_ && !stopping_ && now >= next_attempt_ &&
-           now - last_request_ >= cfg_.cloud_heartbeat && rounds_running() == 0;
+    return cfg_.cloud_heartbeat.count() > 0 && send_lane_ && !paused_ && !stopping_ &&
+           now >= next_attempt_ &&
+           (!last_request_ || now - *last_request_ >= cfg_.cloud_heartbeat) &&
+           rounds_running() == 0;
 }
 
 std::size_t uploader::impl::rounds_running() const {

@@ -148,12 +148,13 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     std::size_t requests_out_ = 0;    ///< requests sent and not answered
     answer_times times_;              ///< for the adaptive request timeout
     std::vector<std::function<void()>> stop_waiters_;
-    std::vector<std::weak_ptr<http_client>> queries_; ///< highest-seq requests out (on_stop)
-    std::function<std::vector<std::string>()> cover_; ///< origins uploaded for (set_cover)
-    std::vector<std::string> last_cover_;             ///< covered_origins at the last ask
-    clock_type::time_point next_cover_check_{};       ///< ask cover_ again from then on
-    std::function<peer_count()> peers_;               ///< peers up / configured (set_peers)
-    clock_type::time_point last_request_{};           ///< the last upload or heartbeat sent
+    std::vector<std::weak_ptr<http_client>> queries_;    ///< highest-seq requests out (on_stop)
+    std::function<std::vector<std::string>()> cover_;    ///< origins uploaded for (set_cover)
+    std::vector<std::string> last_cover_;                ///< covered_origins at the last ask
+    clock_type::time_point next_cover_check_{};          ///< ask cover_ again from then on
+    std::function<peer_count()> peers_;                  ///< peers up / configured (set_peers)
+    std::optional<clock_type::time_point> last_request_; ///< the last upload or heartbeat sent
+    bool send_lane_ = true; ///< requests carry the lane summary (off once the cloud refused it)
     std::atomic<bool> detached_{false}; ///< the uploader object is gone: touch no store
 
     mutable std::mutex status_mutex_;

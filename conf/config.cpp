@@ -227,9 +227,10 @@ const std::vector<std::string>& known_keys() {
 std::string days_text(std::chrono::milliseconds d) {
     constexpr std::int64_t per_day = 86'400'000;
     const std::int64_t ms = d.count();
-    std::string out = std::to_string(ms / per_day);
-    // ms to micro-days: x / 86.4 = x * 10 / 864, rounded to the nearest.
-    const std::int64_t micro = (ms % per_day * 10 + 432) / 864;
+    // ms to micro-days: x / 86.4 = x * 10 / 864, rounded to the nearest (carried into the days).
+    const std::int64_t all_micro = ms / per_day * 1'000'000 + (ms % per_day * 10 + 432) / 864;
+    std::string out = std::to_string(all_micro / 1'000'000);
+    const std::int64_t micro = all_micro % 1'000'000;
     if (micro == 0)
         return out;
     std::string frac = std::to_string(micro);

@@ -184,7 +184,9 @@ void set_retention(key_state& st, std::string_view key, const std::string& v) {
         st.chk.fail(key, quote_for_message(v) + " is not a number of days (digits, optionally "
                                                 "a point and up to 6 decimals: 30, 0.5, 0.001)");
     const std::string range = "(0.0001..36500)";
-    if (whole.size() > 5 || std::stoull(whole) > max_retention_days ||
+    const auto digits_from = whole.find_first_not_of('0');
+    const std::size_t significant = digits_from == whole.npos ? 0 : whole.size() - digits_from;
+    if (significant > 5 || std::stoull(whole) > max_retention_days ||
         (std::stoull(whole) == max_retention_days && frac.find_first_not_of('0') != frac.npos))
         st.chk.fail(key, v + " is too large " + range);
     std::string micro = frac + std::string(retention_decimals - frac.size(), '0');

@@ -31,6 +31,15 @@ sent_batch sent(std::vector<std::string> ids, std::size_t body_bytes = 1000) {
 
 } // namespace
 
+TEST_CASE("lane_refused: a 400 about the lane object, nothing else") {
+    CHECK(lane_refused(answer(400, R"({"error":"lane.pending must be an integer >= 0"})")));
+    CHECK(lane_refused(answer(400, R"({"error":"lane has unknown field(s) \"x\""})")));
+    CHECK_FALSE(lane_refused(answer(400, R"({"error":"messages[0].topic must be a string"})")));
+    CHECK_FALSE(lane_refused(answer(400, R"({"error":"lanes are fine"})")));
+    CHECK_FALSE(lane_refused(answer(422, R"({"error":"lane.pending must be an integer >= 0"})")));
+    CHECK_FALSE(lane_refused(no_answer(http_result::failure::network, "reset")));
+}
+
 TEST_CASE("is_transient: what is retried and what is an answer about the request") {
     for (int s : {0, 401, 403, 404, 408, 425, 429, 500, 502, 503, 504, 546, 599, 301, 307})
         CHECK_MESSAGE(is_transient(s), s);

@@ -951,3 +951,25 @@ TEST_CASE("a failed heartbeat is counted and changes nothing") {
     CHECK(r.status().consecutive_failures == 0); // an idle lane's outage shows at its next upload
     CHECK_FALSE(r.status().next_attempt_at_ms);
 }
+
+TEST_CASE("a cloud that refuses the lane object gets the batch again without it") {
+    rig r([](const seen_request& q) {
+        if (q.body.find("\"lane\"") != std::string::npos)
+            return status_only(400, "lane has unknown field(s) \"retryDepth\"");
+        return ack_all(q);
+    });
+    r.cfg.cloud_heartbeat = 100ms;
+    r.cfg.cloud_interval = 50ms;
+    r.publish(3);
+    r.start();
+    REQUIRE(r.wait_counts(3)); // stored, none failed
+    auto reqs = r.cloud->requests();
+    REQUIRE(reqs.size() == 2);
+    CHECK(nlohmann::json::parse(reqs[0].body).contains("lane"));
+    CHECK_FALSE(nlohmann::json::parse(reqs[1].body).contains("lane"));
+    CHECK(reqs[1].seqs() == std::vector<std::uint64_t>{1, 2, 3});
+    CHECK(r.status().consecutive_failures == 0);
+    // No heartbeats either from then on.
+    run_for(r.ioc, 300ms); // a "nothing happens" window, three heartbeat periods long
+    CHECK(r.cloud->requests().size() == 2);
+}

@@ -610,6 +610,7 @@ TEST_CASE("OUTBOX_RETENTION_DAYS") {
     CHECK(good("OUTBOX_RETENTION_DAYS", "0.001").retention == milliseconds(86'400));
     CHECK(good("OUTBOX_RETENTION_DAYS", "1.5").retention == milliseconds(129'600'000));
     CHECK(good("OUTBOX_RETENTION_DAYS", "0.0001").retention == milliseconds(8'640));
+    CHECK(good("OUTBOX_RETENTION_DAYS", "000030").retention == milliseconds(30LL * 86'400'000));
     CHECK(good("OUTBOX_RETENTION_DAYS", "36500.000").retention ==
           milliseconds(36'500LL * 86'400'000));
     CHECK(bad("OUTBOX_RETENTION_DAYS", "0") ==
@@ -628,6 +629,7 @@ TEST_CASE("days_text writes a retention the way the env file does") {
     CHECK(days_text(milliseconds(86'400)) == "0.001");
     CHECK(days_text(milliseconds(129'600'000)) == "1.5");
     CHECK(days_text(milliseconds(8'640)) == "0.0001");
+    CHECK(days_text(milliseconds(86'399'999)) == "1"); // rounds up into the next day
 }
 
 TEST_CASE("MAX_MESSAGE_BYTES") {

@@ -407,14 +407,6 @@ count_outcome sqlite_store::do_prune(write_transaction& tx, std::int64_t older_t
         }
         if (limit == 0)
             continue;
-        {
-            use u(own ? w_->first_young_own : w_->first_young_replica);
-            u.bind(1, origin).bind(2, older_than_ms);
-            if (u.step())
-                limit = std::min(limit, u.uint64(0) - 1);
-        }
-        if (limit == 0)
-            continue;
         // At most what is left of max_rows: from the first seq still held (the range held is
         // contiguous, so seqs lo..lo+room-1 are at most `room` rows).
         const std::size_t room = max_rows - out.count;
@@ -429,6 +421,16 @@ count_outcome sqlite_store::do_prune(write_transaction& tx, std::int64_t older_t
             if (limit - lo >= room)
                 limit = lo + room - 1;
         }
+        {
+            // The first message of that window too young to go: a scan of the window only
+            // (of the whole held range, a million-row prune in steps would be quadratic).
+            use u(own ? w_->first_young_own : w_->first_young_replica);
+            u.bind(1, origin).bind(2, older_than_ms).bind(3, static_cast<std::int64_t>(limit));
+            if (u.step())
+                limit = std::min(limit, u.uint64(0) - 1);
+        }
+        if (limit == 0)
+            continue;
         use u(w_->delete_prefix);
         u.bind(1, origin).bind(2, limit).run();
         out.count += static_cast<std::size_t>(u.changes());

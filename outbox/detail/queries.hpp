@@ -131,14 +131,14 @@ inline constexpr std::string_view put_meta =
     "INSERT INTO meta(key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
 inline constexpr std::string_view delete_meta = "DELETE FROM meta WHERE key = ?1";
-/// prune: the first cloud_ack message too young to go (own: cloud_acked_at; replica:
-/// stored_at), walking the state range in seq order.
+/// prune: the first cloud_ack message up to seq ?3 too young to go (own: cloud_acked_at;
+/// replica: stored_at), walking the state range in seq order.
 inline constexpr std::string_view first_young_own =
-    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND cloud_acked_at >= ?2 "
-    "ORDER BY seq LIMIT 1";
+    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND seq <= ?3 "
+    "AND cloud_acked_at >= ?2 ORDER BY seq LIMIT 1";
 inline constexpr std::string_view first_young_replica =
-    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND stored_at >= ?2 "
-    "ORDER BY seq LIMIT 1";
+    "SELECT seq FROM messages WHERE origin = ?1 AND state = 2 AND seq <= ?3 "
+    "AND stored_at >= ?2 ORDER BY seq LIMIT 1";
 inline constexpr std::string_view delete_prefix =
     "DELETE FROM messages WHERE origin = ?1 AND state = 2 AND seq <= ?2";
 

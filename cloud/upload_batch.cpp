@@ -241,32 +241,32 @@ net::awaitable<http_result> uploader::impl::post(round_state& r, std::string bod
 /// Does what the policy decided. True: go on with the next batch of `todo`.
 net::awaitable<bool> uploader::impl::carry_out(round_state& r, decision d, batch b,
                                                std::deque<batch>& todo, std::int64_t ms) {
-    using kind = decision::kind;
+    using k = decision::kind; // not `kind`: policy.cpp has that alias (one unity TU)
     switch (d.k) {
-    case kind::cancelled:
+    case k::cancelled:
         log::info("cloud.upload.cancelled", {{"batch", std::to_string(b.size())}});
         co_return false;
-    case kind::ack:
-    case kind::ack_and_retry: {
+    case k::ack:
+    case k::ack_and_retry: {
         auto op = record_answer(r, std::move(d), b, ms);
         co_return co_await std::move(op);
     }
-    case kind::split:
+    case k::split:
         count_request(d.outcome);
         edit_status([](status& s) { ++s.requests_failed; });
         split(d, std::move(b), todo);
         co_return true; // an answer, not an outage: no backoff
-    case kind::fail: {
+    case k::fail: {
         count_request(d.outcome);
         edit_status([](status& s) { ++s.requests_failed; });
         auto op = reject(r, b, d.reason);
         co_return co_await std::move(op);
     }
-    case kind::retry:
-    case kind::retry_slowly:
-    case kind::auth_error: {
+    case k::retry:
+    case k::retry_slowly:
+    case k::auth_error: {
         count_request(d.outcome);
-        auto floor = d.k == kind::retry_slowly ? lim_.not_found_retry : std::chrono::milliseconds{};
+        auto floor = d.k == k::retry_slowly ? lim_.not_found_retry : std::chrono::milliseconds{};
         failed(b, d.http_status, std::move(d.error), ms, d.outcome, floor);
         co_return false;
     }

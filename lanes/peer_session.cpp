@@ -211,7 +211,7 @@ private:
     /// next action (depth first, like the synchronous calls it replaces).
     void apply(protocol::peer_actions actions) {
         for (auto& a : actions)
-            std::visit([this](auto& act) { on_action(act); }, a);
+            std::visit([this](auto& act) { this->on_action(act); }, a);
         if (report_ && !report_waits_check_)
             report_checked();
     }

@@ -7,6 +7,7 @@
 // an empty line, then the body. Properties: the status is one the API documents, a JSON answer
 // parses, a 405 names what is allowed.
 #include "agent/api_routes.hpp"
+#include "agent/api_catalog.hpp"
 #include "agent/api_publish.hpp"
 #include "fuzz_check.hpp"
 
@@ -131,6 +132,22 @@ api::response publish(const request& rq, const api::target& t, tiny_outbox& box)
     return api::batch_answer(b);
 }
 
+/// The catalog this lane holds: scope "prices" complete through version 5, key "sku-1" in it.
+const std::vector<lanesync::protocol::catalog_scope_state>& held_catalog() {
+    static const std::vector<lanesync::protocol::catalog_scope_state> held = [] {
+        lanesync::protocol::catalog_scope_state s;
+        s.scope = "prices";
+        s.through = s.head = 5;
+        s.keys = 1;
+        return std::vector{s};
+    }();
+    return held;
+}
+
+lanesync::protocol::catalog_change price_row() {
+    return {"prices", "sku-1", 5, false, R"({"price_cents":100})", 1'764'633'600'000};
+}
+
 api::response handle(const request& rq, tiny_outbox& box) {
     auto t = api::parse_target(rq.target);
     if (!t)
@@ -202,6 +219,31 @@ api::response handle(const request& rq, tiny_outbox& box) {
         x.status = 409;
         x.error = "not rebuilding";
         r = api::rebuild_answer(x, lanesync::lanes::rebuild_view{});
+        break;
+    }
+    case api::route::catalog_get: {
+        auto checked = api::check_catalog_path(m.id);
+        if (auto* e = std::get_if<api::response>(&checked))
+            return *e;
+        const auto& k = std::get<api::catalog_key>(checked);
+        std::optional<lanesync::protocol::catalog_change> row;
+        if (k.scope == "prices" && k.key == "sku-1")
+            row = price_row();
+        r = api::catalog_answer(k, held_catalog(), row);
+        break;
+    }
+    case api::route::changes: {
+        auto checked = api::check_changes(*t);
+        if (auto* e = std::get_if<api::response>(&checked))
+            return *e;
+        const auto& q = std::get<api::changes_query>(checked);
+        auto st = api::held_scope(q.scope, held_catalog());
+        if (auto* e = std::get_if<api::response>(&st))
+            return *e;
+        std::vector<lanesync::protocol::catalog_change> rows;
+        if (q.since < 5)
+            rows.push_back(price_row());
+        r = api::changes_answer(q, std::get<lanesync::protocol::catalog_scope_state>(st), rows);
         break;
     }
     case api::route::sync:

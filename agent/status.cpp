@@ -291,30 +291,6 @@ nlohmann::json status_json(const conf::config& cfg, outbox::store& store,
     return status_json(cfg, in, agent_running, now_ms);
 }
 
-status_inputs read_status_inputs(outbox::store& store, const lanes::gossip* gossip,
-                                 const cloud::uploader* uploader, const cloud::puller* puller) {
-    status_inputs in;
-    if (puller)
-        in.pull = puller->get_status();
-    in.catalog = store.catalog_scopes();
-    if (gossip)
-        in.peers = gossip->status();
-    if (uploader)
-        in.cloud = uploader->get_status();
-    in.counts = store.get_counts();
-    if (!gossip)
-        in.marks = store.peer_marks();
-    in.stored_rebuild = store.get_rebuild_state();
-    in.summaries = store.origin_summaries();
-    if (gossip || uploader)
-        in.health = store.health();
-    if (gossip) {
-        in.rebuild = gossip->rebuild();
-        in.origins = gossip->origins(in.summaries);
-    }
-    return in;
-}
-
 nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, bool agent_running,
                            std::int64_t now_ms) {
     const auto& c = in.counts;

@@ -87,6 +87,10 @@ private:
 /// The data object of sale number `i`: receipt, lines, totals, about `bytes` long.
 std::string sale_json(std::size_t i, std::size_t bytes);
 
+/// An outbox file and its WAL (the last commits may not be checkpointed yet), in bytes; a
+/// missing file counts 0.
+std::uintmax_t outbox_file_bytes(const std::string& path);
+
 /// --fleet (loadgen_fleet.cpp): many simulated lanes uploading to the edge function the way the
 /// uploader does: one keep-alive connection and one request in flight per lane, batches of
 /// CLOUD_BATCH_SIZE encoded by cloud::wire, each lane's seqs gap-free from the cloud's highest.

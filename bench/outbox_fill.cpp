@@ -22,14 +22,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 #include <vector>
 
 using namespace lanesync;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -81,14 +79,6 @@ std::size_t fill(outbox::store& s, const fill_options& o, std::string& error) {
     return failed;
 }
 
-/// The outbox file and its WAL (the last commits may not be checkpointed yet).
-std::uintmax_t file_bytes(const std::string& path) {
-    std::error_code ec;
-    auto main = fs::file_size(path, ec);
-    auto wal = fs::file_size(path + "-wal", ec);
-    return (main == static_cast<std::uintmax_t>(-1) ? 0 : main) + (ec ? 0 : wal);
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -129,7 +119,7 @@ int main(int argc, char** argv) {
                               {"batch", o.batch},
                               {"inflight", o.inflight},
                               {"failed_requests", failed},
-                              {"file_bytes", file_bytes(o.path)}};
+                              {"file_bytes", bench::outbox_file_bytes(o.path)}};
         if (failed)
             out["error"] = error;
         std::cout << out.dump() << std::endl;

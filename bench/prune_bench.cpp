@@ -62,15 +62,6 @@ double percentile(std::vector<double> v, double p) {
     return v[k];
 }
 
-std::uintmax_t file_bytes(const std::string& path) {
-    std::error_code ec;
-    auto main = fs::file_size(path, ec);
-    if (ec)
-        main = 0;
-    auto wal = fs::file_size(path + "-wal", ec);
-    return main + (ec ? 0 : wal);
-}
-
 /// `n` own messages (the load generator's sale payload), then all of them cloud_ack.
 void fill_cloud_acked(outbox::store& s, std::size_t n, std::size_t payload) {
     constexpr std::size_t chunk = 5'000;
@@ -158,7 +149,7 @@ row run_mode(const options& o, const std::string& mode) {
     so.store_id = "bench";
     auto s = outbox::store::open(so);
     fill_cloud_acked(*s, o.messages, o.payload);
-    r.bytes_before = file_bytes(path);
+    r.bytes_before = bench::outbox_file_bytes(path);
     const auto cutoff = protocol::now_ms() + 1; // everything held is past it
 
     ingest load(*s, o.concurrency, o.payload);
@@ -185,7 +176,7 @@ row run_mode(const options& o, const std::string& mode) {
     r.max_ms = lat.empty() ? 0 : *std::max_element(lat.begin(), lat.end());
     if (mode != "none") {
         fill_cloud_acked(*s, o.messages, o.payload); // into the pages the prune freed
-        r.bytes_refilled = file_bytes(path);
+        r.bytes_refilled = bench::outbox_file_bytes(path);
     }
     s->close();
     for (const char* ext : {"", "-wal", "-shm"})

@@ -1,7 +1,9 @@
-// The sale payload every bench program sends or stores (declared in bench/loadgen.hpp).
+// What the bench programs share (declared in bench/loadgen.hpp): the sale payload every one
+// sends or stores, and an outbox file's size.
 #include "bench/loadgen.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
 namespace lanesync::bench {
 
@@ -19,6 +21,15 @@ std::string sale_json(std::size_t i, std::size_t bytes) {
     s.append(s.size() + tail < bytes ? bytes - s.size() - tail : 1, 'x');
     s += "\"}";
     return s;
+}
+
+std::uintmax_t outbox_file_bytes(const std::string& path) {
+    std::error_code ec;
+    auto main = std::filesystem::file_size(path, ec);
+    if (ec)
+        main = 0;
+    auto wal = std::filesystem::file_size(path + "-wal", ec);
+    return main + (ec ? 0 : wal);
 }
 
 } // namespace lanesync::bench

@@ -23,6 +23,8 @@ void http_session::start_publish(const api::target& t) {
     if (auto* r = std::get_if<api::response>(&w))
         return send(std::move(*r));
     auto in = std::get<api::publish_input>(std::move(checked));
+    for (auto& r : in.requests) // a request without "priority" takes its topic's default
+        protocol::apply_topic_priority(r, state_->deps().cfg->topic_priority);
     const auto& q = std::get<api::wait_query>(w);
     // The places are taken before anything is stored, so a refusal stores nothing.
     if (q.target && !reserve_wait(q, in.batch ? ack_wait::kind::batch : ack_wait::kind::publish,

@@ -96,6 +96,7 @@ int cmd_publish(const publish_options& o) {
         std::cerr << "error: " << req.error() << "\n";
         return exit_usage;
     }
+    protocol::apply_topic_priority(req.value(), cfg.topic_priority);
     if (req->data.size() > cfg.max_message_bytes) {
         std::cerr << "error: data is " << req->data.size()
                   << " bytes, more than MAX_MESSAGE_BYTES (" << cfg.max_message_bytes << ")\n";
@@ -271,7 +272,9 @@ command add_publish(CLI::App& app) {
         ->type_name("JSON|@FILE");
     sub->add_option("--id", o->id, "Idempotency key (UUID); a new UUIDv7 when absent")
         ->type_name("UUID");
-    sub->add_option("--priority", o->priority, "critical, high, normal (default) or low")
+    sub->add_option(
+           "--priority", o->priority,
+           "critical, high, normal or low (default: the topic's TOPIC_PRIORITY entry, else normal)")
         ->type_name("PRIORITY");
     sub->add_option("--wait", o->wait,
                     "Then wait (through the running agent) until the message is peer_ack or "

@@ -6,6 +6,8 @@
 /// value ends at ` #`. A key set in the file wins over the same key in the inherited
 /// environment; keys absent from the file are taken from the environment.
 
+#include "protocol/publish.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -77,8 +79,11 @@ struct config {
     std::chrono::milliseconds retention{std::chrono::hours(24 * 30)};
     int catalog_tombstone_days = 30;        ///< CATALOG_TOMBSTONE_DAYS (deletes kept this long)
     std::size_t max_message_bytes = 262144; ///< MAX_MESSAGE_BYTES
-    std::string log_level = "info";         ///< LOG_LEVEL
-    bool log_json = false;                  ///< LOG_FORMAT=json
+    /// TOPIC_PRIORITY: the priority of a message whose request names none, by topic (others:
+    /// normal). Priorities order the upload backlog (docs/uploader.md "Priorities").
+    protocol::topic_priorities topic_priority;
+    std::string log_level = "info"; ///< LOG_LEVEL
+    bool log_json = false;          ///< LOG_FORMAT=json
 
     /// PEER_MAX_CONNECTIONS: connections open at once on TERMINAL_PORT (more: closed at accept).
     std::size_t peer_max_connections = 64;

@@ -263,6 +263,29 @@ void set_peer_terminals(key_state& st, std::string_view key, const std::string& 
     }
 }
 
+void set_topic_priority(key_state& st, std::string_view key, const std::string& v) {
+    std::size_t start = 0;
+    std::size_t item = 0;
+    while (start <= v.size()) {
+        std::string_view raw = next_item(v, start);
+        if (raw.empty())
+            continue;
+        ++item;
+        const std::string entry = "entry " + std::to_string(item) + " " + quote_for_message(raw);
+        auto colon = raw.find(':');
+        if (colon == std::string_view::npos)
+            st.chk.fail(key, entry + " is not TOPIC:PRIORITY (e.g. transaction:high)");
+        std::string topic(raw.substr(0, colon));
+        auto level = protocol::parse_priority(text::lower(raw.substr(colon + 1)));
+        if (!protocol::valid_topic(topic))
+            st.chk.fail(key, entry + ": the topic must be 1-64 characters of [a-z0-9_.-]");
+        if (!level)
+            st.chk.fail(key, entry + ": the priority must be critical, high, normal or low");
+        if (!st.cfg.topic_priority.emplace(topic, *level).second)
+            st.chk.fail(key, entry + " names topic " + topic + " a second time");
+    }
+}
+
 void set_peer_secret(key_state& st, std::string_view key, const std::string& v) {
     std::size_t n = utf8_chars(v);
     if (n < min_peer_secret_chars)
@@ -412,6 +435,9 @@ const key_def table[] = {
      set_number<&C::catalog_tombstone_days, 1, max_retention_days>},
     {"MAX_MESSAGE_BYTES", shown_default<&C::max_message_bytes>, false,
      "largest accepted message body", set_number<&C::max_message_bytes, 1024, max_message_bytes_limit>},
+    {"TOPIC_PRIORITY", no_default, true,
+     "per-topic default priority, e.g. `transaction:high,audit:low` (others: `normal`)",
+     set_topic_priority},
     {"LOG_LEVEL", shown_default<&C::log_level>, false,
      "`trace`, `debug`, `info`, `warn` or `error`", set_log_level},
     {"LOG_FORMAT", [] { return std::string(config{}.log_json ? "json" : "text"); }, false,

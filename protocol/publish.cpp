@@ -51,6 +51,7 @@ R check_parts(const nlohmann::json* topic, const nlohmann::json* data, const nlo
         if (!p)
             return R::failure("priority must be one of critical, high, normal, low");
         req.prio = *p;
+        req.prio_given = true;
     }
     return req;
 }
@@ -137,6 +138,13 @@ result<publish_request> make_publish_request(std::string_view topic, std::string
     if (prio)
         p = std::string(*prio);
     return check_parts(&t, &d, id ? &i : nullptr, prio ? &p : nullptr);
+}
+
+void apply_topic_priority(publish_request& req, const topic_priorities& defaults) {
+    if (req.prio_given)
+        return;
+    auto it = defaults.find(req.topic);
+    req.prio = it == defaults.end() ? priority::normal : it->second;
 }
 
 } // namespace lanesync::protocol

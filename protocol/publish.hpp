@@ -5,6 +5,8 @@
 #include "protocol/result.hpp"
 
 #include <cstddef>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,8 +19,16 @@ struct publish_request {
     std::optional<std::string> id; ///< normalized UUID idempotency key, if the client gave one
     std::string topic;
     priority prio = priority::normal;
-    std::string data; ///< canonical_json of the data object
+    bool prio_given = false; ///< the request named its priority (else TOPIC_PRIORITY may)
+    std::string data;        ///< canonical_json of the data object
 };
+
+/// A per-topic default priority (TOPIC_PRIORITY=transaction:high,audit:low).
+using topic_priorities = std::map<std::string, priority, std::less<>>;
+
+/// The priority a request is stored with: the one it named, else its topic's default from
+/// `defaults`, else normal. Sets req.prio.
+void apply_topic_priority(publish_request& req, const topic_priorities& defaults);
 
 /// Parses and validates a request body: {"topic": "...", "data": {...}, "id"?: "<uuid>",
 /// "priority"?: "critical|high|normal|low"}. Unknown fields are refused. The caller checks the

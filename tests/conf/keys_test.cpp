@@ -112,6 +112,7 @@ TEST_CASE("known_keys lists every key of SPEC section 4 (plus peer TLS) in docum
                                                "OUTBOX_RETENTION_DAYS",
                                                "CATALOG_TOMBSTONE_DAYS",
                                                "MAX_MESSAGE_BYTES",
+                                               "TOPIC_PRIORITY",
                                                "LOG_LEVEL",
                                                "LOG_FORMAT"};
     CHECK(known_keys() == expected);
@@ -693,4 +694,24 @@ TEST_CASE("peer TLS files: must be readable, and cert and key go together") {
         load_text("TERMINAL_ID=L1\nPEER_TLS_CERT_FILE=/etc/passwd\nPEER_TLS_KEY_FILE=/etc/passwd\n",
                   "t.env", lookup);
     CHECK(ok.cfg.peer_tls_cert_file == "/etc/passwd");
+}
+
+TEST_CASE("TOPIC_PRIORITY: TOPIC:PRIORITY entries, each topic once") {
+    using lanesync::protocol::priority;
+    CHECK(ok("TERMINAL_ID=L1\n").cfg.topic_priority.empty());
+    auto two = good("TOPIC_PRIORITY", "transaction:high, audit:LOW,").topic_priority;
+    CHECK(two == lanesync::protocol::topic_priorities{{"transaction", priority::high},
+                                                      {"audit", priority::low}});
+    CHECK(good("TOPIC_PRIORITY", "sale.void:critical").topic_priority.at("sale.void") ==
+          priority::critical);
+    CHECK(bad("TOPIC_PRIORITY", "transaction") ==
+          "t.env:2: TOPIC_PRIORITY: entry 1 \"transaction\" is not TOPIC:PRIORITY (e.g. "
+          "transaction:high)");
+    CHECK(bad("TOPIC_PRIORITY", "a:high,b:urgent") ==
+          "t.env:2: TOPIC_PRIORITY: entry 2 \"b:urgent\": the priority must be critical, high, "
+          "normal or low");
+    CHECK(contains(bad("TOPIC_PRIORITY", "Sales:high"), "the topic must be 1-64 characters"));
+    CHECK(contains(bad("TOPIC_PRIORITY", ":high"), "the topic must be"));
+    CHECK(bad("TOPIC_PRIORITY", "a:high,a:low") ==
+          "t.env:2: TOPIC_PRIORITY: entry 2 \"a:low\" names topic a a second time");
 }

@@ -105,11 +105,43 @@ TEST_CASE("parse_publish_request: every priority value") {
     }
 }
 
+TEST_CASE("apply_topic_priority: the request's priority wins, then the topic's default") {
+    const topic_priorities defaults{{"transaction", priority::high}, {"audit", priority::low}};
+    auto named = parse_publish_request(body_with("priority", R"("critical")"));
+    REQUIRE(named.ok());
+    CHECK(named->prio_given);
+    apply_topic_priority(named.value(), defaults);
+    CHECK(named->prio == priority::critical);
+    // A request naming "normal" keeps normal, even where its topic defaults to high.
+    auto normal = parse_publish_request(body_with("priority", R"("normal")"));
+    REQUIRE(normal.ok());
+    apply_topic_priority(normal.value(), defaults);
+    CHECK(normal->prio == priority::normal);
+    auto unnamed = parse_publish_request(body_with("priority", ""));
+    REQUIRE(unnamed.ok());
+    CHECK_FALSE(unnamed->prio_given);
+    apply_topic_priority(unnamed.value(), defaults);
+    CHECK(unnamed->prio == priority::high);
+    auto other = parse_publish_request(R"({"topic":"stock","data":{}})");
+    REQUIRE(other.ok());
+    apply_topic_priority(other.value(), defaults);
+    CHECK(other->prio == priority::normal);
+    auto cli = make_publish_request("audit", "{}", std::nullopt, std::nullopt);
+    REQUIRE(cli.ok());
+    apply_topic_priority(cli.value(), defaults);
+    CHECK(cli->prio == priority::low);
+    auto cli_named = make_publish_request("audit", "{}", std::nullopt, "high");
+    REQUIRE(cli_named.ok());
+    apply_topic_priority(cli_named.value(), defaults);
+    CHECK(cli_named->prio == priority::high);
+}
+
 TEST_CASE("parse_publish_request: null id and null priority mean absent") {
     auto r = parse_publish_request(R"({"topic":"t","data":{},"id":null,"priority":null})");
     REQUIRE(r.ok());
     CHECK_FALSE(r->id.has_value());
     CHECK(r->prio == priority::normal);
+    CHECK_FALSE(r->prio_given);
 }
 
 TEST_CASE("parse_publish_request: data is stored in canonical form") {

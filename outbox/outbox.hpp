@@ -50,6 +50,7 @@
 #include "protocol/message.hpp"
 #include "protocol/publish.hpp"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -168,6 +169,9 @@ struct counts {
     std::optional<std::int64_t> oldest_peer_ack_at_ms; ///< peer_acked_at of the oldest peer_ack
     std::map<std::string, std::uint64_t> replicas;     ///< other origin -> copies held
     std::uint64_t own_last_seq = 0;                    ///< highest own seq handed out
+    /// The own backlog by priority (index: protocol::priority, 0 critical .. 3 low): of
+    /// `pending` and of `peer_ack`, what each level holds.
+    std::array<std::uint64_t, 4> pending_by_priority{}, peer_ack_by_priority{};
 };
 
 /// Every origin's mark and the id of the message at it (protocol v2 ready and ack frames).
@@ -401,8 +405,9 @@ public:
         return next_for_peer(peer, after, limit, max_bytes, false);
     }
 
-    /// Own messages ready for the cloud, lowest seq first: state peer_ack (or pending too when
-    /// `include_pending`, single-lane stores). The uploader has one request in flight at a time.
+    /// Own messages ready for the cloud: state peer_ack (or pending too when `include_pending`,
+    /// single-lane stores), by priority (critical first), lowest seq first within a level; at
+    /// most `limit`.
     virtual std::vector<record> next_for_cloud(std::size_t limit, bool include_pending) = 0;
 
     /// Replicas of `origins` to upload on their behalf (takeover): state pending, seq above the

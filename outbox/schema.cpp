@@ -184,10 +184,50 @@ END;
 )sql");
 }
 
+/// 4 -> 5: the upload backlog by priority (issue 12): pending and peer_ack messages counted
+/// per (origin, state, priority), kept exact by three triggers like `counts`, so status and
+/// /metrics show it without a scan. Filled once from the messages held.
+void migrate_to_5(write_transaction& tx) {
+    tx.db().exec(R"sql(
+CREATE TABLE backlog_counts (
+    origin   TEXT NOT NULL,
+    state    INTEGER NOT NULL CHECK (state IN (0, 1)),
+    priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+    n        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (origin, state, priority)
+) WITHOUT ROWID;
+
+INSERT INTO backlog_counts (origin, state, priority, n)
+    SELECT origin, state, priority, COUNT(*) FROM messages WHERE state IN (0, 1)
+    GROUP BY origin, state, priority;
+
+CREATE TRIGGER messages_backlog_insert AFTER INSERT ON messages WHEN NEW.state IN (0, 1) BEGIN
+    INSERT INTO backlog_counts (origin, state, priority, n)
+        VALUES (NEW.origin, NEW.state, NEW.priority, 1)
+        ON CONFLICT (origin, state, priority) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER messages_backlog_delete AFTER DELETE ON messages WHEN OLD.state IN (0, 1) BEGIN
+    UPDATE backlog_counts SET n = n - 1
+        WHERE origin = OLD.origin AND state = OLD.state AND priority = OLD.priority;
+END;
+
+CREATE TRIGGER messages_backlog_update AFTER UPDATE OF origin, state, priority ON messages
+    WHEN OLD.state IS NOT NEW.state OR OLD.origin IS NOT NEW.origin
+         OR OLD.priority IS NOT NEW.priority BEGIN
+    UPDATE backlog_counts SET n = n - 1
+        WHERE origin = OLD.origin AND state = OLD.state AND priority = OLD.priority;
+    INSERT INTO backlog_counts (origin, state, priority, n)
+        SELECT NEW.origin, NEW.state, NEW.priority, 1 WHERE NEW.state IN (0, 1)
+        ON CONFLICT (origin, state, priority) DO UPDATE SET n = n + 1;
+END;
+)sql");
+}
+
 using migration = void (*)(write_transaction&);
 /// steps[v] migrates from user_version v to v + 1.
-constexpr std::array<migration, schema_version> steps = {&migrate_to_1, &migrate_to_2,
-                                                         &migrate_to_3, &migrate_to_4};
+constexpr std::array<migration, schema_version> steps = {
+    &migrate_to_1, &migrate_to_2, &migrate_to_3, &migrate_to_4, &migrate_to_5};
 
 [[noreturn]] void newer(const std::string& path, std::int64_t v) {
     throw error("outbox " + path + " has schema version " + std::to_string(v) +

@@ -3,6 +3,7 @@
 #include "outbox/detail/store_parts.hpp"
 
 #include <map>
+#include <tuple>
 
 namespace lanesync::outbox::detail {
 
@@ -54,6 +55,34 @@ void check_counts(connection& db, statement& all_counts, problem_list& problems)
             say(k, n, 0);
 }
 
+/// The backlog_counts table (kept by triggers) against the pending and peer_ack rows.
+void check_backlog(connection& db, problem_list& problems) {
+    using key = std::tuple<std::string, std::int64_t, std::int64_t>;
+    std::map<key, std::int64_t> real, kept;
+    for (auto [text, into] :
+         {std::pair{sql::real_backlog, &real}, std::pair{sql::all_backlog, &kept}}) {
+        statement s(db, text);
+        use u(s);
+        while (u.step())
+            if (auto n = u.int64(3); n != 0)
+                (*into)[{u.text(0), u.int64(1), u.int64(2)}] = n;
+    }
+    if (real == kept)
+        return;
+    for (const auto& [k, n] : real)
+        if (kept[k] != n)
+            problems.push_back("backlog_counts: origin " + std::get<0>(k) + " state " +
+                               std::to_string(std::get<1>(k)) + " priority " +
+                               std::to_string(std::get<2>(k)) + " says " + std::to_string(kept[k]) +
+                               ", messages hold " + std::to_string(n));
+    for (const auto& [k, n] : kept)
+        if (n != 0 && !real.count(k))
+            problems.push_back("backlog_counts: origin " + std::get<0>(k) + " state " +
+                               std::to_string(std::get<1>(k)) + " priority " +
+                               std::to_string(std::get<2>(k)) + " says " + std::to_string(n) +
+                               ", messages hold 0");
+}
+
 /// Every origin: every seq above cloud_through up to hwm is held, nothing above hwm is held.
 /// What is missing is known to be in the cloud: pruned prefixes, and seqs a floor jumped over
 /// (a peer pruned them after they reached the cloud; a restore of an old file can leave such a
@@ -93,6 +122,7 @@ std::vector<std::string> sqlite_store::integrity_check() {
         read_transaction rt(*read_db_);
         check_sqlite(*read_db_, problems);
         check_counts(*read_db_, r_->all_counts, problems);
+        check_backlog(*read_db_, problems);
         check_ranges(*read_db_, r_->all_origins, problems);
     } catch (const sqlite_error& e) {
         problems.push_back(std::string("sqlite: ") + e.what());

@@ -105,6 +105,17 @@ counts sqlite_store::get_counts() {
             if (u.text(0) == terminal_id_)
                 c.own_last_seq = u.uint64(1);
     }
+    {
+        use u(r_->own_backlog);
+        u.bind(1, terminal_id_);
+        while (u.step()) {
+            auto level = std::clamp<std::int64_t>(u.int64(1), 0, 3);
+            auto n = static_cast<std::uint64_t>(std::max<std::int64_t>(0, u.int64(2)));
+            auto& by = u.int64(0) == state_int(state::pending) ? c.pending_by_priority
+                                                               : c.peer_ack_by_priority;
+            by[static_cast<std::size_t>(level)] += n;
+        }
+    }
     return c;
 }
 
@@ -198,17 +209,23 @@ std::vector<record> sqlite_store::next_for_cloud(std::size_t limit, bool include
         return out;
     std::lock_guard lk(read_mutex_);
     read_transaction rt(*read_db_);
-    // One range scan per state, merged by seq (cheaper than sorting an IN (...) of both states).
-    auto scan = [&](state s) {
-        use u(r_->by_state);
-        u.bind(1, terminal_id_).bind(2, state_int(s)).bind(3, static_cast<std::int64_t>(limit));
-        while (u.step())
-            out.push_back(read_record(u, terminal_id_));
-    };
-    scan(state::peer_ack);
-    if (include_pending) {
+    // Critical first: per level one range scan per state (index messages_priority), the two
+    // states merged by seq; levels below are read only while the batch has room.
+    for (int prio = 0; prio <= 3 && out.size() < limit; ++prio) {
+        const auto level_start = out.size();
+        const auto room = static_cast<std::int64_t>(limit - out.size());
+        auto scan = [&](state s) {
+            use u(r_->by_state_priority);
+            u.bind(1, terminal_id_).bind(2, state_int(s)).bind(3, prio).bind(4, room);
+            while (u.step())
+                out.push_back(read_record(u, terminal_id_));
+        };
+        scan(state::peer_ack);
+        if (!include_pending)
+            continue;
         scan(state::pending);
-        std::sort(out.begin(), out.end(),
+        auto first = out.begin() + static_cast<std::ptrdiff_t>(level_start);
+        std::sort(first, out.end(),
                   [](const record& a, const record& b) { return a.msg.seq < b.msg.seq; });
         if (out.size() > limit)
             out.resize(limit);

@@ -49,7 +49,15 @@ inline constexpr std::string_view pending_by_priority =
     "SELECT " LANESYNC_RECORD_COLUMNS
     " FROM messages WHERE origin = ?1 AND state = 0 AND priority = ?2 AND seq > ?3 "
     "ORDER BY seq LIMIT ?4";
+/// next_for_cloud: own messages of one state and priority, lowest seq first (index
+/// messages_priority).
+inline constexpr std::string_view by_state_priority =
+    "SELECT " LANESYNC_RECORD_COLUMNS
+    " FROM messages WHERE origin = ?1 AND state = ?2 AND priority = ?3 ORDER BY seq LIMIT ?4";
 inline constexpr std::string_view all_counts = "SELECT origin, state, n FROM counts";
+/// get_counts: the own backlog by priority (kept by triggers, schema version 5).
+inline constexpr std::string_view own_backlog =
+    "SELECT state, priority, n FROM backlog_counts WHERE origin = ?1";
 /// Every meta row (a handful): incarnation, rebuild state, trust caps.
 inline constexpr std::string_view all_meta = "SELECT key, value FROM meta";
 inline constexpr std::string_view all_origins = "SELECT origin, hwm, cloud_through FROM origins";
@@ -65,6 +73,11 @@ inline constexpr std::string_view integrity_check = "PRAGMA integrity_check";
 inline constexpr std::string_view foreign_key_check = "PRAGMA foreign_key_check";
 inline constexpr std::string_view real_counts =
     "SELECT origin, state, COUNT(*) FROM messages GROUP BY origin, state";
+inline constexpr std::string_view all_backlog =
+    "SELECT origin, state, priority, n FROM backlog_counts";
+inline constexpr std::string_view real_backlog =
+    "SELECT origin, state, priority, COUNT(*) FROM messages WHERE state IN (0, 1) "
+    "GROUP BY origin, state, priority";
 inline constexpr std::string_view origin_range =
     "SELECT min(seq), max(seq), COUNT(*) FROM messages WHERE origin = ?1";
 inline constexpr std::string_view held_above =

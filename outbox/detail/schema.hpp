@@ -10,7 +10,7 @@
 namespace lanesync::outbox::detail {
 
 /// Schema version this code writes. A file with a higher user_version is refused.
-inline constexpr int schema_version = 4;
+inline constexpr int schema_version = 5;
 
 /// Sets every connection pragma (one commented block in schema.cpp).
 void apply_pragmas(connection& db, bool read_only);

@@ -71,14 +71,16 @@ struct sqlite_store::read_statements {
           oldest_in_state(db, sql::oldest_in_state), all_counts(db, sql::all_counts),
           all_origins(db, sql::all_origins), all_peers(db, sql::all_peers),
           id_at_seq(db, sql::id_at_seq), data_version(db, sql::data_version),
-          pending_by_priority(db, sql::pending_by_priority), all_meta(db, sql::all_meta),
-          state_by_id_origin(db, sql::state_by_id_origin), state_by_id(db, sql::state_by_id),
-          catalog_all_scopes(db, sql::catalog_all_scopes), catalog_get(db, sql::catalog_get),
-          catalog_since(db, sql::catalog_since), catalog_keys_after(db, sql::catalog_keys_after) {}
+          pending_by_priority(db, sql::pending_by_priority),
+          by_state_priority(db, sql::by_state_priority), own_backlog(db, sql::own_backlog),
+          all_meta(db, sql::all_meta), state_by_id_origin(db, sql::state_by_id_origin),
+          state_by_id(db, sql::state_by_id), catalog_all_scopes(db, sql::catalog_all_scopes),
+          catalog_get(db, sql::catalog_get), catalog_since(db, sql::catalog_since),
+          catalog_keys_after(db, sql::catalog_keys_after) {}
 
     statement get_by_id_origin, get_by_id, by_state, after_seq, oldest_in_state, all_counts,
-        all_origins, all_peers, id_at_seq, data_version, pending_by_priority, all_meta,
-        state_by_id_origin, state_by_id;
+        all_origins, all_peers, id_at_seq, data_version, pending_by_priority, by_state_priority,
+        own_backlog, all_meta, state_by_id_origin, state_by_id;
     statement catalog_all_scopes, catalog_get, catalog_since, catalog_keys_after;
 };
 

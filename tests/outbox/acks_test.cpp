@@ -162,6 +162,40 @@ TEST_CASE("next_for_cloud and list walk states in seq order") {
     CHECK(s->list(state::cloud_ack, 10).empty());
 }
 
+TEST_CASE("next_for_cloud: critical first, then high, normal, low; seq order within a level") {
+    using P = protocol::priority;
+    temp_dir dir;
+    auto s = store::open(opts(dir.file("L1.db")));
+    // seq:  1 low, 2 normal, 3 critical, 4 high, 5 low, 6 critical, 7 normal, 8 high
+    const P levels[] = {P::low, P::normal,   P::critical, P::high,
+                        P::low, P::critical, P::normal,   P::high};
+    for (auto p : levels)
+        REQUIRE(publish_sync(*s, req(R"({"n":1})", std::nullopt, "transaction", p)).k ==
+                publish_outcome::created);
+    auto seqs = [](const std::vector<record>& v) {
+        std::vector<std::uint64_t> out;
+        for (const auto& r : v)
+            out.push_back(r.msg.seq);
+        return out;
+    };
+    using V = std::vector<std::uint64_t>;
+    CHECK(seqs(s->next_for_cloud(10, true)) == V{3, 6, 4, 8, 2, 7, 1, 5});
+    CHECK(seqs(s->next_for_cloud(3, true)) == V{3, 6, 4});
+    // peer_ack through 5: the peer_ack ones only, in the same order; with pending, both states
+    // merged by seq within each level.
+    REQUIRE(peer_acked_sync(*s, "L2", 5, 1).ok);
+    CHECK(seqs(s->next_for_cloud(10, false)) == V{3, 4, 2, 1, 5});
+    CHECK(seqs(s->next_for_cloud(10, true)) == V{3, 6, 4, 8, 2, 7, 1, 5});
+    auto c = s->get_counts();
+    CHECK(c.peer_ack_by_priority == std::array<std::uint64_t, 4>{1, 1, 1, 2});
+    CHECK(c.pending_by_priority == std::array<std::uint64_t, 4>{1, 1, 1, 0});
+    // cloud_ack leaves the backlog.
+    auto crit = s->next_for_cloud(1, false);
+    REQUIRE(cloud_acked_sync(*s, {cloud(crit.at(0).msg.id, cloud_result::stored)}).ok);
+    CHECK(s->get_counts().peer_ack_by_priority == std::array<std::uint64_t, 4>{0, 1, 1, 2});
+    CHECK(s->integrity_check().empty());
+}
+
 TEST_CASE("prune deletes only old cloud_ack prefixes; seq numbering survives") {
     temp_dir dir;
     const auto path = dir.file("L1.db");

@@ -127,7 +127,12 @@ TEST_CASE("a version-1 file with data migrates to the current version with every
     auto s = store::open(opts(path));
     {
         raw_db db(path);
-        CHECK(db.integer("PRAGMA user_version") == 4);
+        CHECK(db.integer("PRAGMA user_version") == 5);
+        // Version 5: the backlog by priority, filled from the messages held, and its triggers.
+        CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                         "name LIKE 'messages_backlog_%'") == 3);
+        CHECK(db.integer("SELECT COALESCE(SUM(n), 0) FROM backlog_counts") ==
+              db.integer("SELECT COUNT(*) FROM messages WHERE state IN (0, 1)"));
         // Version 4: the catalog (head office's data), its scopes and their key triggers.
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('catalog', "
                          "'catalog_scopes', 'catalog_version')") == 3);
@@ -138,8 +143,9 @@ TEST_CASE("a version-1 file with data migrates to the current version with every
         REQUIRE(sql.size() == 1);
         CHECK(sql[0][0].find("PRIMARY KEY (origin, seq)") != std::string::npos);
         CHECK(sql[0][0].find("UNIQUE (id, origin)") != std::string::npos);
+        // counts' three triggers and backlog_counts' three (version 5).
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND "
-                         "tbl_name = 'messages'") == 3);
+                         "tbl_name = 'messages'") == 6);
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_state'") == 1);
         CHECK(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_v2'") == 0);
         // Version 3: the index of next_replicas_for_cloud.

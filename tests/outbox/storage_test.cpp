@@ -218,6 +218,7 @@ TEST_CASE("hot queries are index range scans, never a full SCAN of messages") {
         {"prune delete", q::delete_prefix},
         {"own in cloud", q::own_cloud_acked},
         {"replicas for cloud", q::pending_by_priority},
+        {"next_for_cloud by priority", q::by_state_priority},
     };
     for (const auto& [name, text] : queries) {
         CAPTURE(name);
@@ -256,16 +257,28 @@ TEST_CASE("counts kept by triggers match a real COUNT after a random workload") 
         CHECK(c.failed == n("origin = 'L1' AND state = 3"));
         for (const auto& o : {std::string("L2"), std::string("L3")})
             CHECK(c.replicas[o] == n("origin = '" + o + "'"));
+        for (int level = 0; level < 4; ++level) {
+            auto at = static_cast<std::size_t>(level);
+            auto p = " AND priority = " + std::to_string(level);
+            CHECK(c.pending_by_priority[at] == n("origin = 'L1' AND state = 0" + p));
+            CHECK(c.peer_ack_by_priority[at] == n("origin = 'L1' AND state = 1" + p));
+        }
         CHECK(s->integrity_check().empty());
     };
 
     for (int step = 0; step < 400; ++step) {
         switch (pick(10)) {
-        case 0:
-        case 1: {
+        case 0: {
             auto recs = publish_n(*s, 1 + pick(5));
             for (auto& r : recs)
                 own_ids.push_back(r.msg.id);
+            break;
+        }
+        case 1: { // every priority level, so backlog_counts sees them all
+            auto o = publish_sync(*s, req(R"({"p":1})", std::nullopt, "transaction",
+                                          static_cast<protocol::priority>(pick(4))));
+            REQUIRE(o.k == publish_outcome::created);
+            own_ids.push_back(o.rec.msg.id);
             break;
         }
         case 2: {

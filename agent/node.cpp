@@ -20,6 +20,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <array>
 #include <csignal>
 #include <filesystem>
 #include <memory>
@@ -247,6 +248,16 @@ private:
                                         "state=\"cloud_ack\"");
         auto& failed =
             reg.get_gauge("lanesync_outbox_messages", "Own messages by state", "state=\"failed\"");
+        // The upload backlog by priority (docs/uploader.md "Priorities"): [state][level].
+        std::array<std::array<metrics::gauge*, 4>, 2> backlog{};
+        for (std::size_t st = 0; st < 2; ++st)
+            for (std::size_t level = 0; level < 4; ++level)
+                backlog[st][level] = &reg.get_gauge(
+                    "lanesync_outbox_backlog", "Own pending and peer_ack messages by priority",
+                    std::string("state=\"") + (st == 0 ? "pending" : "peer_ack") +
+                        "\",priority=\"" +
+                        std::string(protocol::to_string(static_cast<protocol::priority>(level))) +
+                        "\"");
         auto& oldest = reg.get_gauge("lanesync_oldest_pending_age_seconds",
                                      "Age of the oldest pending own message (0 when none)");
         auto& replicas =
@@ -257,7 +268,7 @@ private:
                                         "1 while the outbox's disk is full (writes refused)");
         auto& writable = reg.get_gauge("lanesync_outbox_writable",
                                        "1 while the outbox accepts writes (/healthz 200)");
-        reg.add_collector([&, this] {
+        reg.add_collector([&, this, backlog] { // the array by value: it is a local
             auto h = store_->health();
             disk_full.set(h.disk_full ? 1 : 0);
             writable.set(h.writable ? 1 : 0);
@@ -266,6 +277,10 @@ private:
             peer_ack.set(static_cast<double>(c.peer_ack));
             cloud_ack.set(static_cast<double>(c.cloud_ack));
             failed.set(static_cast<double>(c.failed));
+            for (std::size_t level = 0; level < 4; ++level) {
+                backlog[0][level]->set(static_cast<double>(c.pending_by_priority[level]));
+                backlog[1][level]->set(static_cast<double>(c.peer_ack_by_priority[level]));
+            }
             oldest.set(
                 c.oldest_pending_stored_at_ms
                     ? static_cast<double>(protocol::now_ms() - *c.oldest_pending_stored_at_ms) /

@@ -196,6 +196,24 @@ std::string cloud_word(const json& s) {
     return "ok";
 }
 
+/// "BACKLOG  critical 3 pending + 0 peer_ack, low 200 + 12\n": the levels that hold any, in
+/// upload order; nothing when the backlog is empty.
+std::string backlog_line(const json& b) {
+    std::string out;
+    if (!b.is_object())
+        return out;
+    for (std::size_t level = 0; level < 4; ++level) {
+        const std::string name(protocol::to_string(static_cast<protocol::priority>(level)));
+        const json& l = at(b, name.c_str());
+        if (at(l, "pending") == 0 && at(l, "peer_ack") == 0)
+            continue;
+        out += out.empty() ? "BACKLOG  " : ", ";
+        out += name + " " + str(at(l, "pending")) + " pending + " + str(at(l, "peer_ack")) +
+               " peer_ack";
+    }
+    return out.empty() ? out : out + " (uploaded critical first)\n";
+}
+
 std::string joined(const json& a) {
     std::string out;
     if (a.is_array())
@@ -309,6 +327,11 @@ nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, boo
                    {"oldest_pending_age_s", age_s(c.oldest_pending_stored_at_ms, now_ms)},
                    {"oldest_peer_ack_age_s", age_s(c.oldest_peer_ack_at_ms, now_ms)},
                    {"last_seq", c.own_last_seq}};
+    json backlog = json::object(); // by priority, critical first (docs/uploader.md "Priorities")
+    for (std::size_t level = 0; level < 4; ++level)
+        backlog[std::string(protocol::to_string(static_cast<protocol::priority>(level)))] = {
+            {"pending", c.pending_by_priority[level]}, {"peer_ack", c.peer_ack_by_priority[level]}};
+    j["outbox"]["backlog"] = std::move(backlog);
     if (in.health) {
         j["outbox"]["writable"] = in.health->writable;
         j["outbox"]["disk_full"] = in.health->disk_full;
@@ -383,6 +406,7 @@ std::string status_table(const nlohmann::json& s) {
                    str(at(ob, "failed")), str(at(ob, "last_seq")),
                    at(ob, "pending") == 0 ? "-" : format_age(at(ob, "oldest_pending_age_s")),
                    at(ob, "peer_ack") == 0 ? "-" : format_age(at(ob, "oldest_peer_ack_age_s"))}});
+    out += backlog_line(at(ob, "backlog"));
     if (at(ob, "writable").is_boolean() && !at(ob, "writable").get<bool>())
         out += std::string(at(ob, "disk_full") == true ? "STORAGE: disk full"
                                                        : "STORAGE: not writable") +

@@ -26,10 +26,10 @@ priority_span span_of(const std::vector<outbox::record>& recs);
 
 /// May a round with span `next` be sent while the rounds of `running` are unanswered? A
 /// batch's priority is that of its most urgent message; a lower-priority batch is not sent
-/// until every higher-priority batch has been answered. So rounds whose most urgent message
-/// is of one level overlap (own messages come in seq order, so a backlog of mixed levels
-/// still pipelines), a more urgent one may start beside them, and the step down to a lower
-/// level (the last critical batch answered, then the high ones) waits for the answers.
+/// until every higher-priority batch has been answered. The outbox gives the backlog most
+/// urgent first, so rounds of one level overlap, a more urgent one (a critical sale written
+/// during a backlog of low ones) may start beside them, and the step down to a lower level
+/// (the last critical batch answered, then the high ones) waits for the answers.
 bool may_start_beside(const std::vector<priority_span>& running, priority_span next);
 
 /// The rounds that may be unanswered at once: `max_in_flight`, but 1 while the last request

@@ -4,6 +4,7 @@
 #include "protocol/message.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 namespace lanesync::cloud {
@@ -164,13 +165,19 @@ std::vector<outbox::record> compose_round(std::vector<outbox::record> own,
     std::set<std::string> ids;
     for (const auto& r : own)
         ids.insert(r.msg.id);
-    for (auto& r : covered) {
-        if (own.size() >= limit)
-            break;
-        if (ids.insert(r.msg.id).second)
-            own.push_back(std::move(r));
-    }
-    return own;
+    std::erase_if(covered, [&](const outbox::record& r) { return !ids.insert(r.msg.id).second; });
+    // std::merge is stable: within a level the own messages come first, each list keeps its
+    // order (own: seq; covered: origin, then seq).
+    std::vector<outbox::record> out;
+    out.reserve(own.size() + covered.size());
+    std::merge(std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()),
+               std::make_move_iterator(covered.begin()), std::make_move_iterator(covered.end()),
+               std::back_inserter(out), [](const outbox::record& a, const outbox::record& b) {
+                   return a.msg.prio < b.msg.prio;
+               });
+    if (out.size() > limit)
+        out.resize(limit);
+    return out;
 }
 
 } // namespace lanesync::cloud

@@ -68,12 +68,13 @@ bool lane_refused(const http_result& res);
 /// than `self`, each once, sorted (byte order).
 std::vector<std::string> covered_origins(std::vector<std::string> cover, std::string_view self);
 
-/// One round's batch: this lane's `own` messages as the outbox gave them (they always come
-/// first and are never dropped), then the `covered` replicas in their order (priority, origin,
-/// seq: outbox::store::next_replicas_for_cloud) while the batch holds fewer than `limit`.
-/// A replica is left for a later round when its id is already in the batch (the same id held
-/// as own and as another origin's replica, or under two origins): the cloud answers by id, so
-/// one request never carries an id twice.
+/// One round's batch, most urgent first: this lane's `own` messages (as
+/// outbox::store::next_for_cloud gives them: priority, then seq) and the `covered` replicas
+/// (next_replicas_for_cloud: priority, origin, seq) merged by priority, own first within a
+/// level, at most `limit`; what does not fit waits for a later round. A replica is left for a
+/// later round when its id is already in the batch (the same id held as own and as another
+/// origin's replica, or under two origins): the cloud answers by id, so one request never
+/// carries an id twice.
 std::vector<outbox::record> compose_round(std::vector<outbox::record> own,
                                           std::vector<outbox::record> covered, std::size_t limit);
 

@@ -377,8 +377,8 @@ void uploader::impl::end_round(std::size_t slot, const std::vector<std::string>&
     finish_stop_if_idle();
 }
 
-/// This round's batch: own messages as today, then replicas of the covered origins while the
-/// batch has room (compose_round, policy.hpp). Read on the outbox reader thread, resumed on the
+/// This round's batch: the most urgent of the own messages and the replicas of the covered
+/// origins (compose_round, policy.hpp). Read on the outbox reader thread, resumed on the
 /// strand; a read failure is rethrown here (read() completes with its exception_ptr) and shown
 /// by run(). cover() runs here, on the strand, once per round.
 net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
@@ -394,10 +394,11 @@ net::awaitable<std::vector<outbox::record>> uploader::impl::read_round() {
                 return v;
             };
             auto own = unsent(s.next_for_cloud(limit + skip.size(), pending), limit);
-            if (origins.empty() || own.size() >= limit)
+            // A full batch of critical own messages leaves no room for any replica.
+            if (origins.empty() ||
+                (own.size() >= limit && own.back().msg.prio == protocol::priority::critical))
                 return own;
-            auto room = limit - own.size();
-            auto replicas = unsent(s.next_replicas_for_cloud(origins, room + skip.size()), room);
+            auto replicas = unsent(s.next_replicas_for_cloud(origins, limit + skip.size()), limit);
             return compose_round(std::move(own), std::move(replicas), limit);
         },
         net::use_awaitable);

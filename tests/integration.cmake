@@ -51,6 +51,9 @@ lanesync_py_test(retention test_retention cloud)
 # Issue 12: lane summaries and heartbeats in the cloud's lane_status / lane_health, a lane that
 # goes silent, scripts/store-report.sh (about 10 s).
 lanesync_py_test(lane_health test_lane_health cloud)
+# Issue 12: priorities order the upload backlog (3200 messages held back, then released),
+# TOPIC_PRIORITY (about 30 s).
+lanesync_py_test(priorities test_priorities cloud)
 # Issue 13: head office's changes pulled by real lanes from the local cloud (sync-pull).
 lanesync_py_test(pull test_pull cloud)
 

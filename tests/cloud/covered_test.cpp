@@ -151,7 +151,7 @@ std::string who_all(const std::vector<nlohmann::json>& ms) {
 
 } // namespace
 
-TEST_CASE("covered replicas go up after the own messages, priority first, with uploadedBy") {
+TEST_CASE("covered replicas go up with the own messages, by priority, with uploadedBy") {
     // Declared before the lane: cover() may be asked until the lane's destructor has stopped
     // the uploader.
     std::atomic<int> calls{0};
@@ -168,7 +168,8 @@ TEST_CASE("covered replicas go up after the own messages, priority first, with u
                l.replica_state("L3", 3) == state::cloud_ack;
     }));
     REQUIRE(l.cloud->requests().size() == 1);
-    CHECK(who_all(l.sent()) == "L1:1 L1:2 L3:2@L1 L3:1@L1 L3:3@L1");
+    // The critical replica first, then the normal ones: the own ones first within the level.
+    CHECK(who_all(l.sent()) == "L3:2@L1 L1:1 L1:2 L3:1@L1 L3:3@L1");
     for (std::uint64_t seq = 1; seq <= 3; ++seq)
         CHECK(l.replica_state("L3", seq) == state::cloud_ack);
     CHECK(l.store->get_counts().cloud_ack == 2); // own counts are own messages only
@@ -177,7 +178,7 @@ TEST_CASE("covered replicas go up after the own messages, priority first, with u
             CHECK(o.cloud_through == 3);
     CHECK(covered_metric("L3") - before == 3);
     CHECK(calls >= 1);
-    auto m = l.sent()[2];
+    auto m = l.sent()[0];
     CHECK(m["storeId"] == "store-1");
     CHECK(m["priority"] == "critical");
     CHECK(m["messageId"] == l.replicas["L3"][1].id);
@@ -215,7 +216,7 @@ TEST_CASE("nothing is covered when cover() is empty, names only this lane, or is
     }
 }
 
-TEST_CASE("a full batch of own messages leaves the replicas for the next round") {
+TEST_CASE("a full batch: critical replicas before normal own messages, the rest next round") {
     lane l([](const seen_request& q) { return ack_all(q); });
     l.cfg.cloud_batch_size = 3;
     l.publish(4);
@@ -230,9 +231,10 @@ TEST_CASE("a full batch of own messages leaves the replicas for the next round")
         std::vector<nlohmann::json> ms(body["messages"].begin(), body["messages"].end());
         rounds.push_back(who_all(ms));
     }
-    CHECK(rounds[0] == "L1:1 L1:2 L1:3");
-    // Priority first across the covered origins, then origin, then seq.
-    CHECK(rounds[1] == "L1:4 L3:2@L1 L4:1@L1");
+    // Priority first across own and covered (critical replicas by origin, then seq), then the
+    // own normal messages, then the low replica.
+    CHECK(rounds[0] == "L3:2@L1 L4:1@L1 L1:1");
+    CHECK(rounds[1] == "L1:2 L1:3 L1:4");
     CHECK(rounds[2] == "L3:1@L1");
 }
 
@@ -331,8 +333,9 @@ TEST_CASE("with peers configured: own peer_ack messages and covered replicas in 
     REQUIRE(p.get_future().get().ok);
     l.start([] { return std::vector<std::string>{"L3"}; });
     REQUIRE(l.wait([&] { return l.replica_state("L3", 1) == state::cloud_ack; }));
-    CHECK(who_all(l.sent()) == "L1:1 L3:1@L1"); // L1:2 is still pending: not uploaded
+    // The high replica before the normal own message; L1:2 is still pending: not uploaded.
+    CHECK(who_all(l.sent()) == "L3:1@L1 L1:1");
     auto sent = l.sent();
-    CHECK(sent[0]["peerAckedAt"].is_string());
+    CHECK(sent[1]["peerAckedAt"].is_string());
     CHECK(l.store->get_counts().pending == 1);
 }

@@ -228,22 +228,33 @@ TEST_CASE("covered_origins: valid ids other than this lane, each once, sorted") 
           std::vector<std::string>{"L2", "L3"});
 }
 
-TEST_CASE("compose_round: own messages first and whole, covered replicas fill the room") {
+TEST_CASE("compose_round: by priority, own first within a level, at most limit") {
     using P = protocol::priority;
     std::vector<outbox::record> own = {rec("a", "L1", 1), rec("b", "L1", 2)};
     // As next_replicas_for_cloud orders them: priority, then origin, then seq.
     std::vector<outbox::record> covered = {rec("x", "L3", 9, P::critical), rec("y", "L2", 4),
                                            rec("z", "L3", 5)};
     CHECK(ids_of(compose_round(own, covered, 50)) ==
-          std::vector<std::string>{"a", "b", "x", "y", "z"});
-    CHECK(ids_of(compose_round(own, covered, 3)) == std::vector<std::string>{"a", "b", "x"});
-    CHECK(ids_of(compose_round(own, covered, 2)) == std::vector<std::string>{"a", "b"});
+          std::vector<std::string>{"x", "a", "b", "y", "z"});
+    CHECK(ids_of(compose_round(own, covered, 3)) == std::vector<std::string>{"x", "a", "b"});
+    CHECK(ids_of(compose_round(own, covered, 2)) == std::vector<std::string>{"x", "a"});
     // The own queue is empty: a batch of replicas only.
     CHECK(ids_of(compose_round({}, covered, 2)) == std::vector<std::string>{"x", "y"});
-    // Nothing covered: exactly today's batch.
+    // Nothing covered: the own batch as the outbox gave it.
     CHECK(ids_of(compose_round(own, {}, 50)) == std::vector<std::string>{"a", "b"});
-    // Own messages are never dropped, even beyond the limit (the outbox gave at most limit).
-    CHECK(compose_round(own, covered, 1).size() == 2);
+    // Own messages of every level, as next_for_cloud gives them (priority, then seq), merged
+    // with replicas of every level: each level whole before the next, own first in it.
+    std::vector<outbox::record> own4 = {rec("o-crit", "L1", 7, P::critical),
+                                        rec("o-high", "L1", 3, P::high), rec("o-norm", "L1", 1),
+                                        rec("o-low", "L1", 2, P::low)};
+    std::vector<outbox::record> cov4 = {rec("c-crit", "L2", 5, P::critical),
+                                        rec("c-high", "L2", 2, P::high),
+                                        rec("c-low", "L2", 1, P::low)};
+    CHECK(ids_of(compose_round(own4, cov4, 50)) ==
+          std::vector<std::string>{"o-crit", "c-crit", "o-high", "c-high", "o-norm", "o-low",
+                                   "c-low"});
+    CHECK(ids_of(compose_round(own4, cov4, 3)) ==
+          std::vector<std::string>{"o-crit", "c-crit", "o-high"});
 }
 
 TEST_CASE("compose_round: an id already in the batch waits for a later round") {

@@ -10,7 +10,8 @@ class HoldingProxy:
     """An HTTP proxy in front of the function. While `hold` is set, it forwards a request,
     records the function's answer (the batch is committed in the cloud), and then never
     answers the lane: the test kills the lane in that window. While `refuse` is set, it
-    answers every upload 503 without forwarding it (pulls pass through)."""
+    answers every upload 503 without forwarding it (pulls pass through). `posted` holds the
+    body of every upload forwarded to the function, in the order the proxy received them."""
 
     def __init__(self, target):
         self.target = target.rstrip("/")
@@ -19,6 +20,8 @@ class HoldingProxy:
         self.refuse = threading.Event()
         self.held_answer = None
         self.answers = []
+        self.posted = []
+        self.lock = threading.Lock()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,6 +61,9 @@ class HoldingProxy:
                     # not reach the cloud before the test has killed the lane.
                     self.close_connection = True
                     return
+                if "sync-pull" not in self.path:
+                    with proxy.lock:
+                        proxy.posted.append(body)
                 status, payload = self.forward("POST", body)
                 proxy.answers.append((status, payload))
                 if proxy.hold.is_set() and status == 200:

@@ -72,6 +72,38 @@ TEST_SUITE("status") {
         CHECK(contains(t, "CLOUD     off"));
     }
 
+    TEST_CASE("status_table: a BACKLOG line with the levels that hold any, most urgent first") {
+        auto s = fixed_status();
+        CHECK_FALSE(contains(agent::status_table(s), "BACKLOG")); // no backlog member
+        s["outbox"]["backlog"] = json::parse(R"({"critical": {"pending": 0, "peer_ack": 0},
+            "high": {"pending": 2, "peer_ack": 1}, "normal": {"pending": 0, "peer_ack": 0},
+            "low": {"pending": 0, "peer_ack": 2}})");
+        auto t = agent::status_table(s);
+        CAPTURE(t);
+        CHECK(contains(t, "BACKLOG  high 2 pending + 1 peer_ack, low 0 pending + 2 peer_ack "
+                          "(uploaded critical first)\n"));
+        for (auto level : {"critical", "high", "normal", "low"})
+            s["outbox"]["backlog"][level] = {{"pending", 0}, {"peer_ack", 0}};
+        CHECK_FALSE(contains(agent::status_table(s), "BACKLOG"));
+    }
+
+    TEST_CASE("status_json: the backlog by priority from the outbox's counts") {
+        temp_dir d;
+        auto cfg = test_config(d.path);
+        auto st = outbox::store::open({cfg.outbox_path, cfg.terminal_id, cfg.store_id, false});
+        for (auto p :
+             {protocol::priority::critical, protocol::priority::low, protocol::priority::low}) {
+            auto req =
+                protocol::make_publish_request("audit", "{}", std::nullopt, protocol::to_string(p));
+            REQUIRE(req.ok());
+            REQUIRE(outbox::publish_sync(*st, req.value()).k == outbox::publish_outcome::created);
+        }
+        auto j = agent::status_json(cfg, *st, nullptr, nullptr, false, protocol::now_ms());
+        CHECK(j["outbox"]["backlog"]["critical"] == json{{"pending", 1}, {"peer_ack", 0}});
+        CHECK(j["outbox"]["backlog"]["low"] == json{{"pending", 2}, {"peer_ack", 0}});
+        CHECK(j["outbox"]["backlog"]["high"] == json{{"pending", 0}, {"peer_ack", 0}});
+    }
+
     TEST_CASE("store_table: one row per lane, errors in a note column") {
         auto l1 = fixed_status();
         auto l2 = fixed_status();

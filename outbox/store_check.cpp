@@ -67,20 +67,18 @@ void check_backlog(connection& db, problem_list& problems) {
             if (auto n = u.int64(3); n != 0)
                 (*into)[{u.text(0), u.int64(1), u.int64(2)}] = n;
     }
-    if (real == kept)
-        return;
+    auto say = [&](const key& k, std::int64_t says, std::int64_t holds) {
+        problems.push_back("backlog_counts: origin " + std::get<0>(k) + " state " +
+                           std::to_string(std::get<1>(k)) + " priority " +
+                           std::to_string(std::get<2>(k)) + " says " + std::to_string(says) +
+                           ", messages hold " + std::to_string(holds));
+    };
     for (const auto& [k, n] : real)
         if (kept[k] != n)
-            problems.push_back("backlog_counts: origin " + std::get<0>(k) + " state " +
-                               std::to_string(std::get<1>(k)) + " priority " +
-                               std::to_string(std::get<2>(k)) + " says " + std::to_string(kept[k]) +
-                               ", messages hold " + std::to_string(n));
+            say(k, kept[k], n);
     for (const auto& [k, n] : kept)
         if (n != 0 && !real.count(k))
-            problems.push_back("backlog_counts: origin " + std::get<0>(k) + " state " +
-                               std::to_string(std::get<1>(k)) + " priority " +
-                               std::to_string(std::get<2>(k)) + " says " + std::to_string(n) +
-                               ", messages hold 0");
+            say(k, n, 0);
 }
 
 /// Every origin: every seq above cloud_through up to hwm is held, nothing above hwm is held.

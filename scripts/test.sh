@@ -8,8 +8,8 @@ usage() {
 usage: scripts/test.sh [--no-setup] [-R REGEX] [--all-stages] [--no-sanitizers] [--no-fuzz] [--stage S]...
                        [--help]
 
-Installs missing packages (scripts/setup.sh), builds (scripts/build.sh) and runs the main stage
-(what CI runs); --all-stages (or --stage S) runs the others too, each in its own build folder:
+Installs missing packages (scripts/setup.sh), builds (scripts/build.sh) and runs every stage (what
+CI runs), each in its own build folder; --stage S runs only the stages named:
   main   ctest in build/: every test
   asan   build-asan/ (GCC, AddressSanitizer + UndefinedBehaviorSanitizer): the unit tests, the
          integration tests (with that build's lanesync) and a harness subset
@@ -19,7 +19,7 @@ A sanitizer finding fails the test that hit it (UBSan halts on the first error).
   --no-setup        skip the package check
   -R REGEX          run only the tests whose name matches (ctest -R), in the main stage only
                     (the other stages are skipped)
-  --all-stages      all four stages
+  --all-stages      all four stages (the default; kept for scripts that pass it)
   --no-sanitizers   skip the asan and tsan stages (quicker local runs)
   --no-fuzz         skip the fuzz stage
   --stage S         run only stage S (repeatable): main, asan, tsan, fuzz
@@ -31,7 +31,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 setup=1
 ctest_args=()
 all_stages=(main asan tsan fuzz)
-stages=(main)
+stages=("${all_stages[@]}")
 chosen=()
 skip=()
 while (($#)); do

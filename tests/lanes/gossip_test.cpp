@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -157,7 +158,7 @@ TEST_CASE("two lanes: messages replicate and reach peer_ack") {
     CHECK(st[0].connected);
     CHECK(st[0].acked_through_seq == 40);
 
-    bool stopped1 = false, stopped2 = false;
+    std::atomic<bool> stopped1{false}, stopped2{false}; // set on the io thread
     l2.gossip->stop([&] { stopped2 = true; });
     l1.gossip->stop([&] { stopped1 = true; });
     CHECK(eventually([&] { return stopped1 && stopped2; }));
@@ -474,23 +475,27 @@ TEST_CASE("a wiped lane rebuilds from its peer over real sessions, then goes on 
     l1.publish(300);
     REQUIRE(eventually([&] { return l2.holds("L1") == 300; }));
     const auto old_inc = l1.store->incarnation();
-    bool stopped = false;
+    std::atomic<bool> stopped{false}; // set on the io thread
     l1.gossip->stop([&] { stopped = true; });
-    REQUIRE(eventually([&] { return stopped; }));
+    REQUIRE(eventually([&] { return stopped.load(); }));
 
     fresh.gossip->start();
     CHECK(eventually([&] { return fresh.holds("L1") == 300 && !fresh.gossip->rebuild().active; }));
     CHECK(fresh.store->incarnation() != old_inc);
     CHECK(counter("lanesync_rebuild_restored_total") >= 300);
     std::optional<std::optional<lanes::rebuild_view>> verdict;
-    fresh.gossip->admit([&](std::optional<lanes::rebuild_view> v) { verdict = v; });
-    REQUIRE(eventually([&] { return verdict.has_value(); }));
+    std::atomic<bool> answered{false}; // set after `verdict`, on the io thread
+    fresh.gossip->admit([&](std::optional<lanes::rebuild_view> v) {
+        verdict = v;
+        answered = true;
+    });
+    REQUIRE(eventually([&] { return answered.load(); }));
     CHECK_FALSE(verdict->has_value());
     fresh.publish(1);
     CHECK(fresh.holds("L1") == 301);
     CHECK(eventually([&] { return l2.holds("L1") == 301; }));
     CHECK(eventually([&] { return fresh.store->get_counts().peer_ack == 301; }));
-    bool s1 = false, s2 = false;
+    std::atomic<bool> s1{false}, s2{false}; // set on the io thread
     fresh.gossip->stop([&] { s1 = true; });
     l2.gossip->stop([&] { s2 = true; });
     CHECK(eventually([&] { return s1 && s2; }));
@@ -510,17 +515,21 @@ TEST_CASE("a rebuilding lane goes on above the seqs its peers know are in the cl
     // The cloud holds L1's 1..35 (what a lane left out of the rebuild held and uploaded); L2
     // knows it (from news, in a store), holds only 1..20.
     std::optional<outbox::count_outcome> known;
-    l2.store->origin_cloud_through("L1", 35, [&](outbox::count_outcome o) { known = o; });
-    REQUIRE(eventually([&] { return known.has_value(); }));
+    std::atomic<bool> stored{false}; // set after `known`, on the writer thread
+    l2.store->origin_cloud_through("L1", 35, [&](outbox::count_outcome o) {
+        known = o;
+        stored = true;
+    });
+    REQUIRE(eventually([&] { return stored.load(); }));
     REQUIRE(known->ok);
     r.start();
     l1.publish(20);
     // L2's news tells L1 (up to the mark it verified: 20) that they are in the cloud.
     REQUIRE(
         eventually([&] { return l2.holds("L1") == 20 && l1.store->get_counts().cloud_ack == 20; }));
-    bool stopped = false;
+    std::atomic<bool> stopped{false}; // set on the io thread
     l1.gossip->stop([&] { stopped = true; });
-    REQUIRE(eventually([&] { return stopped; }));
+    REQUIRE(eventually([&] { return stopped.load(); }));
 
     fresh.gossip->start();
     CHECK(eventually([&] { return fresh.holds("L1") == 35 && !fresh.gossip->rebuild().active; }));
@@ -530,7 +539,7 @@ TEST_CASE("a rebuilding lane goes on above the seqs its peers know are in the cl
     fresh.publish(1); // never hands out 21..35 again
     CHECK(fresh.store->get_counts().own_last_seq == 36);
     CHECK(eventually([&] { return l2.holds("L1") == 36; })); // with a floor over 21..35
-    bool s1 = false, s2 = false;
+    std::atomic<bool> s1{false}, s2{false};                  // set on the io thread
     fresh.gossip->stop([&] { s1 = true; });
     l2.gossip->stop([&] { s2 = true; });
     CHECK(eventually([&] { return s1 && s2; }));

@@ -350,8 +350,9 @@ TEST_CASE("catalog reads are index searches, not scans") {
 
 TEST_CASE("async_store: apply_catalog and the catalog reads complete on the caller's executor") {
     temp_dir dir;
-    auto s = store::open(opts(dir.file("L1.db")));
+    // Before the store: the store (its writer thread, which posts completions here) goes first.
     boost::asio::io_context io;
+    auto s = store::open(opts(dir.file("L1.db")));
     async_store as(io.get_executor(), *s);
     catalog_outcome got;
     std::vector<protocol::catalog_scope_state> scopes;

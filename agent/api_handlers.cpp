@@ -62,6 +62,8 @@ void http_session::handle() {
         return send(api::root_page());
     case api::route::rebuild:
         return start_rebuild();
+    case api::route::reload:
+        return start_reload();
     case api::route::catalog_get:
         return start_catalog_get(m.id);
     case api::route::changes:
@@ -134,10 +136,12 @@ void http_session::start_status() {
     const auto& deps = state_->deps();
     read_then(
         api::route::status,
-        [cfg = deps.cfg, gossip = deps.gossip, uploader = deps.uploader,
-         puller = deps.puller](outbox::store& s) {
-            return status_json(*cfg, read_status_inputs(s, gossip, uploader, puller), true,
-                               protocol::now_ms());
+        // The configuration by value: a live reload changes the agent's on the io thread.
+        [cfg = *deps.cfg, gossip = deps.gossip, uploader = deps.uploader, puller = deps.puller,
+         reload = deps.last_reload ? deps.last_reload() : std::nullopt](outbox::store& s) {
+            auto in = read_status_inputs(s, gossip, uploader, puller);
+            in.reload = reload;
+            return status_json(cfg, in, true, protocol::now_ms());
         },
         [](nlohmann::json doc) { return api::status_answer(doc); });
 }
@@ -183,6 +187,15 @@ void http_session::start_rebuild() {
     if (res.status == 200 && !without.empty())
         log::info("api.rebuild_without", {{"peers", std::to_string(without.size())}});
     send(api::rebuild_answer(res, g->rebuild()));
+}
+
+// POST /v1/reload: the agent re-reads its env file here, on the io thread (a small file).
+void http_session::start_reload() {
+    const auto& deps = state_->deps();
+    if (!deps.reload)
+        return send(api::reload_answer(nullptr));
+    auto r = deps.reload("api");
+    send(api::reload_answer(&r));
 }
 
 void http_session::cloud_control(api::route r) {

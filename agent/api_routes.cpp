@@ -130,6 +130,8 @@ match route_request(std::string_view method, std::string_view path) {
         return only("POST", route::cloud_resume);
     if (path == "/v1/rebuild")
         return only("POST", route::rebuild);
+    if (path == "/v1/reload")
+        return only("POST", route::reload);
     if (path.starts_with("/v1/catalog/")) {
         auto m = only("GET", route::catalog_get);
         m.id = std::string(path.substr(std::string_view("/v1/catalog/").size()));
@@ -380,6 +382,20 @@ std::string foreign_request(std::optional<std::string_view> host,
             return "request refused: Host must name this machine (127.0.0.1 or localhost)";
     }
     return {};
+}
+
+response reload_answer(const reload_result* r) {
+    if (!r)
+        return error_response(409, "reload is not available");
+    auto body = reload_json(*r);
+    switch (r->result) {
+    case reload_result::outcome::refused:
+        return json_response(409, body);
+    case reload_result::outcome::invalid:
+        return json_response(422, body);
+    default:
+        return json_response(200, body);
+    }
 }
 
 void add_cors(response& r, route rt, std::optional<std::string_view> origin) {

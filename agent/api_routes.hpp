@@ -5,6 +5,7 @@
 /// reader thread) and calls these with what it read; tests call them directly too.
 /// See docs/api.md for the contract.
 
+#include "agent/reload.hpp"
 #include "lanes/gossip.hpp"
 #include "outbox/outbox.hpp"
 #include "protocol/publish.hpp"
@@ -51,6 +52,7 @@ enum class route {
     cloud_pause,   ///< POST /v1/cloud/pause
     cloud_resume,  ///< POST /v1/cloud/resume
     rebuild,       ///< POST /v1/rebuild
+    reload,        ///< POST /v1/reload
     catalog_get,   ///< GET /v1/catalog/{scope}/{key} (match::id: "{scope}/{key}")
     changes,       ///< GET /v1/changes?scope=S&since=V&limit=N[&timeout_ms=T]
     not_found,     ///< no such path (404)
@@ -123,6 +125,12 @@ response rebuilding_answer(const lanes::rebuild_view& v);
 std::variant<std::vector<std::string>, response> check_rebuild_body(std::string_view body);
 /// ... after: 200 with the rebuild object, 409 {"error": "not rebuilding"}, 400 unknown peer.
 response rebuild_answer(const lanes::exclude_result& r, const lanes::rebuild_view& v);
+
+/// POST /v1/reload, after the agent re-read its env file: 200 with reload_json when applied or
+/// nothing changed, 409 {"error", ...} when a key cannot change live, 422 when the file is
+/// invalid (the error names FILE:LINE); 409 {"error": "reload is not available"} without an
+/// agent (`r` null).
+response reload_answer(const reload_result* r);
 
 /// GET /: the live dashboard (agent/dashboard.html) with its Content-Security-Policy.
 response root_page();

@@ -2,6 +2,7 @@
 /// The local HTTP API on 127.0.0.1:LOCAL_API_PORT (SPEC section 5, docs/api.md).
 /// Heavy Boost.Beast headers stay in api_server.cpp.
 
+#include "agent/reload.hpp"
 #include "cloud/puller.hpp"
 #include "cloud/uploader.hpp"
 #include "conf/config.hpp"
@@ -11,6 +12,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace boost::asio {
 class io_context;
@@ -32,6 +35,11 @@ struct api_deps {
     cloud::uploader* uploader = nullptr;
     outbox::async_store* outbox_async = nullptr;
     cloud::puller* puller = nullptr; ///< may be null; POST /v1/sync also pulls at once
+    /// POST /v1/reload: re-reads the env file and applies it (agent/node.cpp), on the io
+    /// thread. Unset: 409 "reload is not available".
+    std::function<reload_result(const std::string& trigger)> reload = {};
+    /// The last reload's result for the status document (nullopt before the first).
+    std::function<std::optional<reload_result>()> last_reload = {};
 };
 
 class api_server {

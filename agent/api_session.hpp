@@ -357,6 +357,7 @@ private:
 
     /// POST /v1/rebuild {"without": [...]}: leave peers out of the rebuild.
     void start_rebuild();
+    void start_reload();
 
     // ---- head office's data (api_catalog_handlers.cpp) ----
 

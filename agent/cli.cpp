@@ -37,11 +37,11 @@ int run_cli(int argc, char** argv) {
 
     // In --help order.
     const std::vector<cli::command> commands = {
-        cli::add_agent(app),        cli::add_publish(app),  cli::add_status(app),
-        cli::add_retry(app),        cli::add_sync_now(app), cli::add_pause(app),
-        cli::add_resume(app),       cli::add_rebuild(app),  cli::add_prune(app),
-        cli::add_check_config(app), cli::add_check_db(app), cli::add_init_store(app),
-        cli::add_changes(app),
+        cli::add_agent(app),      cli::add_publish(app),      cli::add_status(app),
+        cli::add_retry(app),      cli::add_sync_now(app),     cli::add_pause(app),
+        cli::add_resume(app),     cli::add_reload(app),       cli::add_rebuild(app),
+        cli::add_prune(app),      cli::add_check_config(app), cli::add_check_db(app),
+        cli::add_init_store(app), cli::add_changes(app),
     };
 
     if (unknown_command(argc, argv, commands))

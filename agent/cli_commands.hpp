@@ -32,6 +32,7 @@ command add_retry(CLI::App& app);        // cli_outbox.cpp
 command add_sync_now(CLI::App& app);     // cli_control.cpp
 command add_pause(CLI::App& app);        // cli_control.cpp
 command add_resume(CLI::App& app);       // cli_control.cpp
+command add_reload(CLI::App& app);       // cli_control.cpp
 command add_prune(CLI::App& app);        // cli_outbox.cpp
 command add_check_config(CLI::App& app); // cli_agent.cpp
 command add_check_db(CLI::App& app);     // cli_outbox.cpp

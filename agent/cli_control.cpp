@@ -1,6 +1,8 @@
-// `sync-now`, `pause` and `resume`: ask the running agent's cloud uploader, over the local API.
+// `sync-now`, `pause` and `resume`: ask the running agent's cloud uploader, over the local API;
+// `reload`: ask the running agent to re-read its env file (docs/configuration.md "Live reload").
 #include "agent/cli.hpp"
 #include "agent/cli_commands.hpp"
+#include "agent/views.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -37,6 +39,37 @@ int cmd_cloud_control(const std::string& env, const std::string& target, const c
     return exit_failure;
 }
 
+/// `lanesync reload --env F`: F is checked here first (an invalid file never reaches the
+/// agent: exit 2 with FILE:LINE), then the agent re-reads its own env file. 0 applied or
+/// nothing changed, 2 refused or invalid, 1 agent not running.
+int cmd_reload(const std::string& env) {
+    auto l = load_cli_config(env);
+    if (!l)
+        return exit_usage;
+    auto r = local_http(l->cfg.local_api_port, "POST", "/v1/reload", control_timeout);
+    if (r.status == 0) {
+        std::cerr << "agent is not running on " << agent_address(l->cfg) << "\n";
+        return exit_failure;
+    }
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    auto text = [&](const char* k) {
+        return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>()
+                                                                  : std::string();
+    };
+    if (r.status == 200) {
+        auto keys = list_text(j.is_object() && j.contains("changed") ? j["changed"] : nullptr);
+        std::cout << (keys.empty() ? "ok: nothing changed\n" : "ok: reloaded: " + keys + "\n");
+        if (j.is_object() && j.contains("warnings"))
+            for (const auto& w : j["warnings"])
+                if (w.is_string())
+                    std::cout << "warning: " << w.get<std::string>() << "\n";
+        return exit_ok;
+    }
+    std::string msg = text("error");
+    std::cerr << "error: " << (msg.empty() ? "HTTP " + std::to_string(r.status) : msg) << "\n";
+    return r.status == 409 || r.status == 422 ? exit_usage : exit_failure;
+}
+
 command add_control(CLI::App& app, const char* name, const char* help, std::string target,
                     const char* done) {
     auto env = std::make_shared<std::string>();
@@ -58,6 +91,15 @@ command add_sync_now(CLI::App& app) {
 command add_pause(CLI::App& app) {
     return add_control(app, "pause", "Pause the running agent's cloud uploads", "/v1/cloud/pause",
                        "cloud uploads paused");
+}
+
+command add_reload(CLI::App& app) {
+    auto env = std::make_shared<std::string>();
+    auto* sub = app.add_subcommand(
+        "reload", "Ask the running agent to re-read its env file and apply what may change live "
+                  "(as SIGHUP does)");
+    env_option(sub, *env);
+    return {sub, [env] { return cmd_reload(*env); }};
 }
 
 command add_resume(CLI::App& app) {

@@ -1,6 +1,7 @@
 #include "agent/node.hpp"
 
 #include "agent/api_server.hpp"
+#include "agent/reload.hpp"
 #include "agent/retention.hpp"
 #include "agent/sd_notify.hpp"
 #include "base/log.hpp"
@@ -24,6 +25,7 @@
 #include <csignal>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace lanesync::agent {
@@ -46,8 +48,10 @@ public:
         : cfg_(cfg), ioc_(1), store_(std::move(store)), outbox_(ioc_.get_executor(), *store_),
           gossip_(ioc_, *store_, cfg_), uploader_(ioc_, outbox_, cfg_),
           puller_(ioc_, outbox_, cfg_),
-          api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_, &puller_}),
-          signals_(ioc_, SIGINT, SIGTERM), poll_(ioc_),
+          api_(ioc_, {&cfg_, store_.get(), &gossip_, &uploader_, &outbox_, &puller_,
+                      [this](const std::string& trigger) { return reload(trigger); },
+                      [this] { return last_reload_; }}),
+          signals_(ioc_, SIGINT, SIGTERM), hup_(ioc_, SIGHUP), poll_(ioc_),
           retention_(ioc_, outbox_, cfg_, tuning::prune_batch_rows), hard_stop_(ioc_),
           notify_(sd::notifier::from_environment()), notify_status_(ioc_), watchdog_(ioc_) {}
 
@@ -101,6 +105,7 @@ public:
             if (!ec)
                 shutdown(sig);
         });
+        wait_hup();
         schedule_poll();
         retention_.start(std::min<std::chrono::milliseconds>(std::chrono::seconds(10),
                                                              prune_every(cfg_.retention)));
@@ -121,6 +126,7 @@ private:
         notify_.send("STOPPING=1\nSTATUS=stopping");
         stopping_ = true;
         poll_.cancel();
+        hup_.cancel();
         retention_.stop();
         notify_status_.cancel();
         hard_stop_.expires_after(tuning::shutdown_grace + std::chrono::seconds(2));
@@ -146,6 +152,74 @@ private:
                 });
             });
         });
+    }
+
+    /// SIGHUP: a live reload of the env file (docs/configuration.md "Live reload").
+    void wait_hup() {
+        hup_.async_wait([this](boost::system::error_code ec, int) {
+            if (ec || stopping_)
+                return;
+            reload("SIGHUP");
+            wait_hup();
+        });
+    }
+
+    /// Re-reads the env file the agent was started with and applies the keys that may change
+    /// live, all or nothing (agent/reload.hpp decides). On the io thread, where every part
+    /// that reads the configuration runs; the status document reads a copy.
+    reload_result reload(const std::string& trigger) {
+        std::optional<conf::loaded> next;
+        std::string error;
+        try {
+            next = conf::load(cfg_.source);
+        } catch (const std::exception& e) { // config_error: FILE:LINE: KEY: why, no secret
+            error = e.what();
+        }
+        auto d = decide_reload(cfg_, next, error);
+        d.result.trigger = trigger;
+        d.result.at_ms = protocol::now_ms();
+        for (const auto& w : d.result.warnings)
+            log::warn("config.warning", {{"warning", w}});
+        if (d.result.result == reload_result::outcome::applied)
+            apply_reload(d.plan, next->cfg);
+        log_reload(d.result);
+        last_reload_ = d.result;
+        return d.result;
+    }
+
+    void apply_reload(const conf::reload_plan& plan, const conf::config& next) {
+        log::add_secret(next.supabase_service_key); // before any line could hold it
+        conf::apply_live(cfg_, next);
+        log::level lvl = log::level::info;
+        if (plan.log_level && log::parse_level(cfg_.log_level, lvl))
+            log::set_level(lvl);
+        if (plan.uploader || plan.service_key)
+            uploader_.reconfigure(cfg_);
+        if (plan.puller || plan.service_key)
+            puller_.reconfigure(cfg_);
+        if (plan.retention)
+            retention_.reschedule(std::min<std::chrono::milliseconds>(std::chrono::seconds(10),
+                                                                      prune_every(cfg_.retention)));
+    }
+
+    static void log_reload(const reload_result& r) {
+        std::string keys;
+        for (const auto& k : r.changed)
+            keys += (keys.empty() ? "" : ",") + k;
+        switch (r.result) {
+        case reload_result::outcome::applied:
+            log::info("config.reloaded", {{"trigger", r.trigger}, {"changed", keys}});
+            break;
+        case reload_result::outcome::unchanged:
+            log::info("config.reload_unchanged", {{"trigger", r.trigger}});
+            break;
+        case reload_result::outcome::refused:
+            log::warn("config.reload_refused", {{"trigger", r.trigger}, {"error", r.error}});
+            break;
+        case reload_result::outcome::invalid:
+            log::warn("config.reload_invalid", {{"trigger", r.trigger}, {"error", r.error}});
+            break;
+        }
     }
 
     // Every external_change_poll: did another process commit? (PRAGMA data_version, read on
@@ -353,7 +427,10 @@ private:
         });
     }
 
-    const conf::config& cfg_;
+    /// The running configuration, owned: a live reload changes its live keys in place on the
+    /// io thread (conf::apply_live). Gossip, the API and retention hold a reference to it; the
+    /// uploader and the puller keep copies, handed the new one by reconfigure().
+    conf::config cfg_;
     net::io_context ioc_;
     /// After ioc_: destroyed first, so reads still queued complete into a live io_context.
     std::unique_ptr<outbox::store> store_;
@@ -363,13 +440,15 @@ private:
     cloud::puller puller_;
     api_server api_;
     net::signal_set signals_;
+    net::signal_set hup_;
     net::steady_timer poll_;
     retention retention_;
     net::steady_timer hard_stop_;
     sd::notifier notify_;
     net::steady_timer notify_status_;
     net::steady_timer watchdog_;
-    bool stopping_ = false; ///< io thread only
+    bool stopping_ = false;                    ///< io thread only
+    std::optional<reload_result> last_reload_; ///< io thread only
     /// lanesync_origin_covered series set so far (the collector's, on the reader thread).
     std::vector<metrics::gauge*> covered_series_;
 };

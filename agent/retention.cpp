@@ -31,13 +31,20 @@ void retention::stop() {
     timer_.cancel();
 }
 
+void retention::reschedule(std::chrono::milliseconds first) {
+    if (waiting_)
+        schedule(first); // cancels the wait under way (its handler sees operation_aborted)
+}
+
 void retention::schedule(std::chrono::milliseconds in) {
     if (stopped_)
         return;
+    waiting_ = true;
     timer_.expires_after(in);
     timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped_)
             return;
+        waiting_ = false;
         step(protocol::now_ms() - cfg_.retention.count(), 0, 0, std::chrono::steady_clock::now());
     });
 }

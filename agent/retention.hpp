@@ -36,6 +36,9 @@ public:
     /// end of the previous one.
     void start(std::chrono::milliseconds first);
     void stop();
+    /// OUTBOX_RETENTION_DAYS or CATALOG_TOMBSTONE_DAYS changed (a live reload): a wait under way
+    /// is cut to `first` from now; a cycle under way finishes with the new values' schedule.
+    void reschedule(std::chrono::milliseconds first);
 
 private:
     void schedule(std::chrono::milliseconds in);
@@ -49,6 +52,7 @@ private:
     boost::asio::steady_timer timer_;
     metrics::counter& pruned_; ///< lanesync_outbox_pruned_total
     bool stopped_ = false;
+    bool waiting_ = false; ///< the timer is armed (no cycle under way)
 };
 
 } // namespace lanesync::agent

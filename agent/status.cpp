@@ -389,6 +389,7 @@ nlohmann::json status_json(const conf::config& cfg, const status_inputs& in, boo
             views.push_back({o.origin, o.own, o.hwm, o.held, o.cloud_through, {}, std::nullopt});
         j["origins"] = origins_json(views);
     }
+    j["reload"] = in.reload ? reload_json(*in.reload) : json(nullptr);
     return j;
 }
 
@@ -411,6 +412,7 @@ std::string status_table(const nlohmann::json& s) {
         out += std::string(at(ob, "disk_full") == true ? "STORAGE: disk full"
                                                        : "STORAGE: not writable") +
                " (" + str(at(ob, "storage_error")) + "): new messages are refused with 503\n";
+    out += reload_line(at(s, "reload"));
     out += "\n";
 
     std::string reps;

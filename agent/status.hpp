@@ -5,6 +5,7 @@
 /// Secrets never appear: the document names the cloud by SUPABASE_URL only, never the
 /// service key, and never mentions PEER_SECRET.
 
+#include "agent/reload.hpp"
 #include "cloud/puller.hpp"
 #include "cloud/uploader.hpp"
 #include "conf/config.hpp"
@@ -39,6 +40,8 @@ struct status_inputs {
     /// Head office's data held (always read) and the puller's state (a running agent).
     std::vector<protocol::catalog_scope_state> catalog;
     std::optional<cloud::pull_status> pull;
+    /// The running agent's last live reload (nullopt before the first, or without an agent).
+    std::optional<reload_result> reload;
 };
 
 /// Reads the inputs: the outbox's counts (and peer marks when `gossip` is null), gossip's and

@@ -1,6 +1,7 @@
 // The rebuild and origins parts of the status document (docs/api.md "GET /v1/status"), shared
 // by /v1/status, /healthz, the publish 503 and `lanesync rebuild`.
 #include "agent/status.hpp"
+#include "agent/views.hpp"
 
 #include "base/log.hpp"
 
@@ -19,15 +20,6 @@ json strings(const std::vector<std::string>& v) {
 
 json null_if_empty(const std::string& s) {
     return s.empty() ? json(nullptr) : json(s);
-}
-
-std::string list_text(const json& a) {
-    std::string out;
-    if (a.is_array())
-        for (const auto& x : a)
-            if (x.is_string())
-                out += (out.empty() ? "" : ", ") + x.get<std::string>();
-    return out;
 }
 
 std::string text_of(const json& j, const char* key) {

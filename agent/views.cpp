@@ -42,4 +42,13 @@ nlohmann::json record_json(const outbox::record& rec) {
     return j;
 }
 
+std::string list_text(const nlohmann::json& a) {
+    std::string out;
+    if (a.is_array())
+        for (const auto& x : a)
+            if (x.is_string())
+                out += (out.empty() ? "" : ", ") + x.get<std::string>();
+    return out;
+}
+
 } // namespace lanesync::agent

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace lanesync::agent {
 
@@ -22,5 +23,9 @@ nlohmann::json publish_json(const outbox::record& rec);
 /// state, data (the object), created_at, stored_at, peer_acked_at, cloud_acked_at (ISO-8601 or
 /// null), attempts, last_error (null when none), own.
 nlohmann::json record_json(const outbox::record& rec);
+
+/// The strings of a JSON array joined with ", " (other elements, or a non-array: nothing), for
+/// the lists the status table and the CLI print ("L2, L3").
+std::string list_text(const nlohmann::json& a);
 
 } // namespace lanesync::agent

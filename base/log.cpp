@@ -135,6 +135,13 @@ void configure(const options& o) {
     s.min_level = static_cast<int>(o.min_level);
 }
 
+void set_level(level l) {
+    auto& s = state();
+    std::lock_guard lock(s.mutex);
+    s.opts.min_level = l;
+    s.min_level = static_cast<int>(l);
+}
+
 void add_secret(std::string secret) {
     if (secret.empty())
         return;

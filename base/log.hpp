@@ -33,6 +33,9 @@ struct options {
     std::string lane; ///< terminal id printed on every line
 };
 void configure(const options& o);
+/// The lowest level written from now on (a live reload of LOG_LEVEL); the rest of the options
+/// stay.
+void set_level(level l);
 void add_secret(std::string secret);
 bool enabled(level l);
 

@@ -64,6 +64,10 @@ public:
     /// construction until changed (the uploader adapts it: cloud/pacing.hpp).
     void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
+    /// The key of the next requests (a rotated SUPABASE_SERVICE_KEY); a request in flight keeps
+    /// the one it was sent with.
+    void set_key(std::string key) { key_ = std::move(key); }
+
     /// The User-Agent header (default "lanesync/0.1.0"). Call before the first request.
     void set_user_agent(std::string user_agent);
 

@@ -45,6 +45,7 @@ struct puller::impl : std::enable_shared_from_this<impl> {
     impl(net::io_context& ioc, outbox::store& store, const conf::config& cfg, pull_limits lim)
         : cfg_(cfg), lim_(lim), strand_(net::make_strand(ioc)), wake_(strand_),
           db_(strand_, store) {
+        key_ = cfg_.supabase_service_key;
         enabled_ = cfg_.cloud_enabled() && cfg_.cloud_pull_interval.count() > 0;
         if (enabled_) {
             std::string why;
@@ -109,6 +110,19 @@ struct puller::impl : std::enable_shared_from_this<impl> {
         stop_waiters_.clear();
         for (auto& w : waiters)
             w();
+    }
+
+    void on_reconfigure(conf::config cfg) {
+        cfg_ = std::move(cfg);
+        const bool new_key = cfg_.supabase_service_key != key_;
+        if (new_key) {
+            log::add_secret(cfg_.supabase_service_key);
+            key_ = cfg_.supabase_service_key;
+            if (client_)
+                client_->set_key(key_);
+        }
+        if (enabled_ && (new_key || !failures_)) // a new key also ends a backoff
+            on_pull_now();
     }
 
     void on_pull_now() {
@@ -257,6 +271,7 @@ struct puller::impl : std::enable_shared_from_this<impl> {
     bool again_ = false;            ///< pull_now() during a pull: pull once more at once
     clock_type::time_point next_{}; ///< the next pull (past: now)
     std::uint32_t failures_ = 0;    ///< consecutive failures
+    std::string key_;               ///< the key the client sends (a reload changes cfg_'s first)
     std::set<std::string> restart_; ///< scopes whose snapshot starts again (through 0)
     std::vector<std::function<void()>> stop_waiters_;
 
@@ -281,6 +296,11 @@ void puller::start() {
 void puller::stop(std::function<void()> done) {
     net::post(impl_->strand_,
               [i = impl_, d = std::move(done)]() mutable { i->on_stop(std::move(d)); });
+}
+
+void puller::reconfigure(conf::config cfg) {
+    net::post(impl_->strand_,
+              [i = impl_, c = std::move(cfg)]() mutable { i->on_reconfigure(std::move(c)); });
 }
 
 void puller::pull_now() {

@@ -70,6 +70,11 @@ public:
     void stop(std::function<void()> done);
     /// Pull now, even while backing off (sync-now). Thread-safe.
     void pull_now();
+    /// The configuration changed (a live reload): the puller takes `cfg` (a copy; only live
+    /// keys differ), its client the new SUPABASE_SERVICE_KEY, and the loop pulls once at once (also
+    /// while backing off when the key is new), then keeps the current CLOUD_PULL_INTERVAL_MS.
+    /// Thread-safe.
+    void reconfigure(conf::config cfg);
     /// Thread-safe snapshot.
     pull_status get_status() const;
 

@@ -47,6 +47,7 @@ uploader::impl::impl(net::io_context& ioc, outbox::store& store, const conf::con
     : cfg_(cfg), lim_(lim), strand_(net::make_strand(ioc)), wake_(strand_), db_(strand_, store) {
     if (!cfg_.supabase_service_key.empty())
         log::add_secret(cfg_.supabase_service_key);
+    key_ = cfg_.supabase_service_key;
     enabled_ = cfg_.cloud_enabled();
     include_pending_ = cfg_.peers.empty();
     byte_cap_ = std::max<std::size_t>(lim_.max_request_bytes, 1);
@@ -187,6 +188,24 @@ void uploader::impl::on_sync_now() {
     edit_status([](status& s) { s.next_attempt_at_ms.reset(); });
     log::info("cloud.sync_now", {{"paused", paused_ ? "true" : "false"}});
     wake_.cancel();
+}
+
+void uploader::impl::on_reconfigure(conf::config cfg) {
+    cfg_ = std::move(cfg);
+    const bool new_key = cfg_.supabase_service_key != key_;
+    if (new_key) {
+        log::add_secret(cfg_.supabase_service_key);
+        key_ = cfg_.supabase_service_key;
+        for (auto& c : clients_)
+            c->set_key(key_);
+    }
+    log::info("cloud.reconfigured", {{"batch_size", std::to_string(cfg_.cloud_batch_size)},
+                                     {"interval_ms", std::to_string(cfg_.cloud_interval.count())},
+                                     {"new_key", new_key ? "true" : "false"}});
+    next_poll_ = {};
+    if (new_key) // the old key may be what the cloud refused: try the new one at once
+        return on_sync_now();
+    on_notify();
 }
 
 void uploader::impl::on_pause() {
@@ -439,6 +458,11 @@ void uploader::notify() {
 
 void uploader::sync_now() {
     net::post(impl_->strand_, [i = impl_] { i->on_sync_now(); });
+}
+
+void uploader::reconfigure(conf::config cfg) {
+    net::post(impl_->strand_,
+              [i = impl_, c = std::move(cfg)]() mutable { i->on_reconfigure(std::move(c)); });
 }
 
 void uploader::pause() {

@@ -100,6 +100,14 @@ public:
     void notify();
     /// Upload now, even while backing off (POST /v1/sync). Thread-safe.
     void sync_now();
+    /// The configuration changed (a live reload, conf/reload.hpp): the uploader takes `cfg`
+    /// (a copy, like the one it was built with; only live keys differ), the clients the new
+    /// SUPABASE_SERVICE_KEY for their next requests (a new key also ends a backoff:
+    /// the old one may be what the cloud refused), and the loop polls once at once so
+    /// a new CLOUD_SYNC_INTERVAL_MS / CLOUD_BATCH_SIZE / CLOUD_HEARTBEAT_MS applies from there
+    /// (a retry timer already running keeps its time; SYNC_BACKOFF_* apply from the next
+    /// failure). Thread-safe.
+    void reconfigure(conf::config cfg);
     void pause();  ///< Thread-safe.
     void resume(); ///< Thread-safe.
 

@@ -66,6 +66,7 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     void on_notify();
     void on_sync_now();
     void on_pause();
+    void on_reconfigure(conf::config cfg);
     void on_resume();
     void on_set_cover(std::function<std::vector<std::string>()> origins);
     bool heartbeat_due(clock_type::time_point now) const;
@@ -137,9 +138,10 @@ struct uploader::impl : std::enable_shared_from_this<impl> {
     bool paused_ = false;
     bool work_hint_ = true;                 ///< a batch may be ready: look at once
     clock_type::time_point next_attempt_{}; ///< backing off until then (past = not)
-    clock_type::time_point next_poll_{};    ///< idle poll
-    std::uint32_t failures_ = 0;            ///< consecutive transient failures
-    std::size_t byte_cap_ = 0;              ///< request body cap; lowered after a 413
+    std::string key_; ///< the key the clients send (a live reload changes cfg_'s first)
+    clock_type::time_point next_poll_{}; ///< idle poll
+    std::uint32_t failures_ = 0;         ///< consecutive transient failures
+    std::size_t byte_cap_ = 0;           ///< request body cap; lowered after a 413
     /// Per connection: the span of the round using it, empty while free.
     std::vector<std::optional<priority_span>> slots_;
     std::set<std::string, std::less<>> in_flight_ids_; ///< read by a running round: not again

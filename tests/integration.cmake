@@ -54,6 +54,9 @@ lanesync_py_test(lane_health test_lane_health cloud)
 # Issue 12: priorities order the upload backlog (3200 messages held back, then released),
 # TOPIC_PRIORITY (about 30 s).
 lanesync_py_test(priorities test_priorities cloud)
+# Issue 12: live reload (lanesync reload, SIGHUP, POST /v1/reload): live keys, refusals, an
+# invalid file, peer sessions untouched; a rotated service key against the real local cloud.
+lanesync_py_test(reload test_reload cloud)
 # Issue 13: head office's changes pulled by real lanes from the local cloud (sync-pull).
 lanesync_py_test(pull test_pull cloud)
 

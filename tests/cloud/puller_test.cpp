@@ -237,3 +237,16 @@ TEST_CASE("off: no cloud, or CLOUD_PULL_INTERVAL_MS=0, pulls nothing") {
         CHECK(r.pull->get_status().state == "off");
     }
 }
+
+TEST_CASE("reconfigure (a live reload): pulls at once with the rotated key") {
+    rig r([](const seen_request&) { return json_reply({{"head", 0}, {"scopes", json::array()}}); });
+    r.start();
+    REQUIRE(run_until(r.ioc, [&] { return r.pull->get_status().requests_ok == 1; }));
+    const std::string rotated = "sk_test_ROTATED_pull_NEVER_SHOW_ME";
+    r.cfg.supabase_service_key = rotated; // the interval stays 60 s: only the reload pulls
+    r.pull->reconfigure(r.cfg);
+    REQUIRE(run_until(r.ioc, [&] { return r.pull->get_status().requests_ok == 2; }));
+    REQUIRE(r.cloud->requests().size() == 2);
+    CHECK(r.cloud->requests()[0].headers.at("apikey") == test_key);
+    CHECK(r.cloud->requests()[1].headers.at("apikey") == rotated);
+}

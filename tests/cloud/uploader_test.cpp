@@ -977,3 +977,30 @@ TEST_CASE("a cloud that refuses the lane object gets the batch again without it"
     run_for(r.ioc, 300ms); // a "nothing happens" window, three heartbeat periods long
     CHECK(r.cloud->requests().size() == 2);
 }
+
+TEST_CASE("reconfigure (a live reload): the next requests carry the new key and batch size") {
+    rig r([](const seen_request& q) { return ack_all(q); });
+    r.publish(3);
+    r.start();
+    REQUIRE(r.wait_counts(3));
+    const auto before = r.cloud->requests().size();
+    const std::string rotated = "sk_test_ROTATED_NEVER_SHOW_ME_81d0";
+    // As the agent does on a reload: the running configuration changed, then handed over.
+    r.cfg.supabase_service_key = rotated;
+    r.cfg.cloud_batch_size = 2;
+    r.up->reconfigure(r.cfg);
+    r.publish(5);
+    REQUIRE(r.wait_counts(8));
+    const auto& reqs = r.cloud->requests();
+    REQUIRE(reqs.size() >= before + 3); // 5 messages at most 2 per request
+    std::size_t sent = 0;
+    for (std::size_t i = before; i < reqs.size(); ++i) {
+        CHECK(reqs[i].headers.at("apikey") == rotated);
+        auto n = nlohmann::json::parse(reqs[i].body)["messages"].size();
+        CHECK(n <= 2);
+        sent += n;
+    }
+    CHECK(sent == 5);
+    check_no_key(r.status());
+    CHECK(r.status().last_error.find("ROTATED") == std::string::npos);
+}

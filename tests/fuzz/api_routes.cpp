@@ -246,6 +246,17 @@ api::response handle(const request& rq, tiny_outbox& box) {
         r = api::changes_answer(q, std::get<lanesync::protocol::catalog_scope_state>(st), rows);
         break;
     }
+    case api::route::reload: {
+        // The agent's reload outcomes, by the request's length (no env file here).
+        lanesync::agent::reload_result res;
+        res.result = static_cast<lanesync::agent::reload_result::outcome>(rq.body.size() % 4);
+        res.error = res.result == lanesync::agent::reload_result::outcome::applied ||
+                            res.result == lanesync::agent::reload_result::outcome::unchanged
+                        ? ""
+                        : "t.env:2: CLOUD_BATCH_SIZE: 0 is too small (1..1000)";
+        r = api::reload_answer(box.seq % 2 == 0 ? &res : nullptr);
+        break;
+    }
     case api::route::sync:
     case api::route::cloud_pause:
     case api::route::cloud_resume:
@@ -266,7 +277,7 @@ api::response handle(const request& rq, tiny_outbox& box) {
 
 void check(const api::response& r) {
     static const std::vector<unsigned> documented = {200, 201, 202, 400, 403, 404,
-                                                     405, 409, 413, 415, 503};
+                                                     405, 409, 413, 415, 422, 503};
     bool known = false;
     for (auto s : documented)
         known = known || s == r.status;

@@ -212,6 +212,9 @@ class Abuse(StoreTestCase):
         c = replay.expect_close()
         self.assertEqual(c.code, 1008)
         self.assertIn("authentication failed", c.reason)
+        # The refusal is counted when the connection ends: a client that kept the socket open
+        # after the close frame would hold that for the close handshake's 10 s timeout.
+        replay.close()
         wait_for(lambda: self.preauth("wrong_secret") == 1, 10, what="replay counted")
         self.still_serving()
 

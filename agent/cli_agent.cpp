@@ -48,7 +48,8 @@ int cmd_check_config(const std::string& env) {
 command add_agent(CLI::App& app) {
     auto env = std::make_shared<std::string>();
     auto* sub = app.add_subcommand(
-        "agent", "Run one lane's agent in the foreground (SIGTERM/SIGINT = clean stop)");
+        "agent", "Run one lane's agent in the foreground (SIGTERM/SIGINT = clean stop, SIGHUP = "
+                 "reload the env file)");
     env_option(sub, *env);
     return {sub, [env] { return cmd_agent(*env); }};
 }

@@ -2,6 +2,7 @@
 /// Private to agent/cli*.cpp: one `add_*` per command (each in its own agent/cli_*.cpp file)
 /// and the pieces the commands share (cli_common.cpp). agent/cli.cpp is the dispatcher.
 
+#include "agent/cli.hpp"
 #include "conf/config.hpp"
 #include "outbox/outbox.hpp"
 
@@ -58,5 +59,8 @@ std::unique_ptr<outbox::store> open_store(const conf::config& cfg, bool read_onl
 
 /// "127.0.0.1:LOCAL_API_PORT", for messages.
 std::string agent_address(const conf::config& cfg);
+
+/// What a refusing answer of the agent says: its JSON `error`, else "HTTP <status>".
+std::string error_of(const http_reply& r);
 
 } // namespace lanesync::agent::cli

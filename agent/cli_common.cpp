@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -73,6 +75,13 @@ std::unique_ptr<outbox::store> open_store(const conf::config& cfg, bool read_onl
 
 std::string agent_address(const conf::config& cfg) {
     return "127.0.0.1:" + std::to_string(cfg.local_api_port);
+}
+
+std::string error_of(const http_reply& r) {
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (j.is_object() && j.contains("error") && j["error"].is_string())
+        return j["error"].get<std::string>();
+    return "HTTP " + std::to_string(r.status);
 }
 
 } // namespace cli

@@ -31,11 +31,7 @@ int cmd_cloud_control(const std::string& env, const std::string& target, const c
         std::cout << "ok: " << done << "\n";
         return exit_ok;
     }
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    std::string msg = j.is_object() && j.contains("error") && j["error"].is_string()
-                          ? j["error"].get<std::string>()
-                          : "HTTP " + std::to_string(r.status);
-    std::cerr << "error: " << msg << "\n";
+    std::cerr << "error: " << error_of(r) << "\n";
     return exit_failure;
 }
 
@@ -51,12 +47,8 @@ int cmd_reload(const std::string& env) {
         std::cerr << "agent is not running on " << agent_address(l->cfg) << "\n";
         return exit_failure;
     }
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    auto text = [&](const char* k) {
-        return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>()
-                                                                  : std::string();
-    };
     if (r.status == 200) {
+        auto j = nlohmann::json::parse(r.body, nullptr, false);
         auto keys = list_text(j.is_object() && j.contains("changed") ? j["changed"] : nullptr);
         std::cout << (keys.empty() ? "ok: nothing changed\n" : "ok: reloaded: " + keys + "\n");
         if (j.is_object() && j.contains("warnings"))
@@ -65,8 +57,7 @@ int cmd_reload(const std::string& env) {
                     std::cout << "warning: " << w.get<std::string>() << "\n";
         return exit_ok;
     }
-    std::string msg = text("error");
-    std::cerr << "error: " << (msg.empty() ? "HTTP " + std::to_string(r.status) : msg) << "\n";
+    std::cerr << "error: " << error_of(r) << "\n";
     return r.status == 409 || r.status == 422 ? exit_usage : exit_failure;
 }
 

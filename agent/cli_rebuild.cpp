@@ -27,13 +27,6 @@ struct rebuild_options {
     bool as_json = false;
 };
 
-std::string error_of(const http_reply& r) {
-    auto j = json::parse(r.body, nullptr, false);
-    if (j.is_object() && j.contains("error") && j["error"].is_string())
-        return j["error"].get<std::string>();
-    return "HTTP " + std::to_string(r.status);
-}
-
 int print_rebuild(const json& rb, bool as_json) {
     std::cout << (as_json ? rb.dump(2) + "\n" : rebuild_text(rb));
     return exit_ok;

@@ -188,7 +188,8 @@ private:
     }
 
     void apply_reload(const conf::reload_plan& plan, const conf::config& next) {
-        log::add_secret(next.supabase_service_key); // before any line could hold it
+        if (plan.service_key)
+            log::add_secret(next.supabase_service_key); // before any line could hold it
         conf::apply_live(cfg_, next);
         log::level lvl = log::level::info;
         if (plan.log_level && log::parse_level(cfg_.log_level, lvl))

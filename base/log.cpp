@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -147,7 +148,8 @@ void add_secret(std::string secret) {
         return;
     auto& s = state();
     std::lock_guard lock(s.mutex);
-    s.secrets.push_back(std::move(secret));
+    if (std::find(s.secrets.begin(), s.secrets.end(), secret) == s.secrets.end())
+        s.secrets.push_back(std::move(secret)); // once: every line is redacted against each
 }
 
 bool enabled(level l) {

@@ -36,6 +36,7 @@ void configure(const options& o);
 /// The lowest level written from now on (a live reload of LOG_LEVEL); the rest of the options
 /// stay.
 void set_level(level l);
+/// Registers a secret to redact from every line (again for the same one: no-op).
 void add_secret(std::string secret);
 bool enabled(level l);
 

@@ -8,14 +8,15 @@ namespace {
 /// Which part of the agent takes a live key.
 enum class taker { none, log_level, service_key, uploader, puller, both, retention };
 
-/// One key: how to compare it, and whether (and by whom) it is taken live.
+/// One key: how to compare it, and for a key taken live, who takes it and how it is copied.
 struct reload_key {
     const char* name;
     bool (*same)(const config& a, const config& b);
-    bool live;
-    taker by = taker::none;
-    /// For a live key: copies it from `next` into `running`.
+    /// Copies the key from `next` into `running`; nullptr for a key that cannot change live.
     void (*copy)(config& running, const config& next) = nullptr;
+    taker by = taker::none;
+
+    bool live() const { return copy != nullptr; }
 };
 
 template <auto M> bool same_member(const config& a, const config& b) {
@@ -41,47 +42,47 @@ using C = config;
 /// Every key of the key table, in its order (tests/conf/reload_test.cpp checks that none is
 /// missing).
 const reload_key keys[] = {
-    {"TERMINAL_ID", same_member<&C::terminal_id>, false},
-    {"STORE_ID", same_member<&C::store_id>, false},
-    {"TERMINAL_PORT", same_member<&C::terminal_port>, false},
-    {"TERMINAL_BIND", same_member<&C::terminal_bind>, false},
-    {"PEER_TERMINALS", same_peers, false},
-    {"PEER_SECRET", same_member<&C::peer_secret>, false},
-    {"PEER_ACK_QUORUM", same_member<&C::peer_ack_quorum>, false},
-    {"PEER_TLS_CERT_FILE", same_member<&C::peer_tls_cert_file>, false},
-    {"PEER_TLS_KEY_FILE", same_member<&C::peer_tls_key_file>, false},
-    {"PEER_CA_FILE", same_member<&C::peer_ca_file>, false},
-    {"PEER_MAX_CONNECTIONS", same_member<&C::peer_max_connections>, false},
-    {"LOCAL_API_PORT", same_member<&C::local_api_port>, false},
-    {"LOCAL_API_MAX_CONNECTIONS", same_member<&C::local_api_max_connections>, false},
-    {"OUTBOX_PATH", same_member<&C::outbox_path>, false},
-    {"SUPABASE_URL", same_member<&C::supabase_url>, false},
-    {"SUPABASE_SERVICE_KEY", same_member<&C::supabase_service_key>, true, taker::service_key,
-     copy_member<&C::supabase_service_key>},
-    {"SUPABASE_FUNCTION", same_member<&C::supabase_function>, false},
-    {"SUPABASE_CA_FILE", same_member<&C::supabase_ca_file>, false},
-    {"SYNC_BACKOFF_BASE_MS", same_member<&C::backoff_base>, true, taker::both,
-     copy_member<&C::backoff_base>},
-    {"SYNC_BACKOFF_MAX_MS", same_member<&C::backoff_max>, true, taker::both,
-     copy_member<&C::backoff_max>},
-    {"CLOUD_SYNC_INTERVAL_MS", same_member<&C::cloud_interval>, true, taker::uploader,
-     copy_member<&C::cloud_interval>},
-    {"CLOUD_BATCH_SIZE", same_member<&C::cloud_batch_size>, true, taker::uploader,
-     copy_member<&C::cloud_batch_size>},
-    {"CLOUD_PULL_INTERVAL_MS", same_member<&C::cloud_pull_interval>, true, taker::puller,
-     copy_member<&C::cloud_pull_interval>},
-    {"CLOUD_HEARTBEAT_MS", same_member<&C::cloud_heartbeat>, true, taker::uploader,
-     copy_member<&C::cloud_heartbeat>},
-    {"CLOUD_TAKEOVER_AFTER_S", same_member<&C::cloud_takeover_after>, false},
-    {"OUTBOX_RETENTION_DAYS", same_member<&C::retention>, true, taker::retention,
-     copy_member<&C::retention>},
-    {"CATALOG_TOMBSTONE_DAYS", same_member<&C::catalog_tombstone_days>, true, taker::retention,
-     copy_member<&C::catalog_tombstone_days>},
-    {"MAX_MESSAGE_BYTES", same_member<&C::max_message_bytes>, false},
-    {"TOPIC_PRIORITY", same_member<&C::topic_priority>, true, taker::none,
-     copy_member<&C::topic_priority>},
-    {"LOG_LEVEL", same_member<&C::log_level>, true, taker::log_level, copy_member<&C::log_level>},
-    {"LOG_FORMAT", same_member<&C::log_json>, false},
+    {"TERMINAL_ID", same_member<&C::terminal_id>},
+    {"STORE_ID", same_member<&C::store_id>},
+    {"TERMINAL_PORT", same_member<&C::terminal_port>},
+    {"TERMINAL_BIND", same_member<&C::terminal_bind>},
+    {"PEER_TERMINALS", same_peers},
+    {"PEER_SECRET", same_member<&C::peer_secret>},
+    {"PEER_ACK_QUORUM", same_member<&C::peer_ack_quorum>},
+    {"PEER_TLS_CERT_FILE", same_member<&C::peer_tls_cert_file>},
+    {"PEER_TLS_KEY_FILE", same_member<&C::peer_tls_key_file>},
+    {"PEER_CA_FILE", same_member<&C::peer_ca_file>},
+    {"PEER_MAX_CONNECTIONS", same_member<&C::peer_max_connections>},
+    {"LOCAL_API_PORT", same_member<&C::local_api_port>},
+    {"LOCAL_API_MAX_CONNECTIONS", same_member<&C::local_api_max_connections>},
+    {"OUTBOX_PATH", same_member<&C::outbox_path>},
+    {"SUPABASE_URL", same_member<&C::supabase_url>},
+    {"SUPABASE_SERVICE_KEY", same_member<&C::supabase_service_key>,
+     copy_member<&C::supabase_service_key>, taker::service_key},
+    {"SUPABASE_FUNCTION", same_member<&C::supabase_function>},
+    {"SUPABASE_CA_FILE", same_member<&C::supabase_ca_file>},
+    {"SYNC_BACKOFF_BASE_MS", same_member<&C::backoff_base>, copy_member<&C::backoff_base>,
+     taker::both},
+    {"SYNC_BACKOFF_MAX_MS", same_member<&C::backoff_max>, copy_member<&C::backoff_max>,
+     taker::both},
+    {"CLOUD_SYNC_INTERVAL_MS", same_member<&C::cloud_interval>, copy_member<&C::cloud_interval>,
+     taker::uploader},
+    {"CLOUD_BATCH_SIZE", same_member<&C::cloud_batch_size>, copy_member<&C::cloud_batch_size>,
+     taker::uploader},
+    {"CLOUD_PULL_INTERVAL_MS", same_member<&C::cloud_pull_interval>,
+     copy_member<&C::cloud_pull_interval>, taker::puller},
+    {"CLOUD_HEARTBEAT_MS", same_member<&C::cloud_heartbeat>, copy_member<&C::cloud_heartbeat>,
+     taker::uploader},
+    {"CLOUD_TAKEOVER_AFTER_S", same_member<&C::cloud_takeover_after>},
+    {"OUTBOX_RETENTION_DAYS", same_member<&C::retention>, copy_member<&C::retention>,
+     taker::retention},
+    {"CATALOG_TOMBSTONE_DAYS", same_member<&C::catalog_tombstone_days>,
+     copy_member<&C::catalog_tombstone_days>, taker::retention},
+    {"MAX_MESSAGE_BYTES", same_member<&C::max_message_bytes>},
+    {"TOPIC_PRIORITY", same_member<&C::topic_priority>, copy_member<&C::topic_priority>,
+     taker::none},
+    {"LOG_LEVEL", same_member<&C::log_level>, copy_member<&C::log_level>, taker::log_level},
+    {"LOG_FORMAT", same_member<&C::log_json>},
 };
 
 void note_taker(reload_plan& p, taker t) {
@@ -116,7 +117,7 @@ reload_plan plan_reload(const config& running, const config& next) {
     for (const auto& k : keys) {
         if (k.same(running, next))
             continue;
-        if (!k.live) {
+        if (!k.live()) {
             p.refused.emplace_back(k.name);
             continue;
         }
@@ -140,7 +141,7 @@ std::string refusal_text(const reload_plan& plan) {
 
 void apply_live(config& running, const config& next) {
     for (const auto& k : keys)
-        if (k.live && k.copy)
+        if (k.live())
             k.copy(running, next);
 }
 
@@ -148,7 +149,7 @@ const std::vector<std::string>& live_keys() {
     static const std::vector<std::string> names = [] {
         std::vector<std::string> v;
         for (const auto& k : keys)
-            if (k.live)
+            if (k.live())
                 v.emplace_back(k.name);
         return v;
     }();
